@@ -1,0 +1,274 @@
+"""The `invsr` command: upscale files and folders, manage weights, run the demo.
+
+    invsr upscale INPUT... -o OUTPUT [--steps N|auto] [--timesteps 200,100] [--color-fix wavelet]
+                 [--seed N] [--device auto] [--dtype auto] [--weights DIR] [--report FILE]
+    invsr weights download [DIR] | check [--weights DIR] | tiny DIR
+    invsr demo [-o sample_x4.png]
+
+Exit status: 0 when everything worked, 1 when any image or check failed, 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .errors import ImageFileError, InvSRError
+
+DATA = Path(__file__).parent / "data"
+SAMPLE = DATA / "sample.png"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except InvSRError as error:
+        print(f"invsr: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("invsr: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="invsr", description="InvSR one-step diffusion super-resolution (x4).")
+    parser.add_argument("--version", action="version", version=f"invsr {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    upscale = commands.add_parser("upscale", help="upscale image files or folders x4")
+    upscale.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files or folders of images")
+    upscale.add_argument("-o", "--output", required=True, type=Path, help="output file (one input) or folder")
+    _add_request_options(upscale)
+    _add_model_options(upscale)
+    upscale.add_argument("--report", type=Path, metavar="FILE", help="write a JSON report of what was done")
+    upscale.set_defaults(run=run_upscale)
+
+    demo = commands.add_parser("demo", help="upscale the bundled sample photo (real weights if available, else tiny)")
+    demo.add_argument("-o", "--output", type=Path, default=Path("sample_x4.png"), help="default: %(default)s")
+    _add_request_options(demo)
+    _add_model_options(demo)
+    demo.set_defaults(run=run_demo)
+
+    weights = commands.add_parser("weights", help="download, check or fake the model weights")
+    actions = weights.add_subparsers(dest="action", required=True, metavar="ACTION")
+    download = actions.add_parser("download", help="fetch SD-Turbo and the InvSR noise predictor (needs internet)")
+    download.add_argument("folder", nargs="?", type=Path, help="a weights folder (default: the Hugging Face cache)")
+    download.set_defaults(run=run_download)
+    check = actions.add_parser("check", help="load every part and say what is present and what is wrong")
+    _add_model_options(check)
+    check.set_defaults(run=run_check)
+    tiny = actions.add_parser("tiny", help="write small random weights in the real layout (tests only)")
+    tiny.add_argument("folder", type=Path)
+    tiny.set_defaults(run=run_tiny)
+    return parser
+
+
+def _add_request_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--steps", default=None, help="1 to 5, or auto (measure noise and blur); default 1")
+    parser.add_argument("--timesteps", default=None, help="explicit descending timesteps, e.g. 200,100")
+    parser.add_argument("--color-fix", default="wavelet", choices=("wavelet", "ycbcr", "none"), help="default: %(default)s")
+    parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, input and device give the same output")
+    parser.add_argument("--scale", type=float, default=4, help="4 (the model's factor)")
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", type=Path, default=None, help="weights folder (default: $INVSR_WEIGHTS or the Hugging Face cache)")
+    parser.add_argument("--noise-predictor", type=Path, default=None, help="a noise predictor file other than the default v5")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    parser.add_argument("--dtype", default="auto", help="auto, fp16, bf16 or fp32 (default: auto)")
+
+
+def _request(args):
+    from .request import UpscaleRequest
+    from .schedule import parse_timesteps
+
+    steps = args.steps
+    if steps is not None and steps != "auto":
+        try:
+            steps = int(steps)
+        except ValueError:
+            raise InvSRError(f"--steps must be a number from 1 to 5 or 'auto', got {steps!r}") from None
+    timesteps = parse_timesteps(args.timesteps) if args.timesteps else None
+    return UpscaleRequest(steps=steps, timesteps=timesteps, color_fix=args.color_fix, seed=args.seed, scale=args.scale)
+
+
+def _load(args, weights=None):
+    from .pipeline import InvSRPipeline
+    from .weights import locate
+
+    weights = weights or locate(args.weights, args.noise_predictor)
+    pipeline = InvSRPipeline.load(weights, device=args.device, dtype=args.dtype)
+    if weights.is_tiny:
+        _banner("using RANDOM TINY TEST WEIGHTS: the output is NOT a real upscale")
+    return pipeline
+
+
+def _banner(text: str) -> None:
+    line = "!" * (len(text) + 8)
+    print(f"{line}\n!!! {text} !!!\n{line}", file=sys.stderr)
+
+
+# --- upscale -------------------------------------------------------------------------------------------
+
+
+def run_upscale(args) -> int:
+    from .image_io import is_image_path
+
+    request = _request(args)  # bad parameters fail before the model loads
+    jobs, failures = plan_jobs(args.inputs, args.output, is_image_path)
+    for source, message in failures:
+        print(f"invsr: {source}: {message}", file=sys.stderr)
+    if not jobs:
+        print("invsr: nothing to upscale", file=sys.stderr)
+        return 1
+    pipeline = _load(args)
+    entries = upscale_files(pipeline, jobs, request)
+    entries += [{"input": str(source), "error": message} for source, message in failures]
+    failed = sum(1 for entry in entries if "error" in entry)
+    if args.report:
+        report = {"invsr": __version__, "model": pipeline.describe(), "load": pipeline.load_report, "images": entries, "failed": failed}
+        args.report.write_text(json.dumps(report, indent=2))
+    if failed:
+        print(f"invsr: {failed} of {len(entries)} image(s) failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def plan_jobs(inputs: list[Path], output: Path, is_image) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
+    """(input, output) pairs, and (input, reason) for what cannot be done. One file may go to a file;
+    anything else goes into the output folder under its own name."""
+    sources, failures = [], []
+    for given in inputs:
+        if given.is_dir():
+            sources += sorted(p for p in given.iterdir() if p.is_file() and is_image(p))
+        elif given.exists() or is_image(given):
+            sources.append(given)  # a missing file is reported when it is read, like a damaged one
+        else:
+            failures.append((given, "no such file or folder"))
+    single_file = len(inputs) == 1 and not inputs[0].is_dir() and not output.is_dir() and is_image(output)
+    if single_file:
+        return [(sources[0], output)] if sources else [], failures
+    jobs, taken = [], set()
+    for source in sources:
+        target = output / source.name
+        if target in taken:
+            failures.append((source, f"another input already writes {target}; upscale it separately"))
+            continue
+        taken.add(target)
+        jobs.append((source, target))
+    return jobs, failures
+
+
+def upscale_files(pipeline, jobs, request) -> list[dict]:
+    from tqdm import tqdm
+
+    entries = []
+    with tqdm(jobs, unit="image", file=sys.stderr, disable=None, dynamic_ncols=True) as bar:
+        for source, target in bar:
+            bar.set_description(source.name)
+            entry = {"input": str(source), "output": str(target)}
+            try:
+                entry.update(upscale_file(pipeline, source, target, request, bar))
+                bar.write(f"{source} -> {target} ({entry['seconds']['total']:.1f} s)")
+            except InvSRError as error:
+                entry["error"] = str(error)
+                bar.write(f"invsr: {error}", file=sys.stderr)
+            entries.append(entry)
+    return entries
+
+
+def upscale_file(pipeline, source: Path, target: Path, request, bar=None) -> dict:
+    from .image_io import EIGHT_BIT_ONLY, ImageFile, read_image, write_image
+
+    if source.resolve() == target.resolve():
+        raise ImageFileError(f"{source}: refusing to overwrite the input with its upscale; choose another output")
+    started = time.perf_counter()
+    image = read_image(source)
+    read_seconds = time.perf_counter() - started
+
+    def show(progress):
+        if bar is not None:
+            bar.set_postfix_str(f"{progress.stage} {progress.done}/{progress.total}")
+
+    result = pipeline.upscale(image.pixels, request, progress=show)
+    notes = {"invsr": result.report["warning"]} if "warning" in result.report else {}
+    if target.suffix.lower() in EIGHT_BIT_ONLY and result.image.dtype != "uint8":
+        print(f"invsr: note: {target.name} holds 8 bits per channel; use PNG or TIFF to keep all {result.image.dtype} precision", file=sys.stderr)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    written = time.perf_counter()
+    write_image(target, ImageFile(result.image, image.icc_profile), notes)
+    seconds = dict(result.report["seconds"], read=round(read_seconds, 4), write=round(time.perf_counter() - written, 4))
+    seconds["total"] = round(time.perf_counter() - started, 4)
+    return dict(result.report, seconds=seconds)
+
+
+# --- demo ----------------------------------------------------------------------------------------------
+
+
+def run_demo(args) -> int:
+    weights = _demo_weights(args)
+    pipeline = _load(args, weights)
+    entry = upscale_files(pipeline, [(SAMPLE, args.output)], _request(args))[0]
+    if "error" in entry:
+        return 1
+    print(f"wrote {args.output} ({entry['output_size'][0]} x {entry['output_size'][1]}) from the bundled sample photo")
+    if weights.is_tiny:
+        _banner(f"{args.output} was made with random tiny weights: NOT a real upscale. For real weights: invsr weights download")
+    return 0
+
+
+def _demo_weights(args):
+    """Real weights when present or downloadable; otherwise tiny random ones, saying so loudly."""
+    from .errors import WeightsMissing
+    from .prompt import cache_dir
+    from .tiny_weights import write_tiny_weights
+    from .weights import download, hub_reachable, locate
+
+    try:
+        return locate(args.weights, args.noise_predictor)
+    except WeightsMissing as missing:
+        if args.weights is None and hub_reachable():
+            print("invsr: real weights not found locally; downloading them (about 2.6 GB) ...", file=sys.stderr)
+            return download()
+        print(f"invsr: {missing}", file=sys.stderr)
+    tiny = cache_dir() / "tiny-weights"
+    if not (tiny / "sd-turbo" / "model_index.json").is_file():
+        write_tiny_weights(tiny)
+    print(f"invsr: no real weights and no internet: using random tiny weights from {tiny}", file=sys.stderr)
+    return locate(tiny)
+
+
+# --- weights -------------------------------------------------------------------------------------------
+
+
+def run_download(args) -> int:
+    from .weights import download, hub_reachable
+
+    if not hub_reachable():
+        raise InvSRError("cannot reach the Hugging Face hub (offline, or HF_HUB_OFFLINE is set); connect to the internet and retry")
+    weights = download(args.folder)
+    print(f"SD-Turbo:        {weights.sd_turbo}\nnoise predictor: {weights.noise_predictor}")
+    return 0
+
+
+def run_tiny(args) -> int:
+    from .tiny_weights import write_tiny_weights
+
+    weights = write_tiny_weights(args.folder)
+    print(f"wrote random tiny weights to {args.folder} (SD-Turbo layout in {weights.sd_turbo}, noise predictor {weights.noise_predictor})")
+    _banner("these weights are random: anything made with them is NOT a real upscale")
+    return 0
+
+
+def run_check(args) -> int:
+    from .weights_check import check_weights
+
+    return 0 if check_weights(args.weights, args.noise_predictor, args.device, args.dtype) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""`InvSRPipeline`: load the model once, then upscale arrays with it.
+
+    pipeline = InvSRPipeline.load(locate(), device="auto", dtype="auto")
+    result = pipeline.upscale(pixels, UpscaleRequest(steps=1, seed=0))
+    result.image, result.report
+
+`upscale` owns what surrounds the sampler (sampling.py): the array contract (pixels.py), the step choice,
+padding to what the networks need and cropping back, the seeded noise, the colour fix against the
+unpadded input, timings and peak memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import __version__
+from .checkpoint import load_strict, read_state_dict
+from .color_fix import apply_color_fix, reference_for
+from .devices import DTYPE_NAMES, describe, peak_memory, reset_peak_memory, resolve_device, resolve_dtype
+from .errors import CheckpointError, OutOfMemory
+from .noise_level import choose_steps
+from .noise_predictor import NoisePredictor, NoisePredictorConfig
+from .pixels import Pixels, resize_alpha
+from .progress import ProgressCallback, StageClock
+from .prompt import prompt_embedding
+from .request import UpscaleRequest
+from .sampling import Models, Noise, sample
+from .schedule import resolve_timesteps
+from .weights import WeightPaths, locate, variant_of, weight_file
+
+SCALE = 4
+TINY_WARNING = "NOT A REAL UPSCALE: made with random tiny test weights (invsr weights tiny); get real ones with `invsr weights download`"
+
+
+@dataclasses.dataclass(frozen=True)
+class UpscaleResult:
+    image: np.ndarray  # same channel layout and dtype as the input, SCALE times the size
+    report: dict  # what was done: sizes, timesteps, seed, device, dtype, seconds per stage, peak memory
+
+
+class InvSRPipeline:
+    def __init__(self, models: Models, weights: WeightPaths, device: torch.device, dtype: torch.dtype, load_report: dict):
+        self.models, self.weights, self.device, self.dtype = models, weights, device, dtype
+        self.load_report = load_report
+
+    @classmethod
+    def load(cls, weights: WeightPaths | None = None, device: str = "auto", dtype: str = "auto") -> "InvSRPipeline":
+        """Load every part onto `device` in `dtype` ('auto' picks, see devices.py)."""
+        weights = weights or locate()
+        torch_device = resolve_device(device)
+        torch_dtype = resolve_dtype(dtype, torch_device)
+        started = time.perf_counter()
+        quiet_library_logs()
+        embedding, cached = prompt_embedding(weights.sd_turbo)
+        models = Models(
+            noise_predictor=load_noise_predictor(weights),
+            unet=_load_diffusers("UNet2DConditionModel", weights, "unet", torch_dtype),
+            vae=_load_diffusers("AutoencoderKL", weights, "vae", torch_dtype),
+            prompt_embedding=embedding,
+        )
+        _check_compatible(models, weights)
+        models.noise_predictor.to(torch_device, torch_dtype)
+        models.unet.to(torch_device)
+        models.vae.to(torch_device)
+        models.prompt_embedding = embedding.to(torch_device, torch_dtype)
+        load_report = {"seconds": round(time.perf_counter() - started, 3), "prompt_embedding_cached": cached}
+        return cls(models, weights, torch_device, torch_dtype, load_report)
+
+    def describe(self) -> dict:
+        """The model's identity for reports and `hello`: device, dtype, weights, whether they are real."""
+        return {
+            "version": __version__,
+            "device": describe(self.device),
+            "dtype": DTYPE_NAMES[self.dtype],
+            "weights": {
+                "source": self.weights.source,
+                "sd_turbo": str(self.weights.sd_turbo),
+                "noise_predictor": str(self.weights.noise_predictor),
+                "tiny_random": self.weights.is_tiny,
+            },
+        }
+
+    def upscale(self, image: np.ndarray, request: UpscaleRequest = UpscaleRequest(), progress: ProgressCallback | None = None) -> UpscaleResult:
+        """Upscale an (H, W[, C]) array x4 (see pixels.py for what is accepted)."""
+        pixels = Pixels.from_array(image)
+        height, width = pixels.size
+        choice = choose_steps(pixels.rgb) if request.steps == "auto" else None
+        timesteps = resolve_timesteps(choice.steps if choice else request.steps, request.timesteps)
+        out_size = (SCALE * height, SCALE * width)
+        clock = StageClock(self.device, total=len(timesteps) + 4, progress=progress)
+        reset_peak_memory(self.device)
+
+        lr = pixels.rgb.to(self.device)
+        padded = pad_to_multiple(lr, self.models.lr_multiple)
+        try:
+            sr = sample(self.models, padded, timesteps, self._noise(padded, request.seed), clock.stage)
+        except torch.OutOfMemoryError as error:
+            raise OutOfMemory(f"{describe(self.device)} ran out of memory for a {width} x {height} image: {error}") from error
+        with clock.stage("color_fix"):
+            sr = apply_color_fix(request.color_fix, sr[..., : out_size[0], : out_size[1]], reference_for(lr, out_size))
+            alpha = resize_alpha(pixels.alpha, out_size) if pixels.alpha is not None else None
+            result = pixels.to_array(sr, alpha)
+
+        report = dict(
+            self.describe(),
+            input_size=[width, height],
+            output_size=[out_size[1], out_size[0]],
+            channels=1 if pixels.gray and alpha is None else 2 if pixels.gray else 3 if alpha is None else 4,
+            pixel_dtype=str(pixels.dtype),
+            steps=len(timesteps),
+            timesteps=list(timesteps),
+            steps_auto=dataclasses.asdict(choice) if choice else None,
+            seed=request.seed,
+            color_fix=request.color_fix,
+            seconds=clock.report(),
+            peak_memory=peak_memory(self.device),
+        )
+        if self.weights.is_tiny:
+            report["warning"] = TINY_WARNING
+        return UpscaleResult(result, report)
+
+    def _noise(self, padded: torch.Tensor, seed: int) -> Noise:
+        """Both standard-normal draws for the whole image, from a CPU generator: the same on every device."""
+        generator = torch.Generator().manual_seed(seed)
+        channels = self.models.noise_predictor.config.latent_channels
+        shape = (padded.shape[0], channels, padded.shape[-2] // 2, padded.shape[-1] // 2)
+        predictor = torch.randn(shape, generator=generator)
+        encoder = torch.randn(shape, generator=generator)
+        return Noise(predictor=predictor.to(self.device), encoder=encoder.to(self.device))
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad right and bottom to multiples of `multiple`: mirrored where the side is long enough, else
+    repeating the edge (mirroring cannot pad more than the side has, say on a 1-pixel side)."""
+    height, width = x.shape[-2:]
+    pad_h, pad_w = -height % multiple, -width % multiple
+    if pad_w:
+        x = F.pad(x, (0, pad_w, 0, 0), mode="reflect" if pad_w < width else "replicate")
+    if pad_h:
+        x = F.pad(x, (0, 0, 0, pad_h), mode="reflect" if pad_h < height else "replicate")
+    return x
+
+
+def load_noise_predictor(weights: WeightPaths) -> NoisePredictor:
+    config_path = weights.noise_predictor_config
+    config = NoisePredictorConfig.from_json_file(config_path) if config_path.is_file() else NoisePredictorConfig()
+    model = NoisePredictor(config)
+    load_strict(model, read_state_dict(weights.noise_predictor), weights.noise_predictor)
+    return model.eval()
+
+
+def _load_diffusers(class_name: str, weights: WeightPaths, part: str, dtype: torch.dtype) -> torch.nn.Module:
+    import diffusers
+
+    folder = weights.sd_turbo / part
+    found = weight_file(folder, "diffusion_pytorch_model")
+    try:
+        model = getattr(diffusers, class_name).from_pretrained(str(folder), variant=variant_of(found) if found else None, torch_dtype=dtype)
+    except (OSError, ValueError, RuntimeError, KeyError) as error:
+        raise CheckpointError(f"{folder}: cannot load the SD-Turbo {part} ({error}); run `invsr weights check` for details") from error
+    return model.eval().requires_grad_(False)
+
+
+def _check_compatible(models: Models, weights: WeightPaths) -> None:
+    """Refuse parts that load but cannot work together (say, a folder of another Stable Diffusion)."""
+    unet, vae = models.unet.config, models.vae.config
+    width = models.prompt_embedding.shape[-1]
+    latent = models.noise_predictor.config.latent_channels
+    if unet.cross_attention_dim != width:
+        raise CheckpointError(f"{weights.sd_turbo}: the UNet expects text features of width {unet.cross_attention_dim}, the text encoder gives {width}")
+    if not unet.in_channels == vae.latent_channels == latent:
+        raise CheckpointError(
+            f"{weights.sd_turbo}: latent channels disagree (UNet {unet.in_channels}, VAE {vae.latent_channels}, noise predictor {latent})"
+        )
+
+
+def quiet_library_logs() -> None:
+    """diffusers and transformers print loading bars and notes that mean nothing to our users."""
+    import diffusers
+    import transformers
+
+    for library in (diffusers, transformers):
+        library.utils.logging.set_verbosity_error()
+        library.utils.logging.disable_progress_bar()
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)

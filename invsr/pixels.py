@@ -1,0 +1,97 @@
+"""The array contract between callers and the model: what pixels we accept and how they come back.
+
+In: an array of shape (H, W) or (H, W, C) with C from 1 to 4 (gray, gray + alpha, RGB, RGBA), of dtype
+uint8, uint16 or float32 (float values in [0, 1]). Out: the same channel layout and dtype at the new size.
+Colour goes through the model as RGB in [0, 1] float32; alpha is resized on its own (see `resize_alpha`).
+Nothing is quantised on the way: a 16-bit input keeps 16-bit precision until the final rounding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import InvalidImage
+
+_MAXIMA = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.float32): 1.0}
+LUMA = (0.299, 0.587, 0.114)  # BT.601, to turn the model's RGB back into gray
+
+
+@dataclasses.dataclass(frozen=True)
+class Pixels:
+    """An image split for the model: `rgb` (1, 3, H, W) and optional `alpha` (1, 1, H, W), float32 in [0, 1]."""
+
+    rgb: torch.Tensor
+    alpha: torch.Tensor | None
+    gray: bool
+    dtype: np.dtype
+    two_dimensional: bool  # the input was (H, W), not (H, W, 1)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width)."""
+        return tuple(self.rgb.shape[-2:])
+
+    @classmethod
+    def from_array(cls, image: np.ndarray) -> "Pixels":
+        array = _validated(image)
+        two_dimensional = array.ndim == 2
+        array = array[:, :, None] if two_dimensional else array
+        values = torch.from_numpy(array.astype(np.float32)) / _MAXIMA[array.dtype]  # a copy: the caller's array stays theirs
+        values = values.permute(2, 0, 1)[None]  # (1, C, H, W)
+        channels = values.shape[1]
+        gray = channels <= 2
+        color = values[:, :1].expand(-1, 3, -1, -1) if gray else values[:, :3]
+        alpha = values[:, -1:] if channels in (2, 4) else None
+        return cls(color.contiguous(), alpha, gray, array.dtype, two_dimensional)
+
+    def to_array(self, rgb: torch.Tensor, alpha: torch.Tensor | None) -> np.ndarray:
+        """Assemble results (float in [0, 1]) back into this image's channel layout and dtype."""
+        color = rgb.float().clamp(0, 1)
+        if self.gray:
+            weights = torch.tensor(LUMA, dtype=color.dtype, device=color.device).view(1, 3, 1, 1)
+            color = (color * weights).sum(dim=1, keepdim=True)
+        planes = color if alpha is None else torch.cat([color, alpha.float().clamp(0, 1).to(color.device)], dim=1)
+        values = planes[0].permute(1, 2, 0).cpu().numpy()
+        if self.two_dimensional:
+            values = values[:, :, 0]
+        if self.dtype == np.float32:
+            return np.ascontiguousarray(values, dtype=np.float32)
+        maximum = _MAXIMA[self.dtype]
+        return np.clip(np.rint(values * maximum), 0, maximum).astype(self.dtype)
+
+
+def _validated(image) -> np.ndarray:
+    """The image unchanged, or an InvalidImage that says what is wrong and what is accepted."""
+    if not isinstance(image, np.ndarray):
+        raise InvalidImage(f"expected a numpy array of pixels, got {type(image).__name__}")
+    if image.ndim not in (2, 3):
+        raise InvalidImage(f"expected an array of shape (H, W) or (H, W, C), got shape {image.shape}")
+    height, width, channels = image.shape if image.ndim == 3 else (*image.shape, 1)
+    if height == 0 or width == 0:
+        raise InvalidImage(f"the image is empty ({width} x {height} pixels)")
+    if not 1 <= channels <= 4:
+        raise InvalidImage(f"expected 1 to 4 channels (gray, gray+alpha, RGB, RGBA), got {channels}")
+    if image.dtype not in _MAXIMA:
+        raise InvalidImage(f"expected pixels of dtype uint8, uint16 or float32, got {image.dtype}")
+    if image.dtype == np.float32:
+        if not np.isfinite(image).all():
+            raise InvalidImage("the image holds NaN or infinite values; float pixels must be finite, in [0, 1]")
+        low, high = float(image.min()), float(image.max())
+        if low < 0.0 or high > 1.0:
+            raise InvalidImage(f"float pixels must lie in [0, 1], found values from {low:g} to {high:g}")
+    return image
+
+
+def resize_alpha(alpha: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize an alpha plane (bicubic, antialiased), keeping fully opaque and fully transparent exact."""
+    resized = F.interpolate(alpha, size=size, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
+    # Bicubic overshoot near edges would make interior pixels 0.999 or 0.001; snap what the source had exact.
+    nearest = F.interpolate(alpha, size=size, mode="nearest-exact")
+    solid = F.max_pool2d(1 - alpha, 3, stride=1, padding=1) == 0  # source pixel and its neighbours opaque
+    clear = F.max_pool2d(alpha, 3, stride=1, padding=1) == 0  # source pixel and its neighbours transparent
+    resized = torch.where(F.interpolate(solid.float(), size=size, mode="nearest-exact") > 0, nearest, resized)
+    return torch.where(F.interpolate(clear.float(), size=size, mode="nearest-exact") > 0, nearest, resized)

@@ -1,0 +1,203 @@
+"""The whole pipeline on tiny random weights loaded from disk: sizes, ranges, determinism, every step
+count, the sampler's arithmetic against diffusers' own Euler scheduler, and the prompt cache."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from invsr.errors import InvalidImage, InvalidRequest
+from invsr.pipeline import InvSRPipeline, pad_to_multiple
+from invsr.request import UpscaleRequest
+from invsr.sampling import Noise, sample
+
+
+def test_output_is_four_times_the_input_in_the_same_dtype_and_range(pipeline, small_photo):
+    result = pipeline.upscale(small_photo)
+    assert result.image.shape == (96, 160, 3)
+    assert result.image.dtype == np.uint8
+    assert result.report["input_size"] == [40, 24] and result.report["output_size"] == [160, 96]
+    assert result.image.std() > 5  # an image, not a flat field
+
+
+@pytest.mark.parametrize("height, width", [(1, 1), (1, 37), (13, 7), (16, 16), (33, 2)])
+def test_any_size_works_in_one_pass(pipeline, photo, height, width):
+    result = pipeline.upscale(photo[:height, :width].copy())
+    assert result.image.shape == (4 * height, 4 * width, 3)
+
+
+def test_same_seed_same_output_and_different_seeds_differ(pipeline, small_photo):
+    first = pipeline.upscale(small_photo, UpscaleRequest(seed=7)).image
+    again = pipeline.upscale(small_photo, UpscaleRequest(seed=7)).image
+    other = pipeline.upscale(small_photo, UpscaleRequest(seed=8)).image
+    np.testing.assert_array_equal(first, again)
+    assert np.mean(first != other) > 0.5
+
+
+def test_no_global_random_state_is_touched(pipeline, small_photo):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    pipeline.upscale(small_photo)
+    torch.testing.assert_close(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 4, 5])
+def test_every_step_count_runs_its_default_timesteps(pipeline, small_photo, steps):
+    from invsr.schedule import DEFAULT_TIMESTEPS
+
+    result = pipeline.upscale(small_photo, UpscaleRequest(steps=steps))
+    assert result.report["timesteps"] == list(DEFAULT_TIMESTEPS[steps])
+    assert result.image.shape == (96, 160, 3)
+
+
+def test_step_counts_give_different_results(pipeline, small_photo):
+    one = pipeline.upscale(small_photo, UpscaleRequest(steps=1)).image.astype(int)
+    three = pipeline.upscale(small_photo, UpscaleRequest(steps=3)).image.astype(int)
+    assert np.abs(one - three).mean() > 1
+
+
+def test_explicit_timesteps_are_reported(pipeline, small_photo):
+    result = pipeline.upscale(small_photo, UpscaleRequest(timesteps=(150, 100, 50)))
+    assert result.report["timesteps"] == [150, 100, 50] and result.report["steps"] == 3
+
+
+def test_report_says_what_was_done(pipeline, small_photo):
+    report = pipeline.upscale(small_photo, UpscaleRequest(seed=3, color_fix="ycbcr")).report
+    assert report["seed"] == 3 and report["color_fix"] == "ycbcr"
+    assert report["device"] == "cpu" and report["dtype"] == "fp32"
+    assert set(report["seconds"]) == {"vae_encode", "noise_predictor", "unet", "vae_decode", "color_fix"}
+    assert report["peak_memory"]["host_peak_rss_bytes"] > 0
+    assert report["weights"]["tiny_random"] is True and "NOT A REAL UPSCALE" in report["warning"]
+
+
+def test_progress_reports_every_stage(pipeline, small_photo):
+    seen = []
+    pipeline.upscale(small_photo, UpscaleRequest(steps=2), progress=seen.append)
+    assert [p.stage for p in seen] == ["vae_encode", "noise_predictor", "unet", "unet", "vae_decode", "color_fix"]
+    assert [p.done for p in seen] == [1, 2, 3, 4, 5, 6] and all(p.total == 6 for p in seen)
+
+
+def test_auto_steps_reports_its_measurements(pipeline, small_photo):
+    report = pipeline.upscale(small_photo, UpscaleRequest(steps="auto")).report
+    auto = report["steps_auto"]
+    assert auto["steps"] == report["steps"] and {"noise_sigma", "blur_effect", "reason"} <= set(auto)
+
+
+@pytest.mark.parametrize(
+    "request_fields, message",
+    [
+        ({"steps": 7}, "steps must be an integer from 1 to 5"),
+        ({"steps": "many"}, "or 'auto'"),
+        ({"steps": "auto", "timesteps": (200,)}, "do not give timesteps as well"),
+        ({"color_fix": "lab"}, "color_fix must be one of wavelet, ycbcr, none"),
+        ({"seed": -1}, "seed must be an integer"),
+        ({"scale": 3}, "scale must be 4"),
+    ],
+)
+def test_bad_requests_fail_before_any_work(request_fields, message):
+    with pytest.raises(InvalidRequest, match=message):
+        UpscaleRequest(**request_fields)
+
+
+@pytest.mark.parametrize(
+    "image, message",
+    [
+        (np.zeros((0, 5, 3), np.uint8), "empty"),
+        (np.zeros((4, 4, 5), np.uint8), "1 to 4 channels"),
+        (np.zeros((4, 4, 3), np.int32), "uint8, uint16 or float32"),
+        (np.full((4, 4, 3), np.nan, np.float32), "NaN or infinite"),
+        (np.full((4, 4, 3), 1.5, np.float32), r"\[0, 1\], found values from 1.5"),
+        (np.zeros((2, 2, 2, 2), np.uint8), "shape"),
+        ([[0, 1]], "numpy array"),
+    ],
+)
+def test_bad_pixels_are_refused_clearly(pipeline, image, message):
+    with pytest.raises(InvalidImage, match=message):
+        pipeline.upscale(image)
+
+
+def test_gray_alpha_16_bit_and_float_keep_their_layout(pipeline, small_photo):
+    gray16 = (small_photo[..., 0].astype(np.uint16) * 257)
+    assert pipeline.upscale(gray16).image.shape == (96, 160)
+    assert pipeline.upscale(gray16).image.dtype == np.uint16
+    rgba = np.dstack([small_photo, np.full(small_photo.shape[:2], 255, np.uint8)])
+    out = pipeline.upscale(rgba).image
+    assert out.shape == (96, 160, 4) and (out[..., 3] == 255).all()
+    as_float = small_photo.astype(np.float32) / 255
+    out = pipeline.upscale(as_float).image
+    assert out.dtype == np.float32 and 0 <= out.min() and out.max() <= 1
+
+
+def test_sixteen_bit_input_keeps_more_than_256_levels(pipeline):
+    ramp = np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)
+    out = pipeline.upscale(np.dstack([ramp] * 3), UpscaleRequest(color_fix="none")).image
+    assert out.dtype == np.uint16 and len(np.unique(out)) > 1024
+
+
+def test_padding_mirrors_when_it_can_and_repeats_edges_when_it_cannot():
+    x = torch.arange(6.0).view(1, 1, 2, 3)
+    padded = pad_to_multiple(x, 4)
+    assert padded.shape == (1, 1, 4, 4)
+    assert padded[0, 0, 0].tolist() == [0, 1, 2, 1]  # mirrored: 1 column from a side of 3
+    assert padded[0, 0, :, 0].tolist() == [0, 3, 3, 3]  # repeated: 2 rows from a side of 2
+    one = torch.ones(1, 1, 1, 1)
+    assert pad_to_multiple(one, 16).shape == (1, 1, 16, 16)  # mirroring a 1-pixel side is impossible
+
+
+def reference_sample(models, scheduler_dir, lr, timesteps, noise):
+    """The same inference written with diffusers' EulerDiscreteScheduler (SD-Turbo's own config)."""
+    from diffusers import EulerDiscreteScheduler
+
+    scheduler = EulerDiscreteScheduler.from_pretrained(scheduler_dir)
+    scheduler.set_timesteps(timesteps=[t - 1 for t in timesteps])
+    with torch.no_grad():
+        up = F.interpolate(lr, scale_factor=4, mode="bicubic") * 2 - 1
+        dist = models.vae.encode(up).latent_dist
+        z0 = (dist.mean + dist.std * noise.encoder) * models.vae.config.scaling_factor
+        mean, logvar = models.noise_predictor(lr * 2 - 1, timesteps[0] - 1).chunk(2, dim=1)
+        x = z0 + scheduler.sigmas[0] * (mean + torch.exp(0.5 * logvar.clamp(-30, 20)) * noise.predictor)
+        for t in scheduler.timesteps:
+            eps = models.unet(scheduler.scale_model_input(x, t), t, encoder_hidden_states=models.prompt_embedding).sample
+            x = scheduler.step(eps, t, x).prev_sample
+        return (models.vae.decode(x / models.vae.config.scaling_factor).sample / 2 + 0.5).clamp(0, 1)
+
+
+@pytest.mark.parametrize("timesteps", [(200,), (200, 100), (250, 200, 150, 100, 50)])
+def test_sampler_matches_diffusers_euler_scheduler(pipeline, tiny_weights, timesteps):
+    generator = torch.Generator().manual_seed(0)
+    lr = torch.rand(1, 3, 32, 48, generator=generator)
+    noise = Noise(torch.randn(1, 4, 16, 24, generator=generator), torch.randn(1, 4, 16, 24, generator=generator))
+    ours = sample(pipeline.models, lr, timesteps, noise)
+    theirs = reference_sample(pipeline.models, tiny_weights.sd_turbo / "scheduler", lr, timesteps, noise)
+    torch.testing.assert_close(ours, theirs, atol=2e-5, rtol=1e-4)
+
+
+def test_prompt_embedding_is_cached_so_later_loads_skip_the_text_encoder(tiny_weights, tmp_path, small_photo):
+    copy = tmp_path / "weights"
+    shutil.copytree(tiny_weights.sd_turbo.parent, copy)
+    from invsr.weights import locate
+
+    first = InvSRPipeline.load(locate(copy), device="cpu")
+    assert first.load_report["prompt_embedding_cached"] is False
+    expected = first.upscale(small_photo).image
+    shutil.rmtree(copy / "sd-turbo" / "text_encoder")
+    shutil.rmtree(copy / "sd-turbo" / "tokenizer")
+    second = InvSRPipeline.load(locate(copy), device="cpu")
+    assert second.load_report["prompt_embedding_cached"] is True
+    np.testing.assert_array_equal(second.upscale(small_photo).image, expected)
+
+
+def test_replaced_text_encoder_invalidates_the_cached_embedding(tiny_weights, tmp_path):
+    from invsr.prompt import prompt_embedding
+    from invsr.tiny_weights import write_tiny_weights
+
+    copy = tmp_path / "weights"
+    shutil.copytree(tiny_weights.sd_turbo.parent, copy)
+    before, _ = prompt_embedding(copy / "sd-turbo")
+    write_tiny_weights(tmp_path / "other", seed=1)
+    shutil.copytree(tmp_path / "other" / "sd-turbo" / "text_encoder", copy / "sd-turbo" / "text_encoder", dirs_exist_ok=True)
+    after, cached = prompt_embedding(copy / "sd-turbo")
+    assert cached is False and not torch.allclose(before, after)
