@@ -1,9 +1,11 @@
 """Image files in and out: PNG, JPEG, WebP, TIFF, 8 and 16 bits per channel, with alpha and ICC profiles.
 
-Pillow reduces 16-bit colour PNG and TIFF to 8 bits, so those two formats go through OpenCV, which keeps
-every bit (and reads float TIFFs); JPEG and WebP go through Pillow, which applies EXIF orientation. ICC
-profiles are read from every format and written back into PNG, JPEG and WebP (not TIFF). Files are
-written to a temporary name and renamed, so an interrupted run never leaves half an image.
+Pillow reduces 16-bit colour PNG and TIFF to 8 bits, so those two formats are read through OpenCV, which
+keeps every bit (and reads float TIFFs); TIFF is written through OpenCV too. PNG is written here (a PNG
+is a few zlib-compressed chunks), so that gray + alpha, 16 bits, ICC profiles and text notes all fit.
+JPEG and WebP go through Pillow, which applies EXIF orientation. ICC profiles are read from every format
+and written into PNG, JPEG and WebP (not TIFF). Files are written to a temporary name and renamed, so
+an interrupted run never leaves half an image.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ def _decode_opencv(data: bytes) -> np.ndarray:
     import cv2
 
     pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if pixels is not None and data[:8] == _PNG_SIGNATURE and data[25] == _PNG_GRAY_ALPHA:
+        pixels = pixels[..., [0, 3]]  # OpenCV expands gray + alpha to BGRA; keep it gray
     if pixels is None:
         raise ImageFileError("not a readable image: the file is damaged or not what its name says")
     if pixels.dtype == np.float64:
@@ -98,10 +102,10 @@ def write_image(path: str | Path, image: ImageFile, notes: dict[str, str] | None
     pixels = image.pixels
     if suffix in (".jpg", ".jpeg") and pixels.ndim == 3 and pixels.shape[2] in (2, 4):
         raise ImageFileError(f"{path}: JPEG has no alpha channel; write PNG, TIFF or WebP to keep transparency")
-    if suffix in OPENCV_SUFFIXES:
+    if suffix == ".png":
+        data = encode_png(pixels, image.icc_profile, notes or {})
+    elif suffix in OPENCV_SUFFIXES:
         data = _encode_opencv(pixels, suffix)
-        if suffix == ".png":
-            data = _png_with_chunks(data, image.icc_profile, notes or {})
     else:
         data = _encode_pillow(pixels, suffix, image.icc_profile, notes or {})
     _write_atomically(path, data)
@@ -110,8 +114,8 @@ def write_image(path: str | Path, image: ImageFile, notes: dict[str, str] | None
 def _encode_opencv(pixels: np.ndarray, suffix: str) -> bytes:
     import cv2
 
-    if suffix == ".png" and pixels.dtype == np.float32:  # PNG has no float samples: 16 bits keep the detail
-        pixels = to_integer(pixels, np.uint16)
+    if pixels.ndim == 3 and pixels.shape[2] == 2:  # OpenCV cannot write gray + alpha TIFFs
+        pixels = pixels[..., [0, 0, 0, 1]]
     if pixels.ndim == 3 and pixels.shape[2] in (3, 4):
         pixels = pixels[..., [2, 1, 0, 3][: pixels.shape[2]]]
     ok, encoded = cv2.imencode(suffix, np.ascontiguousarray(pixels))
@@ -143,18 +147,56 @@ def to_integer(pixels: np.ndarray, dtype) -> np.ndarray:
     return np.clip(np.rint(pixels.astype(np.float64) * (target / source)), 0, target).astype(dtype)
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_GRAY_ALPHA = 4
+_PNG_COLOR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type
+_PNG_BAND = 64  # rows filtered at a time
+
+
+def encode_png(pixels: np.ndarray, icc: bytes | None = None, notes: dict[str, str] | None = None) -> bytes:
+    """A PNG of 1 to 4 channels at 8 or 16 bits (float is stored as 16 bits), with Paeth-filtered rows."""
+    if pixels.dtype == np.float32:  # PNG has no float samples: 16 bits keep the detail
+        pixels = to_integer(pixels, np.uint16)
+    planes = pixels if pixels.ndim == 3 else pixels[:, :, None]
+    height, width, channels = planes.shape
+    depth = 16 if planes.dtype == np.uint16 else 8
+    rows = np.ascontiguousarray(planes, dtype=">u2" if depth == 16 else np.uint8).view(np.uint8).reshape(height, -1)
+    header = struct.pack(">IIBBBBB", width, height, depth, _PNG_COLOR_TYPES[channels], 0, 0, 0)
+    chunks = [_png_chunk(b"IHDR", header)]
+    if icc:
+        chunks.append(_png_chunk(b"iCCP", b"ICC profile\0\0" + zlib.compress(icc)))
+    for key, value in (notes or {}).items():
+        chunks.append(_png_chunk(b"tEXt", key.encode("latin-1", "replace")[:79] + b"\0" + value.encode("latin-1", "replace")))
+    compressor, compressed = zlib.compressobj(6), []
+    for top in range(0, height, _PNG_BAND):  # in bands of rows, so memory stays small for big images
+        above = rows[top - 1] if top else None
+        compressed.append(compressor.compress(_paeth_filter(rows[top : top + _PNG_BAND], above, channels * depth // 8)))
+    compressed.append(compressor.flush())
+    chunks.append(_png_chunk(b"IDAT", b"".join(compressed)))
+    chunks.append(_png_chunk(b"IEND", b""))
+    return _PNG_SIGNATURE + b"".join(chunks)
+
+
+def _paeth_filter(rows: np.ndarray, above: np.ndarray | None, bytes_per_pixel: int) -> np.ndarray:
+    """PNG filter type 4 on each row (prefixed by the filter byte), given the row above the first."""
+    here = rows.astype(np.int16)
+    left = np.zeros_like(here)
+    left[:, bytes_per_pixel:] = here[:, :-bytes_per_pixel]
+    up = np.zeros_like(here)
+    up[1:] = here[:-1]
+    if above is not None:
+        up[0] = above
+    up_left = np.zeros_like(here)
+    up_left[:, bytes_per_pixel:] = up[:, :-bytes_per_pixel]
+    estimate = left + up - up_left
+    to_left, to_up, to_up_left = np.abs(estimate - left), np.abs(estimate - up), np.abs(estimate - up_left)
+    predictor = np.where((to_left <= to_up) & (to_left <= to_up_left), left, np.where(to_up <= to_up_left, up, up_left))
+    residual = ((here - predictor) % 256).astype(np.uint8)
+    return np.hstack([np.full((rows.shape[0], 1), 4, np.uint8), residual])
+
+
 def _png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
-def _png_with_chunks(png: bytes, icc: bytes | None, notes: dict[str, str]) -> bytes:
-    """Insert an iCCP chunk and tEXt chunks right after IHDR (8-byte signature + 25-byte IHDR chunk)."""
-    chunks = b""
-    if icc:
-        chunks += _png_chunk(b"iCCP", b"ICC profile\0\0" + zlib.compress(icc))
-    for key, value in notes.items():
-        chunks += _png_chunk(b"tEXt", key.encode("latin-1", "replace")[:79] + b"\0" + value.encode("latin-1", "replace"))
-    return png[:33] + chunks + png[33:]
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

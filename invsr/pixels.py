@@ -61,7 +61,7 @@ class Pixels:
         if self.dtype == np.float32:
             return np.ascontiguousarray(values, dtype=np.float32)
         maximum = _MAXIMA[self.dtype]
-        return np.clip(np.rint(values * maximum), 0, maximum).astype(self.dtype)
+        return np.ascontiguousarray(np.clip(np.rint(values * maximum), 0, maximum), dtype=self.dtype)
 
 
 def _validated(image) -> np.ndarray:
