@@ -1,0 +1,37 @@
+"""Device and dtype choice: 'auto' picks what this machine has, and impossible requests say why."""
+
+import pytest
+import torch
+
+from invsr.devices import resolve_device, resolve_dtype
+from invsr.errors import DeviceError
+
+
+def test_auto_falls_back_to_what_exists():
+    device = resolve_device("auto")
+    expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    assert device.type == expected
+
+
+def test_cpu_runs_in_fp32_by_default_and_accepts_explicit_dtypes():
+    cpu = resolve_device("cpu")
+    assert resolve_dtype("auto", cpu) == torch.float32
+    assert resolve_dtype("bf16", cpu) == torch.bfloat16
+    assert resolve_dtype("fp16", cpu) == torch.float16
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on machines without CUDA")
+def test_cuda_without_a_gpu_says_what_to_do():
+    with pytest.raises(DeviceError, match="use --device cpu"):
+        resolve_device("cuda:1")
+
+
+@pytest.mark.parametrize("name", ["tpu", "gpu", "cuda:x"])
+def test_unknown_devices_are_refused(name):
+    with pytest.raises(DeviceError, match="device"):
+        resolve_device(name)
+
+
+def test_unknown_dtype_is_refused():
+    with pytest.raises(DeviceError, match="unknown dtype 'fp8'"):
+        resolve_dtype("fp8", torch.device("cpu"))
