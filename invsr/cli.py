@@ -1,7 +1,8 @@
 """The `invsr` command: upscale files and folders, manage weights, run the demo.
 
     invsr upscale INPUT... -o OUTPUT [--steps N|auto] [--timesteps 200,100] [--color-fix wavelet]
-                 [--seed N] [--device auto] [--dtype auto] [--weights DIR] [--report FILE]
+                 [--seed N] [--scale S | --width W --height H] [--tile auto|N] [--overlap N]
+                 [--tile-batch auto|N] [--device auto] [--dtype auto] [--weights DIR] [--report FILE]
     invsr weights download [DIR] | check [--weights DIR] | tiny DIR
     invsr demo [-o sample_x4.png]
 
@@ -36,11 +37,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="invsr", description="InvSR one-step diffusion super-resolution (x4).")
+    parser = argparse.ArgumentParser(prog="invsr", description="InvSR one-step diffusion super-resolution.")
     parser.add_argument("--version", action="version", version=f"invsr {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    upscale = commands.add_parser("upscale", help="upscale image files or folders x4")
+    upscale = commands.add_parser("upscale", help="upscale image files or folders (x4 by default)")
     upscale.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files or folders of images")
     upscale.add_argument("-o", "--output", required=True, type=Path, help="output file (one input) or folder")
     _add_request_options(upscale)
@@ -73,7 +74,14 @@ def _add_request_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timesteps", default=None, help="explicit descending timesteps, e.g. 200,100")
     parser.add_argument("--color-fix", default="wavelet", choices=("wavelet", "ycbcr", "none"), help="default: %(default)s")
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, input and device give the same output")
-    parser.add_argument("--scale", type=float, default=4, help="4 (the model's factor)")
+    size = parser.add_argument_group("output size (default: 4x)")
+    size.add_argument("--scale", type=float, default=None, help="enlargement from 1 to 16; the output is round(side * scale)")
+    size.add_argument("--width", type=int, default=None, help="exact output width (with --height alone or both)")
+    size.add_argument("--height", type=int, default=None, help="exact output height")
+    tiles = parser.add_argument_group("tiling (for any image size, in bounded device memory)")
+    tiles.add_argument("--tile", default="auto", help="tile side in input pixels, a multiple of 16, or auto (default)")
+    tiles.add_argument("--overlap", type=int, default=16, help="input pixels shared by neighbouring tiles (default: %(default)s)")
+    tiles.add_argument("--tile-batch", default="auto", help="tiles per batch on the device, or auto (default)")
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -81,20 +89,36 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--noise-predictor", type=Path, default=None, help="a noise predictor file other than the default v5")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     parser.add_argument("--dtype", default="auto", help="auto, fp16, bf16 or fp32 (default: auto)")
+    parser.add_argument("--max-pixels", type=float, default=None, metavar="MP", help="refuse jobs over this many megapixels of x4 result or output (default 512)")
 
 
 def _request(args):
     from .request import UpscaleRequest
     from .schedule import parse_timesteps
 
-    steps = args.steps
-    if steps is not None and steps != "auto":
-        try:
-            steps = int(steps)
-        except ValueError:
-            raise InvSRError(f"--steps must be a number from 1 to 5 or 'auto', got {steps!r}") from None
+    steps = None if args.steps is None else _auto_or_int(args.steps, "--steps")
     timesteps = parse_timesteps(args.timesteps) if args.timesteps else None
-    return UpscaleRequest(steps=steps, timesteps=timesteps, color_fix=args.color_fix, seed=args.seed, scale=args.scale)
+    return UpscaleRequest(
+        steps=steps,
+        timesteps=timesteps,
+        color_fix=args.color_fix,
+        seed=args.seed,
+        scale=args.scale,
+        width=args.width,
+        height=args.height,
+        tile=_auto_or_int(args.tile, "--tile"),
+        overlap=args.overlap,
+        tile_batch=_auto_or_int(args.tile_batch, "--tile-batch"),
+    )
+
+
+def _auto_or_int(text: str, option: str):
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise InvSRError(f"{option} must be a whole number or 'auto', got {text!r}") from None
 
 
 def _load(args, weights=None):
@@ -103,6 +127,8 @@ def _load(args, weights=None):
 
     weights = weights or locate(args.weights, args.noise_predictor)
     pipeline = InvSRPipeline.load(weights, device=args.device, dtype=args.dtype)
+    if args.max_pixels is not None:
+        pipeline.max_pixels = int(args.max_pixels * 1e6)
     if weights.is_tiny:
         _banner("using RANDOM TINY TEST WEIGHTS: the output is NOT a real upscale")
     return pipeline
@@ -173,6 +199,8 @@ def upscale_files(pipeline, jobs, request) -> list[dict]:
             entry = {"input": str(source), "output": str(target)}
             try:
                 entry.update(upscale_file(pipeline, source, target, request, bar))
+                for notice in entry["tiling"]["notices"]:
+                    bar.write(f"invsr: {source.name}: {notice}", file=sys.stderr)
                 bar.write(f"{source} -> {target} ({entry['seconds']['total']:.1f} s)")
             except InvSRError as error:
                 entry["error"] = str(error)
@@ -192,7 +220,7 @@ def upscale_file(pipeline, source: Path, target: Path, request, bar=None) -> dic
 
     def show(progress):
         if bar is not None:
-            bar.set_postfix_str(f"{progress.stage} {progress.done}/{progress.total}")
+            bar.set_postfix_str(f"tile {min(progress.done, progress.total - 1)}/{progress.total - 1}")
 
     result = pipeline.upscale(image.pixels, request, progress=show)
     notes = {"invsr": result.report["warning"]} if "warning" in result.report else {}

@@ -5,6 +5,7 @@ Nothing else in the library names a backend; everything asks this module or the 
 
 from __future__ import annotations
 
+import os
 import sys
 
 import torch
@@ -96,6 +97,27 @@ def peak_memory(device: torch.device) -> dict:
     elif device.type == "mps":
         device_peak = torch.mps.driver_allocated_memory()
     return {"device_bytes": device_peak, "host_peak_rss_bytes": host}
+
+
+def free_memory(device: torch.device) -> int | None:
+    """Bytes the device can still give us, or None where that cannot be known."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    if device.type == "mps":
+        return max(0, torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory())
+    try:  # the CPU: memory the system has free now (Linux and macOS)
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def release_cached_memory(device: torch.device) -> None:
+    """Give cached blocks back after an out-of-memory error, so a smaller retry can use them."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    elif device.type == "mps":
+        torch.mps.empty_cache()
 
 
 def describe(device: torch.device) -> str:

@@ -4,9 +4,9 @@
     result = pipeline.upscale(pixels, UpscaleRequest(steps=1, seed=0))
     result.image, result.report
 
-`upscale` owns what surrounds the sampler (sampling.py): the array contract (pixels.py), the step choice,
-padding to what the networks need and cropping back, the seeded noise, the colour fix against the
-unpadded input, timings and peak memory.
+`upscale` owns what surrounds the sampler: the array contract and alpha (pixels.py), the output size and
+its limit, the step choice, the tiled x4 run (tiled.py), resampling to the requested size, timings,
+peak memory and the report.
 """
 
 from __future__ import annotations
@@ -17,30 +17,29 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from . import __version__
 from .checkpoint import load_strict, read_state_dict
-from .color_fix import apply_color_fix, reference_for
 from .devices import DTYPE_NAMES, describe, peak_memory, reset_peak_memory, resolve_device, resolve_dtype
-from .errors import CheckpointError, OutOfMemory
+from .errors import CheckpointError, InvalidImage
 from .noise_level import choose_steps
 from .noise_predictor import NoisePredictor, NoisePredictorConfig
-from .pixels import Pixels, resize_alpha
-from .progress import ProgressCallback, StageClock
+from .pixels import Pixels, fill_transparent, resize_alpha, resize_color
+from .progress import Progress, ProgressCallback, StageTimer
 from .prompt import prompt_embedding
 from .request import UpscaleRequest
-from .sampling import Models, Noise, sample
+from .sampling import Models
 from .schedule import resolve_timesteps
+from .tiled import SCALE, TiledUpscale, choose_settings
 from .weights import WeightPaths, locate, variant_of, weight_file
 
-SCALE = 4
+DEFAULT_MAX_PIXELS = 512_000_000
 TINY_WARNING = "NOT A REAL UPSCALE: made with random tiny test weights (invsr weights tiny); get real ones with `invsr weights download`"
 
 
 @dataclasses.dataclass(frozen=True)
 class UpscaleResult:
-    image: np.ndarray  # same channel layout and dtype as the input, SCALE times the size
+    image: np.ndarray  # same channel layout and dtype as the input, at the requested size
     report: dict  # what was done: sizes, timesteps, seed, device, dtype, seconds per stage, peak memory
 
 
@@ -48,6 +47,7 @@ class InvSRPipeline:
     def __init__(self, models: Models, weights: WeightPaths, device: torch.device, dtype: torch.dtype, load_report: dict):
         self.models, self.weights, self.device, self.dtype = models, weights, device, dtype
         self.load_report = load_report
+        self.max_pixels = DEFAULT_MAX_PIXELS  # the x4 intermediate or the output, whichever is larger
 
     @classmethod
     def load(cls, weights: WeightPaths | None = None, device: str = "auto", dtype: str = "auto") -> "InvSRPipeline":
@@ -87,64 +87,57 @@ class InvSRPipeline:
         }
 
     def upscale(self, image: np.ndarray, request: UpscaleRequest = UpscaleRequest(), progress: ProgressCallback | None = None) -> UpscaleResult:
-        """Upscale an (H, W[, C]) array x4 (see pixels.py for what is accepted)."""
+        """Upscale an (H, W[, C]) array (see pixels.py for what is accepted) to the request's size."""
         pixels = Pixels.from_array(image)
         height, width = pixels.size
+        out_size = request.output_size(height, width)
+        self._check_size(height, width, out_size)
         choice = choose_steps(pixels.rgb) if request.steps == "auto" else None
         timesteps = resolve_timesteps(choice.steps if choice else request.steps, request.timesteps)
-        out_size = (SCALE * height, SCALE * width)
-        clock = StageClock(self.device, total=len(timesteps) + 4, progress=progress)
+        settings = choose_settings(request, self.device, self.dtype, self.models.lr_multiple)
+        timer = StageTimer(self.device)
         reset_peak_memory(self.device)
+        started = time.perf_counter()
 
-        lr = pixels.rgb.to(self.device)
-        padded = pad_to_multiple(lr, self.models.lr_multiple)
-        try:
-            sr = sample(self.models, padded, timesteps, self._noise(padded, request.seed), clock.stage)
-        except torch.OutOfMemoryError as error:
-            raise OutOfMemory(f"{describe(self.device)} ran out of memory for a {width} x {height} image: {error}") from error
-        with clock.stage("color_fix"):
-            sr = apply_color_fix(request.color_fix, sr[..., : out_size[0], : out_size[1]], reference_for(lr, out_size))
+        lr = fill_transparent(pixels.rgb, pixels.alpha)
+        run = TiledUpscale(self.models, self.device, lr, timesteps, request.seed, request.color_fix, timer, progress)
+        x4, tiling = run.run(settings)
+        with timer.stage("finish"):
+            rgb = resize_color(x4, out_size)
+            del x4
             alpha = resize_alpha(pixels.alpha, out_size) if pixels.alpha is not None else None
-            result = pixels.to_array(sr, alpha)
+            result = pixels.to_array(rgb, alpha)
+        if progress is not None:
+            progress(Progress("finish", tiling["tiles"] + 1, tiling["tiles"] + 1, time.perf_counter() - started))
 
         report = dict(
             self.describe(),
             input_size=[width, height],
             output_size=[out_size[1], out_size[0]],
-            channels=1 if pixels.gray and alpha is None else 2 if pixels.gray else 3 if alpha is None else 4,
+            channels=pixels.channels,
             pixel_dtype=str(pixels.dtype),
             steps=len(timesteps),
             timesteps=list(timesteps),
             steps_auto=dataclasses.asdict(choice) if choice else None,
             seed=request.seed,
             color_fix=request.color_fix,
-            seconds=clock.report(),
+            tiling=tiling,
+            seconds=timer.report(),
             peak_memory=peak_memory(self.device),
         )
         if self.weights.is_tiny:
             report["warning"] = TINY_WARNING
         return UpscaleResult(result, report)
 
-    def _noise(self, padded: torch.Tensor, seed: int) -> Noise:
-        """Both standard-normal draws for the whole image, from a CPU generator: the same on every device."""
-        generator = torch.Generator().manual_seed(seed)
-        channels = self.models.noise_predictor.config.latent_channels
-        shape = (padded.shape[0], channels, padded.shape[-2] // 2, padded.shape[-1] // 2)
-        predictor = torch.randn(shape, generator=generator)
-        encoder = torch.randn(shape, generator=generator)
-        return Noise(predictor=predictor.to(self.device), encoder=encoder.to(self.device))
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Pad right and bottom to multiples of `multiple`: mirrored where the side is long enough, else
-    repeating the edge (mirroring cannot pad more than the side has, say on a 1-pixel side)."""
-    height, width = x.shape[-2:]
-    pad_h, pad_w = -height % multiple, -width % multiple
-    if pad_w:
-        x = F.pad(x, (0, pad_w, 0, 0), mode="reflect" if pad_w < width else "replicate")
-    if pad_h:
-        x = F.pad(x, (0, 0, 0, pad_h), mode="reflect" if pad_h < height else "replicate")
-    return x
+    def _check_size(self, height: int, width: int, out_size: tuple[int, int]) -> None:
+        """Refuse, before any work, a job whose x4 intermediate or output exceeds the pixel limit."""
+        largest = max(SCALE * height * SCALE * width, out_size[0] * out_size[1])
+        if largest > self.max_pixels:
+            raise InvalidImage(
+                f"a {width} x {height} image enlarged to {out_size[1]} x {out_size[0]} needs "
+                f"{largest / 1e6:.0f} megapixels of work (the x4 result or the output, the larger), over the limit "
+                f"of {self.max_pixels / 1e6:.0f}; choose a smaller scale or part of the image, or raise --max-pixels"
+            )
 
 
 def load_noise_predictor(weights: WeightPaths) -> NoisePredictor:

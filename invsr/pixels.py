@@ -31,6 +31,10 @@ class Pixels:
     two_dimensional: bool  # the input was (H, W), not (H, W, 1)
 
     @property
+    def channels(self) -> int:
+        return (1 if self.gray else 3) + (self.alpha is not None)
+
+    @property
     def size(self) -> tuple[int, int]:
         """(height, width)."""
         return tuple(self.rgb.shape[-2:])
@@ -86,6 +90,13 @@ def _validated(image) -> np.ndarray:
     return image
 
 
+def resize_color(rgb: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resample to (height, width) with antialiased bicubic filtering; unchanged when already that size."""
+    if tuple(rgb.shape[-2:]) == tuple(size):
+        return rgb
+    return F.interpolate(rgb, size=size, mode="bicubic", antialias=True, align_corners=False).clamp_(0, 1)
+
+
 def resize_alpha(alpha: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Resize an alpha plane (bicubic, antialiased), keeping fully opaque and fully transparent exact."""
     resized = F.interpolate(alpha, size=size, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
@@ -95,3 +106,27 @@ def resize_alpha(alpha: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     clear = F.max_pool2d(alpha, 3, stride=1, padding=1) == 0  # source pixel and its neighbours transparent
     resized = torch.where(F.interpolate(solid.float(), size=size, mode="nearest-exact") > 0, nearest, resized)
     return torch.where(F.interpolate(clear.float(), size=size, mode="nearest-exact") > 0, nearest, resized)
+
+
+def fill_transparent(rgb: torch.Tensor, alpha: torch.Tensor | None) -> torch.Tensor:
+    """Replace the colour under fully transparent pixels by the colour of the nearest visible ones.
+
+    Editors leave anything there (often black or white); the model and the resamplers would smear it into
+    the visible edge as a halo. Pull-push: average the alpha-weighted colour down a pyramid until every
+    cell sees some visible pixel, then fill the holes from the coarsest level up.
+    """
+    if alpha is None or bool((alpha > 0).all()) or not bool((alpha > 0).any()):
+        return rgb
+    levels = [(rgb * alpha, alpha)]
+    while max(levels[-1][1].shape[-2:]) > 1:
+        color, weight = levels[-1]
+        kernel = tuple(2 if side > 1 else 1 for side in weight.shape[-2:])
+        levels.append((F.avg_pool2d(color, kernel, ceil_mode=True), F.avg_pool2d(weight, kernel, ceil_mode=True)))
+    filled = None
+    for color, weight in reversed(levels):
+        known = color / weight.clamp(min=1e-12)
+        if filled is not None:
+            coarse = F.interpolate(filled, size=color.shape[-2:], mode="bilinear", align_corners=False)
+            known = torch.where(weight > 0, known, coarse)
+        filled = known
+    return torch.where(alpha > 0, rgb, filled)

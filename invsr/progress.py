@@ -18,9 +18,9 @@ from .devices import synchronize
 
 @dataclasses.dataclass(frozen=True)
 class Progress:
-    stage: str  # the stage that just finished: vae_encode, noise_predictor, unet, vae_decode, color_fix
-    done: int  # units of work finished so far
-    total: int  # units of work in the whole job
+    stage: str  # "tiles" after each batch of tiles, "finish" when the result is assembled
+    done: int  # units of work finished so far: tiles, then 1 for the finish
+    total: int  # units of work in the whole job: tiles + 1
     elapsed: float  # seconds since the job started
 
     @property
@@ -32,24 +32,19 @@ class Progress:
 ProgressCallback = Callable[[Progress], None]
 
 
-class StageClock:
-    """Times named stages (waiting for the device, so a stage's time is its own) and reports progress."""
+class StageTimer:
+    """Times named stages, waiting for the device at the end of each so that a stage's time is its own."""
 
-    def __init__(self, device: torch.device, total: int, progress: ProgressCallback | None = None):
-        self.device, self.total, self.progress = device, total, progress
+    def __init__(self, device: torch.device):
+        self.device = device
         self.seconds: dict[str, float] = {}
-        self.done = 0
-        self.started = time.perf_counter()
 
     @contextlib.contextmanager
-    def stage(self, name: str, units: int = 1):
+    def stage(self, name: str):
         begin = time.perf_counter()
         yield
         synchronize(self.device)
         self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - begin
-        self.done += units
-        if self.progress is not None:
-            self.progress(Progress(name, self.done, self.total, time.perf_counter() - self.started))
 
     def report(self) -> dict[str, float]:
         return {name: round(seconds, 4) for name, seconds in self.seconds.items()}

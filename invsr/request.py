@@ -11,39 +11,102 @@ import dataclasses
 from .color_fix import COLOR_FIXES
 from .errors import InvalidRequest
 from .schedule import MAX_STEPS, MIN_STEPS, resolve_timesteps
+from .tiling import DEFAULT_OVERLAP
 
 MAX_SEED = 2**63 - 1
-SUPPORTED_SCALES = (4,)
+MIN_SCALE, MAX_SCALE = 1.0, 16.0
+DEFAULT_SCALE = 4.0
+MAX_TILE = 1024
+MAX_TILE_BATCH = 64
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclasses.dataclass(frozen=True)
 class UpscaleRequest:
-    """steps: 1 to 5, "auto" (measure the input, schedule via noise_level.choose_steps), or None for
-    "as many as `timesteps` lists, else 1". timesteps: explicit, strictly descending, 1 to 1000.
-    color_fix: wavelet, ycbcr or none. seed: the whole result is a function of (input, seed, device, dtype)."""
+    """What to do with one image.
+
+    steps: 1 to 5, "auto" (measure the input: noise_level.choose_steps), or None for "as many as
+      `timesteps` lists, else 1". timesteps: explicit, strictly descending, 1 to 1000.
+    color_fix: wavelet, ycbcr or none. seed: the result is a function of (input, seed, device, dtype,
+      tiling).
+    scale: 1 to 16 (default 4), or width and/or height for an exact output size (one of them alone
+      keeps the aspect ratio). The model always enlarges x4; other sizes are resampled from that.
+    tile: "auto" or a tile side in input pixels (a multiple of 16); overlap: input pixels shared by
+      neighbouring tiles; tile_batch: "auto" or tiles per batch on the device.
+    """
 
     steps: int | str | None = None
     timesteps: tuple[int, ...] | None = None
     color_fix: str = "wavelet"
     seed: int = 0
-    scale: float = 4
+    scale: float | None = None
+    width: int | None = None
+    height: int | None = None
+    tile: int | str = "auto"
+    overlap: int = DEFAULT_OVERLAP
+    tile_batch: int | str = "auto"
 
     def __post_init__(self):
         if self.timesteps is not None:
             object.__setattr__(self, "timesteps", tuple(self.timesteps))
+        self._check_steps()
+        if self.color_fix not in COLOR_FIXES:
+            raise InvalidRequest(f"color_fix must be one of {', '.join(COLOR_FIXES)}, got {self.color_fix!r}")
+        if not _is_int(self.seed) or not 0 <= self.seed <= MAX_SEED:
+            raise InvalidRequest(f"seed must be an integer from 0 to {MAX_SEED}, got {self.seed!r}")
+        self._check_size()
+        self._check_tiling()
+
+    def _check_steps(self):
         if self.steps == "auto":
             if self.timesteps is not None:
                 raise InvalidRequest("steps='auto' chooses the timesteps itself; do not give timesteps as well")
-        elif self.steps is not None and not (isinstance(self.steps, int) and not isinstance(self.steps, bool)):
+        elif self.steps is not None and not _is_int(self.steps):
             raise InvalidRequest(f"steps must be an integer from {MIN_STEPS} to {MAX_STEPS} or 'auto', got {self.steps!r}")
         else:
             resolve_timesteps(self.steps, self.timesteps)  # raises on a bad count, range or order
-        if self.color_fix not in COLOR_FIXES:
-            raise InvalidRequest(f"color_fix must be one of {', '.join(COLOR_FIXES)}, got {self.color_fix!r}")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed <= MAX_SEED:
-            raise InvalidRequest(f"seed must be an integer from 0 to {MAX_SEED}, got {self.seed!r}")
-        if self.scale not in SUPPORTED_SCALES:
-            raise InvalidRequest(f"scale must be 4 (the model's native factor), got {self.scale!r}")
+
+    def _check_size(self):
+        if self.scale is not None:
+            if self.width is not None or self.height is not None:
+                raise InvalidRequest("give scale, or width and/or height, not both")
+            if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)) or not MIN_SCALE <= self.scale <= MAX_SCALE:
+                raise InvalidRequest(f"scale must be a number from {MIN_SCALE:g} to {MAX_SCALE:g}, got {self.scale!r}")
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if value is not None and (not _is_int(value) or value < 1):
+                raise InvalidRequest(f"{name} must be a positive whole number of pixels, got {value!r}")
+
+    def _check_tiling(self):
+        if self.tile != "auto" and (not _is_int(self.tile) or not 16 <= self.tile <= MAX_TILE or self.tile % 16):
+            raise InvalidRequest(f"tile must be 'auto' or a multiple of 16 from 16 to {MAX_TILE} (input pixels), got {self.tile!r}")
+        if not _is_int(self.overlap) or self.overlap < 0:
+            raise InvalidRequest(f"overlap must be a whole number of input pixels, 0 or more, got {self.overlap!r}")
+        if self.tile != "auto" and 2 * self.overlap + 16 > self.tile:
+            raise InvalidRequest(f"overlap {self.overlap} is too large for tile {self.tile}: keep 2 x overlap + 16 <= tile")
+        if self.tile_batch != "auto" and (not _is_int(self.tile_batch) or not 1 <= self.tile_batch <= MAX_TILE_BATCH):
+            raise InvalidRequest(f"tile_batch must be 'auto' or from 1 to {MAX_TILE_BATCH}, got {self.tile_batch!r}")
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """(height, width) of the result for an input of (height, width): exactly round(side * scale).
+
+        Python's round() (halves go to the even neighbour); never less than 1 pixel. Raises when the
+        implied enlargement is outside 1 to 16.
+        """
+        if self.width is None and self.height is None:
+            scale = DEFAULT_SCALE if self.scale is None else float(self.scale)
+            return max(1, round(height * scale)), max(1, round(width * scale))
+        out_w = self.width if self.width is not None else max(1, round(width * self.height / height))
+        out_h = self.height if self.height is not None else max(1, round(height * self.width / width))
+        for name, out, side in (("width", out_w, width), ("height", out_h, height)):
+            if not MIN_SCALE <= out / side <= MAX_SCALE:
+                raise InvalidRequest(
+                    f"output {name} {out} is {out / side:.3g}x the input's {side}: InvSR enlarges from 1x to 16x"
+                )
+        return out_h, out_w
 
     @classmethod
     def from_dict(cls, fields: dict) -> "UpscaleRequest":

@@ -47,6 +47,15 @@ class Noise:
     predictor: torch.Tensor  # samples the noise predictor's Gaussian
     encoder: torch.Tensor  # samples the VAE encoder's latent Gaussian
 
+    @classmethod
+    def draw(cls, lr_shape, channels: int, seed: int) -> "Noise":
+        """Both draws for an input of `lr_shape` (N, 3, h, w), from a CPU generator seeded with `seed`:
+        the same numbers on every device, and no global random state touched."""
+        generator = torch.Generator().manual_seed(seed)
+        shape = (lr_shape[0], channels, lr_shape[-2] // 2, lr_shape[-1] // 2)
+        predictor = torch.randn(shape, generator=generator)
+        return cls(predictor=predictor, encoder=torch.randn(shape, generator=generator))
+
 
 def _no_stage(name: str):
     return contextlib.nullcontext()

@@ -162,3 +162,24 @@ def test_console_script_and_demo_run_offline_with_tiny_weights(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "NOT a real upscale" in result.stderr
     assert read_image(tmp_path / "demo.png").pixels.shape == (512, 512, 3)
+
+
+def test_scale_size_and_tiling_options(tmp_path, files, tiny_weights):
+    weights = tiny_weights.noise_predictor.parent
+    report = tmp_path / "r.json"
+    assert upscale(files / "a.png", "-o", tmp_path / "s.png", "--scale", "1.5", "--tile", "32", "--overlap", "8", "--report", report, weights=weights) == 0
+    assert read_image(tmp_path / "s.png").pixels.shape == (36, 60, 3)
+    tiling = json.loads(report.read_text())["images"][0]["tiling"]
+    assert tiling["tile"] == 32 and tiling["overlap"] == 8 and tiling["tiles"] == 3
+    assert upscale(files / "a.png", "-o", tmp_path / "w.png", "--width", "100", weights=weights) == 0
+    assert read_image(tmp_path / "w.png").pixels.shape == (60, 100, 3)
+
+
+def test_bad_size_and_tiling_options_are_explained(tmp_path, files, tiny_weights, capsys):
+    weights = tiny_weights.noise_predictor.parent
+    assert upscale(files / "a.png", "-o", tmp_path / "x.png", "--tile", "big", weights=weights) == 1
+    assert "--tile must be a whole number or 'auto'" in capsys.readouterr().err
+    assert upscale(files / "a.png", "-o", tmp_path / "x.png", "--scale", "20", weights=weights) == 1
+    assert "scale must be a number from 1 to 16" in capsys.readouterr().err
+    assert upscale(files / "a.png", "-o", tmp_path / "x.png", "--max-pixels", "0.01", weights=weights) == 1
+    assert "over the limit of 0 megapixels" in capsys.readouterr().err

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from invsr.errors import InvalidImage, InvalidRequest
-from invsr.pipeline import InvSRPipeline, pad_to_multiple
+from invsr.pipeline import InvSRPipeline
+from invsr.tiling import pad_to_multiple
 from invsr.request import UpscaleRequest
 from invsr.sampling import Noise, sample
 
@@ -68,16 +69,16 @@ def test_report_says_what_was_done(pipeline, small_photo):
     report = pipeline.upscale(small_photo, UpscaleRequest(seed=3, color_fix="ycbcr")).report
     assert report["seed"] == 3 and report["color_fix"] == "ycbcr"
     assert report["device"] == "cpu" and report["dtype"] == "fp32"
-    assert set(report["seconds"]) == {"vae_encode", "noise_predictor", "unet", "vae_decode", "color_fix"}
+    assert set(report["seconds"]) == {"vae_encode", "noise_predictor", "unet", "vae_decode", "color_fix", "finish"}
+    assert report["tiling"]["tiles"] == 1 and report["tiling"]["work_ratio"] >= 1
     assert report["peak_memory"]["host_peak_rss_bytes"] > 0
     assert report["weights"]["tiny_random"] is True and "NOT A REAL UPSCALE" in report["warning"]
 
 
-def test_progress_reports_every_stage(pipeline, small_photo):
+def test_progress_reports_the_tile_then_the_finish(pipeline, small_photo):
     seen = []
     pipeline.upscale(small_photo, UpscaleRequest(steps=2), progress=seen.append)
-    assert [p.stage for p in seen] == ["vae_encode", "noise_predictor", "unet", "unet", "vae_decode", "color_fix"]
-    assert [p.done for p in seen] == [1, 2, 3, 4, 5, 6] and all(p.total == 6 for p in seen)
+    assert [(p.stage, p.done, p.total) for p in seen] == [("tiles", 1, 2), ("finish", 2, 2)]
 
 
 def test_auto_steps_reports_its_measurements(pipeline, small_photo):
@@ -94,7 +95,12 @@ def test_auto_steps_reports_its_measurements(pipeline, small_photo):
         ({"steps": "auto", "timesteps": (200,)}, "do not give timesteps as well"),
         ({"color_fix": "lab"}, "color_fix must be one of wavelet, ycbcr, none"),
         ({"seed": -1}, "seed must be an integer"),
-        ({"scale": 3}, "scale must be 4"),
+        ({"scale": 0.5}, "scale must be a number from 1 to 16"),
+        ({"scale": 4, "width": 100}, "not both"),
+        ({"width": 0}, "width must be a positive whole number"),
+        ({"tile": 100}, "tile must be 'auto' or a multiple of 16"),
+        ({"tile": 64, "overlap": 32}, "overlap 32 is too large for tile 64"),
+        ({"tile_batch": 0}, "tile_batch must be 'auto' or from 1"),
     ],
 )
 def test_bad_requests_fail_before_any_work(request_fields, message):

@@ -1,0 +1,197 @@
+"""One image through the sampler, tile batch by tile batch, blended into an x4 result on the host.
+
+- The two standard-normal draws are made once for the whole (padded) image and cropped per tile, so
+  overlapping tiles start from the same noise and agree.
+- Each tile is colour-fixed against its crop of the whole-image reference (the input resized x4), which
+  cancels the tone every tile's GroupNorm statistics would give it; tiles then blend with smooth weights
+  (tiling.py). A one-tile image gets exactly the untiled result.
+- Device memory holds one batch of tiles, whatever the image size; the x4 result lives on the host.
+- Out of device memory, the failing batch is retried at half the batch size, and at batch 1 the image
+  is started again with smaller tiles; each step is recorded in `notices`. Only when a 32-pixel tile
+  does not fit does the job fail.
+- After each batch `progress` gets a `Progress("tiles", done, total)`; raising `Cancelled` from it stops.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import torch
+
+from .color_fix import apply_color_fix, reference_for
+from .devices import free_memory, release_cached_memory
+from .errors import InvalidRequest, OutOfMemory
+from .progress import Progress, ProgressCallback, StageTimer
+from .sampling import Models, Noise, sample
+from .tiling import DEFAULT_TILE, Tile, axis_weights, pad_to_multiple, plan_tiles, tile_weights, work_ratio
+
+SCALE = 4
+TILE_SIZES = (1024, 768, 512, 384, 256, 192, 128, 96, 64, 48, 32)  # the fallback ladder, largest first
+MIN_TILE = TILE_SIZES[-1]
+MAX_AUTO_BATCH = 8
+# Estimated device bytes per output pixel of a tile batch, per byte of the compute dtype (activations of
+# the VAE decoder at full resolution dominate). Conservative; the out-of-memory fallback corrects it.
+BYTES_PER_OUTPUT_PIXEL = 3000
+REFERENCE_MARGIN = 4  # input pixels around a tile that its x4 bicubic reference depends on
+
+
+@dataclasses.dataclass(frozen=True)
+class TileSettings:
+    tile: int
+    overlap: int
+    batch: int
+
+
+def choose_settings(request, device: torch.device, dtype: torch.dtype, multiple: int) -> TileSettings:
+    """Resolve 'auto' tile size and batch from the memory the device has free now."""
+    tile = DEFAULT_TILE if request.tile == "auto" else request.tile
+    if tile % multiple:
+        raise InvalidRequest(f"tile must be a multiple of {multiple} for this model, got {tile}")
+    free = free_memory(device)
+    per_tile = BYTES_PER_OUTPUT_PIXEL * torch.finfo(dtype).bits // 8
+    if request.tile == "auto" and free is not None:
+        while tile > MIN_TILE and per_tile * (SCALE * tile) ** 2 > free:
+            tile = next(size for size in TILE_SIZES if size < tile)
+    if request.tile_batch != "auto":
+        batch = request.tile_batch
+    elif device.type == "cpu" or free is None:
+        batch = 1  # a CPU gains nothing from batching
+    else:
+        batch = max(1, min(MAX_AUTO_BATCH, int(0.8 * free) // (per_tile * (SCALE * tile) ** 2)))
+    overlap = request.overlap
+    if 2 * overlap + multiple > tile:
+        raise InvalidRequest(f"overlap {overlap} is too large for {tile}-pixel tiles: keep 2 x overlap + {multiple} <= tile")
+    return TileSettings(tile, overlap, batch)
+
+
+class _TileTooLarge(Exception):
+    """One tile alone did not fit in device memory."""
+
+
+class TiledUpscale:
+    """Upscale `lr` (1, 3, H, W) in [0, 1] on the host x4; see the module docstring."""
+
+    def __init__(self, models: Models, device, lr, timesteps, seed: int, color_fix: str, timer: StageTimer, progress: ProgressCallback | None = None, blend: bool = True, shared_noise: bool = True):
+        self.models, self.device, self.lr, self.timesteps = models, device, lr, timesteps
+        self.color_fix, self.timer, self.progress, self.blend = color_fix, timer, progress, blend
+        self.shared_noise = shared_noise
+        self.seed = seed
+        self.padded = pad_to_multiple(lr, models.lr_multiple)
+        self.noise = Noise.draw(self.padded.shape, models.noise_predictor.config.latent_channels, seed)
+        self.notices: list[str] = []
+        self.started = time.perf_counter()
+
+    def run(self, settings: TileSettings) -> tuple[torch.Tensor, dict]:
+        tile, overlap, batch = settings.tile, settings.overlap, settings.batch
+        while True:
+            try:
+                result, batch = self._run_grid(tile, overlap, batch)
+                return result, self._report(tile, overlap, batch)
+            except _TileTooLarge:
+                smaller = [size for size in TILE_SIZES if size < tile and size % self.models.lr_multiple == 0]
+                if not smaller:
+                    raise OutOfMemory(
+                        f"out of device memory even for one {tile} x {tile} tile; free memory on the device, "
+                        "or use --device cpu"
+                    ) from None
+                tile, batch = smaller[0], 1
+                overlap = min(overlap, (tile - self.models.lr_multiple) // 2)
+                self.notices.append(f"out of device memory at batch 1: starting again with {tile}-pixel tiles")
+
+    def _run_grid(self, tile: int, overlap: int, batch: int) -> tuple[torch.Tensor, int]:
+        height, width = self.lr.shape[-2:]
+        self.grid = plan_tiles(*self.padded.shape[-2:], tile, overlap, self.models.lr_multiple)
+        result = torch.zeros(1, 3, SCALE * height, SCALE * width)
+        indexed = [(i, j, t) for i, row in enumerate(self.grid) for j, t in enumerate(row)]
+        remaining = sorted(indexed, key=lambda item: (-item[2].rows.size, -item[2].cols.size))  # batches of equal size
+        total, done = len(indexed), 0
+        while remaining:
+            size = (remaining[0][2].rows.size, remaining[0][2].cols.size)
+            group = [item for item in remaining[:batch] if (item[2].rows.size, item[2].cols.size) == size]
+            try:
+                outputs = self._sample([t for _, _, t in group])
+            except torch.OutOfMemoryError:
+                release_cached_memory(self.device)
+                if len(group) == 1:
+                    raise _TileTooLarge from None
+                batch = max(1, len(group) // 2)
+                self.notices.append(f"out of device memory with {len(group)} tiles per batch: retrying with {batch}")
+                continue
+            for (i, j, tile_), output in zip(group, outputs):
+                self._accumulate(result, i, j, tile_, output)
+            del remaining[: len(group)]
+            done += len(group)
+            if self.progress is not None:
+                self.progress(Progress("tiles", done, total + 1, time.perf_counter() - self.started))
+        self._normalize(result)
+        return result, batch
+
+    def _sample(self, tiles: list[Tile]) -> list[torch.Tensor]:
+        """Sample a batch of equal-sized tiles; return each one colour-fixed, cropped to the image, on the host."""
+        crops = [(t.rows.start, t.rows.end, t.cols.start, t.cols.end) for t in tiles]
+        lr = torch.cat([self.padded[..., r0:r1, c0:c1] for r0, r1, c0, c1 in crops]).to(self.device)
+        noise = self._noise_for(crops, lr.shape)
+        sr = sample(self.models, lr, self.timesteps, noise, self.timer.stage)
+        return [self._color_fixed(sr[k : k + 1], tile) for k, tile in enumerate(tiles)]
+
+    def _noise_for(self, crops: list[tuple[int, int, int, int]], shape) -> Noise:
+        """The tiles' crops of the whole image's noise (at latent resolution, half the input's)."""
+        if self.shared_noise:
+            def crop(whole):
+                return torch.cat([whole[..., r0 // 2 : r1 // 2, c0 // 2 : c1 // 2] for r0, r1, c0, c1 in crops])
+
+            noise = Noise(crop(self.noise.predictor), crop(self.noise.encoder))
+        else:  # the reference implementation's way, for comparison: fresh noise for every tile
+            self.seed += 1
+            noise = Noise.draw(shape, self.models.noise_predictor.config.latent_channels, self.seed)
+        return Noise(noise.predictor.to(self.device), noise.encoder.to(self.device))
+
+    def _color_fixed(self, sr: torch.Tensor, tile: Tile) -> torch.Tensor:
+        height, width = self.lr.shape[-2:]
+        r0, r1, c0, c1 = tile.rows.start, min(tile.rows.end, height), tile.cols.start, min(tile.cols.end, width)
+        with self.timer.stage("color_fix"):
+            sr = sr[..., : SCALE * (r1 - r0), : SCALE * (c1 - c0)]
+            fixed = apply_color_fix(self.color_fix, sr, self._reference(r0, r1, c0, c1))
+            return fixed.cpu()
+
+    def _reference(self, r0: int, r1: int, c0: int, c1: int) -> torch.Tensor:
+        """The whole-image reference (the input resized x4) for input rows r0:r1 and columns c0:c1."""
+        height, width = self.lr.shape[-2:]
+        a0, a1 = max(0, r0 - REFERENCE_MARGIN), min(height, r1 + REFERENCE_MARGIN)
+        b0, b1 = max(0, c0 - REFERENCE_MARGIN), min(width, c1 + REFERENCE_MARGIN)
+        around = reference_for(self.lr[..., a0:a1, b0:b1].to(self.device), (SCALE * (a1 - a0), SCALE * (b1 - b0)))
+        return around[..., SCALE * (r0 - a0) : SCALE * (r1 - a0), SCALE * (c0 - b0) : SCALE * (c1 - b0)]
+
+    def _accumulate(self, result: torch.Tensor, i: int, j: int, tile: Tile, output: torch.Tensor) -> None:
+        rows, cols = [row[0].rows for row in self.grid], [t.cols for t in self.grid[0]]
+        h, w = output.shape[-2:]
+        weights = tile_weights(rows, cols, i, j, SCALE, self.blend)[..., :h, :w]
+        y, x = SCALE * tile.rows.start, SCALE * tile.cols.start
+        result[..., y : y + h, x : x + w].add_(output * weights)
+
+    def _normalize(self, result: torch.Tensor) -> None:
+        """Divide by the summed weights, which are separable: the product of per-axis sums."""
+        rows, cols = [row[0].rows for row in self.grid], [t.cols for t in self.grid[0]]
+        result.div_(_axis_sum(rows, result.shape[-2], self.blend).view(1, 1, -1, 1))
+        result.div_(_axis_sum(cols, result.shape[-1], self.blend).view(1, 1, 1, -1))
+
+    def _report(self, tile: int, overlap: int, batch: int) -> dict:
+        height, width = self.lr.shape[-2:]
+        return {
+            "tile": tile,
+            "overlap": overlap,
+            "batch": batch,
+            "tiles": sum(len(row) for row in self.grid),
+            "grid": [len(self.grid), len(self.grid[0])],
+            "work_ratio": round(work_ratio(self.grid, height, width), 4),
+            "notices": list(self.notices),
+        }
+
+
+def _axis_sum(spans, length: int, blend: bool) -> torch.Tensor:
+    total = torch.zeros(SCALE * spans[-1].end)
+    for index, span in enumerate(spans):
+        total[SCALE * span.start : SCALE * span.end] += axis_weights(spans, index, SCALE, blend)
+    return total[:length]
+
