@@ -135,8 +135,8 @@ class InvSRPipeline:
         if largest > self.max_pixels:
             raise InvalidImage(
                 f"a {width} x {height} image enlarged to {out_size[1]} x {out_size[0]} needs "
-                f"{largest / 1e6:.0f} megapixels of work (the x4 result or the output, the larger), over the limit "
-                f"of {self.max_pixels / 1e6:.0f}; choose a smaller scale or part of the image, or raise --max-pixels"
+                f"{largest / 1e6:.3g} megapixels of work (the x4 result or the output, the larger), over the limit "
+                f"of {self.max_pixels / 1e6:.3g}; choose a smaller scale or part of the image, or raise --max-pixels"
             )
 
 

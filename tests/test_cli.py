@@ -170,7 +170,7 @@ def test_scale_size_and_tiling_options(tmp_path, files, tiny_weights):
     assert upscale(files / "a.png", "-o", tmp_path / "s.png", "--scale", "1.5", "--tile", "32", "--overlap", "8", "--report", report, weights=weights) == 0
     assert read_image(tmp_path / "s.png").pixels.shape == (36, 60, 3)
     tiling = json.loads(report.read_text())["images"][0]["tiling"]
-    assert tiling["tile"] == 32 and tiling["overlap"] == 8 and tiling["tiles"] == 3
+    assert tiling["tile"] == 32 and tiling["overlap"] == 8 and tiling["grid"] == [1, 2]  # 24 x 40, padded 32 x 48
     assert upscale(files / "a.png", "-o", tmp_path / "w.png", "--width", "100", weights=weights) == 0
     assert read_image(tmp_path / "w.png").pixels.shape == (60, 100, 3)
 
@@ -182,4 +182,4 @@ def test_bad_size_and_tiling_options_are_explained(tmp_path, files, tiny_weights
     assert upscale(files / "a.png", "-o", tmp_path / "x.png", "--scale", "20", weights=weights) == 1
     assert "scale must be a number from 1 to 16" in capsys.readouterr().err
     assert upscale(files / "a.png", "-o", tmp_path / "x.png", "--max-pixels", "0.01", weights=weights) == 1
-    assert "over the limit of 0 megapixels" in capsys.readouterr().err
+    assert "over the limit of 0.01; choose a smaller scale" in capsys.readouterr().err
