@@ -18,6 +18,7 @@ from .errors import InvalidImage
 
 _MAXIMA = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.float32): 1.0}
 LUMA = (0.299, 0.587, 0.114)  # BT.601, to turn the model's RGB back into gray
+_BAND_ROWS = 256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,19 +54,28 @@ class Pixels:
         return cls(color.contiguous(), alpha, gray, array.dtype, two_dimensional)
 
     def to_array(self, rgb: torch.Tensor, alpha: torch.Tensor | None) -> np.ndarray:
-        """Assemble results (float in [0, 1]) back into this image's channel layout and dtype."""
-        color = rgb.float().clamp(0, 1)
+        """Assemble results (float in [0, 1], on the host) into this image's channel layout and dtype.
+
+        Works in bands of rows, so that besides the result only a band's worth of temporaries exists.
+        """
+        color = rgb
         if self.gray:
-            weights = torch.tensor(LUMA, dtype=color.dtype, device=color.device).view(1, 3, 1, 1)
-            color = (color * weights).sum(dim=1, keepdim=True)
-        planes = color if alpha is None else torch.cat([color, alpha.float().clamp(0, 1).to(color.device)], dim=1)
-        values = planes[0].permute(1, 2, 0).cpu().numpy()
-        if self.two_dimensional:
-            values = values[:, :, 0]
-        if self.dtype == np.float32:
-            return np.ascontiguousarray(values, dtype=np.float32)
-        maximum = _MAXIMA[self.dtype]
-        return np.ascontiguousarray(np.clip(np.rint(values * maximum), 0, maximum), dtype=self.dtype)
+            weights = torch.tensor(LUMA, dtype=rgb.dtype).view(1, 3, 1, 1)
+            color = (rgb * weights).sum(dim=1, keepdim=True)
+        planes = [color] if alpha is None else [color, alpha]
+        height, width = color.shape[-2:]
+        out = np.empty((height, width, sum(p.shape[1] for p in planes)), dtype=self.dtype)
+        for top in range(0, height, _BAND_ROWS):
+            band = torch.cat([p[0, :, top : top + _BAND_ROWS] for p in planes]).float().clamp(0, 1)
+            out[top : top + _BAND_ROWS] = _quantized(band.permute(1, 2, 0).numpy(), self.dtype)
+        return out[:, :, 0] if self.two_dimensional else out
+
+
+def _quantized(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    if dtype == np.float32:
+        return values
+    maximum = _MAXIMA[dtype]
+    return np.rint(values * maximum).astype(dtype)
 
 
 def _validated(image) -> np.ndarray:

@@ -1,0 +1,86 @@
+"""Peak memory of one upscale for two image sizes: host memory grows with the image, network work does not.
+
+Each size runs in a fresh process (so that peak resident memory is that job's) on the tiny random
+weights (memory of the image buffers does not depend on the weights; the network's part of it does,
+which is why on a GPU the device peak is also printed). Usage:
+
+    python bench/memory.py [--sizes 256,768] [--device cpu] [--json bench/results/memory.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+JOB = r"""
+import json, resource, sys, numpy as np, torch
+from invsr.pipeline import InvSRPipeline
+from invsr.weights import locate
+from invsr.request import UpscaleRequest
+
+weights, side, device = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+pipeline = InvSRPipeline.load(locate(weights), device=device, dtype="auto")
+largest = {"vae_decoder_input": 0, "noise_predictor_input": 0}
+def watch(name):
+    def hook(module, args):
+        largest[name] = max(largest[name], args[0].numel())
+    return hook
+pipeline.models.vae.decoder.register_forward_pre_hook(watch("vae_decoder_input"))
+pipeline.models.noise_predictor.register_forward_pre_hook(watch("noise_predictor_input"))
+pipeline.upscale(np.zeros((32, 32, 3), np.uint8))  # warm up: allocator pools, lazy imports
+rss_kib = lambda: int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize() // 1024
+before = rss_kib()
+image = (np.random.default_rng(0).random((side, side, 3)) * 255).astype(np.uint8)
+result = pipeline.upscale(image, UpscaleRequest(tile=128, overlap=16))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({
+    "input": [side, side],
+    "output": list(result.image.shape[:2]),
+    "output_bytes": result.image.nbytes,
+    "host_peak_increase_bytes": max(0, peak - before) * 1024,
+    "device_peak_bytes": result.report["peak_memory"]["device_bytes"],
+    "tiles": result.report["tiling"]["tiles"],
+    "largest_network_inputs": largest,
+    "seconds": sum(result.report["seconds"].values()),
+}))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="256,768", help="input sides in pixels, comma-separated")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        from invsr.tiny_weights import write_tiny_weights
+
+        write_tiny_weights(folder)
+        rows = [_run(folder, int(side), args.device) for side in args.sizes.split(",")]
+    print(f"{'input':>10} {'output':>12} {'tiles':>6} {'output MB':>10} {'host peak +MB':>14} {'x output':>9} {'device MB':>10} {'largest VAE input':>18}")
+    for row in rows:
+        device = "-" if row["device_peak_bytes"] is None else f"{row['device_peak_bytes'] / 1e6:.0f}"
+        print(
+            f"{'x'.join(map(str, row['input'])):>10} {'x'.join(map(str, row['output'])):>12} {row['tiles']:>6} "
+            f"{row['output_bytes'] / 1e6:>10.1f} {row['host_peak_increase_bytes'] / 1e6:>14.1f} "
+            f"{row['host_peak_increase_bytes'] / row['output_bytes']:>9.1f} {device:>10} "
+            f"{row['largest_network_inputs']['vae_decoder_input']:>18,}"
+        )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+def _run(weights: str, side: int, device: str) -> dict:
+    done = subprocess.run([sys.executable, "-c", JOB, weights, str(side), device], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"the {side}-pixel job failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+if __name__ == "__main__":
+    main()
