@@ -3,6 +3,9 @@
     invsr upscale INPUT... -o OUTPUT [--steps N|auto] [--timesteps 200,100] [--color-fix wavelet]
                  [--seed N] [--scale S | --width W --height H] [--tile auto|N] [--overlap N]
                  [--tile-batch auto|N] [--device auto] [--dtype auto] [--weights DIR] [--report FILE]
+    invsr upscale ... --server [CONNECTION-FILE|ENDPOINT]    (through the worker)
+    invsr serve [--bind ENDPOINT] [--preload] [...]           (the worker)
+    invsr keys DIR [--name NAME]                               (CurveZMQ key pairs)
     invsr weights download [DIR] | check [--weights DIR] | tiny DIR
     invsr demo [-o sample_x4.png]
 
@@ -47,7 +50,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_request_options(upscale)
     _add_model_options(upscale)
     upscale.add_argument("--report", type=Path, metavar="FILE", help="write a JSON report of what was done")
+    upscale.add_argument("--server", nargs="?", const="", default=None, metavar="FILE|ENDPOINT", help="run through the worker: the local one (started if none answers), or the one a connection file or endpoint names")
+    upscale.add_argument("--client-key", type=Path, default=None, metavar="FILE", help="this client's .key_secret, for a worker that requires CurveZMQ")
     upscale.set_defaults(run=run_upscale)
+
+    serve = commands.add_parser("serve", help="run the worker: keep the model warm and serve jobs over ZeroMQ")
+    _add_serve_options(serve)
+    _add_model_options(serve)
+    serve.set_defaults(run=run_serve)
+
+    keys = commands.add_parser("keys", help="make a CurveZMQ key pair (for a worker reachable beyond this machine)")
+    keys.add_argument("folder", type=Path)
+    keys.add_argument("--name", default="client", help="server or a client's name (default: %(default)s)")
+    keys.set_defaults(run=run_keys)
 
     demo = commands.add_parser("demo", help="upscale the bundled sample photo (real weights if available, else tiny)")
     demo.add_argument("-o", "--output", type=Path, default=Path("sample_x4.png"), help="default: %(default)s")
@@ -90,6 +105,21 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     parser.add_argument("--dtype", default="auto", help="auto, fp16, bf16 or fp32 (default: auto)")
     parser.add_argument("--max-pixels", type=float, default=None, metavar="MP", help="refuse jobs over this many megapixels of x4 result or output (default 512)")
+
+
+def _add_serve_options(parser: argparse.ArgumentParser) -> None:
+    from invsr_server.connection import DEFAULT_ENDPOINT
+
+    parser.add_argument("--bind", default=DEFAULT_ENDPOINT, help="endpoint to listen on (default: %(default)s)")
+    parser.add_argument("--connection-file", type=Path, default=None, help="where to write the connection file (default: the user's runtime folder)")
+    parser.add_argument("--log-file", type=Path, default=None, help="the worker's log, rotated at 5 MB (default: beside the connection file)")
+    parser.add_argument("--preload", action="store_true", help="load the model now rather than at the first job")
+    parser.add_argument("--queue-length", type=int, default=8, help="jobs that may wait (default: %(default)s)")
+    parser.add_argument("--max-message-mb", type=float, default=1024, help="largest message accepted, in MB (default: %(default)s)")
+    parser.add_argument("--client-timeout", type=float, default=5.0, help="seconds without heartbeats before a client's jobs are cancelled")
+    parser.add_argument("--curve-keys", type=Path, default=None, metavar="DIR", help="folder with server.key_secret: encrypt with CurveZMQ")
+    parser.add_argument("--allowed-keys", type=Path, default=None, metavar="DIR", help="folder of the public keys of allowed clients")
+    parser.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without CurveZMQ")
 
 
 def _request(args):
@@ -152,7 +182,12 @@ def run_upscale(args) -> int:
     if not jobs:
         print("invsr: nothing to upscale", file=sys.stderr)
         return 1
-    pipeline = _load(args)
+    if args.server is not None:
+        from .remote import connect_to_worker
+
+        pipeline = connect_to_worker(args.server, args)
+    else:
+        pipeline = _load(args)
     entries = upscale_files(pipeline, jobs, request)
     entries += [{"input": str(source), "error": message} for source, message in failures]
     failed = sum(1 for entry in entries if "error" in entry)
@@ -268,6 +303,43 @@ def _demo_weights(args):
         write_tiny_weights(tiny)
     print(f"invsr: no real weights and no internet: using random tiny weights from {tiny}", file=sys.stderr)
     return locate(tiny)
+
+
+# --- the worker ----------------------------------------------------------------------------------------
+
+
+def run_serve(args) -> int:
+    from invsr_server.connection import default_path
+    from invsr_server.worker import WorkerConfig, serve
+
+    connection_file = args.connection_file or default_path()
+    config = WorkerConfig(
+        bind=args.bind,
+        connection_file=connection_file,
+        log_file=args.log_file or connection_file.with_suffix(".log"),
+        weights=args.weights,
+        noise_predictor=args.noise_predictor,
+        device=args.device,
+        dtype=args.dtype,
+        preload=args.preload,
+        queue_length=args.queue_length,
+        max_message_bytes=int(args.max_message_mb * 1e6),
+        client_timeout=args.client_timeout,
+        curve_keys=args.curve_keys,
+        allowed_keys=args.allowed_keys,
+        insecure=args.insecure,
+    )
+    if args.max_pixels is not None:
+        config.max_pixels = int(args.max_pixels * 1e6)
+    return serve(config)
+
+
+def run_keys(args) -> int:
+    from invsr_server.keys import make_key_pair
+
+    public, secret = make_key_pair(args.folder, args.name)
+    print(f"public key {public} (give it to the other side)\nsecret key {secret} (keep it private)")
+    return 0
 
 
 # --- weights -------------------------------------------------------------------------------------------

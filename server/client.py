@@ -1,0 +1,250 @@
+"""The client of the InvSR worker: standard library and pyzmq only, so that it runs inside GIMP.
+
+    client = connect(start_command=[python, "-m", "invsr", "serve"])   # finds, or starts, the local worker
+    header, pixels = client.upscale(data, width, height, channels, "u16", {"seed": 1}, on_progress=print)
+
+It never hangs: while it waits it sends a heartbeat every second, and a worker that has not answered
+for `timeout` seconds (5 by default) is reported as lost; for a local worker, whether it died or froze,
+with the tail of its log. The worker in turn cancels the jobs of a client whose heartbeats stop.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import zmq
+
+from . import connection as connection_file
+from .protocol import Message, RemoteError, WorkerLost, error_for, new_id
+
+HEARTBEAT = 1.0
+TIMEOUT = 5.0
+START_TIMEOUT = 180.0  # a first start imports PyTorch and may initialise a GPU
+LOG_TAIL_LINES = 15
+
+
+class Client:
+    """One connection to a worker. Not thread-safe: use it from one thread."""
+
+    def __init__(self, connection: connection_file.Connection, *, heartbeat: float = HEARTBEAT, timeout: float = TIMEOUT, client_keys: tuple[bytes, bytes] | None = None, context: zmq.Context | None = None):
+        self.connection, self.heartbeat, self.timeout = connection, heartbeat, timeout
+        self.key = connection.key_bytes
+        self.context = context or zmq.Context.instance()
+        self.socket = self.context.socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        # A DEALER blocks sending while no connection is up (a worker gone, a refused CurveZMQ key): never wait forever.
+        self.socket.setsockopt(zmq.SNDTIMEO, int(timeout * 1000))
+        if connection.curve_server_key:
+            if client_keys is None:
+                raise WorkerLost("this worker requires CurveZMQ: give the client's key pair (made by `invsr keys`)")
+            self.socket.curve_serverkey = connection.curve_server_key.encode("ascii")
+            self.socket.curve_publickey, self.socket.curve_secretkey = client_keys
+        self.socket.connect(connection.endpoint)
+
+    @classmethod
+    def from_file(cls, path: Path | None = None, **options) -> "Client":
+        return cls(connection_file.read(path or connection_file.default_path()), **options)
+
+    def close(self) -> None:
+        self.socket.close(linger=0)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # --- operations ----------------------------------------------------------------------------------
+
+    def hello(self) -> dict:
+        return self.request("hello").fields
+
+    def ping(self) -> float:
+        """Round-trip seconds."""
+        started = time.monotonic()
+        self.request("ping")
+        return time.monotonic() - started
+
+    def status(self) -> dict:
+        return self.request("status").fields
+
+    def echo(self, buffers: list, **fields) -> list:
+        return self.request("echo", fields, buffers).buffers
+
+    def cancel(self, job: str) -> dict:
+        return self.request("cancel", {"job": job}).fields
+
+    def upscale(self, pixels, width: int, height: int, channels: int, dtype: str, params: dict, on_progress=None, should_cancel=None) -> tuple[dict, memoryview]:
+        """Send raw pixels (any buffer: bytes, memoryview, a NumPy array) and wait for the result.
+
+        `on_progress(fields)` gets each progress message ({stage, done, total, elapsed, eta}).
+        `should_cancel()` is asked at each heartbeat; when it returns True the job is cancelled and
+        `Cancelled` raised once the worker confirms. Returns the result header and its pixel buffer.
+        """
+        header = {"width": width, "height": height, "channels": channels, "dtype": dtype, "params": params}
+        reply = self.request("upscale", header, [pixels], on_progress=on_progress, should_cancel=should_cancel, final=("result",))
+        return reply.fields, reply.buffers[0]
+
+    # --- the waiting loop ----------------------------------------------------------------------------
+
+    def request(self, kind: str, fields: dict | None = None, buffers=(), *, on_progress=None, should_cancel=None, final=None) -> Message:
+        """Send one request and wait for its final reply, heartbeating; raise RemoteError on an error reply."""
+        request_id = new_id()
+        self._send(Message(kind, dict(fields or {}, id=request_id), list(buffers)), wait=True)
+        final = final or ("hello", "pong", "echo", "status", "cancelling")
+        last_heard = next_beat = time.monotonic()
+        job, cancel_sent = None, False
+        while True:
+            now = time.monotonic()
+            if now >= next_beat:
+                self._check_alive(now - last_heard)
+                if should_cancel is not None and job and not cancel_sent and should_cancel():
+                    self._send(Message("cancel", {"id": new_id(), "job": job}))
+                    cancel_sent = True
+                self._send(Message("ping", {"id": new_id()}))
+                next_beat = now + self.heartbeat
+            if not self.socket.poll(int(max(0.0, next_beat - time.monotonic()) * 1000) + 1):
+                continue
+            message = self._receive()
+            last_heard = time.monotonic()
+            if message.fields.get("re") != request_id:
+                continue  # a pong, or a reply to a cancel: only proof of life
+            if message.type == "error":
+                raise error_for(message.fields.get("code", "internal"), message.fields.get("message", ""), message.fields.get("details"))
+            if message.type == "accepted":
+                job = message.fields.get("job")
+            elif message.type == "progress" and on_progress is not None:
+                on_progress(message.fields)
+            if message.type in final:
+                return message
+
+    def _send(self, message: Message, wait: bool = False) -> None:
+        """Send; a request waits up to `timeout` for a connection, a heartbeat does not wait at all."""
+        try:
+            self.socket.send_multipart(message.encode(self.key), flags=0 if wait else zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            if wait:
+                raise WorkerLost(
+                    f"cannot reach the worker at {self.connection.endpoint} within {self.timeout:g} s: it is not running, "
+                    "or it refused this client's CurveZMQ key"
+                ) from None
+
+    def _receive(self) -> Message:
+        frames = self.socket.recv_multipart(copy=False)
+        return Message.decode(self.key, [frame.buffer for frame in frames])
+
+    def _check_alive(self, silent_for: float) -> None:
+        """Raise WorkerLost when a local worker's process is gone, or when any worker is silent too long."""
+        died = self.connection.is_local and self.connection.pid and not _process_alive(self.connection.pid)
+        if died or silent_for > self.timeout:
+            raise WorkerLost(self._lost_message(died, silent_for), {"log_tail": self.log_tail()})
+
+    def _lost_message(self, died: bool, silent_for: float) -> str:
+        where = f"the worker at {self.connection.endpoint}"
+        if died:
+            text = f"{where} (process {self.connection.pid}) has died"
+        elif self.connection.is_local and self.connection.pid:
+            text = f"{where} (process {self.connection.pid}) has not answered for {silent_for:.0f} s: it is frozen or overloaded"
+        else:
+            text = f"{where} has not answered for {silent_for:.0f} s"
+        tail = self.log_tail()
+        return text + (f". The end of its log ({self.connection.log_file}):\n{tail}" if tail else "")
+
+    def log_tail(self) -> str:
+        if not (self.connection.is_local and self.connection.log_file):
+            return ""
+        return tail_of(Path(self.connection.log_file))
+
+
+def tail_of(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 16384))
+            return "\n".join(f.read().decode("utf-8", "replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether the process runs (a zombie, dead but not yet reaped by its parent, does not)."""
+    if sys.platform == "win32":
+        return True  # os.kill would terminate it there; rely on the heartbeat timeout instead
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # Linux: the state letter follows the parenthesised command name
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        pass
+    try:  # elsewhere we can still tell for our own child, reaping it
+        return os.waitpid(pid, os.WNOHANG)[0] != pid
+    except ChildProcessError:
+        return True
+
+
+# --- finding or starting the local worker --------------------------------------------------------------
+
+
+def connect(path: Path | None = None, start_command: list[str] | None = None, on_status=None, start_timeout: float = START_TIMEOUT, **options) -> Client:
+    """A client of the worker described by the connection file at `path` (default: the user's).
+
+    When none answers and `start_command` is given (say [python, "-m", "invsr", "serve", ...]), start
+    one, wait until it answers `hello`, and return a client of it; `on_status(text)` hears about it.
+    """
+    path = Path(path or connection_file.default_path())
+    client = _answering(path, **options)
+    if client is not None:
+        return client
+    if start_command is None:
+        raise WorkerLost(f"no InvSR worker answers (connection file {path}); start one with `invsr serve`")
+    if on_status is not None:
+        on_status("Starting the InvSR worker...")
+    return _start(path, start_command, start_timeout, **options)
+
+
+def _answering(path: Path, **options) -> Client | None:
+    try:
+        client = Client.from_file(path, **options)
+    except (OSError, ValueError):
+        return None
+    try:
+        client.request("hello")
+        return client
+    except RemoteError:
+        client.close()
+        return None
+
+
+def _start(path: Path, command: list[str], timeout: float, **options) -> Client:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    startup_log = path.with_name("worker-start.log")
+    with open(startup_log, "wb") as log:
+        process = subprocess.Popen(
+            [*command, "--connection-file", str(path)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # outlives the caller, and a Cancel in GIMP does not kill it
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = tail_of(startup_log)
+            raise WorkerLost(f"the InvSR worker could not start (exit status {process.returncode}):\n{tail}", {"log_tail": tail})
+        if path.exists():
+            client = _answering(path, **options)
+            if client is not None and client.connection.pid == process.pid:
+                return client
+            if client is not None:
+                client.close()
+        time.sleep(0.2)
+    process.kill()
+    raise WorkerLost(f"the InvSR worker did not answer within {timeout:.0f} s of starting; see {startup_log}")

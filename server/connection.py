@@ -1,0 +1,94 @@
+"""The connection file: how clients find a worker and prove they may use it.
+
+A worker writes it at start (owner-only, mode 0600) and removes it when it stops. It holds the endpoint,
+the protocol version, the per-start secret that signs every message, the worker's process id and log
+file (for a local client's diagnostics), and, when CurveZMQ is on, the worker's public key.
+
+Standard library only: this module also runs inside GIMP's Python.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import secrets
+import sys
+import tempfile
+from pathlib import Path
+
+DEFAULT_PORT = 47290
+DEFAULT_ENDPOINT = f"tcp://127.0.0.1:{DEFAULT_PORT}"
+FILE_NAME = "worker.json"
+
+
+def runtime_dir() -> Path:
+    """The user's own folder for run-time files: $XDG_RUNTIME_DIR/invsr, else a per-user cache folder."""
+    if os.environ.get("INVSR_RUNTIME_DIR"):
+        return Path(os.environ["INVSR_RUNTIME_DIR"])
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        return Path(os.environ["XDG_RUNTIME_DIR"]) / "invsr"
+    if sys.platform == "win32":
+        return Path(os.environ.get("LOCALAPPDATA", tempfile.gettempdir())) / "invsr" / "run"
+    return Path.home() / ".cache" / "invsr" / "run"
+
+
+def default_path() -> Path:
+    return runtime_dir() / FILE_NAME
+
+
+def default_log_path() -> Path:
+    return runtime_dir() / "worker.log"
+
+
+@dataclasses.dataclass(frozen=True)
+class Connection:
+    endpoint: str
+    key: str  # hex; the HMAC-SHA256 secret
+    protocol: str
+    pid: int | None = None
+    log_file: str | None = None
+    worker_version: str | None = None
+    curve_server_key: str | None = None  # Z85 public key when the worker requires CurveZMQ
+
+    @property
+    def key_bytes(self) -> bytes:
+        return bytes.fromhex(self.key)
+
+    @property
+    def is_local(self) -> bool:
+        host = self.endpoint.split("://", 1)[-1].rsplit(":", 1)[0]
+        return self.endpoint.startswith(("ipc://", "inproc://")) or host in ("127.0.0.1", "localhost", "[::1]", "::1")
+
+
+def new_key() -> str:
+    return secrets.token_hex(32)
+
+
+def write(path: Path, connection: Connection) -> None:
+    """Write atomically and owner-only: the secret must not be readable by other users."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as f:
+        json.dump(dataclasses.asdict(connection), f, indent=2)
+    os.replace(partial, path)
+
+
+def read(path: Path) -> Connection:
+    """Raises FileNotFoundError when absent and ValueError when unreadable."""
+    data = json.loads(Path(path).read_text())
+    if not isinstance(data, dict) or not {"endpoint", "key", "protocol"} <= set(data):
+        raise ValueError(f"{path}: not an InvSR worker connection file")
+    known = {f.name for f in dataclasses.fields(Connection)}
+    return Connection(**{k: v for k, v in data.items() if k in known})
+
+
+def remove(path: Path, connection: Connection) -> None:
+    """Remove the file, but only if it is still ours (a newer worker may have replaced it)."""
+    try:
+        if read(path).key == connection.key:
+            Path(path).unlink()
+    except (OSError, ValueError):
+        pass

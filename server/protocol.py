@@ -1,0 +1,163 @@
+"""The wire protocol between the InvSR worker and its clients (docs/PROTOCOL.md is its description).
+
+Standard library only: this module also runs inside GIMP's Python, in the plug-in.
+
+A message is a list of ZeroMQ frames: [signature, header, buffer...]. The header is UTF-8 JSON; buffers
+are raw bytes (pixels). The signature is HMAC-SHA256 over the header and every buffer, each preceded by
+its length, keyed with the per-start secret from the connection file. It is checked before anything is
+decoded. Nothing from the wire is ever unpickled or evaluated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import json
+import time
+import uuid
+
+PROTOCOL_VERSION = (1, 0)  # the one place the version is written; docs/PROTOCOL.md must match
+MAX_HEADER_BYTES = 64 * 1024
+SIGNATURE_BYTES = 32
+
+REQUESTS = ("hello", "ping", "echo", "status", "upscale", "cancel")
+PIXEL_DTYPES = {"u8": 1, "u16": 2, "f32": 4}  # wire name -> bytes per sample
+
+
+def version_text(version=PROTOCOL_VERSION) -> str:
+    return f"{version[0]}.{version[1]}"
+
+
+def parse_version(text) -> tuple[int, int]:
+    try:
+        major, minor = str(text).split(".")
+        return int(major), int(minor)
+    except ValueError:
+        raise BadMessage(f"protocol version must look like '1.0', got {text!r}") from None
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+# --- errors: one class per code, all under RemoteError ---------------------------------------------
+
+
+class RemoteError(Exception):
+    """An error reply from the worker (or a failure to talk to it), with a machine-readable code."""
+
+    code = "internal"
+
+    def __init__(self, message: str = "", details: dict | None = None):
+        super().__init__(message)
+        self.details = details or {}
+
+
+def _error(name: str, code: str, doc: str) -> type:
+    return type(name, (RemoteError,), {"code": code, "__doc__": doc})
+
+
+BadMessage = _error("BadMessage", "bad_message", "Frames or header that do not follow the protocol.")
+Unauthorized = _error("Unauthorized", "unauthorized", "A missing or wrong signature: the client's secret is not the worker's.")
+VersionMismatch = _error("VersionMismatch", "protocol_version", "Another major protocol version.")
+UnknownOperation = _error("UnknownOperation", "unknown_operation", "A request type the worker does not know.")
+TooLarge = _error("TooLarge", "too_large", "A frame or an image over the worker's limits.")
+Busy = _error("Busy", "busy", "The job queue is full.")
+ShuttingDown = _error("ShuttingDown", "shutting_down", "The worker is stopping and takes no new jobs.")
+UnknownJob = _error("UnknownJob", "unknown_job", "A job id the worker does not know (finished, or never sent).")
+InvalidRequest = _error("InvalidRequest", "invalid_request", "A parameter of the upscale is not acceptable.")
+InvalidImage = _error("InvalidImage", "invalid_image", "The pixels cannot be upscaled as sent.")
+WeightsMissing = _error("WeightsMissing", "weights_missing", "The worker cannot find the model files.")
+BadCheckpoint = _error("BadCheckpoint", "bad_checkpoint", "The worker's model files are damaged or of the wrong layout.")
+DeviceFailure = _error("DeviceFailure", "device", "The worker's device or dtype is not usable.")
+OutOfMemory = _error("OutOfMemory", "out_of_memory", "The worker's device ran out of memory for this job.")
+Cancelled = _error("Cancelled", "cancelled", "The job was cancelled.")
+Internal = _error("Internal", "internal", "An unexpected failure inside the worker; its log has the details.")
+WorkerLost = _error("WorkerLost", "worker_lost", "The worker stopped answering (it died, froze, or never started).")
+
+ERRORS = {cls.code: cls for cls in (
+    BadMessage, Unauthorized, VersionMismatch, UnknownOperation, TooLarge, Busy, ShuttingDown, UnknownJob,
+    InvalidRequest, InvalidImage, WeightsMissing, BadCheckpoint, DeviceFailure, OutOfMemory, Cancelled,
+    Internal, WorkerLost,
+)}
+# invsr.errors codes that are not protocol codes by the same name
+_LIBRARY_CODES = {"image_file": "invalid_image"}
+
+
+def error_for(code: str, message: str, details: dict | None = None) -> RemoteError:
+    code = _LIBRARY_CODES.get(code, code)
+    return ERRORS.get(code, Internal)(message, details)
+
+
+# --- messages ---------------------------------------------------------------------------------------
+
+
+def sign(key: bytes, header: bytes, buffers) -> bytes:
+    mac = hmac.new(key, digestmod=hashlib.sha256)
+    for frame in (header, *buffers):
+        view = memoryview(frame)
+        mac.update(view.nbytes.to_bytes(8, "big"))
+        mac.update(view)
+    return mac.digest()
+
+
+@dataclasses.dataclass
+class Message:
+    """`type` and `fields` make the JSON header (with the protocol version); `buffers` travel raw."""
+
+    type: str
+    fields: dict = dataclasses.field(default_factory=dict)
+    buffers: list = dataclasses.field(default_factory=list)
+
+    def encode(self, key: bytes) -> list:
+        header = dict(self.fields, protocol=version_text(), type=self.type, sent=time.time())
+        data = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
+        return [sign(key, data, self.buffers), data, *self.buffers]
+
+    @classmethod
+    def decode(cls, key: bytes, frames: list) -> "Message":
+        """Verify, then parse. Raises Unauthorized, BadMessage or VersionMismatch."""
+        if len(frames) < 2:
+            raise BadMessage(f"a message has a signature and a header frame, got {len(frames)} frame(s)")
+        signature, header, buffers = frames[0], frames[1], frames[2:]
+        if memoryview(header).nbytes > MAX_HEADER_BYTES:
+            raise BadMessage(f"header over {MAX_HEADER_BYTES} bytes")
+        if not hmac.compare_digest(bytes(signature), sign(key, header, buffers)):
+            raise Unauthorized("wrong or missing signature: the secret does not match the worker's connection file")
+        try:
+            fields = json.loads(bytes(header).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise BadMessage(f"header is not UTF-8 JSON: {error}") from None
+        if not isinstance(fields, dict) or not isinstance(fields.get("type"), str):
+            raise BadMessage("header must be a JSON object with a string 'type'")
+        major, _minor = parse_version(fields.get("protocol"))
+        if major != PROTOCOL_VERSION[0]:
+            raise VersionMismatch(
+                f"protocol {fields.get('protocol')} is not compatible with this side's {version_text()}: "
+                "update the plug-in and the worker together",
+                {"supported": version_text()},
+            )
+        return cls(fields.pop("type"), fields, list(buffers))
+
+
+def error_message(error: RemoteError, reply_to: str | None) -> Message:
+    fields = {"code": error.code, "message": str(error), "details": error.details}
+    if reply_to:
+        fields["re"] = reply_to
+    return Message("error", fields)
+
+
+def pixel_frame_size(header: dict, max_pixels: int) -> int:
+    """Check an upscale header's image description; return the byte size its pixel frame must have."""
+    width, height, channels, dtype = (header.get(k) for k in ("width", "height", "channels", "dtype"))
+    for name, value in (("width", width), ("height", height), ("channels", channels)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise BadMessage(f"{name} must be a positive integer, got {value!r}")
+    if channels > 4:
+        raise InvalidImage(f"channels must be 1 to 4 (gray, gray+alpha, RGB, RGBA), got {channels}")
+    if dtype not in PIXEL_DTYPES:
+        raise InvalidImage(f"dtype must be one of {', '.join(PIXEL_DTYPES)}, got {dtype!r}")
+    if width * height > max_pixels:
+        raise TooLarge(f"a {width} x {height} image is over this worker's limit of {max_pixels:,} input pixels")
+    return width * height * channels * PIXEL_DTYPES[dtype]

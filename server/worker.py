@@ -1,0 +1,495 @@
+"""The InvSR worker: one long-lived process that keeps the model warm and serves upscale jobs over ZeroMQ.
+
+Two threads, each with its own sockets (ZeroMQ sockets are not shared between threads):
+
+- the I/O thread owns the ROUTER socket clients talk to. It checks every message's signature, answers
+  `hello`, `ping`, `echo`, `status` and `cancel` at once, validates `upscale` requests and queues them,
+  forwards what the executor sends, and cancels the jobs of clients that stopped sending heartbeats;
+- the executor thread owns the device. It takes jobs in order, runs them, and sends progress, the
+  result or the error through an in-process PUSH socket that the I/O thread forwards.
+
+A long job never delays heartbeats, and a job that fails (out of memory included) fails alone.
+docs/PROTOCOL.md describes every message.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import logging.handlers
+import os
+import queue
+import signal
+import threading
+import time
+from pathlib import Path
+
+import zmq
+
+from . import connection as connections
+from .protocol import (
+    PIXEL_DTYPES,
+    REQUESTS,
+    BadMessage,
+    Busy,
+    Message,
+    RemoteError,
+    ShuttingDown,
+    TooLarge,
+    Unauthorized,
+    UnknownJob,
+    UnknownOperation,
+    error_for,
+    error_message,
+    new_id,
+    pixel_frame_size,
+    version_text,
+)
+
+log = logging.getLogger("invsr.worker")
+OUTBOX = "inproc://invsr-worker-outbox"
+REPLAY_MEMORY = 10_000  # signatures remembered to refuse a replayed message
+POLL_MS = 100
+
+
+@dataclasses.dataclass
+class WorkerConfig:
+    bind: str = connections.DEFAULT_ENDPOINT
+    connection_file: Path = dataclasses.field(default_factory=connections.default_path)
+    log_file: Path = dataclasses.field(default_factory=connections.default_log_path)
+    weights: Path | None = None
+    noise_predictor: Path | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    preload: bool = False
+    max_pixels: int = 512_000_000  # work pixels: the x4 result or the output, the larger (as the library)
+    max_message_bytes: int = 1 << 30
+    queue_length: int = 8
+    client_timeout: float = 5.0  # seconds of silence after which a client's jobs are cancelled
+    curve_keys: Path | None = None  # folder with server.key_secret
+    allowed_keys: Path | None = None  # folder of allowed clients' public .key files
+    insecure: bool = False
+
+    @property
+    def max_input_pixels(self) -> int:
+        return self.max_pixels // 16  # the x4 result of the input must fit the work limit
+
+
+@dataclasses.dataclass
+class Job:
+    id: str
+    client: bytes
+    request_id: str
+    header: dict
+    pixels: memoryview
+    request: object  # invsr.UpscaleRequest
+    cancel: threading.Event = dataclasses.field(default_factory=threading.Event)
+    cancel_reason: str = ""
+    state: str = "queued"
+    progress: dict = dataclasses.field(default_factory=dict)
+
+
+class Worker:
+    def __init__(self, config: WorkerConfig):
+        self.config = config
+        self.context = zmq.Context()
+        self.key = bytes.fromhex(connections.new_key())
+        self.jobs: dict[str, Job] = {}  # queued and running, by job id
+        self.jobs_lock = threading.Lock()
+        self.queue: queue.Queue[Job | None] = queue.Queue()
+        self.last_seen: dict[bytes, float] = {}
+        self.seen_signatures = collections.OrderedDict()
+        self.stopping = False
+        self.model = ModelHolder(config)
+        self.authenticator = None
+
+    # --- start and stop ------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Serve until SIGTERM or SIGINT. Returns the process exit status."""
+        self.router = self._bind()
+        self.outbox = self.context.socket(zmq.PULL)
+        self.outbox.bind(OUTBOX)
+        endpoint = self.router.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.connection = connections.Connection(
+            endpoint=endpoint,
+            key=self.key.hex(),
+            protocol=version_text(),
+            pid=os.getpid(),
+            log_file=str(self.config.log_file),
+            worker_version=_version(),
+            curve_server_key=self.curve_public_key,
+        )
+        executor = threading.Thread(target=self._execute, name="invsr-executor", daemon=True)
+        executor.start()
+        if self.config.preload:
+            self.queue.put(_PRELOAD)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._request_stop)
+        connections.write(self.config.connection_file, self.connection)
+        log.info("serving on %s (connection file %s)", endpoint, self.config.connection_file)
+        try:
+            self._loop()
+        finally:
+            connections.remove(self.config.connection_file, self.connection)
+            self.queue.put(None)
+            executor.join(timeout=30)
+            self._close()
+        log.info("stopped")
+        return 0
+
+    def _bind(self) -> zmq.Socket:
+        router = self.context.socket(zmq.ROUTER)
+        router.setsockopt(zmq.LINGER, 0)
+        router.setsockopt(zmq.MAXMSGSIZE, self.config.max_message_bytes)  # bigger messages: peer dropped
+        router.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        self.curve_public_key = self._configure_curve(router)
+        try:
+            router.bind(self.config.bind)
+        except zmq.ZMQError as error:
+            raise SystemExit(
+                f"invsr serve: cannot bind {self.config.bind}: {error.strerror}. If another InvSR worker is "
+                f"running, its connection file is {self.config.connection_file}; or choose --bind tcp://127.0.0.1:PORT"
+            ) from None
+        return router
+
+    def _configure_curve(self, router: zmq.Socket) -> str | None:
+        config = self.config
+        if config.curve_keys is None:
+            if not _is_loopback(config.bind) and not config.insecure:
+                raise SystemExit(
+                    f"invsr serve: refusing to bind {config.bind} beyond this machine without encryption: give "
+                    "--curve-keys DIR and --allowed-keys DIR (make keys with `invsr keys DIR`), or --insecure"
+                )
+            return None
+        import zmq.auth
+        from zmq.auth.thread import ThreadAuthenticator
+
+        if config.allowed_keys is None:
+            raise SystemExit("invsr serve: --curve-keys needs --allowed-keys DIR, the public keys of allowed clients")
+        public, secret = zmq.auth.load_certificate(Path(config.curve_keys) / "server.key_secret")
+        self.authenticator = ThreadAuthenticator(self.context)
+        self.authenticator.start()
+        self.authenticator.configure_curve(domain="*", location=str(config.allowed_keys))
+        router.curve_server = True
+        router.curve_publickey, router.curve_secretkey = public, secret
+        return public.decode("ascii")
+
+    def _request_stop(self, signum, frame) -> None:
+        log.info("signal %s: finishing", signum)
+        self.stopping = True
+
+    def _close(self) -> None:
+        if self.authenticator is not None:
+            self.authenticator.stop()
+        self.router.close(linger=0)
+        self.outbox.close(linger=0)
+        self.context.term()
+
+    # --- the I/O thread ------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.router, zmq.POLLIN)
+        poller.register(self.outbox, zmq.POLLIN)
+        while True:
+            events = dict(poller.poll(POLL_MS))
+            if self.outbox in events:
+                self.router.send_multipart(self.outbox.recv_multipart(copy=False), copy=False)
+            if self.router in events:
+                self._receive()
+            self._cancel_abandoned_jobs()
+            if self.stopping:
+                self._cancel_all("the worker is stopping")
+                with self.jobs_lock:
+                    if not self.jobs:
+                        return
+
+    def _receive(self) -> None:
+        frames = self.router.recv_multipart(copy=False)
+        client, frames = frames[0].bytes, [frame.buffer for frame in frames[1:]]
+        request_id = None
+        try:
+            message = Message.decode(self.key, frames)
+            request_id = message.fields.get("id")
+            self._refuse_replay(frames[0])
+            self.last_seen[client] = time.monotonic()
+            self._dispatch(client, request_id, message)
+        except RemoteError as error:
+            if not isinstance(error, Unauthorized):
+                log.info("refused a request from %s: %s", client.hex(), error)
+            self._send(client, error_message(error, request_id if isinstance(request_id, str) else None))
+        except Exception:  # a bug must not stop the worker: report it and go on
+            log.exception("failed to handle a request")
+            self._send(client, error_message(error_for("internal", "unexpected failure; see the worker log"), request_id))
+
+    def _refuse_replay(self, signature) -> None:
+        key = bytes(signature)
+        if key in self.seen_signatures:
+            raise BadMessage("this message was already received (replayed)")
+        self.seen_signatures[key] = None
+        if len(self.seen_signatures) > REPLAY_MEMORY:
+            self.seen_signatures.popitem(last=False)
+
+    def _dispatch(self, client: bytes, request_id, message: Message) -> None:
+        if not isinstance(request_id, str) or not request_id:
+            raise BadMessage("every request needs a string 'id'")
+        handlers = {
+            "hello": self._hello,
+            "ping": lambda m: Message("pong", {}),
+            "echo": lambda m: Message("echo", {"sizes": [memoryview(b).nbytes for b in m.buffers]}, m.buffers),
+            "status": lambda m: Message("status", self._status()),
+            "cancel": self._cancel,
+            "upscale": lambda m: self._accept(client, request_id, m),
+        }
+        if message.type not in handlers:
+            raise UnknownOperation(f"unknown request type {message.type!r}; this worker knows {', '.join(REQUESTS)}")
+        reply = handlers[message.type](message)
+        reply.fields["re"] = request_id
+        self._send(client, reply)
+
+    def _send(self, client: bytes, message: Message) -> None:
+        self.router.send_multipart([client, *message.encode(self.key)], copy=False)
+
+    def _hello(self, message: Message) -> Message:
+        from invsr.color_fix import COLOR_FIXES
+        from invsr.request import MAX_SCALE, MIN_SCALE
+
+        config = self.config
+        return Message("hello", {
+            "protocol": version_text(),
+            "worker_version": _version(),
+            "pid": os.getpid(),
+            "model": self.model.state(),
+            "capabilities": {
+                "operations": list(REQUESTS),
+                "dtypes": list(PIXEL_DTYPES),
+                "channels": [1, 2, 3, 4],
+                "color_fix": list(COLOR_FIXES),
+                "steps": [1, 5],
+                "scale": [MIN_SCALE, MAX_SCALE],
+                "curve": self.curve_public_key is not None,
+            },
+            "limits": {
+                "max_pixels": config.max_pixels,
+                "max_input_pixels": config.max_input_pixels,
+                "max_message_bytes": config.max_message_bytes,
+                "queue_length": config.queue_length,
+            },
+        })
+
+    def _status(self) -> dict:
+        with self.jobs_lock:
+            jobs = [
+                {"job": job.id, "state": job.state, "progress": job.progress, "client": job.client.hex()[-8:]}
+                for job in self.jobs.values()
+            ]
+        horizon = time.monotonic() - self.config.client_timeout
+        return {
+            "jobs": jobs,
+            "queued": sum(1 for j in jobs if j["state"] == "queued"),
+            "running": sum(1 for j in jobs if j["state"] == "running"),
+            "clients": sum(1 for seen in self.last_seen.values() if seen >= horizon),
+            "model": self.model.state(),
+            "stopping": self.stopping,
+        }
+
+    def _accept(self, client: bytes, request_id: str, message: Message) -> Message:
+        from invsr.errors import InvSRError
+        from invsr.request import UpscaleRequest
+
+        if self.stopping:
+            raise ShuttingDown("the worker is stopping; start it again, or wait for the next one")
+        expected = pixel_frame_size(message.fields, self.config.max_input_pixels)
+        if len(message.buffers) != 1 or memoryview(message.buffers[0]).nbytes != expected:
+            sizes = [memoryview(b).nbytes for b in message.buffers]
+            raise BadMessage(f"an upscale carries one pixel frame of {expected} bytes, got frames of {sizes} bytes")
+        params = message.fields.get("params", {})
+        if not isinstance(params, dict):
+            raise BadMessage("'params' must be a JSON object")
+        try:
+            request = UpscaleRequest.from_dict(params)
+        except (InvSRError, TypeError) as error:
+            raise error_for(getattr(error, "code", "invalid_request"), str(error)) from None
+        with self.jobs_lock:
+            if sum(1 for j in self.jobs.values() if j.state == "queued") >= self.config.queue_length:
+                raise Busy(f"the worker's queue is full ({self.config.queue_length} jobs waiting); try again shortly")
+            job = Job(new_id(), client, request_id, message.fields, message.buffers[0], request)
+            self.jobs[job.id] = job
+            position = sum(1 for j in self.jobs.values() if j.state == "queued")
+        self.queue.put(job)
+        log.info("job %s queued: %sx%s %s x%s", job.id, job.header["width"], job.header["height"], job.header["dtype"], job.header["channels"])
+        return Message("accepted", {"job": job.id, "position": position})
+
+    def _cancel(self, message: Message) -> Message:
+        job_id = message.fields.get("job")
+        with self.jobs_lock:
+            job = self.jobs.get(job_id)
+        if job is None:
+            raise UnknownJob(f"no queued or running job {job_id!r}")
+        self._cancel_job(job, "cancelled by the client")
+        return Message("cancelling", {"job": job.id, "state": job.state})
+
+    def _cancel_job(self, job: Job, reason: str) -> None:
+        if not job.cancel.is_set():
+            job.cancel_reason = reason
+            job.cancel.set()
+            log.info("job %s: %s", job.id, reason)
+
+    def _cancel_abandoned_jobs(self) -> None:
+        now = time.monotonic()
+        with self.jobs_lock:
+            jobs = list(self.jobs.values())
+        for job in jobs:
+            if self.last_seen.get(job.client, 0.0) < now - self.config.client_timeout:
+                self._cancel_job(job, f"the client sent no heartbeat for {self.config.client_timeout:g} s")
+        if len(self.last_seen) > 1000:  # forget clients long gone
+            forgotten = now - 60 * self.config.client_timeout
+            self.last_seen = {client: seen for client, seen in self.last_seen.items() if seen >= forgotten}
+
+    def _cancel_all(self, reason: str) -> None:
+        with self.jobs_lock:
+            jobs = list(self.jobs.values())
+        for job in jobs:
+            self._cancel_job(job, reason)
+
+    # --- the executor thread -------------------------------------------------------------------------
+
+    def _execute(self) -> None:
+        push = self.context.socket(zmq.PUSH)
+        push.setsockopt(zmq.LINGER, 0)
+        push.connect(OUTBOX)
+        try:
+            while (job := self.queue.get()) is not None:
+                if job is _PRELOAD:
+                    self._preload()
+                    continue
+                self._run_job(job, push)
+        finally:
+            push.close(linger=0)
+
+    def _preload(self) -> None:
+        from invsr.errors import InvSRError
+
+        try:
+            self.model.get()
+        except InvSRError:
+            pass  # recorded in the model state; `hello` shows it and the next job tries again
+
+    def _run_job(self, job: Job, push: zmq.Socket) -> None:
+        from invsr.errors import Cancelled, InvSRError
+
+        def send(message: Message) -> None:
+            message.fields.update(re=job.request_id, job=job.id)
+            push.send_multipart([job.client, *message.encode(self.key)], copy=False)
+
+        def progress(update) -> None:
+            if job.cancel.is_set():
+                raise Cancelled(job.cancel_reason)
+            job.progress = {"stage": update.stage, "done": update.done, "total": update.total, "elapsed": round(update.elapsed, 3), "eta": None if update.eta is None else round(update.eta, 3)}
+            send(Message("progress", dict(job.progress)))
+
+        try:
+            if job.cancel.is_set():
+                raise Cancelled(job.cancel_reason)
+            job.state = "running"
+            started = time.perf_counter()
+            pipeline = self.model.get(lambda stage: send(Message("progress", {"stage": stage, "done": 0, "total": 0})))
+            result = pipeline.upscale(_as_array(job), job.request, progress=progress)
+            final = _result_message(result)
+            log.info("job %s done in %.2f s", job.id, time.perf_counter() - started)
+        except InvSRError as error:
+            log.info("job %s failed: %s: %s", job.id, error.code, error)
+            final = error_message(error_for(error.code, str(error)), job.request_id)
+        except Exception as error:  # a bug in one job must not stop the worker
+            log.exception("job %s failed", job.id)
+            final = error_message(error_for("internal", f"unexpected failure ({type(error).__name__}: {error}); see the worker log {self.config.log_file}"), job.request_id)
+        finally:
+            job.pixels = None
+            with self.jobs_lock:  # gone from `status` before the client hears the end
+                self.jobs.pop(job.id, None)
+        send(final)
+
+
+_PRELOAD = object()  # a queue entry that asks the executor to load the model
+
+
+class ModelHolder:
+    """Loads the pipeline on first use (or at start with --preload) in the executor thread; remembers failures."""
+
+    def __init__(self, config: WorkerConfig):
+        self.config = config
+        self.pipeline = None
+        self.status = {"state": "not loaded"}
+
+    def state(self) -> dict:
+        return dict(self.status)
+
+    def get(self, on_stage=None):
+        from invsr.errors import InvSRError
+        from invsr.pipeline import InvSRPipeline
+        from invsr.weights import locate
+
+        if self.pipeline is not None:
+            return self.pipeline
+        self.status = {"state": "loading"}
+        if on_stage is not None:
+            on_stage("loading model")
+        try:
+            weights = locate(self.config.weights, self.config.noise_predictor)
+            pipeline = InvSRPipeline.load(weights, device=self.config.device, dtype=self.config.dtype)
+        except InvSRError as error:
+            self.status = {"state": "failed", "code": error.code, "error": str(error)}
+            log.error("model failed to load: %s", error)
+            raise
+        pipeline.max_pixels = self.config.max_pixels
+        self.pipeline = pipeline
+        self.status = {"state": "ready", **pipeline.describe(), "load_seconds": pipeline.load_report["seconds"]}
+        log.info("model loaded: %s", self.status)
+        return pipeline
+
+
+def _as_array(job: Job):
+    import numpy as np
+
+    header = job.header
+    dtype = {"u8": np.uint8, "u16": np.uint16, "f32": np.float32}[header["dtype"]]
+    shape = (header["height"], header["width"], header["channels"])
+    return np.frombuffer(job.pixels, dtype=dtype).reshape(shape)  # a view of the received frame: no copy
+
+
+def _result_message(result) -> Message:
+    image = result.image if result.image.ndim == 3 else result.image[:, :, None]
+    wire_dtype = {"uint8": "u8", "uint16": "u16", "float32": "f32"}[str(image.dtype)]
+    fields = {"width": image.shape[1], "height": image.shape[0], "channels": image.shape[2], "dtype": wire_dtype, "report": result.report}
+    return Message("result", fields, [memoryview(image).cast("B")])
+
+
+def _is_loopback(endpoint: str) -> bool:
+    if endpoint.startswith(("ipc://", "inproc://")):
+        return True
+    host = endpoint.split("://", 1)[-1].rsplit(":", 1)[0]
+    return host in ("127.0.0.1", "localhost", "[::1]", "::1")
+
+
+def _version() -> str:
+    from invsr import __version__
+
+    return __version__
+
+
+def setup_logging(log_file: Path) -> None:
+    Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.handlers.RotatingFileHandler(log_file, maxBytes=5 * 1024 * 1024, backupCount=3)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    console = logging.StreamHandler()
+    console.setFormatter(logging.Formatter("invsr worker: %(message)s"))
+    log.handlers[:] = [handler, console]
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+def serve(config: WorkerConfig) -> int:
+    setup_logging(config.log_file)
+    return Worker(config).run()

@@ -1,0 +1,391 @@
+"""The worker and its client, as real processes on real loopback sockets: round trips equal in-process
+results, many clients at once, dead, frozen and vanished peers, cancellation, limits and bad input."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zmq
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from invsr.request import UpscaleRequest
+from invsr_server import protocol
+from invsr_server.client import connect
+from invsr_server.protocol import Message, sign
+from worker_helpers import WorkerProcess
+
+LONG_JOB = {"tile": 32, "overlap": 8, "steps": 5}  # about 10 s on the test weights: 121 tiles of a 256 x 256 image
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory, tiny_weights):
+    process = WorkerProcess(tmp_path_factory.mktemp("worker"), tiny_weights.noise_predictor.parent, "--preload", "--client-timeout", "2").wait_ready()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def client(worker):
+    with worker.client() as c:
+        yield c
+
+
+def noise_image(side=256, seed=0):
+    return (np.random.default_rng(seed).random((side, side, 3)) * 255).astype(np.uint8)
+
+
+def send_upscale(client, image, **params):
+    array = np.ascontiguousarray(image if image.ndim == 3 else image[:, :, None])
+    dtype = {"uint8": "u8", "uint16": "u16", "float32": "f32"}[str(array.dtype)]
+    header, buffer = client.upscale(memoryview(array).cast("B"), array.shape[1], array.shape[0], array.shape[2], dtype, params)
+    out = np.frombuffer(buffer, dtype=array.dtype).reshape(header["height"], header["width"], header["channels"])
+    return header, out
+
+
+def test_round_trip_is_byte_for_byte_the_in_process_result(client, pipeline, small_photo):
+    for image, params in [
+        (small_photo, {"seed": 3}),
+        (small_photo.astype(np.uint16) * 257, {"seed": 4, "scale": 2.5}),
+        (np.dstack([small_photo, np.full(small_photo.shape[:2], 128, np.uint8)]), {"steps": 2}),
+        (small_photo[..., :1].astype(np.float32) / 255, {"color_fix": "ycbcr"}),
+    ]:
+        header, remote = send_upscale(client, image, **params)
+        local = pipeline.upscale(image, UpscaleRequest(**params)).image
+        np.testing.assert_array_equal(remote.reshape(local.shape), local)
+        assert header["report"]["seed"] == params.get("seed", 0)
+
+
+def test_hello_ping_status_and_echo(client):
+    hello = client.hello()
+    assert hello["protocol"] == protocol.version_text() and hello["model"]["state"] == "ready"
+    assert hello["model"]["weights"]["tiny_random"] is True
+    assert hello["limits"]["queue_length"] == 8 and "upscale" in hello["capabilities"]["operations"]
+    assert client.ping() < 1.0
+    assert client.status()["jobs"] == []
+    payload = [os.urandom(1000), b"", os.urandom(3 * 1024 * 1024)]
+    assert [bytes(b) for b in client.echo(payload, note="x")] == payload
+
+
+def test_progress_arrives_for_each_tile(client):
+    seen = []
+    header, _ = client.upscale(noise_image(64).tobytes(), 64, 64, 3, "u8", {"tile": 32, "overlap": 8}, on_progress=seen.append)
+    tiles = header["report"]["tiling"]["tiles"]
+    assert [p["done"] for p in seen if p["stage"] == "tiles"] == list(range(1, tiles + 1))
+    assert seen[-1]["stage"] == "finish" and seen[-1]["done"] == tiles + 1
+
+
+def test_several_clients_at_once_each_get_their_own_result(worker, pipeline):
+    images = [noise_image(48, seed) for seed in range(4)]
+    results, errors = {}, []
+
+    def run(index):
+        try:
+            with worker.client() as c:
+                results[index] = send_upscale(c, images[index], seed=index)[1]
+        except Exception as error:  # collected for the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    for index, image in enumerate(images):
+        np.testing.assert_array_equal(results[index], pipeline.upscale(image, UpscaleRequest(seed=index)).image)
+
+
+def test_cancel_stops_the_job_at_the_next_tile(client):
+    seen = []
+    with pytest.raises(protocol.Cancelled, match="cancelled by the client"):
+        client.upscale(noise_image().tobytes(), 256, 256, 3, "u8", LONG_JOB, on_progress=seen.append, should_cancel=lambda: len(seen) >= 2)
+    assert len(seen) < 20
+    assert client.status()["jobs"] == []
+
+
+def test_bad_parameters_and_pixels_get_clear_errors_and_the_worker_goes_on(client):
+    image = noise_image(16).tobytes()
+    with pytest.raises(protocol.InvalidRequest, match="steps must be an integer from 1 to 5"):
+        client.upscale(image, 16, 16, 3, "u8", {"steps": 9})
+    with pytest.raises(protocol.InvalidImage, match="NaN or infinite"):
+        client.upscale(np.full((4, 4, 3), np.nan, np.float32).tobytes(), 4, 4, 3, "f32", {})
+    with pytest.raises(protocol.InvalidImage, match="dtype must be one of u8, u16, f32"):
+        client.upscale(image, 16, 16, 3, "f64", {})
+    with pytest.raises(protocol.BadMessage, match="one pixel frame of 768 bytes"):
+        client.upscale(image[:100], 16, 16, 3, "u8", {})
+    with pytest.raises(protocol.TooLarge, match="over this worker's limit"):
+        client.upscale(image, 1_000_000, 1_000_000, 3, "u8", {})
+    with pytest.raises(protocol.UnknownJob):
+        client.cancel("no-such-job")
+    assert client.ping() < 1.0
+
+
+def test_unknown_operation_is_refused(client):
+    with pytest.raises(protocol.UnknownOperation, match="unknown request type 'teleport'"):
+        client.request("teleport", final=("teleport",))
+
+
+def signed(key, fields, buffers=(), protocol_version="1.0"):
+    header = json.dumps(dict(fields, protocol=protocol_version)).encode()
+    return [sign(key, header, buffers), header, *buffers]
+
+
+def reply_to(sock, timeout=5.0):
+    assert sock.poll(int(timeout * 1000)), "no reply"
+    return sock.recv_multipart()
+
+
+def test_wrong_secret_wrong_version_and_garbage_are_refused(worker, client):
+    sock = worker.raw_socket()
+    key = worker.connection.key_bytes
+    sock.send_multipart(signed(b"not the secret", {"type": "ping", "id": "a"}))
+    frames = reply_to(sock)
+    with pytest.raises(protocol.Unauthorized):  # its reply is signed with the real secret we lack
+        Message.decode(b"not the secret", frames)
+    sock.send_multipart(signed(key, {"type": "ping", "id": "b"}, protocol_version="2.0"))
+    error = Message.decode(key, reply_to(sock))
+    assert error.fields["code"] == "protocol_version" and error.fields["details"]["supported"] == "1.0"
+    sock.send_multipart([sign(key, b"{not json", []), b"{not json"])
+    assert Message.decode(key, reply_to(sock)).fields["code"] == "bad_message"
+    sock.send_multipart(signed(key, {"type": "ping"}))  # no id
+    assert Message.decode(key, reply_to(sock)).fields["code"] == "bad_message"
+    replay = signed(key, {"type": "ping", "id": "c"})
+    sock.send_multipart(replay)
+    assert Message.decode(key, reply_to(sock)).type == "pong"
+    sock.send_multipart(replay)
+    assert "replayed" in Message.decode(key, reply_to(sock)).fields["message"]
+    sock.close()
+    assert client.ping() < 1.0
+
+
+def test_huge_declared_sizes_are_refused_before_any_allocation(worker, client):
+    sock = worker.raw_socket()
+    key = worker.connection.key_bytes
+    for width, height in [(2**31, 2**31), (10**9, 1), (-5, 10), ("many", 3)]:
+        fields = {"type": "upscale", "id": f"h{width}", "width": width, "height": height, "channels": 3, "dtype": "u8", "params": {}}
+        sock.send_multipart(signed(key, fields, [b"\0" * 12]))
+        assert Message.decode(key, reply_to(sock)).fields["code"] in ("too_large", "bad_message")
+    sock.close()
+    assert client.ping() < 1.0
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(frames=st.lists(st.binary(max_size=300), min_size=0, max_size=5), truncate=st.integers(0, 40))
+def test_random_and_truncated_frames_never_stop_the_worker(worker, client, frames, truncate):
+    sock = worker.raw_socket()
+    if frames:
+        sock.send_multipart(frames)
+    valid = signed(worker.connection.key_bytes, {"type": "ping", "id": os.urandom(8).hex()})
+    sock.send_multipart([frame[:truncate] for frame in valid])  # a real message, cut short
+    sock.close()
+    assert client.ping() < 2.0
+
+
+def test_oversized_message_drops_the_sender_not_the_worker(tmp_path, tiny_weights):
+    small = WorkerProcess(tmp_path, tiny_weights.noise_predictor.parent, "--max-message-mb", "0.01").wait_ready()
+    try:
+        sock = small.raw_socket()
+        sock.send_multipart(signed(small.connection.key_bytes, {"type": "echo", "id": "big"}, [b"\0" * 100_000]))
+        assert not sock.poll(1500)  # dropped unread
+        sock.close()
+        with small.client() as c:
+            assert c.ping() < 1.0
+    finally:
+        small.stop()
+
+
+def test_worker_killed_mid_job_is_reported_within_seconds(tmp_path, tiny_weights):
+    victim = WorkerProcess(tmp_path, tiny_weights.noise_predictor.parent, "--preload").wait_ready()
+    seen = []
+    killed_at = []
+
+    def kill_after_first_progress(fields):
+        seen.append(fields)
+        if len(seen) == 2:
+            victim.signal(signal.SIGKILL)
+            killed_at.append(time.monotonic())
+
+    try:
+        with victim.client() as c, pytest.raises(protocol.WorkerLost, match=r"has died"):
+            c.upscale(noise_image().tobytes(), 256, 256, 3, "u8", LONG_JOB, on_progress=kill_after_first_progress)
+        assert time.monotonic() - killed_at[0] < 3
+    finally:
+        victim.stop()
+
+
+def test_worker_frozen_mid_job_is_reported_within_seconds(tmp_path, tiny_weights):
+    victim = WorkerProcess(tmp_path, tiny_weights.noise_predictor.parent, "--preload").wait_ready()
+    frozen_at = []
+
+    def freeze(fields):
+        if not frozen_at and fields.get("stage") == "tiles":
+            victim.signal(signal.SIGSTOP)
+            frozen_at.append(time.monotonic())
+
+    try:
+        with victim.client(timeout=3.0) as c, pytest.raises(protocol.WorkerLost, match="not answered for .* frozen") as lost:
+            c.upscale(noise_image().tobytes(), 256, 256, 3, "u8", LONG_JOB, on_progress=freeze)
+        assert time.monotonic() - frozen_at[0] < 6
+        assert "serving on" in str(lost.value)  # the end of the worker's log is quoted
+    finally:
+        victim.stop()
+
+
+CLIENT_THAT_VANISHES = r"""
+import sys, numpy as np
+from invsr_server.client import Client
+from invsr_server import connection
+client = Client(connection.read(sys.argv[1]))
+def show(fields):
+    print("progress", flush=True)
+image = (np.random.default_rng(0).random((256, 256, 3)) * 255).astype(np.uint8)
+client.upscale(image.tobytes(), 256, 256, 3, "u8", {"tile": 32, "overlap": 8, "steps": 5}, on_progress=show)
+"""
+
+
+def test_client_killed_mid_job_gets_its_job_cancelled_and_the_next_one_served(worker, client):
+    vanishing = subprocess.Popen([sys.executable, "-c", CLIENT_THAT_VANISHES, str(worker.path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert vanishing.stdout.readline().strip() == "progress"
+        assert client.status()["running"] == 1
+        vanishing.kill()
+        killed = time.monotonic()
+        while client.status()["jobs"]:
+            assert time.monotonic() - killed < 8, "the abandoned job was not cancelled"
+            time.sleep(0.2)
+    finally:
+        vanishing.kill()
+        vanishing.wait()
+    assert "the client sent no heartbeat" in worker.log.read_text()
+    assert send_upscale(client, noise_image(16))[1].shape == (64, 64, 3)
+
+
+def test_full_queue_answers_busy(tmp_path, tiny_weights):
+    # a raw socket sends no heartbeats: give it time before its jobs count as abandoned
+    small = WorkerProcess(tmp_path, tiny_weights.noise_predictor.parent, "--preload", "--queue-length", "1", "--client-timeout", "60").wait_ready()
+    try:
+        sock = small.raw_socket()
+        key = small.connection.key_bytes
+        image = noise_image().tobytes()
+        codes = []
+        for index in range(3):
+            fields = {"type": "upscale", "id": f"j{index}", "width": 256, "height": 256, "channels": 3, "dtype": "u8", "params": LONG_JOB}
+            sock.send_multipart(signed(key, fields, [image]))
+            message = Message.decode(key, reply_to(sock))
+            codes.append(message.type if message.type != "error" else message.fields["code"])
+            while index == 0 and message.fields.get("stage") != "tiles":  # wait until the first job runs
+                message = Message.decode(key, reply_to(sock, timeout=30))
+        assert codes == ["accepted", "accepted", "busy"]  # one running, one queued, then full
+        sock.close()
+    finally:
+        small.stop()
+
+
+def test_sigterm_cancels_the_job_removes_the_connection_file_and_exits(tmp_path, tiny_weights):
+    victim = WorkerProcess(tmp_path, tiny_weights.noise_predictor.parent, "--preload").wait_ready()
+    seen = []
+
+    def stop_worker(fields):
+        seen.append(fields)
+        if len(seen) == 2:
+            victim.signal(signal.SIGTERM)
+
+    with victim.client() as c, pytest.raises(protocol.Cancelled, match="the worker is stopping"):
+        c.upscale(noise_image().tobytes(), 256, 256, 3, "u8", LONG_JOB, on_progress=stop_worker)
+    assert victim.process.wait(timeout=20) == 0
+    assert not victim.path.exists()
+    victim.stop()
+
+
+def test_missing_weights_fail_the_job_not_the_worker(tmp_path):
+    empty = WorkerProcess(tmp_path, tmp_path / "no-weights").wait_ready()
+    try:
+        with empty.client() as c:
+            with pytest.raises(protocol.WeightsMissing, match="invsr weights download"):
+                c.upscale(noise_image(16).tobytes(), 16, 16, 3, "u8", {})
+            assert c.hello()["model"]["state"] == "failed"
+            assert c.ping() < 1.0
+    finally:
+        empty.stop()
+
+
+def test_connection_file_is_private(worker):
+    assert worker.path.stat().st_mode & 0o777 == 0o600
+
+
+def test_non_loopback_bind_without_keys_is_refused(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "invsr", "serve", "--bind", "tcp://0.0.0.0:*", "--connection-file", str(tmp_path / "w.json"), "--log-file", str(tmp_path / "w.log")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode != 0
+    assert "refusing to bind tcp://0.0.0.0:* beyond this machine without encryption" in result.stderr
+    assert not (tmp_path / "w.json").exists()
+
+
+def test_curve_round_trip_and_unknown_clients_are_not_served(tmp_path, tiny_weights, pipeline, small_photo):
+    from invsr_server.keys import load_key_pair, make_key_pair
+
+    make_key_pair(tmp_path / "server", "server")
+    _, client_secret = make_key_pair(tmp_path / "allowed", "photographer")
+    _, stranger_secret = make_key_pair(tmp_path / "others", "stranger")
+    secure = WorkerProcess(tmp_path / "w", tiny_weights.noise_predictor.parent, "--curve-keys", str(tmp_path / "server"), "--allowed-keys", str(tmp_path / "allowed")).wait_ready()
+    try:
+        assert secure.connection.curve_server_key
+        with secure.client(client_keys=load_key_pair(client_secret)) as c:
+            _, remote = send_upscale(c, small_photo, seed=2)
+        np.testing.assert_array_equal(remote, pipeline.upscale(small_photo, UpscaleRequest(seed=2)).image)
+        with secure.client(client_keys=load_key_pair(stranger_secret), timeout=2.0) as c, pytest.raises(protocol.WorkerLost):
+            c.ping()
+    finally:
+        secure.stop()
+
+
+def test_connect_starts_a_worker_when_none_answers(tmp_path, tiny_weights):
+    path = tmp_path / "run" / "worker.json"
+    command = [sys.executable, "-m", "invsr", "serve", "--bind", "tcp://127.0.0.1:*", "--weights", str(tiny_weights.noise_predictor.parent), "--device", "cpu", "--log-file", str(tmp_path / "w.log")]
+    statuses = []
+    client = connect(path, start_command=command, on_status=statuses.append)
+    try:
+        assert statuses == ["Starting the InvSR worker..."]
+        assert client.hello()["model"]["state"] in ("not loaded", "ready")
+        again = connect(path, start_command=command, on_status=statuses.append)  # reused, not started twice
+        assert again.connection.pid == client.connection.pid and len(statuses) == 1
+        again.close()
+    finally:
+        os.kill(client.connection.pid, signal.SIGTERM)
+        client.close()
+
+
+def test_a_worker_that_cannot_start_is_reported_with_its_reason(tmp_path):
+    command = [sys.executable, "-c", "import sys; sys.exit('no GPU driver found (simulated)')"]
+    with pytest.raises(protocol.WorkerLost, match=r"(?s)could not start .*no GPU driver found"):
+        connect(tmp_path / "worker.json", start_command=command)
+    with pytest.raises(protocol.WorkerLost, match="no InvSR worker answers"):
+        connect(tmp_path / "worker.json")
+
+
+def test_cli_through_the_worker_writes_the_same_bytes_as_in_process(worker, tiny_weights, tmp_path, small_photo):
+    from invsr.cli import main
+    from invsr.image_io import ImageFile, write_image
+
+    write_image(tmp_path / "in.png", ImageFile(small_photo.astype(np.uint16) * 257))
+    assert main(["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "local.png"), "--weights", str(tiny_weights.noise_predictor.parent), "--device", "cpu", "--seed", "9"]) == 0
+    assert main(["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "remote.png"), "--server", str(worker.path), "--seed", "9"]) == 0
+    assert (tmp_path / "remote.png").read_bytes() == (tmp_path / "local.png").read_bytes()
+
+
+def test_protocol_document_states_the_version_in_the_code():
+    text = (Path(__file__).resolve().parent.parent / "docs" / "PROTOCOL.md").read_text()
+    assert re.search(r"Protocol version: \*\*(\d+\.\d+)\*\*", text).group(1) == protocol.version_text()
+    for code in protocol.ERRORS:
+        assert f"`{code}`" in text, f"error code {code} is not documented"

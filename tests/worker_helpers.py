@@ -1,0 +1,71 @@
+"""Real worker processes for tests: started with `python -m invsr serve` on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import zmq
+
+from invsr_server import connection
+from invsr_server.client import Client
+
+
+class WorkerProcess:
+    def __init__(self, folder: Path, weights: Path | None, *options: str, env: dict | None = None):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.path = self.folder / "worker.json"
+        self.log = self.folder / "worker.log"
+        command = [sys.executable, "-m", "invsr", "serve", "--bind", "tcp://127.0.0.1:*", "--connection-file", str(self.path), "--log-file", str(self.log), "--device", "cpu"]
+        if weights is not None:
+            command += ["--weights", str(weights)]
+        self.output = open(self.folder / "worker.out", "wb")
+        self.process = subprocess.Popen([*command, *options], stdout=self.output, stderr=subprocess.STDOUT, env=env)
+
+    def wait_ready(self, timeout: float = 120) -> "WorkerProcess":
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the worker exited with {self.process.returncode}:\n{self.text_output()}")
+            if self.path.exists():
+                return self
+            time.sleep(0.1)
+        raise RuntimeError(f"the worker did not start:\n{self.text_output()}")
+
+    def text_output(self) -> str:
+        self.output.flush()
+        return (self.folder / "worker.out").read_text(errors="replace")
+
+    @property
+    def connection(self) -> connection.Connection:
+        return connection.read(self.path)
+
+    def client(self, **options) -> Client:
+        return Client(self.connection, **options)
+
+    def raw_socket(self) -> zmq.Socket:
+        """A bare DEALER connected to the worker, for sending what a proper client never would."""
+        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(self.connection.endpoint)
+        return sock
+
+    def signal(self, signum) -> None:
+        os.kill(self.process.pid, signum)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.output.close()
+        return self.process.returncode
