@@ -167,15 +167,26 @@ def test_wrong_secret_wrong_version_and_garbage_are_refused(worker, client):
     assert client.ping() < 1.0
 
 
-def test_huge_declared_sizes_are_refused_before_any_allocation(worker, client):
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    width=st.one_of(st.integers(-(2**70), 2**70), st.text(max_size=5), st.none(), st.floats(allow_nan=False)),
+    height=st.integers(-(2**70), 2**70),
+    channels=st.integers(-3, 10**6),
+    dtype=st.sampled_from(["u8", "u16", "f32", "f64", "", "u8 "]),
+)
+def test_huge_or_nonsense_declared_sizes_are_refused_before_any_allocation(worker, client, width, height, channels, dtype):
     sock = worker.raw_socket()
     key = worker.connection.key_bytes
-    for width, height in [(2**31, 2**31), (10**9, 1), (-5, 10), ("many", 3)]:
-        fields = {"type": "upscale", "id": f"h{width}", "width": width, "height": height, "channels": 3, "dtype": "u8", "params": {}}
-        sock.send_multipart(signed(key, fields, [b"\0" * 12]))
-        assert Message.decode(key, reply_to(sock)).fields["code"] in ("too_large", "bad_message")
+    fields = {"type": "upscale", "id": os.urandom(8).hex(), "width": width, "height": height, "channels": channels, "dtype": dtype, "params": {}}
+    sock.send_multipart(signed(key, fields, [b"\0" * 12]))
+    assert Message.decode(key, reply_to(sock)).fields["code"] in ("too_large", "bad_message", "invalid_image")
     sock.close()
     assert client.ping() < 1.0
+
+
+def test_the_client_imports_neither_numpy_nor_torch():
+    code = "import sys, invsr_server.client; print(sorted(m for m in ('numpy', 'torch', 'invsr') if m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
