@@ -1,0 +1,150 @@
+"""What the plug-in does, apart from touching GIMP: find the worker, send each region, check each result.
+
+GIMP's API stays in gimp_adapter.py; this module sees layers only as opaque objects and pixels as bytes.
+The image is changed only after every result has arrived and passed `check`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+PARASITE = "invsr-upscale"
+SETTINGS_FILE = "invsr-settings.json"  # written by `invsr gimp install`: how to start the worker
+OUTPUTS = ("scale-image", "new-image")
+
+
+class PluginError(Exception):
+    """A failure to show the user as it is: the text says what happened and what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    scale: float = 4.0
+    steps: int = 1
+    color_fix: str = "wavelet"
+    seed: int = 0
+    tile: int = 0  # 0: automatic
+    output: str = "scale-image"
+    server: str = ""  # empty: the local worker
+
+    def worker_params(self) -> dict:
+        return {
+            "scale": self.scale,
+            "steps": self.steps,
+            "color_fix": self.color_fix,
+            "seed": self.seed,
+            "tile": "auto" if self.tile == 0 else self.tile,
+        }
+
+
+@dataclasses.dataclass
+class Region:
+    """The pixels of one layer to upscale: `x, y, width, height` in the layer's own coordinates."""
+
+    layer: object
+    x: int
+    y: int
+    width: int
+    height: int
+    channels: int
+    dtype: str  # the wire's u8, u16 or f32
+    encoding: str  # the Babl format name the bytes are in (the result comes back in the same)
+    pixels: bytes
+    selected: bool  # only part of the layer, by the selection
+
+    def output_size(self, scale: float) -> tuple[int, int]:
+        """(width, height) the worker must return: round(side * scale), as the library computes it."""
+        return max(1, round(self.width * scale)), max(1, round(self.height * scale))
+
+
+@dataclasses.dataclass
+class Upscaled:
+    region: Region
+    width: int
+    height: int
+    pixels: bytes
+    report: dict
+
+
+def load_settings() -> dict:
+    """The install-time settings beside the plug-in (or where INVSR_GIMP_SETTINGS points); {} when none."""
+    path = Path(os.environ.get("INVSR_GIMP_SETTINGS") or Path(__file__).resolve().parent.parent / SETTINGS_FILE)
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def connect(options: Options, on_status):
+    """A client of the worker: the one `options.server` names, or the local one (started if needed)."""
+    from invsr_server import client, connection
+    from invsr_server.protocol import RemoteError
+
+    try:
+        if options.server:
+            path = Path(options.server)
+            return client.Client(connection.read(path))
+        command = load_settings().get("start_command")
+        return client.connect(start_command=command, on_status=on_status)
+    except RemoteError as error:
+        hint = "" if load_settings() else " (the plug-in was not installed with `invsr gimp install`, so it cannot start one)"
+        raise PluginError(f"No InvSR worker is running and none could be started{hint}: {error}") from None
+    except (OSError, ValueError) as error:
+        raise PluginError(f"Cannot read the worker's connection file {options.server}: {error}") from None
+
+
+def upscale_regions(client, regions: list[Region], options: Options, on_progress) -> list[Upscaled]:
+    """Send every region to the worker and return the checked results; `on_progress(fraction, text)`."""
+    from invsr_server.protocol import RemoteError
+
+    results = []
+    for index, region in enumerate(regions):
+        def show(fields, index=index):
+            total = fields.get("total") or 1
+            done = min(fields.get("done", 0), total)
+            eta = fields.get("eta")
+            left = f", {eta:.0f} s left" if eta is not None else ""
+            label = f"layer {index + 1}/{len(regions)}: " if len(regions) > 1 else ""
+            on_progress((index + done / total) / len(regions), f"InvSR: {label}tile {min(done, total - 1)}/{total - 1}{left}")
+
+        try:
+            header, buffer = client.upscale(region.pixels, region.width, region.height, region.channels, region.dtype, options.worker_params(), on_progress=show)
+        except RemoteError as error:
+            raise PluginError(f"InvSR: {error}") from None
+        results.append(check(region, header, buffer, options))
+    return results
+
+
+def check(region: Region, header: dict, buffer, options: Options) -> Upscaled:
+    """Refuse a result that is not exactly what was asked for: the image must not receive it."""
+    width, height = region.output_size(options.scale)
+    got = (header.get("width"), header.get("height"), header.get("channels"), header.get("dtype"))
+    if got != (width, height, region.channels, region.dtype):
+        raise PluginError(f"InvSR: the worker returned {got}, expected {(width, height, region.channels, region.dtype)}; nothing was changed")
+    expected_bytes = width * height * region.channels * {"u8": 1, "u16": 2, "f32": 4}[region.dtype]
+    if memoryview(buffer).nbytes != expected_bytes:
+        raise PluginError(f"InvSR: the result holds {memoryview(buffer).nbytes} bytes, expected {expected_bytes}; nothing was changed")
+    return Upscaled(region, width, height, bytes(buffer), header.get("report", {}))
+
+
+def record(upscaled: Upscaled, options: Options) -> str:
+    """How the result was made, as ASCII JSON for a parasite: enough to make it again."""
+    report = upscaled.report
+    made = {
+        "model": "InvSR (Yue et al., CVPR 2025) on SD-Turbo",
+        "weights": report.get("weights"),
+        "version": report.get("version"),
+        "steps": report.get("steps"),
+        "timesteps": report.get("timesteps"),
+        "seed": report.get("seed"),
+        "color_fix": report.get("color_fix"),
+        "scale": options.scale,
+        "tiling": {k: report.get("tiling", {}).get(k) for k in ("tile", "overlap")},
+        "device": report.get("device"),
+        "dtype": report.get("dtype"),
+        "source_region": [upscaled.region.x, upscaled.region.y, upscaled.region.width, upscaled.region.height],
+    }
+    return json.dumps(made, ensure_ascii=True, sort_keys=True)

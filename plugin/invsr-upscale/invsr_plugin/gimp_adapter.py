@@ -1,0 +1,139 @@
+"""Every use of GIMP's API by the plug-in: reading layers, writing results, undo, parasites, progress.
+
+Pixels are read and written in the image's own colour space (so wide-gamut colours are not clipped to
+sRGB) and in a perceptual encoding: the image's own curve when it is non-linear (an exact round trip at
+the layer's own precision), else the perceptual curve, in float.
+"""
+
+from __future__ import annotations
+
+import gi
+
+gi.require_version("Gimp", "3.0")
+gi.require_version("Gegl", "0.4")
+gi.require_version("Babl", "0.1")
+from gi.repository import Babl, Gegl, Gimp  # noqa: E402
+
+from .flow import PARASITE, Options, PluginError, Region, Upscaled, record  # noqa: E402
+
+_WIRE_TYPES = {"u8": "u8", "u16": "u16"}  # GIMP component types sent as they are; all others as float
+_LAYER_TYPES = {1: Gimp.ImageType.GRAY_IMAGE, 2: Gimp.ImageType.GRAYA_IMAGE, 3: Gimp.ImageType.RGB_IMAGE, 4: Gimp.ImageType.RGBA_IMAGE}
+
+
+def check_drawables(image, drawables) -> list:
+    if image.get_base_type() == Gimp.ImageBaseType.INDEXED:
+        raise PluginError("Upscale (InvSR) works on RGB and grayscale images. Convert this indexed image first: Image > Mode > RGB.")
+    layers = [d for d in drawables if isinstance(d, Gimp.Layer)]
+    if not layers:
+        raise PluginError("Select a layer to upscale (layer masks and channels cannot be upscaled).")
+    return layers
+
+
+def _encoding(image, drawable) -> tuple[str, str]:
+    """(Babl format name in the image's space, wire dtype) for reading and writing this layer."""
+    component, _, curve = image.get_precision().value_nick.partition("-")  # e.g. "u16", "non-linear"
+    profile = image.get_effective_color_profile()
+    own_curve = curve == "non-linear" and not profile.is_linear()
+    exact = own_curve or curve == "perceptual"
+    dtype = _WIRE_TYPES.get(component, "f32") if exact else "f32"
+    mark = "'" if own_curve else "~"
+    gray = image.get_base_type() == Gimp.ImageBaseType.GRAY
+    base = (f"Y{mark}" if gray else f"R{mark}G{mark}B{mark}") + ("A" if drawable.has_alpha() else "")
+    babl_type = {"u8": "u8", "u16": "u16", "f32": "float"}[dtype]
+    return Babl.get_name(Babl.format_with_space(f"{base} {babl_type}", drawable.get_format())), dtype
+
+
+def read_region(image, layer) -> Region:
+    """The layer's pixels, or with a selection only its bounding box within the layer."""
+    has_selection = not Gimp.Selection.is_empty(image)
+    non_empty, x, y, width, height = layer.mask_intersect()
+    if not non_empty:
+        raise PluginError(f"The selection does not touch the layer {layer.get_name()!r}: nothing to upscale there.")
+    encoding, dtype = _encoding(image, layer)
+    gray = image.get_base_type() == Gimp.ImageBaseType.GRAY
+    channels = (1 if gray else 3) + (1 if layer.has_alpha() else 0)
+    rect = Gegl.Rectangle.new(x, y, width, height)
+    pixels = layer.get_buffer().get(rect, 1.0, encoding, Gegl.AbyssPolicy.CLAMP)
+    return Region(layer, x, y, width, height, channels, dtype, encoding, bytes(pixels), has_selection)
+
+
+def apply_scale_image(image, results: list[Upscaled], options: Options) -> list:
+    """Scale the image with GIMP and put each result as a new layer above its source, in one undo group."""
+    width, height = max(1, round(image.get_width() * options.scale)), max(1, round(image.get_height() * options.scale))
+    image.undo_group_start()
+    Gimp.context_push()
+    try:
+        Gimp.context_set_interpolation(Gimp.InterpolationType.NOHALO)
+        image.scale(width, height)
+        layers = []
+        for result in results:
+            source = result.region.layer
+            _, left, top = source.get_offsets()  # GIMP's own scaled offsets of the source layer
+            layer = _new_layer(image, result, options)
+            image.insert_layer(layer, source.get_parent(), image.get_item_position(source))
+            layer.set_offsets(left + round(result.region.x * options.scale), top + round(result.region.y * options.scale))
+            if result.region.selected:  # show the result only where the (scaled) selection is
+                layer.add_mask(layer.create_mask(Gimp.AddMaskType.SELECTION))
+            layers.append(layer)
+        return layers
+    finally:
+        Gimp.context_pop()
+        image.undo_group_end()
+
+
+def apply_new_image(image, results: list[Upscaled], options: Options):
+    """A new image holding the results, as large as their bounding box, with the source's precision,
+    colour profile and resolution."""
+    boxes = [_scaled_box(image, r, options) for r in results]
+    left, top = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    right, bottom = max(b[0] + b[2] for b in boxes), max(b[1] + b[3] for b in boxes)
+    new = Gimp.Image.new_with_precision(right - left, bottom - top, image.get_base_type(), image.get_precision())
+    profile = image.get_color_profile()
+    if profile is not None:
+        new.set_color_profile(profile)
+    _, xres, yres = image.get_resolution()
+    new.set_resolution(xres, yres)
+    new.undo_disable()
+    for result, box in zip(results, boxes):
+        layer = _new_layer(new, result, options)
+        new.insert_layer(layer, None, 0)
+        layer.set_offsets(box[0] - left, box[1] - top)
+    new.undo_enable()
+    return new
+
+
+def _scaled_box(image, result: Upscaled, options: Options) -> tuple[int, int, int, int]:
+    _, left, top = result.region.layer.get_offsets()
+    x = round((left + result.region.x) * options.scale)
+    y = round((top + result.region.y) * options.scale)
+    return x, y, result.width, result.height
+
+
+def _new_layer(image, result: Upscaled, options: Options):
+    name = f"{result.region.layer.get_name()} (InvSR x{options.scale:g})"
+    layer = Gimp.Layer.new(image, name, result.width, result.height, _LAYER_TYPES[result.region.channels], 100.0, Gimp.LayerMode.NORMAL)
+    buffer = layer.get_buffer()
+    buffer.set(Gegl.Rectangle.new(0, 0, result.width, result.height), result.region.encoding, result.pixels)
+    buffer.flush()
+    layer.update(0, 0, result.width, result.height)
+    data = record(result, options).encode("ascii")
+    layer.attach_parasite(Gimp.Parasite.new(PARASITE, Gimp.PARASITE_PERSISTENT | Gimp.PARASITE_UNDOABLE, list(data)))
+    return layer
+
+
+class Progress:
+    """GIMP's progress bar (no-ops in batch mode)."""
+
+    def __init__(self, text: str):
+        Gimp.progress_init(text)
+
+    def update(self, fraction: float, text: str) -> None:
+        Gimp.progress_set_text(text)
+        Gimp.progress_update(max(0.0, min(1.0, fraction)))
+
+    def text(self, text: str) -> None:
+        Gimp.progress_set_text(text)
+        Gimp.progress_pulse()
+
+    def end(self) -> None:
+        Gimp.progress_end()

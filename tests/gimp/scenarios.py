@@ -1,0 +1,186 @@
+"""Runs inside GIMP 3 (gimp-console's Python batch interpreter): builds test images, calls the plug-in
+the way GIMP does, and writes what happened to a results folder for tests/test_gimp_plugin.py to check.
+
+Usage, inside GIMP:  exec(open(THIS).read())  with the environment variable INVSR_SCENARIOS naming a JSON
+plan: {"out": folder, "plugin": plug-in folder, "scenarios": [{"name": ..., ...}, ...]}.
+Standard library and gi only: this is GIMP's Python.
+"""
+
+import json
+import os
+import random
+import struct
+import sys
+import traceback
+
+import gi
+
+gi.require_version("Gimp", "3.0")
+gi.require_version("Gegl", "0.4")
+gi.require_version("Babl", "0.1")
+from gi.repository import Babl, Gegl, Gimp, Gio  # noqa: E402
+
+PLAN = json.loads(open(os.environ["INVSR_SCENARIOS"]).read())
+OUT = PLAN["out"]
+sys.path.insert(0, PLAN["plugin"])
+PRECISIONS = {
+    "u8": Gimp.Precision.U8_NON_LINEAR,
+    "u16": Gimp.Precision.U16_NON_LINEAR,
+    "float": Gimp.Precision.FLOAT_NON_LINEAR,
+    "float-linear": Gimp.Precision.FLOAT_LINEAR,
+}
+
+
+def pattern(width, height, channels, sample, seed):
+    """Smooth gradients plus texture, as raw samples of `sample` ("u8", "u16" or "float")."""
+    rng = random.Random(seed)
+    values = []
+    for y in range(height):
+        for x in range(width):
+            for c in range(channels):
+                v = (x / max(1, width - 1) * (c + 1) + y / max(1, height - 1) * (3 - c)) / 4 + rng.uniform(-0.08, 0.08)
+                if c == channels - 1 and channels in (2, 4):
+                    v = 1.0 if x > 2 else 0.5  # alpha: mostly opaque, a half-transparent strip
+                values.append(min(1.0, max(0.0, v)))
+    if sample == "u8":
+        return bytes(round(v * 255) for v in values)
+    if sample == "u16":
+        return struct.pack(f"={len(values)}H", *(round(v * 65535) for v in values))
+    return struct.pack(f"={len(values)}f", *values)
+
+
+def babl(drawable, base):
+    return Babl.get_name(Babl.format_with_space(base, drawable.get_format()))
+
+
+def add_layer(image, spec, parent=None):
+    gray = image.get_base_type() == Gimp.ImageBaseType.GRAY
+    alpha = spec.get("alpha", False)
+    kind = {(False, False): Gimp.ImageType.RGB_IMAGE, (False, True): Gimp.ImageType.RGBA_IMAGE, (True, False): Gimp.ImageType.GRAY_IMAGE, (True, True): Gimp.ImageType.GRAYA_IMAGE}[(gray, alpha)]
+    width, height = spec["size"]
+    layer = Gimp.Layer.new(image, spec["name"], width, height, kind, 100.0, Gimp.LayerMode.NORMAL)
+    image.insert_layer(layer, parent, 0)
+    layer.set_offsets(*spec.get("offsets", (0, 0)))
+    channels = (1 if gray else 3) + alpha
+    sample = spec["sample"]
+    data = spec.get("pixels") and bytes(spec["pixels"]) or pattern(width, height, channels, sample, spec.get("seed", 1))
+    base = ("Y'" if gray else "R'G'B'") + ("A" if alpha else "")
+    layer.get_buffer().set(Gegl.Rectangle.new(0, 0, width, height), babl(layer, f"{base} {sample}"), data)
+    return layer
+
+
+def build(scenario):
+    width, height = scenario["canvas"]
+    base = Gimp.ImageBaseType.GRAY if scenario.get("gray") else Gimp.ImageBaseType.RGB
+    image = Gimp.Image.new_with_precision(width, height, base, PRECISIONS[scenario.get("precision", "u8")])
+    if scenario.get("profile") == "adobe":
+        image.set_color_profile(Gimp.ColorProfile.new_rgb_adobe())
+    layers = {}
+    for spec in scenario["layers"]:
+        parent = None
+        if spec.get("group"):
+            parent = Gimp.GroupLayer.new(image, spec["group"])
+            image.insert_layer(parent, None, 0)
+        layers[spec["name"]] = add_layer(image, spec, parent)
+    if scenario.get("select"):
+        image.select_rectangle(Gimp.ChannelOps.REPLACE, *scenario["select"])
+    if scenario.get("indexed"):
+        image.convert_indexed(Gimp.ConvertDitherType.NONE, Gimp.ConvertPaletteType.GENERATE, 16, False, False, "")
+        layers = {layer.get_name(): layer for layer in image.get_layers()}
+    return image, layers
+
+
+def describe(image, store, prefix):
+    """Sizes, layers (with offsets, parent, parasite, mask) and every layer's pixels in the plug-in's encoding."""
+    from invsr_plugin.gimp_adapter import _encoding
+
+    found = []
+
+    def walk(items, parent):
+        for item in items:
+            _, x, y = item.get_offsets()
+            entry = {"name": item.get_name(), "offsets": [x, y], "size": [item.get_width(), item.get_height()], "parent": parent, "group": item.is_group(), "mask": item.get_mask() is not None}
+            parasite = item.get_parasite("invsr-upscale")
+            if parasite is not None:
+                entry["parasite"] = json.loads(bytes(b & 0xFF for b in parasite.get_data()).decode("ascii"))
+            if item.is_group():
+                walk(item.get_children(), item.get_name())
+            elif image.get_base_type() != Gimp.ImageBaseType.INDEXED:
+                encoding, dtype = _encoding(image, item)
+                rect = Gegl.Rectangle.new(0, 0, item.get_width(), item.get_height())
+                name = f"{prefix}-{len(store)}.raw"
+                with open(os.path.join(OUT, name), "wb") as f:
+                    f.write(bytes(item.get_buffer().get(rect, 1.0, encoding, Gegl.AbyssPolicy.CLAMP)))
+                store.append(name)
+                entry.update(pixels=name, encoding=encoding, dtype=dtype, channels=(1 if image.get_base_type() == Gimp.ImageBaseType.GRAY else 3) + item.has_alpha())
+            found.append(entry)
+
+    walk(image.get_layers(), None)
+    return {"size": [image.get_width(), image.get_height()], "layers": found}
+
+
+def call_plugin(image, drawables, arguments):
+    procedure = Gimp.get_pdb().lookup_procedure("python-fu-invsr-upscale")
+    config = procedure.create_config()
+    config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    config.set_property("image", image)
+    config.set_core_object_array("drawables", drawables)
+    for name, value in arguments.items():
+        config.set_property(name, value)
+    result = procedure.run(config)
+    status = result.index(0)
+    error = result.index(1) if result.length() > 1 and status != Gimp.PDBStatusType.SUCCESS else None
+    return status.value_nick, (error.message if hasattr(error, "message") else str(error)) if error is not None else None
+
+
+def run(scenario):
+    store = []
+    image, layers = build(scenario)
+    before = describe(image, store, scenario["name"] + "-before")
+    existing = {i.get_id() for i in Gimp.get_images()}
+    drawables = [layers[name] for name in scenario.get("targets", [scenario["layers"][0]["name"]])]
+    status, error = call_plugin(image, drawables, scenario.get("arguments", {}))
+    after = describe(image, store, scenario["name"] + "-after")
+    new_images = [i for i in Gimp.get_images() if i.get_id() not in existing]
+    created = [describe(i, store, scenario["name"] + "-new") for i in new_images]
+    for i in new_images:
+        i.delete()
+    image.delete()
+    return {"status": status, "error": error, "before": before, "after": after, "new_images": created}
+
+
+def run_undo_recording(scenario):
+    """The plug-in's work function in this process, with the image's undo and change calls recorded."""
+    import invsr_plugin.gimp_adapter as adapter
+    from invsr_plugin.flow import Options
+
+    entry = os.path.join(PLAN["plugin"], "invsr-upscale.py")
+    module = {"__file__": entry, "__name__": "invsr_upscale_entry"}
+    exec(open(entry).read().replace("Gimp.main(", "(lambda *a: None)("), module)  # everything but starting a plug-in
+    image, layers = build(scenario)
+    calls, originals = [], {}
+    for name in ("undo_group_start", "undo_group_end", "scale", "insert_layer"):
+        originals[name] = getattr(Gimp.Image, name)
+
+        def recorder(self, *args, _name=name):
+            calls.append(_name)
+            return originals[_name](self, *args)
+
+        setattr(Gimp.Image, name, recorder)
+    try:
+        module["upscale"](image, list(layers.values()), Options(scale=2.0, server=PLAN["connection_file"]), adapter)
+    finally:
+        for name, original in originals.items():
+            setattr(Gimp.Image, name, original)
+        image.delete()
+    return {"calls": calls}
+
+
+results = {}
+for scenario in PLAN["scenarios"]:
+    try:
+        results[scenario["name"]] = run_undo_recording(scenario) if scenario.get("record_undo") else run(scenario)
+    except Exception:
+        results[scenario["name"]] = {"crash": traceback.format_exc()}
+with open(os.path.join(OUT, "results.json"), "w") as f:
+    json.dump(results, f, indent=1)

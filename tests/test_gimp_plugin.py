@@ -1,0 +1,269 @@
+"""The GIMP 3 plug-in in a real headless GIMP, against a real worker on the tiny weights.
+
+Each GIMP run executes tests/gimp/scenarios.py inside GIMP: it builds images, calls the plug-in through
+the PDB as GIMP would, and writes what it found. Where pixels can be checked exactly, the plug-in's
+result must equal the library's in-process result on the same pixels and seed: the bridge is lossless.
+"""
+
+import json
+import os
+import shutil
+import signal
+import sys
+
+import numpy as np
+import pytest
+
+from gimp_harness import REPO, GimpRunner
+from invsr.request import UpscaleRequest
+from worker_helpers import WorkerProcess
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the GIMP harness uses a Linux chroot or Debian's GIMP")
+SCENARIOS = REPO / "tests" / "gimp" / "scenarios.py"
+NUMPY_DTYPES = {"u8": np.uint8, "u16": np.uint16, "f32": np.float32}
+
+
+def photo_layer(name="photo", size=(24, 20), sample="u8", **extra):
+    return dict(name=name, size=list(size), sample=sample, **extra)
+
+
+def scenario(name, layers, canvas=(24, 20), **extra):
+    return dict(name=name, canvas=list(canvas), layers=layers, **extra)
+
+
+MAIN = [
+    scenario("rgb8", [photo_layer()], arguments={"scale": 2.0, "seed": 5}),
+    scenario("rgba8", [photo_layer(alpha=True)], arguments={"scale": 2.0}),
+    scenario("gray8", [photo_layer()], gray=True, arguments={"scale": 2.0}),
+    scenario("gray-alpha16", [photo_layer(sample="u16", alpha=True)], gray=True, precision="u16", arguments={"scale": 3.0}),
+    scenario("rgb16", [photo_layer(sample="u16")], precision="u16", arguments={"scale": 1.5, "steps": 2}),
+    scenario("float", [photo_layer(sample="float")], precision="float", arguments={"scale": 2.0, "color-fix": "ycbcr"}),
+    scenario("float-linear", [photo_layer(sample="float")], precision="float-linear", arguments={"scale": 2.0}),
+    scenario("adobe-rgb", [photo_layer(size=(8, 4), pixels=[0, 255, 0] * 16 + [255, 0, 0] * 16)], canvas=(8, 4), profile="adobe", arguments={"scale": 2.0}),
+    scenario("offsets", [photo_layer(offsets=[5, 3])], canvas=(40, 30), arguments={"scale": 2.0}),
+    scenario("in-group", [photo_layer(group="Group")], arguments={"scale": 2.0}),
+    scenario("selection", [photo_layer()], select=[4, 3, 10, 8], arguments={"scale": 2.0}),
+    scenario("two-layers", [photo_layer("lower", seed=1), photo_layer("upper", size=(16, 12), seed=2, offsets=[2, 2])], targets=["lower", "upper"], arguments={"scale": 2.0}),
+    scenario("new-image", [photo_layer(offsets=[3, 1])], canvas=(30, 24), arguments={"scale": 2.0, "output": "new-image"}),
+    scenario("indexed", [photo_layer()], indexed=True, arguments={"scale": 2.0}),
+    scenario("undo-group", [photo_layer()], record_undo=True),
+]
+
+
+@pytest.fixture(scope="module")
+def gimp():
+    with GimpRunner.find_or_build() as runner:
+        yield runner
+
+
+@pytest.fixture(scope="module")
+def workspace(gimp, tiny_weights):
+    folder = gimp.workspace()
+    shutil.copytree(tiny_weights.noise_predictor.parent, folder / "weights")  # where GIMP's side can read it
+    (folder / "cache").mkdir()
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def worker(workspace):
+    process = WorkerProcess(workspace / "run", workspace / "weights", "--preload").wait_ready()
+    yield process
+    process.stop()
+
+
+def run_gimp(gimp, workspace, name, scenarios, env=None):
+    out = workspace / name
+    out.mkdir()
+    plan = {
+        "out": gimp.inside(out),
+        "plugin": gimp.inside(REPO / "plugin" / "invsr-upscale"),
+        "connection_file": gimp.inside(workspace / "run" / "worker.json"),
+        "scenarios": scenarios,
+    }
+    (out / "plan.json").write_text(json.dumps(plan))
+    variables = {"INVSR_SCENARIOS": gimp.inside(out / "plan.json"), "INVSR_CACHE": gimp.inside(workspace / "cache"), **(env or {})}
+    done = gimp.run_batch(SCENARIOS, out, variables)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    for case, result in results.items():
+        assert "crash" not in result, f"{case}:\n{result['crash']}"
+    return out, results
+
+
+@pytest.fixture(scope="module")
+def main_run(gimp, workspace, worker):
+    env = {"INVSR_RUNTIME_DIR": gimp.inside(workspace / "run"), "INVSR_GIMP_SETTINGS": gimp.inside(workspace / "absent.json")}
+    return run_gimp(gimp, workspace, "main", MAIN, env)
+
+
+def pixels(folder, layer) -> np.ndarray:
+    raw = (folder / layer["pixels"]).read_bytes()
+    width, height = layer["size"]
+    return np.frombuffer(raw, dtype=NUMPY_DTYPES[layer["dtype"]]).reshape(height, width, layer["channels"])
+
+
+def same_image(folder, before, after) -> bool:
+    """The same size, layers, offsets and pixels (pixel files compared by content)."""
+    def essence(described):
+        layers = [{k: v for k, v in layer.items() if k != "pixels"} for layer in described["layers"]]
+        contents = [(folder / layer["pixels"]).read_bytes() if "pixels" in layer else None for layer in described["layers"]]
+        return described["size"], layers, contents
+
+    return essence(before) == essence(after)
+
+
+def by_name(described, name):
+    return next(layer for layer in described["layers"] if layer["name"] == name)
+
+
+def expected(pipeline, source: np.ndarray, arguments: dict) -> np.ndarray:
+    request = UpscaleRequest(
+        scale=arguments.get("scale", 4.0), steps=arguments.get("steps", 1), seed=arguments.get("seed", 0),
+        color_fix=arguments.get("color-fix", "wavelet"),
+    )
+    return pipeline.upscale(source, request).image
+
+
+def check_lossless(main_run, pipeline, name, source_name="photo", crop=None):
+    folder, results = main_run
+    result, case = results[name], next(s for s in MAIN if s["name"] == name)
+    assert result["status"] == "success", result["error"]
+    source = pixels(folder, by_name(result["before"], source_name))
+    if crop:
+        x, y, w, h = crop
+        source = source[y : y + h, x : x + w]
+    upscaled = by_name(result["after"], f"{source_name} (InvSR x{case['arguments']['scale']:g})")
+    np.testing.assert_array_equal(pixels(folder, upscaled), expected(pipeline, source, case["arguments"]).reshape(pixels(folder, upscaled).shape))
+    return result, upscaled
+
+
+@pytest.mark.parametrize("name", ["rgb8", "rgba8", "gray8", "gray-alpha16", "rgb16", "float"])
+def test_every_layer_type_and_precision_round_trips_exactly(main_run, pipeline, name):
+    result, upscaled = check_lossless(main_run, pipeline, name)
+    case = next(s for s in MAIN if s["name"] == name)
+    width, height = case["canvas"]
+    scale = case["arguments"]["scale"]
+    assert result["after"]["size"] == [round(width * scale), round(height * scale)]
+    assert upscaled["size"] == [round(24 * scale), round(20 * scale)]
+
+
+def test_linear_precision_goes_through_the_perceptual_encoding(main_run, pipeline):
+    folder, results = main_run
+    result = results["float-linear"]
+    assert result["status"] == "success", result["error"]
+    source = by_name(result["before"], "photo")
+    assert source["encoding"].startswith("R~G~B~") and source["dtype"] == "f32"
+    upscaled = by_name(result["after"], "photo (InvSR x2)")
+    want = expected(pipeline, pixels(folder, source), {"scale": 2.0})
+    np.testing.assert_allclose(pixels(folder, upscaled), want, atol=1e-5)  # float round trip through linear storage
+
+
+def test_wide_gamut_colours_survive(main_run, pipeline):
+    folder, results = main_run
+    result = results["adobe-rgb"]
+    source = pixels(folder, by_name(result["before"], "photo"))
+    assert source[0, 0].tolist() == [0, 255, 0] and source[-1, -1].tolist() == [255, 0, 0]  # not clipped to sRGB
+    check_lossless(main_run, pipeline, "adobe-rgb")
+
+
+def test_layer_offsets_are_respected(main_run, pipeline):
+    result, upscaled = check_lossless(main_run, pipeline, "offsets")
+    assert by_name(result["after"], "photo")["offsets"] == [10, 6]
+    assert upscaled["offsets"] == [10, 6]
+
+
+def test_a_layer_in_a_group_gets_its_result_in_the_same_group_above_it(main_run, pipeline):
+    result, upscaled = check_lossless(main_run, pipeline, "in-group")
+    assert upscaled["parent"] == "Group"
+    names = [layer["name"] for layer in result["after"]["layers"] if layer["parent"] == "Group"]
+    assert names == ["photo (InvSR x2)", "photo"]
+
+
+def test_only_the_selected_area_is_upscaled(main_run, pipeline):
+    result, upscaled = check_lossless(main_run, pipeline, "selection", crop=(4, 3, 10, 8))
+    assert upscaled["size"] == [20, 16] and upscaled["offsets"] == [8, 6]
+    assert upscaled["mask"] is True  # visible only inside the (scaled) selection
+    assert upscaled["parasite"]["source_region"] == [4, 3, 10, 8]
+
+
+def test_two_selected_layers_are_both_upscaled(main_run, pipeline):
+    check_lossless(main_run, pipeline, "two-layers", source_name="lower")
+    result, upscaled = check_lossless(main_run, pipeline, "two-layers", source_name="upper")
+    assert upscaled["offsets"] == [4, 4]
+    assert [layer["name"] for layer in result["after"]["layers"]] == ["upper (InvSR x2)", "upper", "lower (InvSR x2)", "lower"]
+
+
+def test_new_image_output_leaves_the_image_alone(main_run, pipeline):
+    folder, results = main_run
+    result = results["new-image"]
+    assert result["status"] == "success", result["error"]
+    assert result["after"]["size"] == result["before"]["size"] == [30, 24]
+    assert [layer["name"] for layer in result["after"]["layers"]] == ["photo"]
+    (created,) = result["new_images"]
+    layer = by_name(created, "photo (InvSR x2)")
+    assert created["size"] == [48, 40] and layer["offsets"] == [0, 0]
+    source = pixels(folder, by_name(result["before"], "photo"))
+    np.testing.assert_array_equal(pixels(folder, layer), expected(pipeline, source, {"scale": 2.0}))
+
+
+def test_result_layer_records_how_it_was_made(main_run):
+    _, results = main_run
+    record = by_name(results["rgb8"]["after"], "photo (InvSR x2)")["parasite"]
+    assert record["seed"] == 5 and record["steps"] == 1 and record["timesteps"] == [200]
+    assert record["color_fix"] == "wavelet" and record["scale"] == 2.0 and record["version"]
+    assert record["weights"]["tiny_random"] is True and "InvSR" in record["model"]
+
+
+def test_indexed_images_get_a_clear_message_and_stay_unchanged(main_run):
+    _, results = main_run
+    result = results["indexed"]
+    assert result["status"] == "execution-error"
+    assert "indexed" in result["error"] and "Image > Mode > RGB" in result["error"]
+    assert same_image(main_run[0], result["before"], result["after"])
+
+
+def test_all_changes_are_one_undo_group_after_the_result_is_in(main_run):
+    _, results = main_run
+    assert results["undo-group"]["calls"] == ["undo_group_start", "scale", "insert_layer", "undo_group_end"]
+
+
+def test_no_worker_and_none_startable_leaves_the_image_unchanged(gimp, workspace):
+    (workspace / "failing.json").write_text(json.dumps({"start_command": ["python3", "-c", "import sys; sys.exit('simulated: the GPU driver is missing')"]}))
+    env = {"INVSR_RUNTIME_DIR": gimp.inside(workspace / "empty-run"), "INVSR_GIMP_SETTINGS": gimp.inside(workspace / "failing.json")}
+    folder, results = run_gimp(gimp, workspace, "no-worker", [scenario("rgb8", [photo_layer()], arguments={"scale": 2.0})], env)
+    result = results["rgb8"]
+    assert result["status"] == "execution-error"
+    assert "none could be started" in result["error"] and "simulated: the GPU driver is missing" in result["error"]
+    assert same_image(folder, result["before"], result["after"])
+
+
+def test_missing_zmq_in_gimps_python_is_explained(gimp, workspace):
+    fake = workspace / "fake-modules" / "zmq"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('simulated: no pyzmq here')\n")
+    env = {"PYTHONPATH": gimp.inside(workspace / "fake-modules"), "INVSR_RUNTIME_DIR": gimp.inside(workspace / "run")}
+    folder, results = run_gimp(gimp, workspace, "no-zmq", [scenario("rgb8", [photo_layer()], arguments={"scale": 2.0})], env)
+    result = results["rgb8"]
+    assert result["status"] == "execution-error" and "sudo apt install python3-zmq" in result["error"]
+    assert same_image(folder, result["before"], result["after"])
+
+
+def test_the_plugin_starts_the_local_worker_and_reuses_it(gimp, workspace, pipeline):
+    run_dir = workspace / "auto-run"
+    command = [sys.executable, "-m", "invsr", "serve", "--bind", "tcp://127.0.0.1:*", "--weights", gimp.inside(workspace / "weights"), "--device", "cpu"]
+    (workspace / "start.json").write_text(json.dumps({"start_command": command}))
+    env = {"INVSR_RUNTIME_DIR": gimp.inside(run_dir), "INVSR_GIMP_SETTINGS": gimp.inside(workspace / "start.json"), "HF_HUB_OFFLINE": "1"}
+    twice = [scenario("first", [photo_layer()], arguments={"scale": 2.0}), scenario("second", [photo_layer()], arguments={"scale": 2.0})]
+    try:
+        folder, results = run_gimp(gimp, workspace, "auto-start", twice, env)
+        connection = json.loads((run_dir / "worker.json").read_text())
+        for name in ("first", "second"):
+            assert results[name]["status"] == "success", results[name]["error"]
+        source = pixels(folder, by_name(results["first"]["before"], "photo"))
+        np.testing.assert_array_equal(pixels(folder, by_name(results["second"]["after"], "photo (InvSR x2)")), expected(pipeline, source, {"scale": 2.0}))
+        log = (run_dir / "worker.log").read_text()
+        assert log.count("serving on") == 1 and log.count("done in") == 2  # started once, reused
+    finally:
+        if (run_dir / "worker.json").exists():
+            os.kill(json.loads((run_dir / "worker.json").read_text())["pid"], signal.SIGTERM)
