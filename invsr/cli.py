@@ -6,6 +6,7 @@
     invsr upscale ... --server [CONNECTION-FILE|ENDPOINT]    (through the worker)
     invsr serve [--bind ENDPOINT] [--preload] [...]           (the worker)
     invsr keys DIR [--name NAME]                               (CurveZMQ key pairs)
+    invsr gimp install [--gimp-dir DIR] | uninstall | doctor  (the GIMP 3 plug-in)
     invsr weights download [DIR] | check [--weights DIR] | tiny DIR
     invsr demo [-o sample_x4.png]
 
@@ -58,6 +59,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve_options(serve)
     _add_model_options(serve)
     serve.set_defaults(run=run_serve)
+
+    gimp = commands.add_parser("gimp", help="install the GIMP 3 plug-in, remove it, or check the chain")
+    gimp_actions = gimp.add_subparsers(dest="action", required=True, metavar="ACTION")
+    gimp_install = gimp_actions.add_parser("install", help="install the plug-in into GIMP 3's user plug-in folders")
+    gimp_install.add_argument("--gimp-dir", type=Path, default=None, help="a plug-ins folder to install into instead")
+    gimp_install.add_argument("--weights", type=Path, default=None, help="the weights folder the worker it starts should use")
+    gimp_install.add_argument("--device", default="auto", help="the device that worker should use")
+    gimp_install.add_argument("--dtype", default="auto", help="the dtype that worker should use")
+    gimp_install.set_defaults(run=run_gimp_install)
+    gimp_uninstall = gimp_actions.add_parser("uninstall", help="remove the plug-in")
+    gimp_uninstall.add_argument("--gimp-dir", type=Path, default=None)
+    gimp_uninstall.set_defaults(run=run_gimp_uninstall)
+    gimp_doctor = gimp_actions.add_parser("doctor", help="check each link: GIMP, plug-in, GIMP's Python, worker, weights")
+    gimp_doctor.add_argument("--gimp-dir", type=Path, default=None)
+    gimp_doctor.set_defaults(run=run_gimp_doctor)
 
     keys = commands.add_parser("keys", help="make a CurveZMQ key pair (for a worker reachable beyond this machine)")
     keys.add_argument("folder", type=Path)
@@ -332,6 +348,32 @@ def run_serve(args) -> int:
     if args.max_pixels is not None:
         config.max_pixels = int(args.max_pixels * 1e6)
     return serve(config)
+
+
+def run_gimp_install(args) -> int:
+    from .gimp_setup import install
+
+    for target in install(args.gimp_dir, args.weights, args.device, args.dtype):
+        print(f"installed the plug-in in {target}")
+    print("restart GIMP; then: Filters > Enhance > Upscale (InvSR). `invsr gimp doctor` checks the whole chain.")
+    return 0
+
+
+def run_gimp_uninstall(args) -> int:
+    from .gimp_setup import uninstall
+
+    removed = uninstall(args.gimp_dir)
+    for target in removed:
+        print(f"removed {target}")
+    if not removed:
+        print("the plug-in was not installed")
+    return 0
+
+
+def run_gimp_doctor(args) -> int:
+    from .gimp_setup import doctor
+
+    return 0 if doctor(args.gimp_dir) else 1
 
 
 def run_keys(args) -> int:

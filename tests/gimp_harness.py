@@ -78,22 +78,20 @@ class GimpRunner:
             return str(path)
         return "/" + str(path.relative_to(self.root)) if self.root in path.parents else str(path)
 
-    def run_batch(self, script: Path, home: Path, env: dict, timeout: float = 600) -> subprocess.CompletedProcess:
-        """Run `script` in GIMP's Python batch interpreter with a throw-away configuration in `home`."""
+    def run_batch(self, script: Path, home: Path, env: dict, plugin_path: Path | None = REPO / "plugin", timeout: float = 600) -> subprocess.CompletedProcess:
+        """Run `script` in GIMP's Python batch interpreter with a throw-away configuration in `home`;
+        plug-ins load from `plugin_path` (the source tree) besides GIMP's own folders."""
         config = home / "gimp-config"
         config.mkdir(parents=True, exist_ok=True)
-        plugin_path = self.inside(REPO / "plugin")
-        (config / "gimprc").write_text(f'(plug-in-path "${{gimp_dir}}/plug-ins:${{gimp_plug_in_dir}}/plug-ins:{plugin_path}")\n')
-        variables = {
-            "HOME": self.inside(home),
-            "GIMP3_DIRECTORY": self.inside(config),
-            "PYTHONUNBUFFERED": "1",
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "LANG": "C.UTF-8",
-            **env,
-        }
+        extra = f":{self.inside(plugin_path)}" if plugin_path is not None else ""
+        (config / "gimprc").write_text(f'(plug-in-path "${{gimp_dir}}/plug-ins:${{gimp_plug_in_dir}}/plug-ins{extra}")\n')
         batch = f"exec(open({self.inside(script)!r}).read())"
         command = [GIMP_CONSOLE, "-i", "-n", "-d", "-f", "--batch-interpreter=python-fu-eval", "-b", batch, "--quit"]
+        return self.run(command, dict(env, HOME=self.inside(home), GIMP3_DIRECTORY=self.inside(config)), timeout)
+
+    def run(self, command: list[str], env: dict, timeout: float = 600) -> subprocess.CompletedProcess:
+        """Run a command where GIMP lives (in the root), with only the given environment and a plain PATH."""
+        variables = {"PYTHONUNBUFFERED": "1", "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", **env}
         if self.root is not None:
             command = ["chroot", str(self.root), "env", "-i", *[f"{k}={v}" for k, v in variables.items()], *command]
             return subprocess.run(command, capture_output=True, text=True, timeout=timeout)

@@ -72,18 +72,22 @@ def worker(workspace):
     process.stop()
 
 
-def run_gimp(gimp, workspace, name, scenarios, env=None):
+def run_gimp(gimp, workspace, name, scenarios, env=None, installed=None):
+    """Run scenarios in GIMP; the plug-in from the source tree, or from `installed` (a plug-ins folder)."""
     out = workspace / name
     out.mkdir()
     plan = {
         "out": gimp.inside(out),
-        "plugin": gimp.inside(REPO / "plugin" / "invsr-upscale"),
+        "plugin": gimp.inside(installed / "invsr-upscale" if installed else REPO / "plugin" / "invsr-upscale"),
         "connection_file": gimp.inside(workspace / "run" / "worker.json"),
         "scenarios": scenarios,
     }
     (out / "plan.json").write_text(json.dumps(plan))
     variables = {"INVSR_SCENARIOS": gimp.inside(out / "plan.json"), "INVSR_CACHE": gimp.inside(workspace / "cache"), **(env or {})}
-    done = gimp.run_batch(SCENARIOS, out, variables)
+    if installed:
+        (out / "gimp-config").mkdir()
+        (out / "gimp-config" / "plug-ins").symlink_to(gimp.inside(installed))  # as GIMP sees it
+    done = gimp.run_batch(SCENARIOS, out, variables, plugin_path=None if installed else REPO / "plugin")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     for case, result in results.items():
@@ -267,3 +271,33 @@ def test_the_plugin_starts_the_local_worker_and_reuses_it(gimp, workspace, pipel
     finally:
         if (run_dir / "worker.json").exists():
             os.kill(json.loads((run_dir / "worker.json").read_text())["pid"], signal.SIGTERM)
+
+
+def test_installed_plugin_works_in_gimp_and_doctor_finds_every_link(gimp, workspace, worker, pipeline):
+    from invsr.cli import main
+
+    plugins = workspace / "installed-plug-ins"
+    assert main(["gimp", "install", "--gimp-dir", str(plugins), "--weights", gimp.inside(workspace / "weights"), "--device", "cpu"]) == 0
+    env = {"INVSR_RUNTIME_DIR": gimp.inside(workspace / "run")}
+    folder, results = run_gimp(gimp, workspace, "installed", [scenario("rgb8", [photo_layer()], arguments={"scale": 2.0})], env, installed=plugins)
+    result = results["rgb8"]
+    assert result["status"] == "success", result["error"]
+    source = pixels(folder, by_name(result["before"], "photo"))
+    np.testing.assert_array_equal(pixels(folder, by_name(result["after"], "photo (InvSR x2)")), expected(pipeline, source, {"scale": 2.0}))
+
+    doctor = gimp.run([sys.executable, "-m", "invsr", "gimp", "doctor", "--gimp-dir", gimp.inside(plugins)], dict(env, HOME=gimp.inside(workspace)))
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    lines = doctor.stdout.strip().splitlines()
+    assert len(lines) == 4 and all(line.startswith("[ ok ]") for line in lines), doctor.stdout
+    assert "GIMP 3 found" in lines[0] and "imports gi (Gimp 3.0) and zmq" in lines[2] and "tiny job round-trips" in lines[3]
+
+    assert main(["gimp", "uninstall", "--gimp-dir", str(plugins)]) == 0
+    assert not (plugins / "invsr-upscale").exists()
+
+
+def test_doctor_names_the_broken_link(tmp_path, capsys):
+    from invsr.cli import main
+
+    assert main(["gimp", "doctor", "--gimp-dir", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert f"[FAIL] plug-in not installed in {tmp_path}: run `invsr gimp install`" in out

@@ -1,0 +1,174 @@
+"""`invsr gimp install | uninstall | doctor`: put the plug-in where GIMP 3 looks, and check every link of
+the chain from GIMP to the worker.
+
+The installed plug-in is a folder `invsr-upscale/` in GIMP's user plug-in folder: the entry file, its
+own modules, the worker's client modules (standard library and pyzmq only), and `invsr-settings.json`,
+which records how to start the worker with this very Python.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import InvSRError
+
+PLUGIN_NAME = "invsr-upscale"
+SOURCE = Path(__file__).resolve().parent.parent / "plugin" / PLUGIN_NAME
+CLIENT_MODULES = ("__init__.py", "protocol.py", "connection.py", "client.py")
+SETTINGS_FILE = "invsr-settings.json"
+GIMP_PYTHON_CHECK = "import gi; gi.require_version('Gimp', '3.0'); from gi.repository import Gimp; import zmq; print(zmq.__version__)"
+
+
+def gimp_config_dirs() -> list[Path]:
+    """GIMP 3 user configuration folders that exist here (3.0, 3.2, ..., flatpak), newest first."""
+    if os.environ.get("GIMP3_DIRECTORY"):
+        return [Path(os.environ["GIMP3_DIRECTORY"])]
+    home = Path.home()
+    bases = [home / ".config" / "GIMP", home / ".var" / "app" / "org.gimp.GIMP" / "config" / "GIMP"]
+    if sys.platform == "darwin":
+        bases.insert(0, home / "Library" / "Application Support" / "GIMP")
+    if sys.platform == "win32" and os.environ.get("APPDATA"):
+        bases.insert(0, Path(os.environ["APPDATA"]) / "GIMP")
+    found = [d for base in bases if base.is_dir() for d in base.glob("3.*") if d.is_dir()]
+    return sorted(found, key=lambda d: d.name, reverse=True)
+
+
+def plugin_dirs(gimp_dir: Path | None) -> list[Path]:
+    """Where to install: --gimp-dir, else the plug-ins folder of every GIMP 3 configuration found, else
+    GIMP 3.0's default (created)."""
+    if gimp_dir is not None:
+        return [Path(gimp_dir)]
+    found = [d / "plug-ins" for d in gimp_config_dirs()]
+    default = Path.home() / ".config" / "GIMP" / "3.0" / "plug-ins"
+    return found or [default]
+
+
+def start_command(weights: Path | None = None, device: str = "auto", dtype: str = "auto") -> list[str]:
+    command = [sys.executable, "-m", "invsr", "serve"]
+    if weights is not None:
+        command += ["--weights", str(Path(weights).resolve())]
+    for flag, value in (("--device", device), ("--dtype", dtype)):
+        if value != "auto":
+            command += [flag, value]
+    return command
+
+
+def install(gimp_dir: Path | None, weights: Path | None = None, device: str = "auto", dtype: str = "auto") -> list[Path]:
+    if not (SOURCE / f"{PLUGIN_NAME}.py").is_file():
+        raise InvSRError(f"the plug-in's source is not at {SOURCE}: install invsr from a source checkout (pip install -e .)")
+    settings = {"start_command": start_command(weights, device, dtype), "python": sys.executable, "version": __version__}
+    installed = []
+    for folder in plugin_dirs(gimp_dir):
+        target = folder / PLUGIN_NAME
+        _copy_plugin(target)
+        (target / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
+        installed.append(target)
+    return installed
+
+
+def _copy_plugin(target: Path) -> None:
+    import invsr_server
+
+    if target.exists():
+        shutil.rmtree(target)
+    (target / "invsr_plugin").mkdir(parents=True)
+    (target / "invsr_server").mkdir()
+    entry = target / f"{PLUGIN_NAME}.py"
+    shutil.copyfile(SOURCE / f"{PLUGIN_NAME}.py", entry)
+    entry.chmod(0o755)  # GIMP skips plug-ins that are not executable, silently
+    for module in (SOURCE / "invsr_plugin").glob("*.py"):
+        shutil.copyfile(module, target / "invsr_plugin" / module.name)
+    client_source = Path(invsr_server.__file__).parent
+    for name in CLIENT_MODULES:
+        shutil.copyfile(client_source / name, target / "invsr_server" / name)
+
+
+def uninstall(gimp_dir: Path | None) -> list[Path]:
+    folders = [Path(gimp_dir)] if gimp_dir is not None else [d / "plug-ins" for d in gimp_config_dirs()]
+    removed = []
+    for folder in folders:
+        target = folder / PLUGIN_NAME
+        if (target / f"{PLUGIN_NAME}.py").exists():
+            shutil.rmtree(target)
+            removed.append(target)
+    return removed
+
+
+# --- doctor --------------------------------------------------------------------------------------------
+
+
+def doctor(gimp_dir: Path | None) -> bool:
+    """Check each link and print it; True only when every link holds."""
+    checks = [_gimp_found, _plugin_installed, _gimp_python, _worker_round_trip]
+    state = {"gimp_dir": gimp_dir}
+    ok = True
+    for check in checks:
+        good, text = check(state)
+        print(f"[{'ok' if good else 'FAIL':^4}] {text}")
+        ok &= good
+    return ok
+
+
+def _gimp_found(state) -> tuple[bool, str]:
+    for name in ("gimp-console-3.0", "gimp-3.0", "gimp-console", "gimp"):
+        path = shutil.which(name)
+        if path:
+            version = _run([path, "--version"])
+            if version and " 3." in version:
+                return True, f"GIMP 3 found: {path} ({version.strip().splitlines()[-1]})"
+    if shutil.which("flatpak") and _run(["flatpak", "info", "org.gimp.GIMP"]):
+        state["flatpak"] = True
+        return True, "GIMP found as the flatpak org.gimp.GIMP (its Python is inside the flatpak)"
+    return False, "GIMP 3 not found on PATH (Debian 13: sudo apt install gimp; elsewhere see gimp.org)"
+
+
+def _plugin_installed(state) -> tuple[bool, str]:
+    targets = [d / PLUGIN_NAME / f"{PLUGIN_NAME}.py" for d in plugin_dirs(state["gimp_dir"])]
+    found = [t for t in targets if t.is_file()]
+    if not found:
+        return False, f"plug-in not installed in {', '.join(str(t.parent.parent) for t in targets)}: run `invsr gimp install`"
+    not_executable = [t for t in found if not os.access(t, os.X_OK)]
+    if not_executable:
+        return False, f"{not_executable[0]} is not executable, so GIMP ignores it: run `invsr gimp install` again"
+    state["settings"] = json.loads((found[0].parent / SETTINGS_FILE).read_text())
+    return True, f"plug-in installed: {', '.join(str(t.parent) for t in found)}"
+
+
+def _gimp_python(state) -> tuple[bool, str]:
+    if state.get("flatpak"):
+        command = ["flatpak", "run", "--command=python3", "org.gimp.GIMP", "-c", GIMP_PYTHON_CHECK]
+    else:
+        command = ["/usr/bin/env", "python3", "-c", GIMP_PYTHON_CHECK]  # what the plug-in's first line runs
+    output = _run(command)
+    if output:
+        return True, f"GIMP's Python imports gi (Gimp 3.0) and zmq {output.strip()}"
+    return False, "GIMP's Python cannot import gi with Gimp 3.0, or zmq: on Debian/Ubuntu sudo apt install python3-gi gir1.2-gimp-3.0 python3-zmq; see the README for flatpak, Windows and macOS"
+
+
+def _worker_round_trip(state) -> tuple[bool, str]:
+    from invsr_server.client import connect
+    from invsr_server.protocol import RemoteError
+
+    command = (state.get("settings") or {}).get("start_command") or start_command()
+    try:
+        with connect(start_command=command) as client:
+            header, _ = client.upscale(bytes(8 * 8 * 3), 8, 8, 3, "u8", {"scale": 2})
+            model = client.hello()["model"]
+    except RemoteError as error:
+        return False, f"the worker: {error}"
+    tiny = " (random tiny test weights: not real upscales)" if model.get("weights", {}).get("tiny_random") else ""
+    return True, f"the worker answers, its weights load and a tiny job round-trips ({header['width']}x{header['height']}) on {model.get('device')}{tiny}"
+
+
+def _run(command: list[str]) -> str | None:
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
