@@ -60,7 +60,7 @@ def main() -> None:
         from invsr.tiny_weights import write_tiny_weights
 
         write_tiny_weights(folder)
-        rows = [_run(folder, int(side), args.device) for side in args.sizes.split(",")]
+        rows = [run_job(folder, int(side), args.device) for side in args.sizes.split(",")]
     print(f"{'input':>10} {'output':>12} {'tiles':>6} {'output MB':>10} {'host peak +MB':>14} {'x output':>9} {'device MB':>10} {'largest VAE input':>18}")
     for row in rows:
         device = "-" if row["device_peak_bytes"] is None else f"{row['device_peak_bytes'] / 1e6:.0f}"
@@ -75,7 +75,7 @@ def main() -> None:
         args.json.write_text(json.dumps(rows, indent=2))
 
 
-def _run(weights: str, side: int, device: str) -> dict:
+def run_job(weights: str, side: int, device: str) -> dict:
     done = subprocess.run([sys.executable, "-c", JOB, weights, str(side), device], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"the {side}-pixel job failed:\n{done.stderr}")

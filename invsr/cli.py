@@ -121,6 +121,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     parser.add_argument("--dtype", default="auto", help="auto, fp16, bf16 or fp32 (default: auto)")
     parser.add_argument("--max-pixels", type=float, default=None, metavar="MP", help="refuse jobs over this many megapixels of x4 result or output (default 512)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the networks: a slow first job, faster later ones (for a GPU worker)")
 
 
 def _add_serve_options(parser: argparse.ArgumentParser) -> None:
@@ -175,6 +176,8 @@ def _load(args, weights=None):
     pipeline = InvSRPipeline.load(weights, device=args.device, dtype=args.dtype)
     if args.max_pixels is not None:
         pipeline.max_pixels = int(args.max_pixels * 1e6)
+    if args.compile:
+        pipeline.optimize(compile=True)
     if weights.is_tiny:
         _banner("using RANDOM TINY TEST WEIGHTS: the output is NOT a real upscale")
     return pipeline
@@ -344,6 +347,7 @@ def run_serve(args) -> int:
         curve_keys=args.curve_keys,
         allowed_keys=args.allowed_keys,
         insecure=args.insecure,
+        compile=args.compile,
     )
     if args.max_pixels is not None:
         config.max_pixels = int(args.max_pixels * 1e6)

@@ -105,4 +105,4 @@ def _serve_options(args) -> list[str]:
     for flag, value in (("--weights", args.weights), ("--noise-predictor", args.noise_predictor), ("--device", args.device), ("--dtype", args.dtype)):
         if value not in (None, "auto"):
             options += [flag, str(value)]
-    return options
+    return options + (["--compile"] if getattr(args, "compile", False) else [])

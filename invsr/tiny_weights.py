@@ -58,38 +58,40 @@ def write_tiny_weights(folder: str | Path, seed: int = 0) -> WeightPaths:
     return WeightPaths(sd_turbo, predictor_path, f"folder {folder}")
 
 
+# SD 2.1's shapes (three cross-attention levels, then a plain one; linear projections) at tiny widths.
+TINY_UNET = dict(
+    sample_size=32,
+    block_out_channels=(16, 16, 32, 32),
+    layers_per_block=1,
+    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+    attention_head_dim=(2, 2, 4, 4),
+    cross_attention_dim=TEXT_WIDTH,
+    norm_num_groups=8,
+    use_linear_projection=True,
+)
+TINY_VAE = dict(
+    block_out_channels=(8, 16, 16, 16),
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+    layers_per_block=1,
+    latent_channels=4,
+    norm_num_groups=8,
+    sample_size=64,
+    scaling_factor=0.18215,
+)
+
+
 def _write_unet(path: Path) -> None:
     from diffusers import UNet2DConditionModel
 
-    # SD 2.1's shape (three cross-attention levels, then a plain one; linear projections) at tiny widths.
-    unet = UNet2DConditionModel(
-        sample_size=32,
-        block_out_channels=(16, 16, 32, 32),
-        layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-        attention_head_dim=(2, 2, 4, 4),
-        cross_attention_dim=TEXT_WIDTH,
-        norm_num_groups=8,
-        use_linear_projection=True,
-    )
-    unet.half().save_pretrained(path, variant="fp16")
+    UNet2DConditionModel(**TINY_UNET).half().save_pretrained(path, variant="fp16")
 
 
 def _write_vae(path: Path) -> None:
     from diffusers import AutoencoderKL
 
-    vae = AutoencoderKL(
-        block_out_channels=(8, 16, 16, 16),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=8,
-        sample_size=64,
-        scaling_factor=0.18215,
-    )
-    vae.half().save_pretrained(path, variant="fp16")
+    AutoencoderKL(**TINY_VAE).half().save_pretrained(path, variant="fp16")
 
 
 def _byte_symbols() -> list[str]:

@@ -70,6 +70,7 @@ class WorkerConfig:
     curve_keys: Path | None = None  # folder with server.key_secret
     allowed_keys: Path | None = None  # folder of allowed clients' public .key files
     insecure: bool = False
+    compile: bool = False  # torch.compile the networks once loaded (InvSRPipeline.optimize)
 
     @property
     def max_input_pixels(self) -> int:
@@ -444,6 +445,8 @@ class ModelHolder:
             log.error("model failed to load: %s", error)
             raise
         pipeline.max_pixels = self.config.max_pixels
+        if self.config.compile:
+            pipeline.optimize(compile=True)
         self.pipeline = pipeline
         self.status = {"state": "ready", **pipeline.describe(), "load_seconds": pipeline.load_report["seconds"]}
         log.info("model loaded: %s", self.status)

@@ -207,3 +207,13 @@ def test_replaced_text_encoder_invalidates_the_cached_embedding(tiny_weights, tm
     shutil.copytree(tmp_path / "other" / "sd-turbo" / "text_encoder", copy / "sd-turbo" / "text_encoder", dirs_exist_ok=True)
     after, cached = prompt_embedding(copy / "sd-turbo")
     assert cached is False and not torch.allclose(before, after)
+
+
+def test_channels_last_layout_gives_the_same_result(tiny_weights, small_photo):
+    # optimize(compile=True) also compiles the networks; on a CPU that takes minutes, so the GPU
+    # benchmark exercises it (bench/gpu/run.py).
+    pipeline = InvSRPipeline.load(tiny_weights, device="cpu")
+    expected = pipeline.upscale(small_photo).image
+    pipeline.optimize(compile=False)
+    assert pipeline.load_report["optimized"] == {"channels_last": True, "compile": False}
+    assert np.abs(pipeline.upscale(small_photo).image.astype(int) - expected).max() <= 1

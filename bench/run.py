@@ -1,0 +1,184 @@
+"""The CPU benchmarks, in one command (under 10 minutes on 2 cores): prints tables, writes JSON.
+
+    python bench/run.py [--json bench/results/cpu-DATE.json] [--quick]
+
+- bridge: `echo` round trips of 1, 16 and 64 megapixel RGBA frames (8 and 16 bits) through a worker on
+  loopback, beside a plain in-memory copy of the same bytes;
+- tiling: our default tiling against the reference implementation's scheme on one large image;
+- end to end: seconds per output megapixel through the CLI's file path in-process and through the worker;
+- memory: peak memory for two image sizes (bench/memory.py).
+
+Every time is the median of several runs, and every comparison is measured side by side in this run.
+All model work uses the tiny random weights: they show the costs of everything around the networks
+(tiling, bridge, I/O), not the networks' own speed, which bench/gpu measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests"))  # the test helper that starts a real worker process
+
+
+def median_seconds(action, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def bench_bridge(worker, runs: int, sizes=(1, 16, 64)) -> list[dict]:
+    rows = []
+    with worker.client(timeout=60) as client:
+        for megapixels in sizes:
+            for bits in (8, 16):
+                nbytes = megapixels * 1_000_000 * 4 * bits // 8
+                payload = np.frombuffer(np.random.default_rng(0).bytes(nbytes), np.uint8)
+                target = np.empty_like(payload)
+                echo = median_seconds(lambda: client.echo([payload]), runs)
+                copy = median_seconds(lambda: np.copyto(target, payload), runs)
+                rows.append({
+                    "megapixels": megapixels, "bits": bits, "bytes": nbytes,
+                    "echo_seconds": echo, "copy_seconds": copy,
+                    "echo_GBps": nbytes / echo / 1e9, "copy_GBps": nbytes / copy / 1e9,
+                    "ratio": (nbytes / echo) / (nbytes / copy),
+                })
+                del payload, target
+    return rows
+
+
+def bench_tiling(pipeline, runs: int, side: int) -> dict:
+    import reference_tiling
+    from invsr.progress import StageTimer
+    from invsr.tiled import TiledUpscale, TileSettings
+    from invsr.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, seam_positions, seam_score
+
+    image = torch.from_numpy(_photo(side)).permute(2, 0, 1)[None].float() / 255
+    models, device = pipeline.models, pipeline.device
+
+    def ours():
+        run = TiledUpscale(models, device, image, (200,), 0, "wavelet", StageTimer(device))
+        result, report = run.run(TileSettings(DEFAULT_TILE, DEFAULT_OVERLAP, 1))
+        rows, cols = [row[0].rows for row in run.grid], [t.cols for t in run.grid[0]]
+        return result, report["tiles"], report["work_ratio"], rows, cols
+
+    def reference():
+        result, rows, cols = reference_tiling.upscale(models, device, image, (200,), 0, "wavelet", StageTimer(device))
+        return result, len(rows) * len(cols), reference_tiling.work_ratio(rows, cols, side, side), rows, cols
+
+    found = {}
+    for name, scheme in (("ours", ours), ("reference", reference)):
+        result, tiles, ratio, rows, cols = scheme()
+        found[name] = {
+            "tiles": tiles,
+            "work_ratio": ratio,
+            "seam_score": seam_score(result, seam_positions(rows, 4), seam_positions(cols, 4)),
+            "seconds": median_seconds(scheme, runs),
+        }
+    found["time_ratio"] = found["reference"]["seconds"] / found["ours"]["seconds"]
+    found["input"] = [side, side]
+    return found
+
+
+def bench_end_to_end(pipeline, worker, runs: int, side: int) -> dict:
+    from invsr.cli import upscale_file
+    from invsr.image_io import ImageFile, write_image
+    from invsr.remote import RemotePipeline
+    from invsr.request import UpscaleRequest
+
+    folder = Path(tempfile.mkdtemp())
+    write_image(folder / "in.png", ImageFile(_photo(side)))
+    request = UpscaleRequest()
+    megapixels = (4 * side) ** 2 / 1e6
+    with worker.client(timeout=60) as client:
+        remote = RemotePipeline(client)
+        upscale_file(remote, folder / "in.png", folder / "warm.png", request)  # the worker's first job loads the model
+        local = median_seconds(lambda: upscale_file(pipeline, folder / "in.png", folder / "local.png", request), runs)
+        through = median_seconds(lambda: upscale_file(remote, folder / "in.png", folder / "remote.png", request), runs)
+    identical = (folder / "local.png").read_bytes() == (folder / "remote.png").read_bytes()
+    return {
+        "input": [side, side], "output_megapixels": megapixels,
+        "in_process_seconds_per_mp": local / megapixels, "worker_seconds_per_mp": through / megapixels,
+        "bridge_share": (through - local) / through, "identical_output": identical,
+    }
+
+
+def _photo(side: int) -> np.ndarray:
+    from PIL import Image
+
+    sample = Image.open(HERE.parent / "invsr" / "data" / "sample.png").convert("RGB")
+    return np.asarray(sample.resize((side, side), Image.LANCZOS)).copy()
+
+
+def print_tables(results: dict) -> None:
+    print("\nBridge: echo round trips through the worker vs an in-memory copy of the same bytes")
+    print(f"{'frame':>16} {'MB':>8} {'echo GB/s':>10} {'copy GB/s':>10} {'echo/copy':>10}")
+    for row in results["bridge"]:
+        print(f"{row['megapixels']:>5} MP RGBA {row['bits']:>2}-bit {row['bytes'] / 1e6:>8.0f} {row['echo_GBps']:>10.2f} {row['copy_GBps']:>10.2f} {row['ratio']:>10.3f}")
+    tiling = results["tiling"]
+    print(f"\nTiling of a {tiling['input'][0]} x {tiling['input'][1]} input (tiny weights): ours vs the reference scheme")
+    print(f"{'scheme':>10} {'tiles':>6} {'work ratio':>11} {'seam score':>11} {'seconds':>8}")
+    for name in ("ours", "reference"):
+        row = tiling[name]
+        print(f"{name:>10} {row['tiles']:>6} {row['work_ratio']:>11.3f} {row['seam_score']:>11.3f} {row['seconds']:>8.2f}")
+    print(f"time ratio (reference / ours): {tiling['time_ratio']:.2f}")
+    e2e = results["end_to_end"]
+    print(f"\nEnd to end through the CLI's file path, {e2e['input'][0]}^2 -> {e2e['output_megapixels']:.2f} MP (tiny weights)")
+    print(f"in-process {e2e['in_process_seconds_per_mp']:.2f} s/MP, through the worker {e2e['worker_seconds_per_mp']:.2f} s/MP, "
+          f"bridge share {100 * e2e['bridge_share']:.1f}%, outputs identical: {e2e['identical_output']}")
+    print("\nMemory (fresh process per size, tiny weights)")
+    for row in results["memory"]:
+        print(f"{row['input'][0]}^2 -> {row['output'][0]}^2: output {row['output_bytes'] / 1e6:.1f} MB, host peak +{row['host_peak_increase_bytes'] / 1e6:.0f} MB, "
+              f"largest network input {row['largest_network_inputs']['vae_decoder_input']:,}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="CPU benchmarks of InvSR for GIMP")
+    parser.add_argument("--json", type=Path, default=HERE / "results" / f"cpu-{datetime.date.today()}.json")
+    parser.add_argument("--quick", action="store_true", help="fewer runs and smaller sizes, to check the script")
+    args = parser.parse_args()
+    runs = 2 if args.quick else 3
+
+    import memory
+    from invsr.pipeline import InvSRPipeline
+    from invsr.tiny_weights import write_tiny_weights
+    from worker_helpers import WorkerProcess
+
+    folder = Path(tempfile.mkdtemp(prefix="invsr-bench-"))
+    weights = write_tiny_weights(folder / "weights")
+    pipeline = InvSRPipeline.load(weights, device="cpu")
+    worker = WorkerProcess(folder / "worker", folder / "weights", "--preload", "--client-timeout", "60").wait_ready()
+    try:
+        results = {
+            "date": str(datetime.date.today()),
+            "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": torch.get_num_threads(), "torch": torch.__version__},
+            "bridge": bench_bridge(worker, runs, sizes=(1, 16) if args.quick else (1, 16, 64)),
+            "tiling": bench_tiling(pipeline, runs, side=192 if args.quick else 384),
+            "end_to_end": bench_end_to_end(pipeline, worker, runs, side=64 if args.quick else 128),
+        }
+    finally:
+        worker.stop()
+    results["memory"] = [memory.run_job(str(folder / "weights"), side, "cpu") for side in ((128, 256) if args.quick else (256, 768))]
+    print_tables(results)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2))
+    print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
