@@ -1,6 +1,7 @@
 """Peak memory of one upscale for two image sizes: host memory grows with the image, network work does not.
 
-Each size runs in a fresh process (so that peak resident memory is that job's) on the tiny random
+Each size runs in a fresh process, whose peak resident memory is reset just before the job (Linux's
+/proc/self/clear_refs), so the peak is that job's own; on the tiny random
 weights (memory of the image buffers does not depend on the weights; the network's part of it does,
 which is why on a GPU the device peak is also printed). Usage:
 
@@ -17,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 JOB = r"""
-import json, resource, sys, numpy as np, torch
+import json, sys, numpy as np, torch
 from invsr.pipeline import InvSRPipeline
 from invsr.weights import locate
 from invsr.request import UpscaleRequest
@@ -32,11 +33,14 @@ def watch(name):
 pipeline.models.vae.decoder.register_forward_pre_hook(watch("vae_decoder_input"))
 pipeline.models.noise_predictor.register_forward_pre_hook(watch("noise_predictor_input"))
 pipeline.upscale(np.zeros((32, 32, 3), np.uint8))  # warm up: allocator pools, lazy imports
-rss_kib = lambda: int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize() // 1024
-before = rss_kib()
 image = (np.random.default_rng(0).random((side, side, 3)) * 255).astype(np.uint8)
+def status_kib(field):
+    line = next(l for l in open("/proc/self/status") if l.startswith(field + ":"))
+    return int(line.split()[1])
+open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM), so it is this job's alone
+before = status_kib("VmRSS")
 result = pipeline.upscale(image, UpscaleRequest(tile=128, overlap=16))
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = status_kib("VmHWM")
 print(json.dumps({
     "input": [side, side],
     "output": list(result.image.shape[:2]),

@@ -50,6 +50,7 @@ def bench_bridge(worker, runs: int, sizes=(1, 16, 64)) -> list[dict]:
                 nbytes = megapixels * 1_000_000 * 4 * bits // 8
                 payload = np.frombuffer(np.random.default_rng(0).bytes(nbytes), np.uint8)
                 target = np.empty_like(payload)
+                client.echo([payload])  # warm up: buffers, connection
                 echo = median_seconds(lambda: client.echo([payload]), runs)
                 copy = median_seconds(lambda: np.copyto(target, payload), runs)
                 rows.append({
@@ -152,7 +153,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=HERE / "results" / f"cpu-{datetime.date.today()}.json")
     parser.add_argument("--quick", action="store_true", help="fewer runs and smaller sizes, to check the script")
     args = parser.parse_args()
-    runs = 2 if args.quick else 3
+    runs = 2 if args.quick else 5
 
     import memory
     from invsr.pipeline import InvSRPipeline

@@ -79,11 +79,11 @@ class InvSRPipeline:
         models = self.models
         for network in (models.unet, models.vae, models.noise_predictor):
             network.to(memory_format=torch.channels_last)
-        if compile:
-            models.unet = torch.compile(models.unet)
-            models.vae.encoder = torch.compile(models.vae.encoder)
-            models.vae.decoder = torch.compile(models.vae.decoder)
-            models.noise_predictor = torch.compile(models.noise_predictor)
+        if compile:  # static shapes: tiles come in a few sizes, each compiled once
+            models.unet = torch.compile(models.unet, dynamic=False)
+            models.vae.encoder = torch.compile(models.vae.encoder, dynamic=False)
+            models.vae.decoder = torch.compile(models.vae.decoder, dynamic=False)
+            models.noise_predictor = torch.compile(models.noise_predictor, dynamic=False)
         self.load_report["optimized"] = {"channels_last": True, "compile": compile}
 
     def describe(self) -> dict:

@@ -1,0 +1,187 @@
+"""GPU benchmark: one 1024 x 1024 -> 4096 x 4096 job with full-size networks, the reference implementation's
+way against ours. Written to finish within 6 minutes on one H100, warm-up and compilation included.
+
+    python bench/gpu/run.py [--json FILE]          # on a CUDA GPU
+    python bench/gpu/run.py --small                # on the CPU, tiny networks and a small image: checks the script
+
+The networks have random weights (speed does not depend on their values) and full size: SD-Turbo's UNet
+(865.9 M parameters) and VAE, its CLIP text encoder, and the InvSR noise predictor (33.8 M). Rows:
+
+- reference: fp16, eager, 128-pixel input tiles at a stride of 64 (half a tile), batch 8, fresh noise per
+  tile, the prompt re-encoded by the text encoder for every batch (bench/reference_tiling.py);
+- ours: our default settings (bf16, 128-pixel tiles overlapping by 16, automatic batch);
+- ours, fastest: channels-last and torch.compile (InvSRPipeline.optimize), batch 16.
+
+Per row: milliseconds per 512 x 512 output tile of the image (the image's output area over 512^2, so
+the reference's extra overlap counts against it), output megapixels per second, peak GPU memory, and the
+fraction of the compute limit: 5.76 TFLOP per 512^2 tile for one step (INVSR.md) at the card's peak
+dense bf16/fp16 rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+TFLOP_PER_TILE = 5.76  # one step, 512 x 512 output (INVSR.md)
+PEAK_TFLOPS = {"H100": 790.0, "H200": 790.0, "A100": 312.0}  # dense bf16/fp16 tensor-core peaks (INVSR.md's figures)
+
+# SD 2.1 / SD-Turbo shapes (diffusers configs of stabilityai/sd-turbo).
+SD_TURBO_UNET = dict(
+    sample_size=64,
+    in_channels=4,
+    out_channels=4,
+    layers_per_block=2,
+    block_out_channels=(320, 640, 1280, 1280),
+    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+    attention_head_dim=(5, 10, 20, 20),
+    cross_attention_dim=1024,
+    use_linear_projection=True,
+    norm_num_groups=32,
+)
+SD_VAE = dict(
+    block_out_channels=(128, 256, 512, 512),
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+    layers_per_block=2,
+    latent_channels=4,
+    norm_num_groups=32,
+    sample_size=768,
+    scaling_factor=0.18215,
+)
+SD_TEXT = dict(vocab_size=49408, hidden_size=1024, intermediate_size=4096, num_hidden_layers=23, num_attention_heads=16, max_position_embeddings=77, hidden_act="gelu", projection_dim=512)
+
+
+def build(small: bool, device: torch.device, dtype: torch.dtype):
+    """Random-weight networks of the real (or, with `small`, the tiny test) shapes, on the device."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from invsr.noise_predictor import NoisePredictor, NoisePredictorConfig
+    from invsr.sampling import Models
+    from invsr.tiny_weights import TEXT_WIDTH, TINY_NOISE_PREDICTOR, TINY_UNET, TINY_VAE
+
+    text = dict(SD_TEXT, hidden_size=TEXT_WIDTH, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2) if small else SD_TEXT
+    with torch.device(device):
+        unet = UNet2DConditionModel(**(TINY_UNET if small else SD_TURBO_UNET)).to(dtype).eval()
+        vae = AutoencoderKL(**(TINY_VAE if small else SD_VAE)).to(dtype).eval()
+        predictor = NoisePredictor(TINY_NOISE_PREDICTOR if small else NoisePredictorConfig()).to(dtype).eval()
+        encoder = CLIPTextModel(CLIPTextConfig(**text)).to(dtype).eval()
+    for network in (unet, vae, predictor, encoder):
+        network.requires_grad_(False)
+    ids = torch.randint(0, 49408 if not small else 256, (1, 77), device=device)
+    with torch.inference_mode():
+        embedding = encoder(ids)[0]
+    counts = {name: sum(p.numel() for p in net.parameters()) for name, net in (("unet", unet), ("vae", vae), ("noise_predictor", predictor), ("text_encoder", encoder))}
+    return Models(predictor, unet, vae, embedding), encoder, ids, counts
+
+
+def pipeline_for(models, device, dtype):
+    from invsr.pipeline import InvSRPipeline
+    from invsr.weights import WeightPaths
+
+    fake = WeightPaths(Path("/random/sd-turbo"), Path("/random/noise_predictor.pth"), "random weights (benchmark)")
+    return InvSRPipeline(models, fake, device, dtype, {"seconds": 0})
+
+
+def run_reference(models, encoder, ids, device, image, batch):
+    import reference_tiling
+    from invsr.progress import StageTimer
+
+    lr = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+
+    class ReencodingModels:  # re-encodes the prompt for every batch, as the reference does per call
+        def __getattr__(self, name):
+            if name == "prompt_embedding":
+                with torch.inference_mode():
+                    return encoder(ids)[0]
+            return getattr(models, name)
+
+    reference_tiling.upscale(ReencodingModels(), device, lr, (200,), 0, "wavelet", StageTimer(device), batch=batch)
+
+
+def measure(name, action, device, image_side, warmups, runs, budget_s) -> dict:
+    """Median seconds of `runs` (fewer if the time budget runs out), peak memory, derived rates."""
+    started = time.perf_counter()
+    for _ in range(warmups):
+        action()
+    warm = time.perf_counter() - started
+    torch.cuda.reset_peak_memory_stats(device) if device.type == "cuda" else None
+    times = []
+    while len(times) < runs and (not times or time.perf_counter() - started < budget_s):
+        t = time.perf_counter()
+        action()
+        torch.cuda.synchronize(device) if device.type == "cuda" else None
+        times.append(time.perf_counter() - t)
+    seconds = statistics.median(times)
+    out_side = 4 * image_side
+    tiles = out_side**2 / 512**2
+    row = {
+        "name": name,
+        "seconds": seconds,
+        "runs": len(times),
+        "warmup_seconds": warm,
+        "ms_per_512_tile": 1000 * seconds / tiles,
+        "output_mp_per_s": out_side**2 / 1e6 / seconds,
+        "peak_gpu_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
+    }
+    print(f"  {name}: {seconds:.2f} s ({row['ms_per_512_tile']:.1f} ms per 512^2 tile), warm-up {warm:.1f} s", flush=True)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="tiny networks, a 128 x 128 image, on the CPU")
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--budget", type=float, default=80.0, help="seconds of timed runs per row, at most")
+    args = parser.parse_args()
+    device = torch.device("cpu") if args.small else torch.device("cuda")
+    card = "CPU" if args.small else torch.cuda.get_device_name(device)
+    side = 128 if args.small else 1024
+    image = (torch.rand(side, side, 3, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8).numpy()
+    from invsr.request import UpscaleRequest
+
+    from invsr.pipeline import quiet_library_logs
+
+    quiet_library_logs()
+    print(f"{card}: {side}^2 -> {4 * side}^2", flush=True)
+    rows = []
+    fp16 = torch.float32 if args.small else torch.float16
+    models, encoder, ids, counts = build(args.small, device, fp16)
+    print(f"  parameters: {counts}", flush=True)
+    rows.append(measure("reference (fp16, eager, 128/64 tiles, batch 8, prompt per call)", lambda: run_reference(models, encoder, ids, device, image, 8), device, side, 1, 3, args.budget))
+    del models, encoder
+    ours_dtype = torch.float32 if args.small else (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+    models, _, _, _ = build(args.small, device, ours_dtype)
+    pipeline = pipeline_for(models, device, ours_dtype)
+    rows.append(measure("ours (default: 128/16 tiles, automatic batch)", lambda: pipeline.upscale(image, UpscaleRequest()), device, side, 1, 3, args.budget))
+    pipeline.optimize(compile=not args.small)
+    rows.append(measure("ours, fastest (channels-last, torch.compile, batch 16)", lambda: pipeline.upscale(image, UpscaleRequest(tile_batch=16)), device, side, 1, 3, args.budget))
+    peak = next((v for k, v in PEAK_TFLOPS.items() if k in card), None)
+    for row in rows:
+        row["fraction_of_compute_limit"] = (TFLOP_PER_TILE * (4 * side) ** 2 / 512**2 / row["seconds"]) / peak if peak else None
+    print(f"\n{'row':<66} {'ms/tile':>8} {'MP/s':>7} {'GPU GB':>7} {'of limit':>9}")
+    for row in rows:
+        memory = f"{row['peak_gpu_bytes'] / 1e9:.1f}" if row["peak_gpu_bytes"] else "-"
+        limit = f"{100 * row['fraction_of_compute_limit']:.1f}%" if row["fraction_of_compute_limit"] else "-"
+        print(f"{row['name']:<66} {row['ms_per_512_tile']:>8.1f} {row['output_mp_per_s']:>7.2f} {memory:>7} {limit:>9}")
+    result = {"card": card, "date": str(datetime.date.today()), "input": [side, side], "small": args.small, "torch": torch.__version__, "parameters": counts, "rows": rows}
+    path = args.json or HERE.parent / "results" / f"gpu-{'cpu-small' if args.small else card.replace(' ', '_')}-{datetime.date.today()}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
