@@ -57,8 +57,15 @@ class Connection:
 
     @property
     def is_local(self) -> bool:
-        host = self.endpoint.split("://", 1)[-1].rsplit(":", 1)[0]
-        return self.endpoint.startswith(("ipc://", "inproc://")) or host in ("127.0.0.1", "localhost", "[::1]", "::1")
+        return is_loopback(self.endpoint)
+
+
+def is_loopback(endpoint: str) -> bool:
+    """Whether a ZeroMQ endpoint stays on this machine."""
+    if endpoint.startswith(("ipc://", "inproc://")):
+        return True
+    host = endpoint.split("://", 1)[-1].rsplit(":", 1)[0]
+    return host in ("127.0.0.1", "localhost", "[::1]", "::1")
 
 
 def new_key() -> str:

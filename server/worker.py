@@ -2,11 +2,12 @@
 
 Two threads, each with its own sockets (ZeroMQ sockets are not shared between threads):
 
-- the I/O thread owns the ROUTER socket clients talk to. It checks every message's signature, answers
-  `hello`, `ping`, `echo`, `status` and `cancel` at once, validates `upscale` requests and queues them,
-  forwards what the executor sends, and cancels the jobs of clients that stopped sending heartbeats;
-- the executor thread owns the device. It takes jobs in order, runs them, and sends progress, the
-  result or the error through an in-process PUSH socket that the I/O thread forwards.
+- the I/O thread (this module) owns the ROUTER socket clients talk to. It checks every message's
+  signature, answers `hello`, `ping`, `echo`, `status` and `cancel` at once, validates `upscale`
+  requests and queues them, forwards what the executor sends, and cancels the jobs of clients that
+  stopped sending heartbeats;
+- the executor thread (jobs.py) owns the device. It takes jobs in order, runs them, and sends progress,
+  the result or the error through an in-process PUSH socket that the I/O thread forwards.
 
 A long job never delays heartbeats, and a job that fails (out of memory included) fails alone.
 docs/PROTOCOL.md describes every message.
@@ -19,7 +20,6 @@ import dataclasses
 import logging
 import logging.handlers
 import os
-import queue
 import signal
 import threading
 import time
@@ -28,27 +28,24 @@ from pathlib import Path
 import zmq
 
 from . import connection as connections
+from .jobs import OUTBOX, PRELOAD, Executor, JobBoard, ModelHolder
 from .protocol import (
     PIXEL_DTYPES,
     REQUESTS,
     BadMessage,
-    Busy,
     Message,
     RemoteError,
     ShuttingDown,
-    TooLarge,
     Unauthorized,
     UnknownJob,
     UnknownOperation,
     error_for,
     error_message,
-    new_id,
     pixel_frame_size,
     version_text,
 )
 
 log = logging.getLogger("invsr.worker")
-OUTBOX = "inproc://invsr-worker-outbox"
 REPLAY_MEMORY = 10_000  # signatures remembered to refuse a replayed message
 POLL_MS = 100
 
@@ -77,28 +74,12 @@ class WorkerConfig:
         return self.max_pixels // 16  # the x4 result of the input must fit the work limit
 
 
-@dataclasses.dataclass
-class Job:
-    id: str
-    client: bytes
-    request_id: str
-    header: dict
-    pixels: memoryview
-    request: object  # invsr.UpscaleRequest
-    cancel: threading.Event = dataclasses.field(default_factory=threading.Event)
-    cancel_reason: str = ""
-    state: str = "queued"
-    progress: dict = dataclasses.field(default_factory=dict)
-
-
 class Worker:
     def __init__(self, config: WorkerConfig):
         self.config = config
         self.context = zmq.Context()
         self.key = bytes.fromhex(connections.new_key())
-        self.jobs: dict[str, Job] = {}  # queued and running, by job id
-        self.jobs_lock = threading.Lock()
-        self.queue: queue.Queue[Job | None] = queue.Queue()
+        self.board = JobBoard(config.queue_length)
         self.last_seen: dict[bytes, float] = {}
         self.seen_signatures = collections.OrderedDict()
         self.stopping = False
@@ -122,10 +103,11 @@ class Worker:
             worker_version=_version(),
             curve_server_key=self.curve_public_key,
         )
-        executor = threading.Thread(target=self._execute, name="invsr-executor", daemon=True)
-        executor.start()
+        executor = Executor(self.board, self.model, self.context, self.key, self.config.log_file)
+        thread = threading.Thread(target=executor.run, name="invsr-executor", daemon=True)
+        thread.start()
         if self.config.preload:
-            self.queue.put(_PRELOAD)
+            self.board.queue.put(PRELOAD)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._request_stop)
         connections.write(self.config.connection_file, self.connection)
@@ -134,8 +116,8 @@ class Worker:
             self._loop()
         finally:
             connections.remove(self.config.connection_file, self.connection)
-            self.queue.put(None)
-            executor.join(timeout=30)
+            self.board.queue.put(None)
+            thread.join(timeout=30)
             self._close()
         log.info("stopped")
         return 0
@@ -158,7 +140,7 @@ class Worker:
     def _configure_curve(self, router: zmq.Socket) -> str | None:
         config = self.config
         if config.curve_keys is None:
-            if not _is_loopback(config.bind) and not config.insecure:
+            if not connections.is_loopback(config.bind) and not config.insecure:
                 raise SystemExit(
                     f"invsr serve: refusing to bind {config.bind} beyond this machine without encryption: give "
                     "--curve-keys DIR and --allowed-keys DIR (make keys with `invsr keys DIR`), or --insecure"
@@ -202,10 +184,10 @@ class Worker:
                 self._receive()
             self._cancel_abandoned_jobs()
             if self.stopping:
-                self._cancel_all("the worker is stopping")
-                with self.jobs_lock:
-                    if not self.jobs:
-                        return
+                for job in self.board.all():
+                    self.board.cancel(job, "the worker is stopping")
+                if not self.board.all():
+                    return
 
     def _receive(self) -> None:
         frames = self.router.recv_multipart(copy=False)
@@ -281,11 +263,10 @@ class Worker:
         })
 
     def _status(self) -> dict:
-        with self.jobs_lock:
-            jobs = [
-                {"job": job.id, "state": job.state, "progress": job.progress, "client": job.client.hex()[-8:]}
-                for job in self.jobs.values()
-            ]
+        jobs = [
+            {"job": job.id, "state": job.state, "progress": job.progress, "client": job.client.hex()[-8:]}
+            for job in self.board.all()
+        ]
         horizon = time.monotonic() - self.config.client_timeout
         return {
             "jobs": jobs,
@@ -313,167 +294,26 @@ class Worker:
             request = UpscaleRequest.from_dict(params)
         except (InvSRError, TypeError) as error:
             raise error_for(getattr(error, "code", "invalid_request"), str(error)) from None
-        with self.jobs_lock:
-            if sum(1 for j in self.jobs.values() if j.state == "queued") >= self.config.queue_length:
-                raise Busy(f"the worker's queue is full ({self.config.queue_length} jobs waiting); try again shortly")
-            job = Job(new_id(), client, request_id, message.fields, message.buffers[0], request)
-            self.jobs[job.id] = job
-            position = sum(1 for j in self.jobs.values() if j.state == "queued")
-        self.queue.put(job)
-        log.info("job %s queued: %sx%s %s x%s", job.id, job.header["width"], job.header["height"], job.header["dtype"], job.header["channels"])
+        job, position = self.board.submit(client, request_id, message.fields, message.buffers[0], request)
+        header = job.header
+        log.info("job %s queued: %sx%s %s x%s", job.id, header["width"], header["height"], header["dtype"], header["channels"])
         return Message("accepted", {"job": job.id, "position": position})
 
     def _cancel(self, message: Message) -> Message:
-        job_id = message.fields.get("job")
-        with self.jobs_lock:
-            job = self.jobs.get(job_id)
+        job = self.board.get(message.fields.get("job"))
         if job is None:
-            raise UnknownJob(f"no queued or running job {job_id!r}")
-        self._cancel_job(job, "cancelled by the client")
+            raise UnknownJob(f"no queued or running job {message.fields.get('job')!r}")
+        self.board.cancel(job, "cancelled by the client")
         return Message("cancelling", {"job": job.id, "state": job.state})
-
-    def _cancel_job(self, job: Job, reason: str) -> None:
-        if not job.cancel.is_set():
-            job.cancel_reason = reason
-            job.cancel.set()
-            log.info("job %s: %s", job.id, reason)
 
     def _cancel_abandoned_jobs(self) -> None:
         now = time.monotonic()
-        with self.jobs_lock:
-            jobs = list(self.jobs.values())
-        for job in jobs:
+        for job in self.board.all():
             if self.last_seen.get(job.client, 0.0) < now - self.config.client_timeout:
-                self._cancel_job(job, f"the client sent no heartbeat for {self.config.client_timeout:g} s")
+                self.board.cancel(job, f"the client sent no heartbeat for {self.config.client_timeout:g} s")
         if len(self.last_seen) > 1000:  # forget clients long gone
             forgotten = now - 60 * self.config.client_timeout
             self.last_seen = {client: seen for client, seen in self.last_seen.items() if seen >= forgotten}
-
-    def _cancel_all(self, reason: str) -> None:
-        with self.jobs_lock:
-            jobs = list(self.jobs.values())
-        for job in jobs:
-            self._cancel_job(job, reason)
-
-    # --- the executor thread -------------------------------------------------------------------------
-
-    def _execute(self) -> None:
-        push = self.context.socket(zmq.PUSH)
-        push.setsockopt(zmq.LINGER, 0)
-        push.connect(OUTBOX)
-        try:
-            while (job := self.queue.get()) is not None:
-                if job is _PRELOAD:
-                    self._preload()
-                    continue
-                self._run_job(job, push)
-        finally:
-            push.close(linger=0)
-
-    def _preload(self) -> None:
-        from invsr.errors import InvSRError
-
-        try:
-            self.model.get()
-        except InvSRError:
-            pass  # recorded in the model state; `hello` shows it and the next job tries again
-
-    def _run_job(self, job: Job, push: zmq.Socket) -> None:
-        from invsr.errors import Cancelled, InvSRError
-
-        def send(message: Message) -> None:
-            message.fields.update(re=job.request_id, job=job.id)
-            push.send_multipart([job.client, *message.encode(self.key)], copy=False)
-
-        def progress(update) -> None:
-            if job.cancel.is_set():
-                raise Cancelled(job.cancel_reason)
-            job.progress = {"stage": update.stage, "done": update.done, "total": update.total, "elapsed": round(update.elapsed, 3), "eta": None if update.eta is None else round(update.eta, 3)}
-            send(Message("progress", dict(job.progress)))
-
-        try:
-            if job.cancel.is_set():
-                raise Cancelled(job.cancel_reason)
-            job.state = "running"
-            started = time.perf_counter()
-            pipeline = self.model.get(lambda stage: send(Message("progress", {"stage": stage, "done": 0, "total": 0})))
-            result = pipeline.upscale(_as_array(job), job.request, progress=progress)
-            final = _result_message(result)
-            log.info("job %s done in %.2f s", job.id, time.perf_counter() - started)
-        except InvSRError as error:
-            log.info("job %s failed: %s: %s", job.id, error.code, error)
-            final = error_message(error_for(error.code, str(error)), job.request_id)
-        except Exception as error:  # a bug in one job must not stop the worker
-            log.exception("job %s failed", job.id)
-            final = error_message(error_for("internal", f"unexpected failure ({type(error).__name__}: {error}); see the worker log {self.config.log_file}"), job.request_id)
-        finally:
-            job.pixels = None
-            with self.jobs_lock:  # gone from `status` before the client hears the end
-                self.jobs.pop(job.id, None)
-        send(final)
-
-
-_PRELOAD = object()  # a queue entry that asks the executor to load the model
-
-
-class ModelHolder:
-    """Loads the pipeline on first use (or at start with --preload) in the executor thread; remembers failures."""
-
-    def __init__(self, config: WorkerConfig):
-        self.config = config
-        self.pipeline = None
-        self.status = {"state": "not loaded"}
-
-    def state(self) -> dict:
-        return dict(self.status)
-
-    def get(self, on_stage=None):
-        from invsr.errors import InvSRError
-        from invsr.pipeline import InvSRPipeline
-        from invsr.weights import locate
-
-        if self.pipeline is not None:
-            return self.pipeline
-        self.status = {"state": "loading"}
-        if on_stage is not None:
-            on_stage("loading model")
-        try:
-            weights = locate(self.config.weights, self.config.noise_predictor)
-            pipeline = InvSRPipeline.load(weights, device=self.config.device, dtype=self.config.dtype)
-        except InvSRError as error:
-            self.status = {"state": "failed", "code": error.code, "error": str(error)}
-            log.error("model failed to load: %s", error)
-            raise
-        pipeline.max_pixels = self.config.max_pixels
-        if self.config.compile:
-            pipeline.optimize(compile=True)
-        self.pipeline = pipeline
-        self.status = {"state": "ready", **pipeline.describe(), "load_seconds": pipeline.load_report["seconds"]}
-        log.info("model loaded: %s", self.status)
-        return pipeline
-
-
-def _as_array(job: Job):
-    import numpy as np
-
-    header = job.header
-    dtype = {"u8": np.uint8, "u16": np.uint16, "f32": np.float32}[header["dtype"]]
-    shape = (header["height"], header["width"], header["channels"])
-    return np.frombuffer(job.pixels, dtype=dtype).reshape(shape)  # a view of the received frame: no copy
-
-
-def _result_message(result) -> Message:
-    image = result.image if result.image.ndim == 3 else result.image[:, :, None]
-    wire_dtype = {"uint8": "u8", "uint16": "u16", "float32": "f32"}[str(image.dtype)]
-    fields = {"width": image.shape[1], "height": image.shape[0], "channels": image.shape[2], "dtype": wire_dtype, "report": result.report}
-    return Message("result", fields, [memoryview(image).cast("B")])
-
-
-def _is_loopback(endpoint: str) -> bool:
-    if endpoint.startswith(("ipc://", "inproc://")):
-        return True
-    host = endpoint.split("://", 1)[-1].rsplit(":", 1)[0]
-    return host in ("127.0.0.1", "localhost", "[::1]", "::1")
 
 
 def _version() -> str:

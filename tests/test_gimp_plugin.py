@@ -261,7 +261,6 @@ def test_the_plugin_starts_the_local_worker_and_reuses_it(gimp, workspace, pipel
     twice = [scenario("first", [photo_layer()], arguments={"scale": 2.0}), scenario("second", [photo_layer()], arguments={"scale": 2.0})]
     try:
         folder, results = run_gimp(gimp, workspace, "auto-start", twice, env)
-        connection = json.loads((run_dir / "worker.json").read_text())
         for name in ("first", "second"):
             assert results[name]["status"] == "success", results[name]["error"]
         source = pixels(folder, by_name(results["first"]["before"], "photo"))

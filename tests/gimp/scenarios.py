@@ -18,7 +18,7 @@ import gi
 gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
 gi.require_version("Babl", "0.1")
-from gi.repository import Babl, Gegl, Gimp, Gio  # noqa: E402
+from gi.repository import Babl, Gegl, Gimp  # noqa: E402
 
 PLAN = json.loads(open(os.environ["INVSR_SCENARIOS"]).read())
 OUT = PLAN["out"]

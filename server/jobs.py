@@ -1,0 +1,196 @@
+"""The worker's jobs: the board that both threads share, the model that loads on first use, and the
+executor thread that owns the device and runs one job at a time.
+
+The executor never touches the ROUTER socket (ZeroMQ sockets are not shared between threads): it sends
+progress, results and errors through an in-process PUSH socket that the I/O thread forwards.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import queue
+import threading
+import time
+
+import zmq
+
+from .protocol import Busy, Message, error_for, error_message, new_id
+
+log = logging.getLogger("invsr.worker")
+OUTBOX = "inproc://invsr-worker-outbox"
+
+
+@dataclasses.dataclass
+class Job:
+    id: str
+    client: bytes  # the ZeroMQ routing id of the client that sent it
+    request_id: str
+    header: dict
+    pixels: memoryview | None  # the received frame, viewed without a copy; dropped when done
+    request: object  # invsr.UpscaleRequest
+    cancel: threading.Event = dataclasses.field(default_factory=threading.Event)
+    cancel_reason: str = ""
+    state: str = "queued"
+    progress: dict = dataclasses.field(default_factory=dict)
+
+
+class JobBoard:
+    """The queued and running jobs, in order; safe to use from both threads."""
+
+    def __init__(self, queue_length: int):
+        self.queue_length = queue_length
+        self.jobs: dict[str, Job] = {}
+        self.lock = threading.Lock()
+        self.queue: queue.Queue = queue.Queue()
+
+    def submit(self, client: bytes, request_id: str, header: dict, pixels, request) -> tuple[Job, int]:
+        """Queue a job; raise Busy when the queue is full. Returns the job and its queue position."""
+        with self.lock:
+            waiting = sum(1 for j in self.jobs.values() if j.state == "queued")
+            if waiting >= self.queue_length:
+                raise Busy(f"the worker's queue is full ({self.queue_length} jobs waiting); try again shortly")
+            job = Job(new_id(), client, request_id, header, pixels, request)
+            self.jobs[job.id] = job
+        self.queue.put(job)
+        return job, waiting + 1
+
+    def get(self, job_id) -> Job | None:
+        with self.lock:
+            return self.jobs.get(job_id)
+
+    def all(self) -> list[Job]:
+        with self.lock:
+            return list(self.jobs.values())
+
+    def finish(self, job: Job) -> None:
+        job.pixels = None
+        with self.lock:
+            self.jobs.pop(job.id, None)
+
+    @staticmethod
+    def cancel(job: Job, reason: str) -> None:
+        """Ask a job to stop: a queued one never starts, a running one stops at its next tile."""
+        if not job.cancel.is_set():
+            job.cancel_reason = reason
+            job.cancel.set()
+            log.info("job %s: %s", job.id, reason)
+
+
+class ModelHolder:
+    """Loads the pipeline on first use (or at start with --preload), in the executor thread; remembers
+    a failure for `hello`, and tries again at the next job (the user may have fetched the weights)."""
+
+    def __init__(self, config):
+        self.config = config
+        self.pipeline = None
+        self.status = {"state": "not loaded"}
+
+    def state(self) -> dict:
+        return dict(self.status)
+
+    def get(self, on_loading=None):
+        from invsr.errors import InvSRError
+        from invsr.pipeline import InvSRPipeline
+        from invsr.weights import locate
+
+        if self.pipeline is not None:
+            return self.pipeline
+        self.status = {"state": "loading"}
+        if on_loading is not None:
+            on_loading()
+        try:
+            weights = locate(self.config.weights, self.config.noise_predictor)
+            pipeline = InvSRPipeline.load(weights, device=self.config.device, dtype=self.config.dtype)
+        except InvSRError as error:
+            self.status = {"state": "failed", "code": error.code, "error": str(error)}
+            log.error("model failed to load: %s", error)
+            raise
+        pipeline.max_pixels = self.config.max_pixels
+        if self.config.compile:
+            pipeline.optimize(compile=True)
+        self.pipeline = pipeline
+        self.status = {"state": "ready", **pipeline.describe(), "load_seconds": pipeline.load_report["seconds"]}
+        log.info("model loaded: %s", self.status)
+        return pipeline
+
+
+PRELOAD = object()  # a queue entry that asks the executor to load the model now
+
+
+class Executor:
+    """The thread that owns the device: takes jobs from the board's queue until it gets None."""
+
+    def __init__(self, board: JobBoard, model: ModelHolder, context: zmq.Context, key: bytes, log_file):
+        self.board, self.model, self.context, self.key, self.log_file = board, model, context, key, log_file
+
+    def run(self) -> None:
+        push = self.context.socket(zmq.PUSH)
+        push.setsockopt(zmq.LINGER, 0)
+        push.connect(OUTBOX)
+        try:
+            while (job := self.board.queue.get()) is not None:
+                if job is PRELOAD:
+                    self._preload()
+                else:
+                    self._run(job, push)
+        finally:
+            push.close(linger=0)
+
+    def _preload(self) -> None:
+        from invsr.errors import InvSRError
+
+        try:
+            self.model.get()
+        except InvSRError:
+            pass  # recorded in the model state; `hello` shows it and the next job tries again
+
+    def _run(self, job: Job, push: zmq.Socket) -> None:
+        from invsr.errors import Cancelled, InvSRError
+
+        def send(message: Message) -> None:
+            message.fields.update(re=job.request_id, job=job.id)
+            push.send_multipart([job.client, *message.encode(self.key)], copy=False)
+
+        def progress(update) -> None:
+            if job.cancel.is_set():
+                raise Cancelled(job.cancel_reason)
+            eta = None if update.eta is None else round(update.eta, 3)
+            job.progress = {"stage": update.stage, "done": update.done, "total": update.total, "elapsed": round(update.elapsed, 3), "eta": eta}
+            send(Message("progress", dict(job.progress)))
+
+        try:
+            if job.cancel.is_set():
+                raise Cancelled(job.cancel_reason)
+            job.state = "running"
+            started = time.perf_counter()
+            pipeline = self.model.get(lambda: send(Message("progress", {"stage": "loading model", "done": 0, "total": 0})))
+            result = pipeline.upscale(_as_array(job), job.request, progress=progress)
+            final = _result_message(result)
+            log.info("job %s done in %.2f s", job.id, time.perf_counter() - started)
+        except InvSRError as error:
+            log.info("job %s failed: %s: %s", job.id, error.code, error)
+            final = error_message(error_for(error.code, str(error)), job.request_id)
+        except Exception as error:  # a bug in one job must not stop the worker
+            log.exception("job %s failed", job.id)
+            text = f"unexpected failure ({type(error).__name__}: {error}); see the worker log {self.log_file}"
+            final = error_message(error_for("internal", text), job.request_id)
+        finally:
+            self.board.finish(job)  # gone from `status` before the client hears the end
+        send(final)
+
+
+def _as_array(job: Job):
+    import numpy as np
+
+    header = job.header
+    dtype = {"u8": np.uint8, "u16": np.uint16, "f32": np.float32}[header["dtype"]]
+    shape = (header["height"], header["width"], header["channels"])
+    return np.frombuffer(job.pixels, dtype=dtype).reshape(shape)  # a view of the received frame: no copy
+
+
+def _result_message(result) -> Message:
+    image = result.image if result.image.ndim == 3 else result.image[:, :, None]
+    wire_dtype = {"uint8": "u8", "uint16": "u16", "float32": "f32"}[str(image.dtype)]
+    fields = {"width": image.shape[1], "height": image.shape[0], "channels": image.shape[2], "dtype": wire_dtype, "report": result.report}
+    return Message("result", fields, [memoryview(image).cast("B")])
