@@ -60,11 +60,11 @@ class InvSRPipeline:
         embedding, cached = prompt_embedding(weights.sd_turbo)
         models = Models(
             noise_predictor=load_noise_predictor(weights),
-            unet=_load_diffusers("UNet2DConditionModel", weights, "unet", torch_dtype),
-            vae=_load_diffusers("AutoencoderKL", weights, "vae", torch_dtype),
+            unet=load_sd_turbo_part("UNet2DConditionModel", weights, "unet", torch_dtype),
+            vae=load_sd_turbo_part("AutoencoderKL", weights, "vae", torch_dtype),
             prompt_embedding=embedding,
         )
-        _check_compatible(models, weights)
+        check_compatible(models, weights)
         models.noise_predictor.to(torch_device, torch_dtype)
         models.unet.to(torch_device)
         models.vae.to(torch_device)
@@ -162,7 +162,7 @@ def load_noise_predictor(weights: WeightPaths) -> NoisePredictor:
     return model.eval()
 
 
-def _load_diffusers(class_name: str, weights: WeightPaths, part: str, dtype: torch.dtype) -> torch.nn.Module:
+def load_sd_turbo_part(class_name: str, weights: WeightPaths, part: str, dtype: torch.dtype) -> torch.nn.Module:
     import diffusers
 
     folder = weights.sd_turbo / part
@@ -174,7 +174,7 @@ def _load_diffusers(class_name: str, weights: WeightPaths, part: str, dtype: tor
     return model.eval().requires_grad_(False)
 
 
-def _check_compatible(models: Models, weights: WeightPaths) -> None:
+def check_compatible(models: Models, weights: WeightPaths) -> None:
     """Refuse parts that load but cannot work together (say, a folder of another Stable Diffusion)."""
     unet, vae = models.unet.config, models.vae.config
     width = models.prompt_embedding.shape[-1]

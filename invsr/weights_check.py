@@ -34,36 +34,36 @@ def check_weights(weights_dir=None, noise_predictor=None, device: str = "auto", 
     paths = WeightPaths(found.sd_turbo, found.noise_predictor or found.sd_turbo / "missing", found.where)
     if paths.is_tiny:
         _line("warning", f"random tiny test weights ({TINY_MARKER} present): they do not upscale for real")
-    ok &= _check_noise_predictor(paths, found.noise_predictor)
+    predictor = _check_noise_predictor(paths, found.noise_predictor)
     parts = {name: _check_part(name, paths) for name in ("unet", "vae")}
     embedding = _check_prompt(paths)
-    ok &= all(part is not None for part in parts.values()) and embedding is not None
+    ok &= predictor is not None and all(part is not None for part in parts.values()) and embedding is not None
     if ok:
-        ok &= _check_together(parts, embedding, paths)
+        ok &= _check_together(predictor, parts, embedding, paths)
     print("all parts load" if ok else "some parts are missing or broken: see above")
     return ok
 
 
-def _check_noise_predictor(paths: WeightPaths, predictor) -> bool:
+def _check_noise_predictor(paths: WeightPaths, predictor):
     from .pipeline import load_noise_predictor
 
     if predictor is None or not predictor.is_file():
         _line("missing", f"noise predictor {predictor or '(no noise_predictor*.pth or .safetensors)'}")
-        return False
+        return None
     try:
         model = load_noise_predictor(paths)
     except InvSRError as error:
         _line("error", f"noise predictor: {error}")
-        return False
+        return None
     count = sum(p.numel() for p in model.parameters())
     _line("ok", f"noise predictor {predictor} ({count:,} parameters)")
-    return True
+    return model
 
 
 def _check_part(name: str, paths: WeightPaths):
     import torch
 
-    from .pipeline import _load_diffusers
+    from .pipeline import load_sd_turbo_part
     from .weights import missing_parts
 
     missing = [m for m in missing_parts(paths.sd_turbo) if m.startswith(name + "/")]
@@ -71,7 +71,7 @@ def _check_part(name: str, paths: WeightPaths):
         _line("missing", f"SD-Turbo {name}: {', '.join(missing)} in {paths.sd_turbo}")
         return None
     try:
-        model = _load_diffusers("UNet2DConditionModel" if name == "unet" else "AutoencoderKL", paths, name, torch.float32)
+        model = load_sd_turbo_part("UNet2DConditionModel" if name == "unet" else "AutoencoderKL", paths, name, torch.float32)
     except InvSRError as error:
         _line("error", f"SD-Turbo {name}: {error}")
         return None
@@ -92,12 +92,12 @@ def _check_prompt(paths: WeightPaths):
     return embedding
 
 
-def _check_together(parts: dict, embedding, paths: WeightPaths) -> bool:
-    from .pipeline import _check_compatible, load_noise_predictor
+def _check_together(predictor, parts: dict, embedding, paths: WeightPaths) -> bool:
+    from .pipeline import check_compatible
     from .sampling import Models
 
     try:
-        _check_compatible(Models(load_noise_predictor(paths), parts["unet"], parts["vae"], embedding), paths)
+        check_compatible(Models(predictor, parts["unet"], parts["vae"], embedding), paths)
     except InvSRError as error:
         _line("error", str(error))
         return False

@@ -39,6 +39,9 @@ MAIN = [
     scenario("rgb16", [photo_layer(sample="u16")], precision="u16", arguments={"scale": 1.5, "steps": 2}),
     scenario("float", [photo_layer(sample="float")], precision="float", arguments={"scale": 2.0, "color-fix": "ycbcr"}),
     scenario("float-linear", [photo_layer(sample="float")], precision="float-linear", arguments={"scale": 2.0}),
+    scenario("half", [photo_layer(sample="float", alpha=True)], precision="half", arguments={"scale": 2.0}),
+    scenario("u32", [photo_layer(sample="float")], precision="u32", arguments={"scale": 2.0}),
+    scenario("double", [photo_layer(sample="float")], gray=True, precision="double", arguments={"scale": 2.0}),
     scenario("adobe-rgb", [photo_layer(size=(8, 4), pixels=[0, 255, 0] * 16 + [255, 0, 0] * 16)], canvas=(8, 4), profile="adobe", arguments={"scale": 2.0}),
     scenario("offsets", [photo_layer(offsets=[5, 3])], canvas=(40, 30), arguments={"scale": 2.0}),
     scenario("in-group", [photo_layer(group="Group")], arguments={"scale": 2.0}),
@@ -161,6 +164,18 @@ def test_linear_precision_goes_through_the_perceptual_encoding(main_run, pipelin
     upscaled = by_name(result["after"], "photo (InvSR x2)")
     want = expected(pipeline, pixels(folder, source), {"scale": 2.0})
     np.testing.assert_allclose(pixels(folder, upscaled), want, atol=1e-5)  # float round trip through linear storage
+
+
+@pytest.mark.parametrize("name, tolerance", [("half", 1e-3), ("u32", 1e-6), ("double", 1e-6)])
+def test_other_precisions_travel_as_float_and_come_back_in_their_own(main_run, pipeline, name, tolerance):
+    folder, results = main_run
+    result = results[name]
+    assert result["status"] == "success", result["error"]
+    source = by_name(result["before"], "photo")
+    assert source["dtype"] == "f32"
+    upscaled = by_name(result["after"], "photo (InvSR x2)")
+    want = expected(pipeline, pixels(folder, source), {"scale": 2.0}).reshape(pixels(folder, upscaled).shape)
+    np.testing.assert_allclose(pixels(folder, upscaled), want, atol=tolerance)  # rounded to the layer's own precision
 
 
 def test_wide_gamut_colours_survive(main_run, pipeline):

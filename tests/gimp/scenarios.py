@@ -26,7 +26,10 @@ sys.path.insert(0, PLAN["plugin"])
 PRECISIONS = {
     "u8": Gimp.Precision.U8_NON_LINEAR,
     "u16": Gimp.Precision.U16_NON_LINEAR,
+    "u32": Gimp.Precision.U32_NON_LINEAR,
+    "half": Gimp.Precision.HALF_NON_LINEAR,
     "float": Gimp.Precision.FLOAT_NON_LINEAR,
+    "double": Gimp.Precision.DOUBLE_NON_LINEAR,
     "float-linear": Gimp.Precision.FLOAT_LINEAR,
 }
 
