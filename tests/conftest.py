@@ -18,14 +18,31 @@ SAMPLE = Path(__file__).resolve().parent.parent / "invsr" / "data" / "sample.png
 
 # Set before any test module imports huggingface_hub, which reads these once, at import.
 CACHES = Path(tempfile.mkdtemp(prefix="invsr-test-caches-"))
-os.environ.update(INVSR_CACHE=str(CACHES / "invsr"), HF_HUB_CACHE=str(CACHES / "hf"), HF_HUB_OFFLINE="1")
+os.environ.update(
+    INVSR_CACHE=str(CACHES / "invsr"),
+    HF_HUB_CACHE=str(CACHES / "hf"),
+    HF_HUB_OFFLINE="1",
+    INVSR_RUNTIME_DIR=str(CACHES / "run"),  # workers that tests start by default land here, not in the user's
+)
 os.environ.pop("INVSR_WEIGHTS", None)
 
 
 @pytest.fixture(scope="session", autouse=True)
 def remove_caches():
     yield
+    stop_default_worker()
     shutil.rmtree(CACHES, ignore_errors=True)
+
+
+def stop_default_worker():
+    """Stop a worker that a test started in the default place (`invsr gimp doctor` starts one)."""
+    import json
+    import signal
+
+    try:
+        os.kill(json.loads((CACHES / "run" / "worker.json").read_text())["pid"], signal.SIGTERM)
+    except (OSError, ValueError, KeyError):
+        pass
 
 
 @pytest.fixture(scope="session")
