@@ -74,8 +74,7 @@ def bench_tiling(pipeline, runs: int, side: int) -> dict:
     def ours():
         run = TiledUpscale(models, device, image, (200,), 0, "wavelet", StageTimer(device))
         result, report = run.run(TileSettings(DEFAULT_TILE, DEFAULT_OVERLAP, 1))
-        rows, cols = [row[0].rows for row in run.grid], [t.cols for t in run.grid[0]]
-        return result, report["tiles"], report["work_ratio"], rows, cols
+        return result, report["tiles"], report["work_ratio"], run.row_spans, run.col_spans
 
     def reference():
         result, rows, cols = reference_tiling.upscale(models, device, image, (200,), 0, "wavelet", StageTimer(device))

@@ -20,7 +20,8 @@ import torch
 
 from . import __version__
 from .checkpoint import load_strict, read_state_dict
-from .devices import DTYPE_NAMES, describe, peak_memory, reset_peak_memory, resolve_device, resolve_dtype
+from .devices import DTYPE_NAMES, peak_memory, reset_peak_memory, resolve_device, resolve_dtype
+from .devices import describe as describe_device
 from .errors import CheckpointError, InvalidImage
 from .noise_level import choose_steps
 from .noise_predictor import NoisePredictor, NoisePredictorConfig
@@ -90,7 +91,7 @@ class InvSRPipeline:
         """The model's identity for reports and `hello`: device, dtype, weights, whether they are real."""
         return {
             "version": __version__,
-            "device": describe(self.device),
+            "device": describe_device(self.device),
             "dtype": DTYPE_NAMES[self.dtype],
             "weights": {
                 "source": self.weights.source,

@@ -102,6 +102,7 @@ class TiledUpscale:
     def _run_grid(self, tile: int, overlap: int, batch: int) -> tuple[torch.Tensor, int]:
         height, width = self.lr.shape[-2:]
         self.grid = plan_tiles(*self.padded.shape[-2:], tile, overlap, self.models.lr_multiple)
+        self.row_spans, self.col_spans = [row[0].rows for row in self.grid], [t.cols for t in self.grid[0]]
         result = torch.zeros(1, 3, SCALE * height, SCALE * width)
         indexed = [(i, j, t) for i, row in enumerate(self.grid) for j, t in enumerate(row)]
         remaining = sorted(indexed, key=lambda item: (-item[2].rows.size, -item[2].cols.size))  # batches of equal size
@@ -164,17 +165,15 @@ class TiledUpscale:
         return around[..., SCALE * (r0 - a0) : SCALE * (r1 - a0), SCALE * (c0 - b0) : SCALE * (c1 - b0)]
 
     def _accumulate(self, result: torch.Tensor, i: int, j: int, tile: Tile, output: torch.Tensor) -> None:
-        rows, cols = [row[0].rows for row in self.grid], [t.cols for t in self.grid[0]]
         h, w = output.shape[-2:]
-        weights = tile_weights(rows, cols, i, j, SCALE, self.blend)[..., :h, :w]
+        weights = tile_weights(self.row_spans, self.col_spans, i, j, SCALE, self.blend)[..., :h, :w]
         y, x = SCALE * tile.rows.start, SCALE * tile.cols.start
         result[..., y : y + h, x : x + w].add_(output * weights)
 
     def _normalize(self, result: torch.Tensor) -> None:
         """Divide by the summed weights, which are separable: the product of per-axis sums."""
-        rows, cols = [row[0].rows for row in self.grid], [t.cols for t in self.grid[0]]
-        result.div_(_axis_sum(rows, result.shape[-2], self.blend).view(1, 1, -1, 1))
-        result.div_(_axis_sum(cols, result.shape[-1], self.blend).view(1, 1, 1, -1))
+        result.div_(_axis_sum(self.row_spans, result.shape[-2], self.blend).view(1, 1, -1, 1))
+        result.div_(_axis_sum(self.col_spans, result.shape[-1], self.blend).view(1, 1, 1, -1))
 
     def _report(self, tile: int, overlap: int, batch: int) -> dict:
         height, width = self.lr.shape[-2:]

@@ -59,8 +59,7 @@ def run_tiles(pipeline, image, tile, overlap, batch=1, **options):
     lr = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
     run = TiledUpscale(pipeline.models, pipeline.device, lr, (200,), 0, "wavelet", StageTimer(pipeline.device), **options)
     result, report = run.run(TileSettings(tile, overlap, batch))
-    rows, cols = [row[0].rows for row in run.grid], [t.cols for t in run.grid[0]]
-    return result, report, seam_score(result, seam_positions(rows, 4), seam_positions(cols, 4))
+    return result, report, seam_score(result, seam_positions(run.row_spans, 4), seam_positions(run.col_spans, 4))
 
 
 def test_blended_tiles_show_no_seams_and_the_measure_sees_a_hard_cut(pipeline, photo):

@@ -83,14 +83,13 @@ def connect(options: Options, on_status):
     from invsr_server import client, connection
     from invsr_server.protocol import RemoteError
 
+    settings = {} if options.server else load_settings()
     try:
         if options.server:
-            path = Path(options.server)
-            return client.Client(connection.read(path))
-        command = load_settings().get("start_command")
-        return client.connect(start_command=command, on_status=on_status)
+            return client.Client(connection.read(Path(options.server)))
+        return client.connect(start_command=settings.get("start_command"), on_status=on_status)
     except RemoteError as error:
-        hint = "" if load_settings() else " (the plug-in was not installed with `invsr gimp install`, so it cannot start one)"
+        hint = "" if settings or options.server else " (the plug-in was not installed with `invsr gimp install`, so it cannot start one)"
         raise PluginError(f"No InvSR worker is running and none could be started{hint}: {error}") from None
     except (OSError, ValueError) as error:
         raise PluginError(f"Cannot read the worker's connection file {options.server}: {error}") from None
