@@ -43,6 +43,9 @@ def median_seconds(action, runs: int) -> float:
 
 
 def bench_bridge(worker, runs: int, sizes=(1, 16, 64)) -> list[dict]:
+    """Echo round trips; beside them a memcpy, and one signature over the frame (each round trip makes four)."""
+    from invsr_server.protocol import sign
+
     rows = []
     with worker.client(timeout=60) as client:
         for megapixels in sizes:
@@ -53,10 +56,11 @@ def bench_bridge(worker, runs: int, sizes=(1, 16, 64)) -> list[dict]:
                 client.echo([payload])  # warm up: buffers, connection
                 echo = median_seconds(lambda: client.echo([payload]), runs)
                 copy = median_seconds(lambda: np.copyto(target, payload), runs)
+                signature = median_seconds(lambda: sign(client.key, b"{}", [payload]), runs)
                 rows.append({
                     "megapixels": megapixels, "bits": bits, "bytes": nbytes,
-                    "echo_seconds": echo, "copy_seconds": copy,
-                    "echo_GBps": nbytes / echo / 1e9, "copy_GBps": nbytes / copy / 1e9,
+                    "echo_seconds": echo, "copy_seconds": copy, "sign_seconds": signature,
+                    "echo_GBps": nbytes / echo / 1e9, "copy_GBps": nbytes / copy / 1e9, "sign_GBps": nbytes / signature / 1e9,
                     "ratio": (nbytes / echo) / (nbytes / copy),
                 })
     return rows
@@ -129,9 +133,9 @@ def _photo(side: int) -> np.ndarray:
 
 def print_tables(results: dict) -> None:
     print("\nBridge: echo round trips through the worker vs an in-memory copy of the same bytes")
-    print(f"{'frame':>16} {'MB':>8} {'echo GB/s':>10} {'copy GB/s':>10} {'echo/copy':>10}")
+    print(f"{'frame':>16} {'MB':>8} {'echo GB/s':>10} {'copy GB/s':>10} {'echo/copy':>10} {'sign GB/s':>10}")
     for row in results["bridge"]:
-        print(f"{row['megapixels']:>5} MP RGBA {row['bits']:>2}-bit {row['bytes'] / 1e6:>8.0f} {row['echo_GBps']:>10.2f} {row['copy_GBps']:>10.2f} {row['ratio']:>10.3f}")
+        print(f"{row['megapixels']:>5} MP RGBA {row['bits']:>2}-bit {row['bytes'] / 1e6:>8.0f} {row['echo_GBps']:>10.2f} {row['copy_GBps']:>10.2f} {row['ratio']:>10.3f} {row['sign_GBps']:>10.2f}")
     tiling = results["tiling"]
     print(f"\nTiling of a {tiling['input'][0]} x {tiling['input'][1]} input (tiny weights): ours vs the reference scheme")
     print(f"{'scheme':>10} {'tiles':>6} {'work ratio':>11} {'seam score':>11} {'seconds':>8}")

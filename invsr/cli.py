@@ -4,7 +4,7 @@
                  [--seed N] [--scale S | --width W --height H] [--tile auto|N] [--overlap N]
                  [--tile-batch auto|N] [--device auto] [--dtype auto] [--weights DIR] [--report FILE]
     invsr upscale ... --server [CONNECTION-FILE|ENDPOINT]    (through the worker)
-    invsr serve [--bind ENDPOINT] [--preload] [...]           (the worker)
+    invsr serve [--bind ENDPOINT] [--preload] [...] | --stop   (the worker)
     invsr keys DIR [--name NAME]                               (CurveZMQ key pairs)
     invsr gimp install [--gimp-dir DIR] | uninstall | doctor  (the GIMP 3 plug-in)
     invsr weights download [DIR] | check [--weights DIR] | tiny DIR
@@ -126,6 +126,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 def _add_serve_options(parser: argparse.ArgumentParser) -> None:
     from invsr_server.connection import DEFAULT_ENDPOINT
 
+    parser.add_argument("--stop", action="store_true", help="stop the worker of the connection file (of any version) and exit")
     parser.add_argument("--bind", default=DEFAULT_ENDPOINT, help="endpoint to listen on (default: %(default)s)")
     parser.add_argument("--connection-file", type=Path, default=None, help="where to write the connection file (default: the user's runtime folder)")
     parser.add_argument("--log-file", type=Path, default=None, help="the worker's log, rotated at 5 MB (default: beside the connection file)")
@@ -264,6 +265,8 @@ def run_serve(args) -> int:
     from invsr_server.worker import WorkerConfig, serve
 
     connection_file = args.connection_file or default_path()
+    if args.stop:
+        return stop_serving(connection_file)
     config = WorkerConfig(
         bind=args.bind,
         connection_file=connection_file,
@@ -284,6 +287,19 @@ def run_serve(args) -> int:
     if args.max_pixels is not None:
         config.max_pixels = int(args.max_pixels * 1e6)
     return serve(config)
+
+
+def stop_serving(connection_file: Path) -> int:
+    from invsr_server.client import stop_worker
+    from invsr_server.protocol import RemoteError
+
+    try:
+        pid = stop_worker(connection_file)
+    except RemoteError as error:
+        print(f"invsr serve --stop: {error}", file=sys.stderr)
+        return 1
+    print(f"stopped the InvSR worker (process {pid})" if pid else f"no InvSR worker runs (connection file {connection_file})")
+    return 0
 
 
 def run_gimp_install(args) -> int:

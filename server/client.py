@@ -11,6 +11,7 @@ with the tail of its log. The worker in turn cancels the jobs of a client whose 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -19,7 +20,7 @@ from pathlib import Path
 import zmq
 
 from . import connection as connection_file
-from .protocol import Message, RemoteError, WorkerLost, error_for, new_id
+from .protocol import Message, RemoteError, VersionMismatch, WorkerLost, error_for, new_id
 
 HEARTBEAT = 1.0
 TIMEOUT = 5.0
@@ -218,6 +219,13 @@ def _answering(path: Path, **options) -> Client | None:
     try:
         client.request("hello")
         return client
+    except VersionMismatch as error:
+        client.close()
+        raise VersionMismatch(
+            f"the running InvSR worker (process {client.connection.pid}, {client.connection.endpoint}) is another "
+            f"version: {error}. Stop it with `invsr serve --stop`; the next upscale starts this version's worker",
+            error.details,
+        ) from None
     except RemoteError:
         client.close()
         return None
@@ -248,3 +256,40 @@ def _start(path: Path, command: list[str], timeout: float, **options) -> Client:
         time.sleep(0.2)
     process.kill()
     raise WorkerLost(f"the InvSR worker did not answer within {timeout:.0f} s of starting; see {startup_log}")
+
+
+def stop_worker(path: Path | None = None, timeout: float = 30.0) -> int | None:
+    """Ask the local worker of a connection file to finish (SIGTERM) and wait until it has.
+
+    Returns its process id, or None when no worker answers there (a stale file is then removed). A
+    process is only signalled once its endpoint has answered as an InvSR worker, of any version, so that
+    a stale file never gets another program's process killed.
+    """
+    path = Path(path or connection_file.default_path())
+    try:
+        connection = connection_file.read(path)
+    except (OSError, ValueError):
+        return None
+    if not (connection.is_local and connection.pid):
+        raise WorkerLost(f"the worker at {connection.endpoint} does not run on this machine: stop it where it runs")
+    if not _answers_as_worker(connection):
+        connection_file.remove(path, connection)
+        return None
+    os.kill(connection.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _process_alive(connection.pid):
+        if time.monotonic() > deadline:
+            raise WorkerLost(f"the worker (process {connection.pid}) did not stop within {timeout:.0f} s; kill it")
+        time.sleep(0.1)
+    connection_file.remove(path, connection)  # where SIGTERM is a hard kill (Windows), it could not
+    return connection.pid
+
+
+def _answers_as_worker(connection: connection_file.Connection) -> bool:
+    with Client(connection, timeout=3.0) as client:
+        try:
+            return client.hello().get("pid") == connection.pid
+        except VersionMismatch:
+            return True
+        except RemoteError:
+            return False

@@ -13,13 +13,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from invsr.request import UpscaleRequest
+from invsr_server import connection as connections
 from invsr_server import protocol
 from invsr_server.client import connect
 from invsr_server.protocol import Message, sign
+from test_protocol import signed_as_version_1
 from worker_helpers import WorkerProcess
 
 LONG_JOB = {"tile": 32, "overlap": 8, "steps": 5}  # about 10 s on the test weights: 121 tiles of a 256 x 256 image
@@ -133,7 +136,7 @@ def test_unknown_operation_is_refused(client):
         client.request("teleport", final=("teleport",))
 
 
-def signed(key, fields, buffers=(), protocol_version="1.0"):
+def signed(key, fields, buffers=(), protocol_version=protocol.version_text()):
     header = json.dumps(dict(fields, protocol=protocol_version)).encode()
     return [sign(key, header, buffers), header, *buffers]
 
@@ -150,9 +153,11 @@ def test_wrong_secret_wrong_version_and_garbage_are_refused(worker, client):
     frames = reply_to(sock)
     with pytest.raises(protocol.Unauthorized):  # its reply is signed with the real secret we lack
         Message.decode(b"not the secret", frames)
-    sock.send_multipart(signed(key, {"type": "ping", "id": "b"}, protocol_version="2.0"))
+    sock.send_multipart(signed(key, {"type": "ping", "id": "b"}, protocol_version="9.0"))
     error = Message.decode(key, reply_to(sock))
-    assert error.fields["code"] == "protocol_version" and error.fields["details"]["supported"] == "1.0"
+    assert error.fields["code"] == "protocol_version" and error.fields["details"]["supported"] == protocol.version_text()
+    sock.send_multipart(signed_as_version_1(key, {"type": "ping", "id": "b1"}))  # the older signature
+    assert "protocol 1.0 is not compatible" in Message.decode(key, reply_to(sock)).fields["message"]
     sock.send_multipart([sign(key, b"{not json", []), b"{not json"])
     assert Message.decode(key, reply_to(sock)).fields["code"] == "bad_message"
     sock.send_multipart(signed(key, {"type": "ping"}))  # no id
@@ -374,6 +379,53 @@ def test_connect_starts_a_worker_when_none_answers(tmp_path, tiny_weights):
     finally:
         os.kill(client.connection.pid, signal.SIGTERM)
         client.close()
+
+
+def test_a_worker_of_an_older_protocol_is_named_with_how_to_stop_it(tmp_path):
+    """A 1.0 worker cannot verify a 2.0 request and answers `unauthorized`, signed its own way."""
+    context = zmq.Context.instance()
+    old_worker = context.socket(zmq.ROUTER)
+    port = old_worker.bind_to_random_port("tcp://127.0.0.1")
+    key = bytes(32)
+
+    def answer_like_version_1():
+        if old_worker.poll(10_000):
+            peer, *_ = old_worker.recv_multipart()
+            old_worker.send_multipart([peer, *signed_as_version_1(key, {"type": "error", "code": "unauthorized", "message": "wrong secret"})])
+
+    thread = threading.Thread(target=answer_like_version_1)
+    thread.start()
+    path = tmp_path / "worker.json"
+    connections.write(path, connections.Connection(f"tcp://127.0.0.1:{port}", key.hex(), "1.0", pid=os.getpid()))
+    try:
+        with pytest.raises(protocol.VersionMismatch, match=r"is another version: protocol 1\.0 .* Stop it with `invsr serve --stop`"):
+            connect(path, start_command=[sys.executable, "-c", "raise SystemExit('must not start')"])
+    finally:
+        thread.join()
+        old_worker.close(linger=0)
+
+
+def test_serve_stop_ends_the_worker_and_never_signals_a_stranger(tmp_path, tiny_weights, capsys):
+    from invsr.cli import main
+
+    running = WorkerProcess(tmp_path / "w", tiny_weights.noise_predictor.parent).wait_ready()
+    try:
+        assert main(["serve", "--stop", "--connection-file", str(running.path)]) == 0
+        assert f"stopped the InvSR worker (process {running.process.pid})" in capsys.readouterr().out
+        assert running.process.wait(timeout=5) == 0 and not running.path.exists()
+    finally:
+        running.stop()
+    # A stale file whose process id now belongs to another program, at an endpoint nobody answers
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    stale = tmp_path / "stale.json"
+    connections.write(stale, connections.Connection("tcp://127.0.0.1:9", "00" * 32, protocol.version_text(), pid=stranger.pid))
+    try:
+        assert main(["serve", "--stop", "--connection-file", str(stale)]) == 0
+        assert "no InvSR worker runs" in capsys.readouterr().out
+        assert stranger.poll() is None and not stale.exists()
+    finally:
+        stranger.kill()
+        stranger.wait()
 
 
 def test_a_worker_that_cannot_start_is_reported_with_its_reason(tmp_path):

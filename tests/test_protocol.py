@@ -1,0 +1,71 @@
+"""The signature of every message, checked against its definition in docs/PROTOCOL.md, whole or hashed
+in parallel, for any kind of buffer; a change anywhere in a frame is caught."""
+
+import hashlib
+import hmac
+import json
+
+import numpy as np
+import pytest
+
+from invsr_server import protocol
+from invsr_server.protocol import PIECE_BYTES, Message, sign
+
+KEY = bytes(range(32))
+
+
+def signature_as_documented(key, frames):
+    """HMAC(key, for each frame: len as 8 bytes big-endian || SHA-256 of each 4 MiB piece)."""
+    text = b""
+    for frame in frames:
+        data = bytes(frame)
+        text += len(data).to_bytes(8, "big")
+        text += b"".join(hashlib.sha256(data[i:i + 4 * 1024 * 1024]).digest() for i in range(0, len(data), 4 * 1024 * 1024))
+    return hmac.new(key, text, hashlib.sha256).digest()
+
+
+@pytest.mark.parametrize("sizes", [(), (0,), (1,), (PIECE_BYTES,), (PIECE_BYTES + 1,), (3 * PIECE_BYTES + 5, 7, 0, PIECE_BYTES - 1)])
+def test_signature_follows_the_documented_definition(sizes):
+    rng = np.random.default_rng(sum(sizes))
+    buffers = [rng.bytes(size) for size in sizes]
+    header = b'{"type":"echo"}'
+    assert sign(KEY, header, buffers) == signature_as_documented(KEY, [header, *buffers])
+
+
+def test_signature_is_the_same_for_any_view_of_the_same_bytes():
+    image = np.random.default_rng(1).integers(0, 65535, (1500, 1000, 4), dtype=np.uint16)  # 12 MB: hashed in parallel
+    expected = signature_as_documented(KEY, [b"{}", image.tobytes()])
+    for view in (image, memoryview(image), memoryview(image).cast("B"), image.tobytes(), bytearray(image.tobytes())):
+        assert sign(KEY, b"{}", [view]) == expected
+
+
+def test_a_change_in_any_piece_or_a_moved_boundary_is_refused():
+    payload = bytearray(np.random.default_rng(2).bytes(3 * PIECE_BYTES))
+    frames = Message("echo", {"id": "x"}, [payload]).encode(KEY)
+    assert Message.decode(KEY, frames).buffers[0] == payload
+    for position in (0, PIECE_BYTES + 17, len(payload) - 1):
+        tampered = bytearray(payload)
+        tampered[position] ^= 1
+        with pytest.raises(protocol.Unauthorized):
+            Message.decode(KEY, [frames[0], frames[1], tampered])
+    with pytest.raises(protocol.Unauthorized):  # the same bytes cut into two buffers
+        Message.decode(KEY, [frames[0], frames[1], payload[:PIECE_BYTES], payload[PIECE_BYTES:]])
+    with pytest.raises(protocol.Unauthorized):
+        Message.decode(b"another secret", frames)
+
+
+def signed_as_version_1(key, fields, buffers=()):
+    """A message as protocol 1.0 signed it: one HMAC over every frame's length and bytes."""
+    header = json.dumps(dict(fields, protocol="1.0")).encode()
+    mac = hmac.new(key, digestmod=hashlib.sha256)
+    for frame in (header, *buffers):
+        mac.update(len(frame).to_bytes(8, "big") + bytes(frame))
+    return [mac.digest(), header, *buffers]
+
+
+def test_a_message_of_another_major_version_is_named_as_such_not_as_a_wrong_secret():
+    with pytest.raises(protocol.VersionMismatch, match=f"protocol 1.0 is not compatible with this side's {protocol.version_text()}"):
+        Message.decode(KEY, signed_as_version_1(KEY, {"type": "ping", "id": "a"}))
+    garbage = [b"x" * 32, b"\xff not json"]
+    with pytest.raises(protocol.Unauthorized):
+        Message.decode(KEY, garbage)
