@@ -10,7 +10,11 @@ The networks have random weights (speed does not depend on their values) and ful
 - reference: fp16, eager, 128-pixel input tiles at a stride of 64 (half a tile), batch 8, fresh noise per
   tile, the prompt re-encoded by the text encoder for every batch (bench/reference_tiling.py);
 - ours: our default settings (bf16, 128-pixel tiles overlapping by 16, automatic batch);
+- ours, channels-last at batch 16, without compiling: what the layout and batch alone give;
 - ours, fastest: channels-last and torch.compile (InvSRPipeline.optimize), batch 16.
+
+Rows run in that order; each writes the JSON as it ends, a failing row is recorded and the next runs,
+and no row starts after --deadline seconds (bench/gpu/device.sh runs this within a time limit).
 
 Per row: milliseconds per 512 x 512 output tile of the image (the image's output area over 512^2, so
 the reference's extra overlap counts against it), output megapixels per second, peak GPU memory, and the
@@ -26,6 +30,7 @@ import json
 import statistics
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -152,41 +157,76 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="tiny networks, a 128 x 128 image, on the CPU")
     parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--budget", type=float, default=80.0, help="seconds of timed runs per row, at most")
+    parser.add_argument("--budget", type=float, default=60.0, help="seconds of timed runs per row, at most")
+    parser.add_argument("--deadline", type=float, default=300.0, help="start no row after this many seconds")
     args = parser.parse_args()
+    started = time.perf_counter()
     device = torch.device("cpu") if args.small else torch.device("cuda")
     card = "CPU" if args.small else torch.cuda.get_device_name(device)
     side = 128 if args.small else 1024
     image = (torch.rand(side, side, 3, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8).numpy()
-    from invsr.request import UpscaleRequest
-
     from invsr.pipeline import quiet_library_logs
+    from invsr.request import UpscaleRequest
 
     quiet_library_logs()
     print(f"{card}: {side}^2 -> {4 * side}^2", flush=True)
-    rows = []
     fp16 = torch.float32 if args.small else torch.float16
-    counts = {}
-    rows.append(reference_row(args, device, fp16, image, side, counts))
     ours_dtype = torch.float32 if args.small else (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
-    models, _, _, _ = build(args.small, device, ours_dtype)
-    pipeline = pipeline_for(models, device, ours_dtype)
-    rows.append(measure("ours (default: 128/16 tiles, automatic batch)", lambda: pipeline.upscale(image, UpscaleRequest()), device, side, 1, 3, args.budget))
-    pipeline.optimize(compile=not args.small)
-    rows.append(measure("ours, fastest (channels-last, torch.compile, batch 16)", lambda: pipeline.upscale(image, UpscaleRequest(tile_batch=16)), device, side, 1, 3, args.budget))
+    counts, ours = {}, {}
+
+    def our_pipeline():
+        if "pipeline" not in ours:
+            ours["pipeline"] = pipeline_for(build(args.small, device, ours_dtype)[0], device, ours_dtype)
+        return ours["pipeline"]
+
+    def ours_row(name, batch, optimize=None):
+        def row():
+            pipeline = our_pipeline()
+            if optimize is not None:
+                pipeline.optimize(compile=optimize and not args.small)
+            return measure(name, lambda: pipeline.upscale(image, UpscaleRequest(tile_batch=batch)), device, side, 1, 3, args.budget)
+        return row
+
+    plan = [
+        ("reference (fp16, eager, 128/64 tiles, batch 8, prompt per call)", lambda: reference_row(args, device, fp16, image, side, counts)),
+        ("ours (default: 128/16 tiles, automatic batch)", ours_row("ours (default: 128/16 tiles, automatic batch)", "auto")),
+        ("ours, channels-last, batch 16", ours_row("ours, channels-last, batch 16", 16, optimize=False)),
+        ("ours, fastest (channels-last, torch.compile, batch 16)", ours_row("ours, fastest (channels-last, torch.compile, batch 16)", 16, optimize=True)),
+    ]
+    path = args.json or HERE.parent / "results" / f"gpu-{'cpu-small' if args.small else card.replace(' ', '_')}-{datetime.date.today()}.json"
+    rows = []
+    for name, make_row in plan:
+        if time.perf_counter() - started > args.deadline:
+            rows.append({"name": name, "skipped": f"past the {args.deadline:.0f} s deadline"})
+        else:
+            try:
+                rows.append(make_row())
+            except Exception:
+                rows.append({"name": name, "error": traceback.format_exc(limit=6)})
+                print(rows[-1]["error"], flush=True)
+        write_result(path, card, side, args.small, counts, rows)  # what is done survives a timeout
+    print_rows(rows, side, card)
+    write_result(path, card, side, args.small, counts, rows)
+    print(f"wrote {path}")
+
+
+def print_rows(rows: list[dict], side: int, card: str) -> None:
     peak = next((v for k, v in PEAK_TFLOPS.items() if k in card), None)
-    for row in rows:
-        row["fraction_of_compute_limit"] = (TFLOP_PER_TILE * (4 * side) ** 2 / 512**2 / row["seconds"]) / peak if peak else None
     print(f"\n{'row':<66} {'ms/tile':>8} {'MP/s':>7} {'GPU GB':>7} {'of limit':>9}")
     for row in rows:
+        if "seconds" not in row:
+            print(f"{row['name']:<66} {row.get('skipped') or 'failed'}")
+            continue
+        row["fraction_of_compute_limit"] = (TFLOP_PER_TILE * (4 * side) ** 2 / 512**2 / row["seconds"]) / peak if peak else None
         memory = f"{row['peak_gpu_bytes'] / 1e9:.1f}" if row["peak_gpu_bytes"] else "-"
         limit = f"{100 * row['fraction_of_compute_limit']:.1f}%" if row["fraction_of_compute_limit"] else "-"
         print(f"{row['name']:<66} {row['ms_per_512_tile']:>8.1f} {row['output_mp_per_s']:>7.2f} {memory:>7} {limit:>9}")
-    result = {"card": card, "date": str(datetime.date.today()), "input": [side, side], "small": args.small, "torch": torch.__version__, "parameters": counts, "rows": rows}
-    path = args.json or HERE.parent / "results" / f"gpu-{'cpu-small' if args.small else card.replace(' ', '_')}-{datetime.date.today()}.json"
+
+
+def write_result(path: Path, card: str, side: int, small: bool, counts: dict, rows: list[dict]) -> None:
+    result = {"card": card, "date": str(datetime.date.today()), "input": [side, side], "small": small, "torch": torch.__version__, "parameters": counts, "rows": rows}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2))
-    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

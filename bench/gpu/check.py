@@ -1,0 +1,188 @@
+"""What only a real GPU can show, checked in about a minute on the tiny random weights:
+
+    python bench/gpu/check.py [--device cuda] [--json FILE] [--skip compile,...]   # --device cpu: checks the script
+
+- dtypes: `auto` picks bf16 where the card has it; bf16, fp16 and fp32 results beside the CPU's fp32 one
+  (PSNR: the GPU must agree with the CPU, up to the precision's rounding);
+- out of memory: with the process's share of the card capped at 1.5x what a 64-pixel tile needs, a job
+  at 256-pixel tiles in batches of 4 must fall back (halving the batch, then smaller tiles) and give
+  what the settings it fell back to give uncapped;
+- batching: tile_batch 8 must give what tile_batch 1 gives;
+- torch.compile and channels-last (`--compile`): same result as eager, and the first and second job's time;
+- the worker on the GPU: a real `invsr serve --device DEVICE` process and its client give the in-process result.
+
+Each check records its figures and whether it passed; one failing does not stop the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+MIN_PSNR = {"float32": 40.0, "bfloat16": 25.0, "float16": 30.0}  # dB against the CPU's float32 result
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    error = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return math.inf if error == 0 else 10 * math.log10(255.0**2 / error)
+
+
+def photo(height: int, width: int) -> np.ndarray:
+    from PIL import Image
+
+    sample = Image.open(ROOT / "invsr" / "data" / "sample.png").convert("RGB")
+    return np.asarray(sample.resize((width, height), Image.LANCZOS)).copy()
+
+
+def load(weights, device: str, dtype: str):
+    from invsr.pipeline import InvSRPipeline
+
+    return InvSRPipeline.load(weights, device=device, dtype=dtype)
+
+
+def check_dtypes(weights, device: str, image, cpu_result) -> dict:
+    rows = {"auto_dtype": str(load(weights, device, "auto").dtype).removeprefix("torch.")}
+    passed = True
+    for dtype in ("fp32", "bf16", "fp16"):
+        pipeline = load(weights, device, dtype)
+        name = str(pipeline.dtype).removeprefix("torch.")
+        result = pipeline.upscale(image, _request(seed=3))
+        rows[name] = {"psnr_vs_cpu_fp32": round(psnr(result.image, cpu_result), 2), "seconds": result.report["seconds"]}
+        passed &= rows[name]["psnr_vs_cpu_fp32"] >= MIN_PSNR[name]
+    rows["passed"] = bool(passed)
+    return rows
+
+
+def check_out_of_memory_fallback(weights, device: str, image) -> dict:
+    """Cap the card at 1.5x what a 64-pixel tile needs; a 256-pixel batch of 4 must fall back and finish."""
+    if not device.startswith("cuda"):
+        return {"skipped": "needs CUDA (a capped memory fraction)"}
+    pipeline = load(weights, device, "fp32")
+    torch.cuda.reset_peak_memory_stats()
+    pipeline.upscale(image, _request(seed=4, tile=64, tile_batch=1))
+    allowed = int(1.5 * torch.cuda.max_memory_allocated())
+    torch.cuda.empty_cache()
+    torch.cuda.set_per_process_memory_fraction(allowed / torch.cuda.get_device_properties(0).total_memory)
+    try:
+        capped = pipeline.upscale(image, _request(seed=4, tile=256, tile_batch=4))
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+    tiling = capped.report["tiling"]
+    same = pipeline.upscale(image, _request(seed=4, tile=tiling["tile"], overlap=tiling["overlap"], tile_batch=tiling["batch"]))
+    agreement = psnr(capped.image, same.image)
+    return {"allowed_bytes": allowed, "tiling": tiling, "psnr_vs_uncapped_at_those_settings": round(agreement, 2), "passed": bool(tiling["notices"]) and agreement >= 40}
+
+
+def check_batching(weights, device: str, image) -> dict:
+    pipeline = load(weights, device, "fp32")
+    one = pipeline.upscale(image, _request(seed=5, tile_batch=1))
+    eight = pipeline.upscale(image, _request(seed=5, tile_batch=8))
+    agreement = psnr(one.image, eight.image)
+    return {"psnr_batch8_vs_batch1": round(agreement, 2), "seconds": {"batch1": one.report["seconds"], "batch8": eight.report["seconds"]}, "passed": agreement >= 40}
+
+
+def check_compile(weights, device: str, image) -> dict:
+    """One tile, so each network compiles for one shape only."""
+    pipeline = load(weights, device, "auto")
+    eager = pipeline.upscale(image, _request(seed=6))
+    pipeline.optimize(compile=True)
+    times = []
+    for _ in range(2):
+        started = time.perf_counter()
+        compiled = pipeline.upscale(image, _request(seed=6))
+        times.append(round(time.perf_counter() - started, 3))
+    agreement = psnr(compiled.image, eager.image)
+    return {"first_job_seconds": times[0], "second_job_seconds": times[1], "psnr_vs_eager": round(agreement, 2), "passed": agreement >= 30}
+
+
+def check_worker(weights, device: str, image, folder: Path) -> dict:
+    from worker_helpers import WorkerProcess
+
+    pipeline = load(weights, device, "auto")
+    local = pipeline.upscale(image, _request(seed=7)).image
+    worker = WorkerProcess(folder / "worker", weights.noise_predictor.parent, "--preload", "--device", device).wait_ready(timeout=300)
+    try:
+        with worker.client(timeout=60) as client:
+            array = np.ascontiguousarray(image)
+            header, buffer = client.upscale(memoryview(array).cast("B"), image.shape[1], image.shape[0], 3, "u8", {"seed": 7})
+            remote = np.frombuffer(buffer, np.uint8).reshape(header["height"], header["width"], 3)
+            hello = client.hello()
+    finally:
+        worker.stop()
+    agreement = psnr(remote, local)
+    return {"worker_model": hello["model"], "identical": bool(np.array_equal(remote, local)), "psnr_vs_in_process": round(agreement, 2), "passed": agreement >= 40}
+
+
+def _request(**fields):
+    from invsr.request import UpscaleRequest
+
+    return UpscaleRequest(**fields)
+
+
+def environment(device: str) -> dict:
+    import diffusers
+    import transformers
+
+    facts = {"torch": torch.__version__, "diffusers": diffusers.__version__, "transformers": transformers.__version__, "python": sys.version.split()[0]}
+    if device.startswith("cuda"):
+        facts |= {"card": torch.cuda.get_device_name(0), "cuda": torch.version.cuda, "bf16": torch.cuda.is_bf16_supported(), "memory_bytes": torch.cuda.get_device_properties(0).total_memory}
+    return facts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--skip", default="", help="checks to leave out, comma-separated (say compile, slow on a CPU)")
+    args = parser.parse_args()
+    from invsr.pipeline import InvSRPipeline, quiet_library_logs
+    from invsr.tiny_weights import write_tiny_weights
+
+    quiet_library_logs()
+    folder = Path(tempfile.mkdtemp(prefix="invsr-gpu-check-"))
+    weights = write_tiny_weights(folder / "weights")
+    image = photo(200, 264)
+    cpu_result = InvSRPipeline.load(weights, device="cpu", dtype="fp32").upscale(image, _request(seed=3)).image
+    results = {"environment": environment(args.device)}
+    checks = {
+        "dtypes": lambda: check_dtypes(weights, args.device, image, cpu_result),
+        "out_of_memory_fallback": lambda: check_out_of_memory_fallback(weights, args.device, photo(512, 512)),
+        "batching": lambda: check_batching(weights, args.device, image),
+        "compile": lambda: check_compile(weights, args.device, photo(128, 128)),
+        "worker": lambda: check_worker(weights, args.device, image, folder),
+    }
+    for name in args.skip.split(","):
+        checks.pop(name, None)
+    for name, check in checks.items():
+        started = time.perf_counter()
+        try:
+            results[name] = check()
+        except Exception:
+            results[name] = {"passed": False, "error": traceback.format_exc(limit=8)}
+        results[name]["check_seconds"] = round(time.perf_counter() - started, 1)
+        print(f"{name}: {json.dumps(results[name], default=str)}", flush=True)
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2, default=str))  # partial results survive a timeout
+    failed = [name for name, row in results.items() if isinstance(row, dict) and row.get("passed") is False]
+    print("all checks passed" if not failed else f"FAILED: {', '.join(failed)}")
+    with contextlib.suppress(Exception):
+        torch.cuda.synchronize()
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
