@@ -110,7 +110,7 @@ def _add_request_options(parser: argparse.ArgumentParser) -> None:
     size.add_argument("--height", type=int, default=None, help="exact output height")
     tiles = parser.add_argument_group("tiling (for any image size, in bounded device memory)")
     tiles.add_argument("--tile", default="auto", help="tile side in input pixels, a multiple of 16, or auto (default)")
-    tiles.add_argument("--overlap", type=int, default=16, help="input pixels shared by neighbouring tiles (default: %(default)s)")
+    tiles.add_argument("--overlap", type=int, default=None, help="input pixels shared by neighbouring tiles (default: 16, less for tiles under 48)")
     tiles.add_argument("--tile-batch", default="auto", help="tiles per batch on the device, or auto (default)")
 
 

@@ -11,7 +11,6 @@ import dataclasses
 from .color_fix import COLOR_FIXES
 from .errors import InvalidRequest
 from .schedule import MAX_STEPS, MIN_STEPS, resolve_timesteps
-from .tiling import DEFAULT_OVERLAP
 
 MAX_SEED = 2**63 - 1
 MIN_SCALE, MAX_SCALE = 1.0, 16.0
@@ -35,7 +34,8 @@ class UpscaleRequest:
     scale: 1 to 16 (default 4), or width and/or height for an exact output size (one of them alone
       keeps the aspect ratio). The model always enlarges x4; other sizes are resampled from that.
     tile: "auto" or a tile side in input pixels (a multiple of 16); overlap: input pixels shared by
-      neighbouring tiles; tile_batch: "auto" or tiles per batch on the device.
+      neighbouring tiles, None for 16 or as much as a smaller tile allows; tile_batch: "auto" or tiles
+      per batch on the device.
     """
 
     steps: int | str | None = None
@@ -46,7 +46,7 @@ class UpscaleRequest:
     width: int | None = None
     height: int | None = None
     tile: int | str = "auto"
-    overlap: int = DEFAULT_OVERLAP
+    overlap: int | None = None
     tile_batch: int | str = "auto"
 
     def __post_init__(self):
@@ -83,9 +83,9 @@ class UpscaleRequest:
     def _check_tiling(self):
         if self.tile != "auto" and (not _is_int(self.tile) or not 16 <= self.tile <= MAX_TILE or self.tile % 16):
             raise InvalidRequest(f"tile must be 'auto' or a multiple of 16 from 16 to {MAX_TILE} (input pixels), got {self.tile!r}")
-        if not _is_int(self.overlap) or self.overlap < 0:
+        if self.overlap is not None and (not _is_int(self.overlap) or self.overlap < 0):
             raise InvalidRequest(f"overlap must be a whole number of input pixels, 0 or more, got {self.overlap!r}")
-        if self.tile != "auto" and 2 * self.overlap + 16 > self.tile:
+        if self.overlap is not None and self.tile != "auto" and 2 * self.overlap + 16 > self.tile:
             raise InvalidRequest(f"overlap {self.overlap} is too large for tile {self.tile}: keep 2 x overlap + 16 <= tile")
         if self.tile_batch != "auto" and (not _is_int(self.tile_batch) or not 1 <= self.tile_batch <= MAX_TILE_BATCH):
             raise InvalidRequest(f"tile_batch must be 'auto' or from 1 to {MAX_TILE_BATCH}, got {self.tile_batch!r}")

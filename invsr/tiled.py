@@ -24,7 +24,7 @@ from .devices import free_memory, release_cached_memory
 from .errors import InvalidRequest, OutOfMemory
 from .progress import Progress, ProgressCallback, StageTimer
 from .sampling import Models, Noise, sample
-from .tiling import DEFAULT_TILE, Tile, axis_weights, pad_to_multiple, plan_tiles, tile_weights, work_ratio
+from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE, Tile, axis_weights, pad_to_multiple, plan_tiles, tile_weights, work_ratio
 
 SCALE = 4
 TILE_SIZES = (1024, 768, 512, 384, 256, 192, 128, 96, 64, 48, 32)  # the fallback ladder, largest first
@@ -59,7 +59,9 @@ def choose_settings(request, device: torch.device, dtype: torch.dtype, multiple:
         batch = 1  # a CPU gains nothing from batching
     else:
         batch = max(1, min(MAX_AUTO_BATCH, int(0.8 * free) // (per_tile * (SCALE * tile) ** 2)))
-    overlap = request.overlap
+    overlap = DEFAULT_OVERLAP if request.overlap is None else request.overlap
+    if request.overlap is None or request.tile == "auto":  # ours to choose: as much as the tile allows
+        overlap = min(overlap, (tile - multiple) // 2)
     if 2 * overlap + multiple > tile:
         raise InvalidRequest(f"overlap {overlap} is too large for {tile}-pixel tiles: keep 2 x overlap + {multiple} <= tile")
     return TileSettings(tile, overlap, batch)

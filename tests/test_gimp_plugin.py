@@ -49,7 +49,8 @@ MAIN = [
     scenario("two-layers", [photo_layer("lower", seed=1), photo_layer("upper", size=(16, 12), seed=2, offsets=[2, 2])], targets=["lower", "upper"], arguments={"scale": 2.0}),
     scenario("new-image", [photo_layer(offsets=[3, 1])], canvas=(30, 24), arguments={"scale": 2.0, "output": "new-image"}),
     scenario("indexed", [photo_layer()], indexed=True, arguments={"scale": 2.0}),
-    scenario("undo-group", [photo_layer()], record_undo=True),
+    scenario("undo-group", [photo_layer()], record_calls=True),
+    scenario("progress", [photo_layer(size=(64, 48))], canvas=(64, 48), record_calls=True, options={"tile": 32}),
 ]
 
 
@@ -244,7 +245,22 @@ def test_indexed_images_get_a_clear_message_and_stay_unchanged(main_run):
 
 def test_all_changes_are_one_undo_group_after_the_result_is_in(main_run):
     _, results = main_run
-    assert results["undo-group"]["calls"] == ["undo_group_start", "scale", "insert_layer", "undo_group_end"]
+    changes = [call[0] for call in results["undo-group"]["calls"] if not call[0].startswith("progress")]
+    assert changes == ["undo_group_start", "scale", "insert_layer", "undo_group_end"]
+
+
+def test_the_progress_bar_counts_the_tiles_and_ends_before_the_image_changes(main_run):
+    """A 64 x 48 layer in 32-pixel tiles: GIMP's bar moves forward tile by tile, then closes."""
+    calls = main_run[1]["progress"]["calls"]
+    names = [call[0] for call in calls]
+    assert names[0] == "progress_init" and calls[0][1] == "Upscaling with InvSR"
+    assert names.index("progress_end") < names.index("undo_group_start")
+    fractions = [call[1] for call in calls if call[0] == "progress_update"]
+    texts = [call[1] for call in calls if call[0] == "progress_set_text"]
+    assert len(fractions) >= 4 and fractions == sorted(fractions) and 0 <= fractions[0] and fractions[-1] == 1.0
+    total = int(texts[-1].split("/")[-1].split(",")[0])
+    assert total >= 4 and texts[-1].startswith(f"InvSR: tile {total}/{total}")
+    assert any(", " in text and text.endswith(" s left") for text in texts)
 
 
 def test_no_worker_and_none_startable_leaves_the_image_unchanged(gimp, workspace):

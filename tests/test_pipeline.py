@@ -108,6 +108,13 @@ def test_bad_requests_fail_before_any_work(request_fields, message):
         UpscaleRequest(**request_fields)
 
 
+@pytest.mark.parametrize("tile", [16, 32, 48, 64])
+def test_a_small_tile_without_an_overlap_gets_as_much_overlap_as_it_allows(pipeline, small_photo, tile):
+    tiling = pipeline.upscale(small_photo, UpscaleRequest(tile=tile)).report["tiling"]
+    multiple = pipeline.models.lr_multiple
+    assert tiling["tile"] == tile and tiling["overlap"] == min(16, (tile - multiple) // 2)
+
+
 @pytest.mark.parametrize(
     "image, message",
     [

@@ -152,8 +152,9 @@ def run(scenario):
     return {"status": status, "error": error, "before": before, "after": after, "new_images": created}
 
 
-def run_undo_recording(scenario):
-    """The plug-in's work function in this process, with the image's undo and change calls recorded."""
+def run_recording(scenario):
+    """The plug-in's work function in this process, with the image's undo and change calls and GIMP's
+    progress calls recorded (in batch mode the progress bar itself shows nothing)."""
     import invsr_plugin.gimp_adapter as adapter
     from invsr_plugin.flow import Options
 
@@ -162,19 +163,22 @@ def run_undo_recording(scenario):
     exec(open(entry).read().replace("Gimp.main(", "(lambda *a: None)("), module)  # everything but starting a plug-in
     image, layers = build(scenario)
     calls, originals = [], {}
-    for name in ("undo_group_start", "undo_group_end", "scale", "insert_layer"):
-        originals[name] = getattr(Gimp.Image, name)
+    watched = [(Gimp.Image, name) for name in ("undo_group_start", "undo_group_end", "scale", "insert_layer")]
+    watched += [(Gimp, name) for name in ("progress_init", "progress_update", "progress_set_text", "progress_pulse", "progress_end")]
+    for owner, name in watched:
+        originals[owner, name] = getattr(owner, name)
 
-        def recorder(self, *args, _name=name):
-            calls.append(_name)
-            return originals[_name](self, *args)
+        def recorder(*args, _key=(owner, name)):
+            calls.append([_key[1], *[a for a in args if isinstance(a, (str, float))]])
+            return originals[_key](*args)
 
-        setattr(Gimp.Image, name, recorder)
+        setattr(owner, name, recorder)
     try:
-        module["upscale"](image, list(layers.values()), Options(scale=2.0, server=PLAN["connection_file"]), adapter)
+        options = dict(scale=2.0, server=PLAN["connection_file"], **scenario.get("options", {}))
+        module["upscale"](image, list(layers.values()), Options(**options), adapter)
     finally:
-        for name, original in originals.items():
-            setattr(Gimp.Image, name, original)
+        for (owner, name), original in originals.items():
+            setattr(owner, name, original)
         image.delete()
     return {"calls": calls}
 
@@ -182,7 +186,7 @@ def run_undo_recording(scenario):
 results = {}
 for scenario in PLAN["scenarios"]:
     try:
-        results[scenario["name"]] = run_undo_recording(scenario) if scenario.get("record_undo") else run(scenario)
+        results[scenario["name"]] = run_recording(scenario) if scenario.get("record_calls") else run(scenario)
     except Exception:
         results[scenario["name"]] = {"crash": traceback.format_exc()}
 with open(os.path.join(OUT, "results.json"), "w") as f:
