@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from invsr.errors import Cancelled, OutOfMemory
 from invsr.progress import StageTimer
 from invsr.request import UpscaleRequest
-from invsr.tiled import TiledUpscale, TileSettings
+from invsr import tiled
+from invsr.tiled import TiledUpscale, TileSettings, choose_settings
 from invsr.tiling import axis_weights, plan_axis, plan_tiles, seam_positions, seam_score, work_ratio
 
 
@@ -172,3 +173,11 @@ def test_out_of_memory_at_batch_one_retries_with_smaller_tiles(pipeline, photo):
 def test_out_of_memory_fails_clearly_when_nothing_fits(pipeline, small_photo):
     with LimitedMemory(pipeline.models.unet, max_side=0), pytest.raises(OutOfMemory, match="even for one 32 x 32 tile"):
         pipeline.upscale(small_photo, UpscaleRequest(tile=32, overlap=8))
+
+
+@pytest.mark.parametrize("free, tile, overlap", [(None, 128, 16), (10**12, 128, 16), (1, 32, 8)])
+def test_automatic_tiles_shrink_on_a_full_device_and_the_overlap_with_them(monkeypatch, free, tile, overlap):
+    """Real SD-Turbo's multiple of 16: a 32-pixel tile keeps 8 pixels of overlap, not an error."""
+    monkeypatch.setattr(tiled, "free_memory", lambda device: free)
+    chosen = choose_settings(UpscaleRequest(), torch.device("cuda"), torch.float16, 16)
+    assert (chosen.tile, chosen.overlap) == (tile, overlap)
