@@ -72,21 +72,34 @@ def install(gimp_dir: Path | None, weights: Path | None = None, device: str = "a
     return installed
 
 
-def _copy_plugin(target: Path) -> None:
+def _plugin_files() -> dict[str, Path]:
+    """Each file of the installed plug-in (relative path) and its source in this package."""
     import invsr_server
 
+    files = {f"{PLUGIN_NAME}.py": SOURCE / f"{PLUGIN_NAME}.py"}
+    files |= {f"invsr_plugin/{module.name}": module for module in sorted((SOURCE / "invsr_plugin").glob("*.py"))}
+    client_source = Path(invsr_server.__file__).parent
+    return files | {f"invsr_server/{name}": client_source / name for name in CLIENT_MODULES}
+
+
+def _copy_plugin(target: Path) -> None:
     if target.exists():
         shutil.rmtree(target)
-    (target / "invsr_plugin").mkdir(parents=True)
-    (target / "invsr_server").mkdir()
-    entry = target / f"{PLUGIN_NAME}.py"
-    shutil.copyfile(SOURCE / f"{PLUGIN_NAME}.py", entry)
-    entry.chmod(0o755)  # GIMP skips plug-ins that are not executable, silently
-    for module in (SOURCE / "invsr_plugin").glob("*.py"):
-        shutil.copyfile(module, target / "invsr_plugin" / module.name)
-    client_source = Path(invsr_server.__file__).parent
-    for name in CLIENT_MODULES:
-        shutil.copyfile(client_source / name, target / "invsr_server" / name)
+    for relative, source in _plugin_files().items():
+        (target / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target / relative)
+    (target / f"{PLUGIN_NAME}.py").chmod(0o755)  # GIMP skips plug-ins that are not executable, silently
+
+
+def _outdated_files(target: Path) -> list[str]:
+    """The installed plug-in's files that differ from this invsr's (say, after an update)."""
+    def differs(relative: str, source: Path) -> bool:
+        try:
+            return (target / relative).read_bytes() != source.read_bytes()
+        except OSError:
+            return True
+
+    return [relative for relative, source in _plugin_files().items() if differs(relative, source)]
 
 
 def uninstall(gimp_dir: Path | None) -> list[Path]:
@@ -136,8 +149,13 @@ def _plugin_installed(state) -> tuple[bool, str]:
     not_executable = [t for t in found if not os.access(t, os.X_OK)]
     if not_executable:
         return False, f"{not_executable[0]} is not executable, so GIMP ignores it: run `invsr gimp install` again"
+    outdated = [(t.parent, _outdated_files(t.parent)) for t in found]
+    outdated = [(folder, files) for folder, files in outdated if files]
+    if outdated:
+        folder, files = outdated[0]
+        return False, f"the plug-in in {folder} is not this invsr's ({', '.join(files)} differ): run `invsr gimp install` again"
     state["settings"] = json.loads((found[0].parent / SETTINGS_FILE).read_text())
-    return True, f"plug-in installed: {', '.join(str(t.parent) for t in found)}"
+    return True, f"plug-in installed and up to date: {', '.join(str(t.parent) for t in found)}"
 
 
 def _gimp_python(state) -> tuple[bool, str]:

@@ -331,3 +331,9 @@ def test_doctor_names_the_broken_link(tmp_path, capsys):
     assert main(["gimp", "doctor", "--gimp-dir", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert f"[FAIL] plug-in not installed in {tmp_path}: run `invsr gimp install`" in out
+    assert main(["gimp", "install", "--gimp-dir", str(tmp_path)]) == 0
+    stale = tmp_path / "invsr-upscale" / "invsr_server" / "protocol.py"
+    stale.write_text(stale.read_text().replace("PROTOCOL_VERSION = (", "PROTOCOL_VERSION = (0 * 1 + "))  # an older copy
+    main(["gimp", "doctor", "--gimp-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert f"is not this invsr's (invsr_server/protocol.py differ): run `invsr gimp install` again" in out
