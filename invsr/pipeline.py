@@ -49,6 +49,7 @@ class InvSRPipeline:
         self.models, self.weights, self.device, self.dtype = models, weights, device, dtype
         self.load_report = load_report
         self.max_pixels = DEFAULT_MAX_PIXELS  # the x4 intermediate or the output, whichever is larger
+        self.static_shapes = False  # one network input shape for every image (set when compiled)
 
     @classmethod
     def load(cls, weights: WeightPaths | None = None, device: str = "auto", dtype: str = "auto") -> "InvSRPipeline":
@@ -76,15 +77,18 @@ class InvSRPipeline:
     def optimize(self, compile: bool = True) -> None:
         """Trade a slow first job for faster later ones (worth it in a long-lived worker on a GPU):
         channels-last memory layout for the convolutions and, with `compile`, torch.compile of the
-        networks. Each new tile shape compiles once; results stay the same up to rounding."""
+        networks. Compiled, every image is cut into full-size tiles in full batches (tiled.py), so the
+        networks see one shape and compile once, not once per image size; results then differ slightly
+        from the eager ones (tiles placed differently), as any change of tiling does."""
         models = self.models
         for network in (models.unet, models.vae, models.noise_predictor):
             network.to(memory_format=torch.channels_last)
-        if compile:  # static shapes: tiles come in a few sizes, each compiled once
+        if compile:  # one input shape per network (static_shapes), so dynamic shapes buy nothing
             models.unet = torch.compile(models.unet, dynamic=False)
             models.vae.encoder = torch.compile(models.vae.encoder, dynamic=False)
             models.vae.decoder = torch.compile(models.vae.decoder, dynamic=False)
             models.noise_predictor = torch.compile(models.noise_predictor, dynamic=False)
+        self.static_shapes = compile
         self.load_report["optimized"] = {"channels_last": True, "compile": compile}
 
     def describe(self) -> dict:
@@ -115,7 +119,7 @@ class InvSRPipeline:
         started = time.perf_counter()
 
         lr = fill_transparent(pixels.rgb, pixels.alpha)
-        run = TiledUpscale(self.models, self.device, lr, timesteps, request.seed, request.color_fix, timer, progress)
+        run = TiledUpscale(self.models, self.device, lr, timesteps, request.seed, request.color_fix, timer, progress, static_shapes=self.static_shapes)
         x4, tiling = run.run(settings)
         with timer.stage("finish"):
             rgb = resize_color(x4, out_size)

@@ -74,18 +74,21 @@ class _TileTooLarge(Exception):
 class TiledUpscale:
     """Upscale `lr` (1, 3, H, W) in [0, 1] on the host x4; see the module docstring."""
 
-    def __init__(self, models: Models, device, lr, timesteps, seed: int, color_fix: str, timer: StageTimer, progress: ProgressCallback | None = None, blend: bool = True, shared_noise: bool = True):
+    def __init__(self, models: Models, device, lr, timesteps, seed: int, color_fix: str, timer: StageTimer, progress: ProgressCallback | None = None, blend: bool = True, shared_noise: bool = True, static_shapes: bool = False):
         self.models, self.device, self.lr, self.timesteps = models, device, lr, timesteps
         self.color_fix, self.timer, self.progress, self.blend = color_fix, timer, progress, blend
-        self.shared_noise = shared_noise
+        self.shared_noise, self.static_shapes = shared_noise, static_shapes
         self.seed = seed
-        self.padded = pad_to_multiple(lr, models.lr_multiple)
-        self.noise = Noise.draw(self.padded.shape, models.noise_predictor.config.latent_channels, seed)
         self.notices: list[str] = []
         self.started = time.perf_counter()
 
     def run(self, settings: TileSettings) -> tuple[torch.Tensor, dict]:
+        """`static_shapes` (for compiled networks, which compile once per input shape): the image is
+        padded to at least one tile, every tile is full-size and every batch full (the last one filled
+        with repeats), so the networks see one shape whatever the image's size."""
         tile, overlap, batch = settings.tile, settings.overlap, settings.batch
+        self.padded = pad_to_multiple(self.lr, self.models.lr_multiple, tile if self.static_shapes else 0)
+        self.noise = Noise.draw(self.padded.shape, self.models.noise_predictor.config.latent_channels, self.seed)
         while True:
             try:
                 result, batch = self._run_grid(tile, overlap, batch)
@@ -103,7 +106,7 @@ class TiledUpscale:
 
     def _run_grid(self, tile: int, overlap: int, batch: int) -> tuple[torch.Tensor, int]:
         height, width = self.lr.shape[-2:]
-        self.grid = plan_tiles(*self.padded.shape[-2:], tile, overlap, self.models.lr_multiple)
+        self.grid = plan_tiles(*self.padded.shape[-2:], tile, overlap, self.models.lr_multiple, uniform=self.static_shapes)
         self.row_spans, self.col_spans = [row[0].rows for row in self.grid], [t.cols for t in self.grid[0]]
         result = torch.zeros(1, 3, SCALE * height, SCALE * width)
         indexed = [(i, j, t) for i, row in enumerate(self.grid) for j, t in enumerate(row)]
@@ -113,7 +116,7 @@ class TiledUpscale:
             size = (remaining[0][2].rows.size, remaining[0][2].cols.size)
             group = [item for item in remaining[:batch] if (item[2].rows.size, item[2].cols.size) == size]
             try:
-                outputs = self._sample([t for _, _, t in group])
+                outputs = self._sample([t for _, _, t in group], batch)
             except torch.OutOfMemoryError:
                 release_cached_memory(self.device)
                 if len(group) == 1:
@@ -130,9 +133,10 @@ class TiledUpscale:
         self._normalize(result)
         return result, batch
 
-    def _sample(self, tiles: list[Tile]) -> list[torch.Tensor]:
+    def _sample(self, tiles: list[Tile], batch: int) -> list[torch.Tensor]:
         """Sample a batch of equal-sized tiles; return each one colour-fixed, cropped to the image, on the host."""
-        crops = [(t.rows.start, t.rows.end, t.cols.start, t.cols.end) for t in tiles]
+        filled = tiles + [tiles[-1]] * (batch - len(tiles)) if self.static_shapes else tiles
+        crops = [(t.rows.start, t.rows.end, t.cols.start, t.cols.end) for t in filled]
         lr = torch.cat([self.padded[..., r0:r1, c0:c1] for r0, r1, c0, c1 in crops]).to(self.device)
         noise = self._noise_for(crops, lr.shape)
         sr = sample(self.models, lr, self.timesteps, noise, self.timer.stage)
@@ -186,6 +190,7 @@ class TiledUpscale:
             "tiles": sum(len(row) for row in self.grid),
             "grid": [len(self.grid), len(self.grid[0])],
             "work_ratio": round(work_ratio(self.grid, height, width), 4),
+            "static_shapes": self.static_shapes,
             "notices": list(self.notices),
         }
 

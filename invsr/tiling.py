@@ -38,26 +38,30 @@ class Tile:
     cols: Span
 
 
-def plan_axis(length: int, tile: int, overlap: int, multiple: int) -> list[Span]:
+def plan_axis(length: int, tile: int, overlap: int, multiple: int, uniform: bool = False) -> list[Span]:
     """Spans covering [0, length) with neighbours overlapping by at least `overlap` pixels.
 
-    `length` and `tile` must be multiples of `multiple`; `overlap` is rounded up to even.
+    `length` and `tile` must be multiples of `multiple`; `overlap` is rounded up to even. `uniform`
+    makes every span a full tile (for compiled networks, which run fastest on one shape): as many as
+    the overlap needs, spread evenly from one end to the other, so the overlaps share the slack.
     """
     overlap += overlap % 2
     if length <= tile:
         return [Span(0, length)]
     stride = tile - overlap
     count = math.ceil((length - overlap) / stride)
+    if uniform:  # starts on even pixels, the last one at length - tile (both are multiples of 16)
+        return [Span(2 * round(i * (length - tile) / (2 * (count - 1))), tile) for i in range(count)]
     spans = [Span(i * stride, tile) for i in range(count - 1)]
     rest = length - spans[-1].end  # not yet covered
     last = min(tile, _round_up(rest + overlap, multiple))
     return spans + [Span(length - last, last)]
 
 
-def plan_tiles(height: int, width: int, tile: int, overlap: int, multiple: int) -> list[list[Tile]]:
+def plan_tiles(height: int, width: int, tile: int, overlap: int, multiple: int, uniform: bool = False) -> list[list[Tile]]:
     """Rows of tiles for an image of (height, width), both multiples of `multiple`."""
-    rows = plan_axis(height, tile, overlap, multiple)
-    cols = plan_axis(width, tile, overlap, multiple)
+    rows = plan_axis(height, tile, overlap, multiple, uniform)
+    cols = plan_axis(width, tile, overlap, multiple, uniform)
     return [[Tile(r, c) for c in cols] for r in rows]
 
 
@@ -67,11 +71,12 @@ def work_ratio(grid: list[list[Tile]], height: int, width: int) -> float:
     return area / (height * width)
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Pad right and bottom to multiples of `multiple`: mirrored where the side is long enough, else
-    repeating the edge (mirroring cannot pad more than the side has, say on a 1-pixel side)."""
+def pad_to_multiple(x: torch.Tensor, multiple: int, min_side: int = 0) -> torch.Tensor:
+    """Pad right and bottom to multiples of `multiple` (and to at least `min_side`, a multiple of it):
+    mirrored where the side is long enough, else repeating the edge (mirroring cannot pad more than
+    the side has, say on a 1-pixel side)."""
     height, width = x.shape[-2:]
-    pad_h, pad_w = -height % multiple, -width % multiple
+    pad_h, pad_w = max(-height % multiple, min_side - height), max(-width % multiple, min_side - width)
     if pad_w:
         x = F.pad(x, (0, pad_w, 0, 0), mode="reflect" if pad_w < width else "replicate")
     if pad_h:

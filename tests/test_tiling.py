@@ -36,6 +36,23 @@ def test_plan_covers_everything_with_bounded_overlap(length, tile, overlap):
         assert first.end <= third.start  # never three tiles over one pixel
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    length=st.integers(1, 400).map(lambda n: 16 * n),
+    tile=st.integers(2, 64).map(lambda n: 16 * n),
+    overlap=st.integers(0, 64),
+)
+def test_uniform_plan_is_full_tiles_spread_evenly(length, tile, overlap):
+    if 2 * overlap + 16 > tile:
+        return
+    spans = plan_axis(length, tile, overlap, 16, uniform=True)
+    assert spans[0].start == 0 and spans[-1].end == length
+    assert all(span.size == min(tile, length) and span.start % 2 == 0 for span in spans)
+    assert len(spans) == len(plan_axis(length, tile, overlap, 16))  # no more tiles than the plain plan
+    overlaps = [before.end - after.start for before, after in zip(spans, spans[1:])]
+    assert all(o >= overlap for o in overlaps) and (not overlaps or max(overlaps) - min(overlaps) <= 2)
+
+
 @settings(max_examples=200, deadline=None)
 @given(length=st.integers(1, 100).map(lambda n: 16 * n), overlap=st.sampled_from([0, 8, 16]))
 def test_blending_weights_sum_to_a_positive_partition(length, overlap):
@@ -71,6 +88,25 @@ def test_blended_tiles_show_no_seams_and_the_measure_sees_a_hard_cut(pipeline, p
     assert cut > 1.05  # measured 1.10: the same measure sees hard cuts
 
 
+def test_static_shapes_give_the_networks_one_shape_for_every_image_and_no_seams(pipeline, photo):
+    """For compiled networks: full tiles in full batches, whatever the image's size."""
+    shapes = set()
+
+    def record(module, args, kwargs):
+        shapes.add(tuple(args[0].shape))
+
+    hook = pipeline.models.unet.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        for height, width in ((40, 24), (100, 60), (128, 128)):
+            result, report, score = run_tiles(pipeline, photo[:height, :width], 48, 8, batch=3, static_shapes=True)
+            assert result.shape[-2:] == (4 * height, 4 * width) and report["static_shapes"]
+            assert bool(torch.isfinite(result).all()) and 0 <= float(result.min()) and float(result.max()) <= 1 + 1e-5
+    finally:
+        hook.remove()
+    assert len(shapes) == 1 and next(iter(shapes))[0] == 3
+    assert report["tiles"] == 9 and score < 0.95
+
+
 def test_tiles_drawing_fresh_noise_disagree_and_blending_hides_it(pipeline, photo):
     # The reference implementation draws fresh noise per tile: with a hard cut the borders stand out
     # (measured 1.41); blending hides them (0.71). Shared noise keeps even a hard cut at 1.10.
@@ -98,7 +134,7 @@ def test_one_tile_is_the_untiled_result_whatever_the_tile_setting(pipeline, smal
 
 def test_report_describes_the_tiling(pipeline, photo):
     tiling = pipeline.upscale(photo, UpscaleRequest(tile=48, overlap=8)).report["tiling"]
-    assert tiling == {"tile": 48, "overlap": 8, "batch": 1, "tiles": 9, "grid": [3, 3], "work_ratio": tiling["work_ratio"], "notices": []}
+    assert tiling == {"tile": 48, "overlap": 8, "batch": 1, "tiles": 9, "grid": [3, 3], "work_ratio": tiling["work_ratio"], "static_shapes": False, "notices": []}
     assert 1 < tiling["work_ratio"] < 1.5
 
 
