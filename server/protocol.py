@@ -164,8 +164,8 @@ class Message:
             raise Unauthorized("wrong or missing signature: the secret does not match the worker's connection file")
         try:
             fields = json.loads(bytes(header).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise BadMessage(f"header is not UTF-8 JSON: {error}") from None
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+            raise BadMessage(f"header is not UTF-8 JSON (or nested too deeply): {error}") from None
         if not isinstance(fields, dict) or not isinstance(fields.get("type"), str):
             raise BadMessage("header must be a JSON object with a string 'type'")
         _check_version(fields.get("protocol"))
@@ -188,7 +188,7 @@ def _unverified_version(header) -> str | None:
         text = json.loads(bytes(header).decode("utf-8"))["protocol"]
         parse_version(text)
         return text
-    except (UnicodeDecodeError, json.JSONDecodeError, TypeError, KeyError, BadMessage):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, TypeError, KeyError, BadMessage):
         return None
 
 

@@ -69,3 +69,11 @@ def test_a_message_of_another_major_version_is_named_as_such_not_as_a_wrong_secr
     garbage = [b"x" * 32, b"\xff not json"]
     with pytest.raises(protocol.Unauthorized):
         Message.decode(KEY, garbage)
+
+
+def test_a_header_nested_too_deeply_is_refused_not_a_crash():
+    nested = b"[" * 30_000 + b"]" * 30_000  # under the 64 KiB limit, far over the parser's recursion limit
+    with pytest.raises(protocol.Unauthorized):
+        Message.decode(KEY, [b"x" * 32, nested])
+    with pytest.raises(protocol.BadMessage, match="nested too deeply"):
+        Message.decode(KEY, [sign(KEY, nested, []), nested])
