@@ -123,17 +123,11 @@ def _sha256(piece) -> bytes:
 def _hash_pieces(pieces: list, total_bytes: int) -> list:
     if total_bytes < PARALLEL_FROM_BYTES:
         return [_sha256(piece) for piece in pieces]
-    return list(_hash_pool().map(_sha256, pieces))  # hashlib lets go of the GIL while it hashes
+    return list(_HASHERS.map(_sha256, pieces))  # hashlib lets go of the GIL while it hashes
 
 
-_pool = None
-
-
-def _hash_pool() -> concurrent.futures.ThreadPoolExecutor:
-    global _pool
-    if _pool is None:
-        _pool = concurrent.futures.ThreadPoolExecutor(min(8, os.cpu_count() or 1), thread_name_prefix="invsr-sign")
-    return _pool
+# Its threads start at the first large message, and are shared by every thread that signs or checks.
+_HASHERS = concurrent.futures.ThreadPoolExecutor(min(8, os.cpu_count() or 1), thread_name_prefix="invsr-sign")
 
 
 @dataclasses.dataclass
