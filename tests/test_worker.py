@@ -451,3 +451,5 @@ def test_protocol_document_states_the_version_in_the_code():
     assert re.search(r"Protocol version: \*\*(\d+\.\d+)\*\*", text).group(1) == protocol.version_text()
     for code in protocol.ERRORS:
         assert f"`{code}`" in text, f"error code {code} is not documented"
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert f"[docs/PROTOCOL.md](docs/PROTOCOL.md), version {protocol.version_text()}." in readme.replace("\n", " ")
