@@ -1,0 +1,31 @@
+"""The GPU benchmark and checks run end to end in their CPU modes, so that the scarce GPU sessions
+find them working: every row measured, every check run and passed, JSON written."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_script(*arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *arguments], cwd=REPO, capture_output=True, text=True, timeout=900)
+
+
+def test_gpu_benchmark_runs_every_row_at_reduced_size(tmp_path):
+    done = run_script("bench/gpu/run.py", "--small", "--budget", "3", "--json", str(tmp_path / "gpu.json"))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result = json.loads((tmp_path / "gpu.json").read_text())
+    assert [row["name"].split(" (")[0] for row in result["rows"]] == ["reference", "ours", "ours, channels-last, batch 16", "ours, compiled"]
+    assert all(row["seconds"] > 0 and row["output_mp_per_s"] > 0 for row in result["rows"])
+    assert result["small"] and result["parameters"]["noise_predictor"] > 0
+
+
+def test_gpu_checks_run_and_pass_on_the_cpu(tmp_path):
+    done = run_script("bench/gpu/check.py", "--device", "cpu", "--skip", "compile,worker", "--json", str(tmp_path / "check.json"))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result = json.loads((tmp_path / "check.json").read_text())
+    assert result["dtypes"]["passed"] and result["batching"]["passed"]
+    assert "skipped" in result["out_of_memory_fallback"]  # it needs CUDA
+    assert "all checks passed" in done.stdout
