@@ -16,12 +16,15 @@ from invsr.tiled import TiledUpscale, TileSettings, choose_settings
 from invsr.tiling import axis_weights, plan_axis, plan_tiles, seam_positions, seam_score, work_ratio
 
 
-@settings(max_examples=300, deadline=None)
-@given(
+AXES = dict(  # axis lengths, tile sizes and overlaps, in input pixels
     length=st.integers(1, 400).map(lambda n: 16 * n),
     tile=st.integers(2, 64).map(lambda n: 16 * n),
     overlap=st.integers(0, 64),
 )
+
+
+@settings(max_examples=300, deadline=None)
+@given(**AXES)
 def test_plan_covers_everything_with_bounded_overlap(length, tile, overlap):
     if 2 * overlap + 16 > tile:
         return
@@ -37,11 +40,7 @@ def test_plan_covers_everything_with_bounded_overlap(length, tile, overlap):
 
 
 @settings(max_examples=300, deadline=None)
-@given(
-    length=st.integers(1, 400).map(lambda n: 16 * n),
-    tile=st.integers(2, 64).map(lambda n: 16 * n),
-    overlap=st.integers(0, 64),
-)
+@given(**AXES)
 def test_uniform_plan_is_full_tiles_spread_evenly(length, tile, overlap):
     if 2 * overlap + 16 > tile:
         return
