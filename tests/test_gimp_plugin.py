@@ -249,18 +249,21 @@ def test_all_changes_are_one_undo_group_after_the_result_is_in(main_run):
     assert changes == ["undo_group_start", "scale", "insert_layer", "undo_group_end"]
 
 
-def test_the_progress_bar_counts_the_tiles_and_ends_before_the_image_changes(main_run):
-    """A 64 x 48 layer in 32-pixel tiles: GIMP's bar moves forward tile by tile, then closes."""
+def test_the_progress_bar_counts_the_tiles_then_says_what_is_left_to_do(main_run):
+    """A 64 x 48 layer in 32-pixel tiles: GIMP's bar moves forward tile by tile, says when the worker
+    assembles and sends the result and when the plug-in writes it, and closes after the image changed."""
     calls = main_run[1]["progress"]["calls"]
     names = [call[0] for call in calls]
     assert names[0] == "progress_init" and calls[0][1] == "Upscaling with InvSR"
-    assert names.index("progress_end") < names.index("undo_group_start")
     fractions = [call[1] for call in calls if call[0] == "progress_update"]
     texts = [call[1] for call in calls if call[0] == "progress_set_text"]
     assert len(fractions) >= 4 and fractions == sorted(fractions) and 0 <= fractions[0] and fractions[-1] == 1.0
-    total = int(texts[-1].split("/")[-1].split(",")[0])
-    assert total >= 4 and texts[-1].startswith(f"InvSR: tile {total}/{total}")
-    assert any(", " in text and text.endswith(" s left") for text in texts)
+    counted = [text for text in texts if text.startswith("InvSR: tile ")]
+    tiles = int(counted[0].split("/")[1].split(",")[0])
+    assert tiles >= 4 and len(counted) >= 3 and any(text.endswith(" s left") for text in counted)
+    assert texts[-3:] == [f"InvSR: all {tiles} tiles done, assembling the result", "InvSR: receiving the result", "InvSR: adding the result to the image"]
+    last_text = max(i for i, name in enumerate(names) if name == "progress_set_text")
+    assert last_text < names.index("undo_group_start") < names.index("undo_group_end") < names.index("progress_end") == len(names) - 1
 
 
 def test_no_worker_and_none_startable_leaves_the_image_unchanged(gimp, workspace):

@@ -64,12 +64,13 @@ def upscale(image, drawables, options, adapter):
         client = flow.connect(options, on_status=progress.text)
         with client:
             results = flow.upscale_regions(client, regions, options, progress.update)
+        progress.text("InvSR: adding the result to the image")  # a large result takes seconds to write
+        if options.output == "new-image":
+            return adapter.apply_new_image(image, results, options)
+        adapter.apply_scale_image(image, results, options)
+        return None
     finally:
         progress.end()
-    if options.output == "new-image":
-        return adapter.apply_new_image(image, results, options)
-    adapter.apply_scale_image(image, results, options)
-    return None
 
 
 def _failure(procedure, text):

@@ -104,10 +104,8 @@ def upscale_regions(client, regions: list[Region], options: Options, on_progress
         def show(fields, index=index):
             total = fields.get("total") or 1
             done = min(fields.get("done", 0), total)
-            eta = fields.get("eta")
-            left = f", {eta:.0f} s left" if eta is not None else ""
             label = f"layer {index + 1}/{len(regions)}: " if len(regions) > 1 else ""
-            on_progress((index + done / total) / len(regions), f"InvSR: {label}tile {min(done, total - 1)}/{total - 1}{left}")
+            on_progress((index + done / total) / len(regions), f"InvSR: {label}{progress_text(done, total, fields.get('eta'))}")
 
         try:
             header, buffer = client.upscale(region.pixels, region.width, region.height, region.channels, region.dtype, options.worker_params(), on_progress=show)
@@ -115,6 +113,16 @@ def upscale_regions(client, regions: list[Region], options: Options, on_progress
             raise PluginError(f"InvSR: {error}") from None
         results.append(check(region, header, buffer, options))
     return results
+
+
+def progress_text(done: int, total: int, eta: float | None) -> str:
+    """The worker counts its tiles and then one step that finishes the image (total = tiles + 1)."""
+    tiles = total - 1
+    if done < tiles:
+        return f"tile {done}/{tiles}" + (f", {eta:.0f} s left" if eta is not None else "")
+    if done == tiles:
+        return f"all {tiles} tiles done, assembling the result"
+    return "receiving the result"
 
 
 def check(region: Region, header: dict, buffer, options: Options) -> Upscaled:
