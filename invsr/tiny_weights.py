@@ -58,28 +58,41 @@ def write_tiny_weights(folder: str | Path, seed: int = 0) -> WeightPaths:
     return WeightPaths(sd_turbo, predictor_path, f"folder {folder}")
 
 
-# SD 2.1's shapes (three cross-attention levels, then a plain one; linear projections) at tiny widths.
+# SD-Turbo's own shapes (SD 2.1's: three cross-attention levels, then a plain one; linear projections),
+# from the diffusers configs of stabilityai/sd-turbo. The tiny ones keep the architecture at tiny widths.
+SD_TURBO_UNET = dict(
+    sample_size=64,
+    in_channels=4,
+    out_channels=4,
+    layers_per_block=2,
+    block_out_channels=(320, 640, 1280, 1280),
+    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+    attention_head_dim=(5, 10, 20, 20),
+    cross_attention_dim=1024,
+    use_linear_projection=True,
+    norm_num_groups=32,
+)
+SD_TURBO_VAE = dict(
+    block_out_channels=(128, 256, 512, 512),
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+    layers_per_block=2,
+    latent_channels=4,
+    norm_num_groups=32,
+    sample_size=768,
+    scaling_factor=0.18215,
+)
 TINY_UNET = dict(
+    SD_TURBO_UNET,
     sample_size=32,
     block_out_channels=(16, 16, 32, 32),
     layers_per_block=1,
-    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
     attention_head_dim=(2, 2, 4, 4),
     cross_attention_dim=TEXT_WIDTH,
     norm_num_groups=8,
-    use_linear_projection=True,
 )
-TINY_VAE = dict(
-    block_out_channels=(8, 16, 16, 16),
-    down_block_types=("DownEncoderBlock2D",) * 4,
-    up_block_types=("UpDecoderBlock2D",) * 4,
-    layers_per_block=1,
-    latent_channels=4,
-    norm_num_groups=8,
-    sample_size=64,
-    scaling_factor=0.18215,
-)
+TINY_VAE = dict(SD_TURBO_VAE, block_out_channels=(8, 16, 16, 16), layers_per_block=1, norm_num_groups=8, sample_size=64)
 
 
 def _write_unet(path: Path) -> None:

@@ -43,30 +43,7 @@ sys.path.insert(0, str(HERE.parent))
 TFLOP_PER_TILE = 5.76  # one step, 512 x 512 output (INVSR.md)
 PEAK_TFLOPS = {"H100": 790.0, "H200": 790.0, "A100": 312.0}  # dense bf16/fp16 tensor-core peaks (INVSR.md's figures)
 
-# SD 2.1 / SD-Turbo shapes (diffusers configs of stabilityai/sd-turbo).
-SD_TURBO_UNET = dict(
-    sample_size=64,
-    in_channels=4,
-    out_channels=4,
-    layers_per_block=2,
-    block_out_channels=(320, 640, 1280, 1280),
-    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-    attention_head_dim=(5, 10, 20, 20),
-    cross_attention_dim=1024,
-    use_linear_projection=True,
-    norm_num_groups=32,
-)
-SD_VAE = dict(
-    block_out_channels=(128, 256, 512, 512),
-    down_block_types=("DownEncoderBlock2D",) * 4,
-    up_block_types=("UpDecoderBlock2D",) * 4,
-    layers_per_block=2,
-    latent_channels=4,
-    norm_num_groups=32,
-    sample_size=768,
-    scaling_factor=0.18215,
-)
+# SD-Turbo's CLIP text encoder (SD 2.1's OpenCLIP ViT-H text tower); the UNet and VAE shapes are in invsr.tiny_weights.
 SD_TEXT = dict(vocab_size=49408, hidden_size=1024, intermediate_size=4096, num_hidden_layers=23, num_attention_heads=16, max_position_embeddings=77, hidden_act="gelu", projection_dim=512)
 
 
@@ -77,12 +54,12 @@ def build(small: bool, device: torch.device, dtype: torch.dtype):
 
     from invsr.noise_predictor import NoisePredictor, NoisePredictorConfig
     from invsr.sampling import Models
-    from invsr.tiny_weights import TEXT_WIDTH, TINY_NOISE_PREDICTOR, TINY_UNET, TINY_VAE
+    from invsr.tiny_weights import SD_TURBO_UNET, SD_TURBO_VAE, TEXT_WIDTH, TINY_NOISE_PREDICTOR, TINY_UNET, TINY_VAE
 
     text = dict(SD_TEXT, hidden_size=TEXT_WIDTH, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2) if small else SD_TEXT
     with torch.device(device):
         unet = UNet2DConditionModel(**(TINY_UNET if small else SD_TURBO_UNET)).to(dtype).eval()
-        vae = AutoencoderKL(**(TINY_VAE if small else SD_VAE)).to(dtype).eval()
+        vae = AutoencoderKL(**(TINY_VAE if small else SD_TURBO_VAE)).to(dtype).eval()
         predictor = NoisePredictor(TINY_NOISE_PREDICTOR if small else NoisePredictorConfig()).to(dtype).eval()
         encoder = CLIPTextModel(CLIPTextConfig(**text)).to(dtype).eval()
     for network in (unet, vae, predictor, encoder):
