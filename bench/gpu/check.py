@@ -56,7 +56,9 @@ def load(weights, device: str, dtype: str):
 
 
 def check_dtypes(weights, device: str, image, cpu_result) -> dict:
-    rows = {"auto_dtype": str(load(weights, device, "auto").dtype).removeprefix("torch.")}
+    from invsr.devices import resolve_device, resolve_dtype
+
+    rows = {"auto_dtype": str(resolve_dtype("auto", resolve_device(device))).removeprefix("torch.")}
     passed = True
     for dtype in ("fp32", "bf16", "fp16"):
         pipeline = load(weights, device, dtype)
