@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     gimp_install.add_argument("--weights", type=Path, default=None, help="the weights folder the worker it starts should use")
     gimp_install.add_argument("--device", default="auto", help="the device that worker should use")
     gimp_install.add_argument("--dtype", default="auto", help="the dtype that worker should use")
+    gimp_install.add_argument("--client-key", type=Path, default=None, metavar="FILE", help="this computer's .key_secret, for a remote worker that requires CurveZMQ")
     gimp_install.set_defaults(run=run_gimp_install)
     gimp_uninstall = gimp_actions.add_parser("uninstall", help="remove the plug-in")
     gimp_uninstall.add_argument("--gimp-dir", type=Path, default=None)
@@ -305,7 +306,7 @@ def stop_serving(connection_file: Path) -> int:
 def run_gimp_install(args) -> int:
     from .gimp_setup import install
 
-    for target in install(args.gimp_dir, args.weights, args.device, args.dtype):
+    for target in install(args.gimp_dir, args.weights, args.device, args.dtype, args.client_key):
         print(f"installed the plug-in in {target}")
     print("restart GIMP; then: Filters > Enhance > Upscale (InvSR). `invsr gimp doctor` checks the whole chain.")
     return 0

@@ -20,9 +20,9 @@ from .errors import InvSRError
 
 PLUGIN_NAME = "invsr-upscale"
 SOURCE = Path(__file__).resolve().parent.parent / "plugin" / PLUGIN_NAME
-CLIENT_MODULES = ("__init__.py", "protocol.py", "connection.py", "client.py")
+CLIENT_MODULES = ("__init__.py", "protocol.py", "connection.py", "client.py", "keys.py")
 SETTINGS_FILE = "invsr-settings.json"
-GIMP_PYTHON_CHECK = "import gi; gi.require_version('Gimp', '3.0'); from gi.repository import Gimp; import zmq; print(zmq.__version__)"
+GIMP_PYTHON_CHECK = "import sys, gi, zmq; gi.require_version('Gimp', '3.0'); from gi.repository import Gimp; print(sys.executable, zmq.__version__)"
 
 
 def gimp_config_dirs() -> list[Path]:
@@ -30,7 +30,7 @@ def gimp_config_dirs() -> list[Path]:
     if os.environ.get("GIMP3_DIRECTORY"):
         return [Path(os.environ["GIMP3_DIRECTORY"])]
     home = Path.home()
-    bases = [home / ".config" / "GIMP", home / ".var" / "app" / "org.gimp.GIMP" / "config" / "GIMP"]
+    bases = [_config_home() / "GIMP", home / ".var" / "app" / "org.gimp.GIMP" / "config" / "GIMP"]
     if sys.platform == "darwin":
         bases.insert(0, home / "Library" / "Application Support" / "GIMP")
     if sys.platform == "win32" and os.environ.get("APPDATA"):
@@ -45,8 +45,13 @@ def plugin_dirs(gimp_dir: Path | None) -> list[Path]:
     if gimp_dir is not None:
         return [Path(gimp_dir)]
     found = [d / "plug-ins" for d in gimp_config_dirs()]
-    default = Path.home() / ".config" / "GIMP" / "3.0" / "plug-ins"
+    default = _config_home() / "GIMP" / "3.0" / "plug-ins"
     return found or [default]
+
+
+def _config_home() -> Path:
+    """Where GIMP keeps its configuration on Linux: $XDG_CONFIG_HOME, else ~/.config (GLib's rule)."""
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
 
 
 def start_command(weights: Path | None = None, device: str = "auto", dtype: str = "auto") -> list[str]:
@@ -59,10 +64,13 @@ def start_command(weights: Path | None = None, device: str = "auto", dtype: str 
     return command
 
 
-def install(gimp_dir: Path | None, weights: Path | None = None, device: str = "auto", dtype: str = "auto") -> list[Path]:
+def install(gimp_dir: Path | None, weights: Path | None = None, device: str = "auto", dtype: str = "auto", client_key: Path | None = None) -> list[Path]:
+    """`client_key`: this computer's .key_secret, for a remote worker that requires CurveZMQ."""
     if not (SOURCE / f"{PLUGIN_NAME}.py").is_file():
         raise InvSRError(f"the plug-in's source is not at {SOURCE}: install invsr from a source checkout (pip install -e .)")
     settings = {"start_command": start_command(weights, device, dtype), "python": sys.executable, "version": __version__}
+    if client_key is not None:
+        settings["client_key"] = str(_checked_key(client_key))
     installed = []
     for folder in plugin_dirs(gimp_dir):
         target = folder / PLUGIN_NAME
@@ -70,6 +78,18 @@ def install(gimp_dir: Path | None, weights: Path | None = None, device: str = "a
         (target / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
         installed.append(target)
     return installed
+
+
+def _checked_key(path: Path) -> Path:
+    from invsr_server.keys import load_key_pair
+
+    try:
+        load_key_pair(path)
+    except ValueError as error:
+        raise InvSRError(f"--client-key: {error}") from None
+    except OSError as error:
+        raise InvSRError(f"--client-key: {error}; give the NAME.key_secret file made by `invsr keys`") from None
+    return Path(path).resolve()
 
 
 def _plugin_files() -> dict[str, Path]:
@@ -83,8 +103,11 @@ def _plugin_files() -> dict[str, Path]:
 
 
 def _copy_plugin(target: Path) -> None:
-    if target.exists():
-        shutil.rmtree(target)
+    """Replace the plug-in's own files; keep what the user put there (the `vendor/` folder with pyzmq)."""
+    if target.is_symlink():  # a developer's link to a source tree: replaced by a copy, the tree untouched
+        target.unlink()
+    for ours in (f"{PLUGIN_NAME}.py", "invsr_plugin", "invsr_server"):
+        _remove(target / ours)
     for relative, source in _plugin_files().items():
         (target / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target / relative)
@@ -108,9 +131,16 @@ def uninstall(gimp_dir: Path | None) -> list[Path]:
     for folder in folders:
         target = folder / PLUGIN_NAME
         if (target / f"{PLUGIN_NAME}.py").exists():
-            shutil.rmtree(target)
+            _remove(target)
             removed.append(target)
     return removed
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
 
 
 # --- doctor --------------------------------------------------------------------------------------------
@@ -154,19 +184,32 @@ def _plugin_installed(state) -> tuple[bool, str]:
     if outdated:
         folder, files = outdated[0]
         return False, f"the plug-in in {folder} is not this invsr's ({', '.join(files)} differ): run `invsr gimp install` again"
-    state["settings"] = json.loads((found[0].parent / SETTINGS_FILE).read_text())
+    try:
+        state["settings"] = json.loads((found[0].parent / SETTINGS_FILE).read_text())
+    except (OSError, ValueError) as error:
+        return False, f"the plug-in's settings cannot be read ({error}): run `invsr gimp install` again"
     return True, f"plug-in installed and up to date: {', '.join(str(t.parent) for t in found)}"
 
 
 def _gimp_python(state) -> tuple[bool, str]:
     if state.get("flatpak"):
         command = ["flatpak", "run", "--command=python3", "org.gimp.GIMP", "-c", GIMP_PYTHON_CHECK]
-    else:
-        command = ["/usr/bin/env", "python3", "-c", GIMP_PYTHON_CHECK]  # what the plug-in's first line runs
+    else:  # what the plug-in's first line runs when GIMP is started from the desktop, not from this shell
+        command = ["/usr/bin/env", f"PATH={_path_without_environments()}", "python3", "-c", GIMP_PYTHON_CHECK]
     output = _run(command)
     if output:
-        return True, f"GIMP's Python imports gi (Gimp 3.0) and zmq {output.strip()}"
+        python, version = output.split()
+        return True, f"GIMP's Python ({python}) imports gi (Gimp 3.0) and zmq {version}"
     return False, "GIMP's Python cannot import gi with Gimp 3.0, or zmq: on Debian/Ubuntu sudo apt install python3-gi gir1.2-gimp-3.0 python3-zmq; see the README for flatpak, Windows and macOS"
+
+
+def _path_without_environments() -> str:
+    """PATH without the active virtual or conda environment, whose python3 GIMP does not run."""
+    active = {os.environ.get("VIRTUAL_ENV"), os.environ.get("CONDA_PREFIX")}
+    if sys.prefix != sys.base_prefix:
+        active.add(sys.prefix)
+    ignored = {str(Path(prefix) / folder) for prefix in active if prefix for folder in ("bin", "Scripts")}
+    return os.pathsep.join(entry for entry in os.environ.get("PATH", "").split(os.pathsep) if entry.rstrip("/\\") not in ignored)
 
 
 def _worker_round_trip(state) -> tuple[bool, str]:
@@ -179,7 +222,8 @@ def _worker_round_trip(state) -> tuple[bool, str]:
             header, _ = client.upscale(bytes(8 * 8 * 3), 8, 8, 3, "u8", {"scale": 2})
             model = client.hello()["model"]
     except RemoteError as error:
-        return False, f"the worker: {error}"
+        moved = "unrunnable_command" in error.details  # the recorded Python is gone (a moved or deleted environment)
+        return False, f"the worker: {error}" + ("; run `invsr gimp install` again from the Python environment that has invsr" if moved else "")
     tiny = " (random tiny test weights: not real upscales)" if model.get("weights", {}).get("tiny_random") else ""
     return True, f"the worker answers, its weights load and a tiny job round-trips ({header['width']}x{header['height']}) on {model.get('device')}{tiny}"
 

@@ -39,12 +39,19 @@ class Client:
         self.socket.setsockopt(zmq.LINGER, 0)
         # A DEALER blocks sending while no connection is up (a worker gone, a refused CurveZMQ key): never wait forever.
         self.socket.setsockopt(zmq.SNDTIMEO, int(timeout * 1000))
-        if connection.curve_server_key:
-            if client_keys is None:
-                raise WorkerLost("this worker requires CurveZMQ: give the client's key pair (made by `invsr keys`)")
-            self.socket.curve_serverkey = connection.curve_server_key.encode("ascii")
-            self.socket.curve_publickey, self.socket.curve_secretkey = client_keys
-        self.socket.connect(connection.endpoint)
+        try:
+            if connection.curve_server_key:
+                if client_keys is None:
+                    raise WorkerLost("this worker requires CurveZMQ: give the client's key pair (made by `invsr keys`)")
+                self.socket.curve_serverkey = connection.curve_server_key.encode("ascii")
+                self.socket.curve_publickey, self.socket.curve_secretkey = client_keys
+            self.socket.connect(connection.endpoint)
+        except zmq.ZMQError as error:
+            self.close()
+            raise ValueError(f"cannot connect to {connection.endpoint!r} ({error}): an endpoint looks like tcp://HOST:PORT") from None
+        except WorkerLost:
+            self.close()
+            raise
 
     @classmethod
     def from_file(cls, path: Path | None = None, **options) -> "Client":
@@ -235,13 +242,16 @@ def _start(path: Path, command: list[str], timeout: float, **options) -> Client:
     path.parent.mkdir(parents=True, exist_ok=True)
     startup_log = path.with_name("worker-start.log")
     with open(startup_log, "wb") as log:
-        process = subprocess.Popen(
-            [*command, "--connection-file", str(path)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # outlives the caller, and a Cancel in GIMP does not kill it
-        )
+        try:
+            process = subprocess.Popen(
+                [*command, "--connection-file", str(path)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # outlives the caller, and a Cancel in GIMP does not kill it
+            )
+        except OSError as error:  # say, the Python environment named in the command was moved or deleted
+            raise WorkerLost(f"cannot run {command[0]} to start the InvSR worker: {error.strerror}", {"unrunnable_command": command}) from None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -49,7 +49,13 @@ MAIN = [
     scenario("two-layers", [photo_layer("lower", seed=1), photo_layer("upper", size=(16, 12), seed=2, offsets=[2, 2])], targets=["lower", "upper"], arguments={"scale": 2.0}),
     scenario("new-image", [photo_layer(offsets=[3, 1])], canvas=(30, 24), arguments={"scale": 2.0, "output": "new-image"}),
     scenario("indexed", [photo_layer()], indexed=True, arguments={"scale": 2.0}),
+    scenario("look", [photo_layer(mask="left-half", opacity=40.0, mode="MULTIPLY")], arguments={"scale": 2.0}),
+    scenario("look-selection", [photo_layer(mask="left-half", opacity=40.0)], select=[4, 3, 10, 8], arguments={"scale": 2.0}),
+    scenario("hidden", [photo_layer(visible=False)], arguments={"scale": 2.0}),
+    scenario("new-image-order", [photo_layer("lower", seed=1), photo_layer("upper", size=(16, 12), seed=2, offsets=[2, 2])], targets=["upper", "lower"], arguments={"scale": 2.0, "output": "new-image"}),
     scenario("undo-group", [photo_layer()], record_calls=True),
+    scenario("deleted-meanwhile", [photo_layer()], record_calls=True, delete_during="photo"),
+    scenario("group-deleted-meanwhile", [photo_layer(group="Group")], record_calls=True, delete_during="photo", delete_group=True),
     scenario("progress", [photo_layer(size=(64, 48))], canvas=(64, 48), record_calls=True, options={"tile": 32}),
 ]
 
@@ -203,8 +209,46 @@ def test_a_layer_in_a_group_gets_its_result_in_the_same_group_above_it(main_run,
 def test_only_the_selected_area_is_upscaled(main_run, pipeline):
     result, upscaled = check_lossless(main_run, pipeline, "selection", crop=(4, 3, 10, 8))
     assert upscaled["size"] == [20, 16] and upscaled["offsets"] == [8, 6]
+    assert by_name(result["after"], "photo")["visible"] is True  # it still shows outside the selection
     assert upscaled["mask"] is True  # visible only inside the (scaled) selection
     assert upscaled["parasite"]["source_region"] == [4, 3, 10, 8]
+
+
+def test_the_result_takes_its_sources_place_in_the_composition(main_run, pipeline):
+    """Mode, opacity and the (scaled) mask carry over, and the source, wholly covered, is hidden."""
+    result, upscaled = check_lossless(main_run, pipeline, "look")
+    source = by_name(result["after"], "photo")
+    assert (upscaled["mode"], upscaled["opacity"], upscaled["visible"]) == ("multiply", 40.0, True)
+    assert source["visible"] is False and source["mask"] is True
+    assert upscaled["mask_pixels"] == source["mask_pixels"]  # GIMP's own scaling of the source's mask
+    assert result["after"]["selection"] is None
+
+
+def test_with_a_selection_the_mask_is_both_and_the_source_stays_visible(main_run, pipeline):
+    result, upscaled = check_lossless(main_run, pipeline, "look-selection", crop=(4, 3, 10, 8))
+    source = by_name(result["after"], "photo")
+    assert source["visible"] is True and upscaled["opacity"] == 40.0
+    source_mask = np.array(source["mask_pixels"]).reshape(40, 48)
+    result_mask = np.array(upscaled["mask_pixels"]).reshape(16, 20)
+    under = source_mask[6:22, 8:28]
+    assert (result_mask <= under).all()  # the intersection: never more than the source's mask
+    np.testing.assert_array_equal(result_mask[1:-1, 1:-1], under[1:-1, 1:-1])  # inside the scaled selection's soft edge
+    assert result_mask[1:-1, 1].min() == 255 and result_mask[:, -1].max() == 0  # the source mask's edge is in it
+    plain = main_run[1]["selection"]["after"]["selection"]  # GIMP's scaling of the same selection, no mask involved
+    assert result["after"]["selection"] == plain and plain is not None  # the user's selection, as it was
+
+
+def test_a_hidden_layer_gives_a_hidden_result(main_run, pipeline):
+    result, upscaled = check_lossless(main_run, pipeline, "hidden")
+    assert upscaled["visible"] is False and by_name(result["after"], "photo")["visible"] is False
+
+
+def test_the_image_changes_nothing_when_the_layer_went_away_during_the_upscale(main_run):
+    for name in ("deleted-meanwhile", "group-deleted-meanwhile"):
+        result = main_run[1][name]
+        assert "closed or deleted during the upscale; nothing was changed" in result["error"]
+        assert result["size_after"] == [24, 20]
+        assert not {"undo_group_start", "scale", "insert_layer"} & {call[0] for call in result["calls"]}
 
 
 def test_two_selected_layers_are_both_upscaled(main_run, pipeline):
@@ -225,6 +269,13 @@ def test_new_image_output_leaves_the_image_alone(main_run, pipeline):
     assert created["size"] == [48, 40] and layer["offsets"] == [0, 0]
     source = pixels(folder, by_name(result["before"], "photo"))
     np.testing.assert_array_equal(pixels(folder, layer), expected(pipeline, source, {"scale": 2.0}))
+
+
+def test_a_new_image_stacks_the_results_as_their_sources_whatever_the_selection_order(main_run):
+    result = main_run[1]["new-image-order"]
+    assert result["status"] == "success", result["error"]
+    (created,) = result["new_images"]
+    assert [layer["name"] for layer in created["layers"]] == ["upper (InvSR x2)", "lower (InvSR x2)"]
 
 
 def test_result_layer_records_how_it_was_made(main_run):
@@ -266,13 +317,20 @@ def test_the_progress_bar_counts_the_tiles_then_says_what_is_left_to_do(main_run
     assert last_text < names.index("undo_group_start") < names.index("undo_group_end") < names.index("progress_end") == len(names) - 1
 
 
-def test_no_worker_and_none_startable_leaves_the_image_unchanged(gimp, workspace):
-    (workspace / "failing.json").write_text(json.dumps({"start_command": ["python3", "-c", "import sys; sys.exit('simulated: the GPU driver is missing')"]}))
-    env = {"INVSR_RUNTIME_DIR": gimp.inside(workspace / "empty-run"), "INVSR_GIMP_SETTINGS": gimp.inside(workspace / "failing.json")}
-    folder, results = run_gimp(gimp, workspace, "no-worker", [scenario("rgb8", [photo_layer()], arguments={"scale": 2.0})], env)
+@pytest.mark.parametrize(
+    "case, command, says",
+    [
+        ("fails", ["python3", "-c", "import sys; sys.exit('simulated: the GPU driver is missing')"], ["simulated: the GPU driver is missing"]),
+        ("gone", ["/moved/venv/bin/python", "-m", "invsr", "serve"], ["cannot run /moved/venv/bin/python", "run `invsr gimp install` again"]),
+    ],
+)
+def test_no_worker_and_none_startable_leaves_the_image_unchanged(gimp, workspace, case, command, says):
+    (workspace / f"{case}.json").write_text(json.dumps({"start_command": command}))
+    env = {"INVSR_RUNTIME_DIR": gimp.inside(workspace / f"empty-run-{case}"), "INVSR_GIMP_SETTINGS": gimp.inside(workspace / f"{case}.json")}
+    folder, results = run_gimp(gimp, workspace, f"no-worker-{case}", [scenario("rgb8", [photo_layer()], arguments={"scale": 2.0})], env)
     result = results["rgb8"]
     assert result["status"] == "execution-error"
-    assert "none could be started" in result["error"] and "simulated: the GPU driver is missing" in result["error"]
+    assert "none could be started" in result["error"] and all(text in result["error"] for text in says), result["error"]
     assert same_image(folder, result["before"], result["after"])
 
 
@@ -292,12 +350,15 @@ def test_the_plugin_starts_the_local_worker_and_reuses_it(gimp, workspace, pipel
     command = [sys.executable, "-m", "invsr", "serve", "--bind", "tcp://127.0.0.1:*", "--weights", gimp.inside(workspace / "weights"), "--device", "cpu"]
     (workspace / "start.json").write_text(json.dumps({"start_command": command}))
     env = {"INVSR_RUNTIME_DIR": gimp.inside(run_dir), "INVSR_GIMP_SETTINGS": gimp.inside(workspace / "start.json"), "HF_HUB_OFFLINE": "1"}
-    twice = [scenario("first", [photo_layer()], arguments={"scale": 2.0}), scenario("second", [photo_layer()], arguments={"scale": 2.0})]
+    first = scenario("first", [photo_layer()], record_calls=True, options={"server": ""})  # as GIMP runs it, with the bar recorded
+    twice = [first, scenario("second", [photo_layer()], arguments={"scale": 2.0})]
     try:
         folder, results = run_gimp(gimp, workspace, "auto-start", twice, env)
-        for name in ("first", "second"):
-            assert results[name]["status"] == "success", results[name]["error"]
-        source = pixels(folder, by_name(results["first"]["before"], "photo"))
+        assert results["first"]["error"] is None and results["second"]["status"] == "success", results
+        texts = [call[1] for call in results["first"]["calls"] if call[0] == "progress_set_text"]
+        assert texts[:2] == ["Starting the InvSR worker...", "InvSR: loading the model (once, after the worker starts)"]
+        assert texts[2] == "InvSR: 1 tile done, assembling the result"
+        source = pixels(folder, by_name(results["second"]["before"], "photo"))
         np.testing.assert_array_equal(pixels(folder, by_name(results["second"]["after"], "photo (InvSR x2)")), expected(pipeline, source, {"scale": 2.0}))
         log = (run_dir / "worker.log").read_text()
         assert log.count("serving on") == 1 and log.count("done in") == 2  # started once, reused
@@ -340,3 +401,97 @@ def test_doctor_names_the_broken_link(tmp_path, capsys):
     main(["gimp", "doctor", "--gimp-dir", str(tmp_path)])
     out = capsys.readouterr().out
     assert f"is not this invsr's (invsr_server/protocol.py differ): run `invsr gimp install` again" in out
+
+
+def test_reinstalling_keeps_the_users_vendor_folder_and_replaces_a_link(tmp_path):
+    from invsr.cli import main
+
+    plugins = tmp_path / "plug-ins"
+    assert main(["gimp", "install", "--gimp-dir", str(plugins)]) == 0
+    vendored = plugins / "invsr-upscale" / "vendor" / "zmq" / "__init__.py"
+    vendored.parent.mkdir(parents=True)
+    vendored.write_text("# pyzmq for GIMP's bundled Python\n")
+    assert main(["gimp", "install", "--gimp-dir", str(plugins)]) == 0  # after an update
+    assert vendored.read_text() == "# pyzmq for GIMP's bundled Python\n"
+
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "invsr-upscale").symlink_to(REPO / "plugin" / "invsr-upscale")  # a developer's set-up
+    assert main(["gimp", "install", "--gimp-dir", str(linked)]) == 0
+    assert not (linked / "invsr-upscale").is_symlink() and (linked / "invsr-upscale" / "invsr_server" / "client.py").is_file()
+    assert (REPO / "plugin" / "invsr-upscale" / "invsr_server").is_symlink()  # the source tree untouched
+
+
+def test_install_finds_gimps_folder_under_xdg_config_home(tmp_path, monkeypatch):
+    from invsr.gimp_setup import plugin_dirs
+
+    monkeypatch.delenv("GIMP3_DIRECTORY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    assert plugin_dirs(None) == [tmp_path / "config" / "GIMP" / "3.0" / "plug-ins"]  # GIMP's default there
+    (tmp_path / "config" / "GIMP" / "3.2").mkdir(parents=True)
+    assert plugin_dirs(None) == [tmp_path / "config" / "GIMP" / "3.2" / "plug-ins"]
+
+
+def test_doctor_checks_the_python_gimp_runs_not_this_environments(monkeypatch):
+    from invsr.gimp_setup import _path_without_environments
+
+    monkeypatch.setenv("VIRTUAL_ENV", "/home/me/venv")
+    ours = os.path.join(sys.prefix, "bin")  # the tests' own environment, activated or not
+    monkeypatch.setenv("PATH", os.pathsep.join(["/home/me/venv/bin", ours, "/usr/local/bin", "/usr/bin"]))
+    kept = _path_without_environments().split(os.pathsep)
+    assert kept[-2:] == ["/usr/local/bin", "/usr/bin"] and "/home/me/venv/bin" not in kept
+    assert (ours in kept) == (sys.prefix == sys.base_prefix)
+
+
+def test_doctor_names_a_missing_settings_file_and_a_moved_python(tmp_path, monkeypatch, capsys):
+    from invsr.cli import main
+
+    monkeypatch.setenv("INVSR_RUNTIME_DIR", str(tmp_path / "run"))  # no worker answers there
+    assert main(["gimp", "install", "--gimp-dir", str(tmp_path)]) == 0
+    settings = tmp_path / "invsr-upscale" / "invsr-settings.json"
+    settings.write_text(json.dumps({"start_command": [str(tmp_path / "moved-venv" / "bin" / "python"), "-m", "invsr", "serve"]}))
+    assert main(["gimp", "doctor", "--gimp-dir", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "[FAIL] the worker: cannot run " in out and "moved-venv" in out and "run `invsr gimp install` again" in out
+    settings.unlink()
+    assert main(["gimp", "doctor", "--gimp-dir", str(tmp_path)]) == 1
+    assert "[FAIL] the plug-in's settings cannot be read" in capsys.readouterr().out
+
+
+def test_the_plugin_reaches_a_curve_worker_with_the_key_given_at_install(tmp_path, monkeypatch, tiny_weights):
+    """The plug-in's own connection code (plain Python and pyzmq), against a real CurveZMQ worker."""
+    from invsr.cli import main
+    from invsr_server.keys import make_key_pair
+
+    make_key_pair(tmp_path / "server", "server")
+    _, laptop = make_key_pair(tmp_path / "allowed", "laptop")
+    plugins = tmp_path / "plug-ins"
+    assert main(["gimp", "install", "--gimp-dir", str(plugins), "--client-key", str(tmp_path / "server" / "server.key")]) == 1  # a public key
+    monkeypatch.syspath_prepend(str(REPO / "plugin" / "invsr-upscale"))
+    from invsr_plugin import flow
+
+    worker = WorkerProcess(tmp_path / "w", tiny_weights.noise_predictor.parent, "--curve-keys", str(tmp_path / "server"), "--allowed-keys", str(tmp_path / "allowed")).wait_ready()
+    try:
+        monkeypatch.setenv("INVSR_GIMP_SETTINGS", str(tmp_path / "none.json"))
+        options = flow.Options(server=str(worker.folder / "worker.json"))
+        with pytest.raises(flow.PluginError, match=r"requires CurveZMQ encryption: .*invsr gimp install --client-key"):
+            flow.connect(options, on_status=print)
+        assert main(["gimp", "install", "--gimp-dir", str(plugins), "--client-key", str(laptop)]) == 0
+        monkeypatch.setenv("INVSR_GIMP_SETTINGS", str(plugins / "invsr-upscale" / "invsr-settings.json"))
+        with flow.connect(options, on_status=print) as client:
+            assert client.hello()["pid"] == worker.connection.pid
+    finally:
+        worker.stop()
+
+
+def test_a_mistyped_endpoint_in_the_worker_file_is_named(tmp_path, monkeypatch):
+    from invsr_server import connection
+
+    monkeypatch.syspath_prepend(str(REPO / "plugin" / "invsr-upscale"))
+    from invsr_plugin import flow
+
+    path = tmp_path / "worker.json"
+    connection.write(path, connection.Connection(endpoint="192.168.1.20:47290", key="00" * 32, pid=1, protocol="2.0"))
+    with pytest.raises(flow.PluginError, match=r"Cannot use the worker's connection file .*'192.168.1.20:47290'.*tcp://HOST:PORT"):
+        flow.connect(flow.Options(server=str(path)), on_status=print)

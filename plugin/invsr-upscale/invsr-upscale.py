@@ -47,7 +47,7 @@ def run(procedure, run_mode, image, drawables, config, data):
         new_image = upscale(image, drawables, options, gimp_adapter)
     except PluginError as error:
         return _failure(procedure, str(error))
-    if new_image is not None and run_mode == Gimp.RunMode.INTERACTIVE:
+    if new_image is not None and run_mode != Gimp.RunMode.NONINTERACTIVE:  # Filters > Repeat too: show it
         Gimp.Display.new(new_image)
     Gimp.displays_flush()
     return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())

@@ -69,6 +69,14 @@ def add_layer(image, spec, parent=None):
     data = spec.get("pixels") and bytes(spec["pixels"]) or pattern(width, height, channels, sample, spec.get("seed", 1))
     base = ("Y'" if gray else "R'G'B'") + ("A" if alpha else "")
     layer.get_buffer().set(Gegl.Rectangle.new(0, 0, width, height), babl(layer, f"{base} {sample}"), data)
+    layer.set_opacity(spec.get("opacity", 100.0))
+    layer.set_mode(getattr(Gimp.LayerMode, spec.get("mode", "NORMAL")))
+    layer.set_visible(spec.get("visible", True))
+    if spec.get("mask") == "left-half":  # white over the left half, black elsewhere
+        mask = layer.create_mask(Gimp.AddMaskType.BLACK)
+        layer.add_mask(mask)
+        row = bytes([255] * (width // 2) + [0] * (width - width // 2))
+        mask.get_buffer().set(Gegl.Rectangle.new(0, 0, width, height), "Y u8", row * height)
     return layer
 
 
@@ -103,6 +111,10 @@ def describe(image, store, prefix):
         for item in items:
             _, x, y = item.get_offsets()
             entry = {"name": item.get_name(), "offsets": [x, y], "size": [item.get_width(), item.get_height()], "parent": parent, "group": item.is_group(), "mask": item.get_mask() is not None}
+            entry.update(mode=item.get_mode().value_nick, opacity=round(item.get_opacity(), 3), visible=item.get_visible())
+            if item.get_mask() is not None:  # the mask as 8-bit gray, row by row
+                rect = Gegl.Rectangle.new(0, 0, item.get_width(), item.get_height())
+                entry["mask_pixels"] = list(bytes(item.get_mask().get_buffer().get(rect, 1.0, "Y u8", Gegl.AbyssPolicy.CLAMP)))
             parasite = item.get_parasite("invsr-upscale")
             if parasite is not None:
                 entry["parasite"] = json.loads(bytes(b & 0xFF for b in parasite.get_data()).decode("ascii"))
@@ -119,7 +131,8 @@ def describe(image, store, prefix):
             found.append(entry)
 
     walk(image.get_layers(), None)
-    return {"size": [image.get_width(), image.get_height()], "layers": found}
+    _, selected, x1, y1, x2, y2 = Gimp.Selection.bounds(image)
+    return {"size": [image.get_width(), image.get_height()], "layers": found, "selection": [x1, y1, x2, y2] if selected else None}
 
 
 def call_plugin(image, drawables, arguments):
@@ -154,9 +167,10 @@ def run(scenario):
 
 def run_recording(scenario):
     """The plug-in's work function in this process, with the image's undo and change calls and GIMP's
-    progress calls recorded (in batch mode the progress bar itself shows nothing)."""
+    progress calls recorded (in batch mode the progress bar itself shows nothing). `delete_during`: the
+    layer to delete (or with `delete_group`, its group) while the worker runs, as a user could."""
     import invsr_plugin.gimp_adapter as adapter
-    from invsr_plugin.flow import Options
+    from invsr_plugin import flow
 
     entry = os.path.join(PLAN["plugin"], "invsr-upscale.py")
     module = {"__file__": entry, "__name__": "invsr_upscale_entry"}
@@ -173,14 +187,28 @@ def run_recording(scenario):
             return originals[_key](*args)
 
         setattr(owner, name, recorder)
+    upscale_regions = flow.upscale_regions
+    if scenario.get("delete_during"):
+        def upscale_then_delete(*args):
+            results = upscale_regions(*args)
+            doomed = layers[scenario["delete_during"]]
+            image.remove_layer(doomed.get_parent() if scenario.get("delete_group") else doomed)
+            return results
+
+        flow.upscale_regions = upscale_then_delete
+    error = None
     try:
-        options = dict(scale=2.0, server=PLAN["connection_file"], **scenario.get("options", {}))
-        module["upscale"](image, list(layers.values()), Options(**options), adapter)
+        options = {"scale": 2.0, "server": PLAN["connection_file"], **scenario.get("options", {})}
+        module["upscale"](image, list(layers.values()), flow.Options(**options), adapter)
+    except flow.PluginError as failure:
+        error = str(failure)
     finally:
+        flow.upscale_regions = upscale_regions
         for (owner, name), original in originals.items():
             setattr(owner, name, original)
+        size = [image.get_width(), image.get_height()]
         image.delete()
-    return {"calls": calls}
+    return {"calls": calls, "error": error, "size_after": size}
 
 
 results = {}

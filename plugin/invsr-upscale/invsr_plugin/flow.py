@@ -45,6 +45,7 @@ class Region:
     """The pixels of one layer to upscale: `x, y, width, height` in the layer's own coordinates."""
 
     layer: object
+    layer_name: str
     x: int
     y: int
     width: int
@@ -80,31 +81,56 @@ def load_settings() -> dict:
 
 def connect(options: Options, on_status):
     """A client of the worker: the one `options.server` names, or the local one (started if needed)."""
-    from invsr_server import client, connection
+    from invsr_server import client
     from invsr_server.protocol import RemoteError
 
-    settings = {} if options.server else load_settings()
+    settings = load_settings()
+    if options.server:
+        return _remote_client(Path(options.server), settings)
     try:
-        if options.server:
-            return client.Client(connection.read(Path(options.server)))
         return client.connect(start_command=settings.get("start_command"), on_status=on_status)
     except RemoteError as error:
-        hint = "" if settings or options.server else " (the plug-in was not installed with `invsr gimp install`, so it cannot start one)"
+        if not settings:
+            hint = " (the plug-in was not installed with `invsr gimp install`, so it cannot start one)"
+        elif "unrunnable_command" in error.details:
+            hint = " (run `invsr gimp install` again from the Python environment that has invsr)"
+        else:
+            hint = ""
         raise PluginError(f"No InvSR worker is running and none could be started{hint}: {error}") from None
+
+
+def _remote_client(path: Path, settings: dict):
+    """A client of the worker whose connection file the Worker field names, with the client key pair
+    recorded by `invsr gimp install --client-key` when that worker requires CurveZMQ."""
+    from invsr_server import client, connection, keys
+
+    try:
+        described = connection.read(path)
+        pair = keys.load_key_pair(Path(settings["client_key"])) if described.curve_server_key and settings.get("client_key") else None
+        if described.curve_server_key and pair is None:
+            raise PluginError(
+                f"The worker in {path} requires CurveZMQ encryption: give the plug-in this computer's key pair with "
+                "`invsr gimp install --client-key NAME.key_secret` (made by `invsr keys`; the worker must allow its public key)"
+            )
+        return client.Client(described, client_keys=pair)
     except (OSError, ValueError) as error:
-        raise PluginError(f"Cannot read the worker's connection file {options.server}: {error}") from None
+        raise PluginError(f"Cannot use the worker's connection file {path}: {error}") from None
 
 
 def upscale_regions(client, regions: list[Region], options: Options, on_progress) -> list[Upscaled]:
-    """Send every region to the worker and return the checked results; `on_progress(fraction, text)`."""
+    """Send every region to the worker and return the checked results; `on_progress(fraction, text)`,
+    with fraction None while the worker reports no count."""
     from invsr_server.protocol import RemoteError
 
     results = []
     for index, region in enumerate(regions):
         def show(fields, index=index):
+            label = f"layer {index + 1}/{len(regions)}: " if len(regions) > 1 else ""
+            if fields.get("stage") == "loading model":  # no count to show: the bar pulses
+                on_progress(None, f"InvSR: {label}loading the model (once, after the worker starts)")
+                return
             total = fields.get("total") or 1
             done = min(fields.get("done", 0), total)
-            label = f"layer {index + 1}/{len(regions)}: " if len(regions) > 1 else ""
             on_progress((index + done / total) / len(regions), f"InvSR: {label}{progress_text(done, total, fields.get('eta'))}")
 
         try:
@@ -121,7 +147,7 @@ def progress_text(done: int, total: int, eta: float | None) -> str:
     if done < tiles:
         return f"tile {done}/{tiles}" + (f", {eta:.0f} s left" if eta is not None else "")
     if done == tiles:
-        return f"all {tiles} tiles done, assembling the result"
+        return ("1 tile done" if tiles == 1 else f"all {tiles} tiles done") + ", assembling the result"
     return "receiving the result"
 
 

@@ -54,11 +54,18 @@ def read_region(image, layer) -> Region:
     channels = (1 if gray else 3) + (1 if layer.has_alpha() else 0)
     rect = Gegl.Rectangle.new(x, y, width, height)
     pixels = layer.get_buffer().get(rect, 1.0, encoding, Gegl.AbyssPolicy.CLAMP)
-    return Region(layer, x, y, width, height, channels, dtype, encoding, bytes(pixels), has_selection)
+    return Region(layer, layer.get_name(), x, y, width, height, channels, dtype, encoding, bytes(pixels), has_selection)
 
 
 def apply_scale_image(image, results: list[Upscaled], options: Options) -> list:
-    """Scale the image with GIMP and put each result as a new layer above its source, in one undo group."""
+    """Scale the image with GIMP and put each result as a new layer above its source, in one undo group.
+
+    The result takes its source's place in the composition: its mode, opacity and visibility, and its
+    mask (with a selection, intersected with the selection). Without a selection the source is hidden,
+    since the result covers it wholly (else half-transparent pixels would count twice); with one, the
+    source still shows outside the selection.
+    """
+    _check_still_there(image, results)
     width, height = max(1, round(image.get_width() * options.scale)), max(1, round(image.get_height() * options.scale))
     image.undo_group_start()
     Gimp.context_push()
@@ -72,8 +79,9 @@ def apply_scale_image(image, results: list[Upscaled], options: Options) -> list:
             layer = _new_layer(image, result, options)
             image.insert_layer(layer, source.get_parent(), image.get_item_position(source))
             layer.set_offsets(left + round(result.region.x * options.scale), top + round(result.region.y * options.scale))
-            if result.region.selected:  # show the result only where the (scaled) selection is
-                layer.add_mask(layer.create_mask(Gimp.AddMaskType.SELECTION))
+            _mask_like_source(image, layer, source, result.region.selected)
+            if not result.region.selected:
+                source.set_visible(False)
             layers.append(layer)
         return layers
     finally:
@@ -81,9 +89,43 @@ def apply_scale_image(image, results: list[Upscaled], options: Options) -> list:
         image.undo_group_end()
 
 
+def _check_still_there(image, results: list[Upscaled]) -> None:
+    """GIMP does not lock the image during the upscale: refuse to write into an image closed, or next to
+    a layer deleted, meanwhile (the result would silently go nowhere)."""
+    for result in results:
+        source = result.region.layer
+        if not (image.is_valid() and source.is_valid() and _in_image(image, source)):
+            raise PluginError(f"The layer {result.region.layer_name!r} or its image was closed or deleted during the upscale; nothing was changed.")
+
+
+def _in_image(image, item) -> bool:
+    while item.get_parent() is not None:
+        item = item.get_parent()
+    return any(top.get_id() == item.get_id() for top in image.get_layers())
+
+
+def _mask_like_source(image, layer, source, selected: bool) -> None:
+    """Give `layer` the (scaled) selection and the source's applied mask, both when there are both."""
+    source_mask = source.get_mask() if source.get_mask() is not None and source.get_apply_mask() else None
+    if source_mask is None:
+        if selected:
+            layer.add_mask(layer.create_mask(Gimp.AddMaskType.SELECTION))
+        return
+    saved = Gimp.Selection.save(image) if selected else None
+    image.select_item(Gimp.ChannelOps.INTERSECT if selected else Gimp.ChannelOps.REPLACE, source_mask)
+    layer.add_mask(layer.create_mask(Gimp.AddMaskType.SELECTION))
+    if saved is None:
+        Gimp.Selection.none(image)
+    else:  # the user's selection back, as it was
+        image.select_item(Gimp.ChannelOps.REPLACE, saved)
+        image.remove_channel(saved)
+
+
 def apply_new_image(image, results: list[Upscaled], options: Options):
     """A new image holding the results, as large as their bounding box, with the source's precision,
     colour profile and resolution."""
+    _check_still_there(image, results)
+    results = sorted(results, key=lambda r: _stack_position(image, r.region.layer), reverse=True)  # bottom first
     boxes = [_scaled_box(image, r, options) for r in results]
     left, top = min(b[0] for b in boxes), min(b[1] for b in boxes)
     right, bottom = max(b[0] + b[2] for b in boxes), max(b[1] + b[3] for b in boxes)
@@ -102,6 +144,15 @@ def apply_new_image(image, results: list[Upscaled], options: Options):
     return new
 
 
+def _stack_position(image, item) -> list[int]:
+    """Where `item` is in the layer tree, top-level position first: a smaller one is higher."""
+    positions = []
+    while item is not None:
+        positions.insert(0, image.get_item_position(item))
+        item = item.get_parent()
+    return positions
+
+
 def _scaled_box(image, result: Upscaled, options: Options) -> tuple[int, int, int, int]:
     _, left, top = result.region.layer.get_offsets()
     x = round((left + result.region.x) * options.scale)
@@ -110,8 +161,14 @@ def _scaled_box(image, result: Upscaled, options: Options) -> tuple[int, int, in
 
 
 def _new_layer(image, result: Upscaled, options: Options):
-    name = f"{result.region.layer.get_name()} (InvSR x{options.scale:g})"
-    layer = Gimp.Layer.new(image, name, result.width, result.height, _LAYER_TYPES[result.region.channels], 100.0, Gimp.LayerMode.NORMAL)
+    """The result as a layer composed like its source (mode, opacity, visibility), not yet inserted."""
+    source = result.region.layer
+    name = f"{result.region.layer_name} (InvSR x{options.scale:g})"
+    layer = Gimp.Layer.new(image, name, result.width, result.height, _LAYER_TYPES[result.region.channels], source.get_opacity(), source.get_mode())
+    layer.set_blend_space(source.get_blend_space())
+    layer.set_composite_space(source.get_composite_space())
+    layer.set_composite_mode(source.get_composite_mode())
+    layer.set_visible(source.get_visible())
     buffer = layer.get_buffer()
     buffer.set(Gegl.Rectangle.new(0, 0, result.width, result.height), result.region.encoding, result.pixels)
     buffer.flush()
@@ -127,9 +184,13 @@ class Progress:
     def __init__(self, text: str):
         Gimp.progress_init(text)
 
-    def update(self, fraction: float, text: str) -> None:
+    def update(self, fraction: float | None, text: str) -> None:
+        """`fraction` None: work goes on but cannot be counted (the bar pulses)."""
         Gimp.progress_set_text(text)
-        Gimp.progress_update(max(0.0, min(1.0, fraction)))
+        if fraction is None:
+            Gimp.progress_pulse()
+        else:
+            Gimp.progress_update(max(0.0, min(1.0, fraction)))
 
     def text(self, text: str) -> None:
         Gimp.progress_set_text(text)
