@@ -110,7 +110,7 @@ class InvSRPipeline:
         pixels = Pixels.from_array(image)
         height, width = pixels.size
         out_size = request.output_size(height, width)
-        self._check_size(height, width, out_size)
+        check_work_size(height, width, out_size, self.max_pixels)
         choice = choose_steps(pixels.rgb) if request.steps == "auto" else None
         timesteps = resolve_timesteps(choice.steps if choice else request.steps, request.timesteps)
         settings = choose_settings(request, self.device, self.dtype, self.models.lr_multiple)
@@ -148,15 +148,16 @@ class InvSRPipeline:
             report["warning"] = TINY_WARNING
         return UpscaleResult(result, report)
 
-    def _check_size(self, height: int, width: int, out_size: tuple[int, int]) -> None:
-        """Refuse, before any work, a job whose x4 intermediate or output exceeds the pixel limit."""
-        largest = max(SCALE * height * SCALE * width, out_size[0] * out_size[1])
-        if largest > self.max_pixels:
-            raise InvalidImage(
-                f"a {width} x {height} image enlarged to {out_size[1]} x {out_size[0]} needs "
-                f"{largest / 1e6:.3g} megapixels of work (the x4 result or the output, the larger), over the limit "
-                f"of {self.max_pixels / 1e6:.3g}; choose a smaller scale or part of the image, or raise --max-pixels"
-            )
+
+def check_work_size(height: int, width: int, out_size: tuple[int, int], max_pixels: int) -> None:
+    """Refuse, before any work, a job whose x4 intermediate or output exceeds the pixel limit."""
+    largest = max(SCALE * height * SCALE * width, out_size[0] * out_size[1])
+    if largest > max_pixels:
+        raise InvalidImage(
+            f"a {width} x {height} image enlarged to {out_size[1]} x {out_size[0]} needs "
+            f"{largest / 1e6:.3g} megapixels of work (the x4 result or the output, the larger), over the limit "
+            f"of {max_pixels / 1e6:.3g}; choose a smaller scale or part of the image, or raise --max-pixels"
+        )
 
 
 def load_noise_predictor(weights: WeightPaths) -> NoisePredictor:

@@ -20,11 +20,12 @@ from pathlib import Path
 import zmq
 
 from . import connection as connection_file
-from .protocol import Message, RemoteError, VersionMismatch, WorkerLost, error_for, new_id
+from .protocol import Message, RemoteError, TooLarge, VersionMismatch, WorkerLost, error_for, new_id
 
 HEARTBEAT = 1.0
 TIMEOUT = 5.0
 START_TIMEOUT = 180.0  # a first start imports PyTorch and may initialise a GPU
+SLOWEST_LINK = 2e6  # bytes per second: while pixels travel, heartbeats wait behind them; allow this slow a link
 LOG_TAIL_LINES = 15
 
 
@@ -33,6 +34,7 @@ class Client:
 
     def __init__(self, connection: connection_file.Connection, *, heartbeat: float = HEARTBEAT, timeout: float = TIMEOUT, client_keys: tuple[bytes, bytes] | None = None, context: zmq.Context | None = None):
         self.connection, self.heartbeat, self.timeout = connection, heartbeat, timeout
+        self.limits: dict | None = None  # the worker's, from `hello`
         self.key = connection.key_bytes
         self.context = context or zmq.Context.instance()
         self.socket = self.context.socket(zmq.DEALER)
@@ -45,6 +47,9 @@ class Client:
                     raise WorkerLost("this worker requires CurveZMQ: give the client's key pair (made by `invsr keys`)")
                 self.socket.curve_serverkey = connection.curve_server_key.encode("ascii")
                 self.socket.curve_publickey, self.socket.curve_secretkey = client_keys
+            elif connection.socket_auth == "plain":
+                self.socket.plain_username = connection_file.SOCKET_USER
+                self.socket.plain_password = connection.socket_password
             self.socket.connect(connection.endpoint)
         except zmq.ZMQError as error:
             self.close()
@@ -69,7 +74,9 @@ class Client:
     # --- operations ----------------------------------------------------------------------------------
 
     def hello(self) -> dict:
-        return self.request("hello").fields
+        fields = self.request("hello").fields
+        self.limits = fields.get("limits") or {}
+        return fields
 
     def ping(self) -> float:
         """Round-trip seconds."""
@@ -93,9 +100,22 @@ class Client:
         `should_cancel()` is asked at each heartbeat; when it returns True the job is cancelled and
         `Cancelled` raised once the worker confirms. Returns the result header and its pixel buffer.
         """
+        self._check_message_size(memoryview(pixels).nbytes)
         header = {"width": width, "height": height, "channels": channels, "dtype": dtype, "params": params}
         reply = self.request("upscale", header, [pixels], on_progress=on_progress, should_cancel=should_cancel, final=("result",))
         return reply.fields, reply.buffers[0]
+
+    def _check_message_size(self, size: int) -> None:
+        """ZeroMQ drops a message over the worker's limit without a word: refuse it here instead."""
+        if self.limits is None:
+            self.hello()
+        limit = self.limits.get("max_message_bytes")
+        if limit and size > limit:
+            raise TooLarge(
+                f"the image is {size / 1e6:.0f} MB of pixels, over this worker's limit of {limit / 1e6:.0f} MB per message: "
+                "send part of it, or start the worker with a larger --max-message-mb",
+                {"max_message_bytes": limit},
+            )
 
     # --- the waiting loop ----------------------------------------------------------------------------
 
@@ -105,11 +125,12 @@ class Client:
         self._send(Message(kind, dict(fields or {}, id=request_id), list(buffers)), wait=True)
         final = final or ("hello", "pong", "echo", "status", "cancelling")
         last_heard = next_beat = time.monotonic()
-        job, cancel_sent = None, False
+        job, cancel_sent, result_bytes = None, False, 0
+        in_flight = sum(memoryview(b).nbytes for b in buffers)  # bytes that may hold up the worker's answers
         while True:
             now = time.monotonic()
             if now >= next_beat:
-                self._check_alive(now - last_heard)
+                self._check_alive(now - last_heard, self.timeout + in_flight / SLOWEST_LINK)
                 if should_cancel is not None and job and not cancel_sent and should_cancel():
                     self._send(Message("cancel", {"id": new_id(), "job": job}))
                     cancel_sent = True
@@ -121,12 +142,16 @@ class Client:
             last_heard = time.monotonic()
             if message.fields.get("re") != request_id:
                 continue  # a pong, or a reply to a cancel: only proof of life
+            in_flight = 0  # the request has arrived
             if message.type == "error":
                 raise error_for(message.fields.get("code", "internal"), message.fields.get("message", ""), message.fields.get("details"))
             if message.type == "accepted":
-                job = message.fields.get("job")
-            elif message.type == "progress" and on_progress is not None:
-                on_progress(message.fields)
+                job, result_bytes = message.fields.get("job"), message.fields.get("result_bytes", 0)
+            elif message.type == "progress":
+                if message.fields.get("stage") == "finish":  # the result is on its way
+                    in_flight = result_bytes
+                if on_progress is not None:
+                    on_progress(message.fields)
             if message.type in final:
                 return message
 
@@ -138,17 +163,17 @@ class Client:
             if wait:
                 raise WorkerLost(
                     f"cannot reach the worker at {self.connection.endpoint} within {self.timeout:g} s: it is not running, "
-                    "or it refused this client's CurveZMQ key"
+                    "or it refused this client's CurveZMQ key or secret (a connection file of another worker)"
                 ) from None
 
     def _receive(self) -> Message:
         frames = self.socket.recv_multipart(copy=False)
         return Message.decode(self.key, [frame.buffer for frame in frames])
 
-    def _check_alive(self, silent_for: float) -> None:
+    def _check_alive(self, silent_for: float, allowed: float) -> None:
         """Raise WorkerLost when a local worker's process is gone, or when any worker is silent too long."""
         died = self.connection.is_local and self.connection.pid and not _process_alive(self.connection.pid)
-        if died or silent_for > self.timeout:
+        if died or silent_for > allowed:
             raise WorkerLost(self._lost_message(died, silent_for), {"log_tail": self.log_tail()})
 
     def _lost_message(self, died: bool, silent_for: float) -> str:
@@ -224,7 +249,7 @@ def _answering(path: Path, **options) -> Client | None:
     except (OSError, ValueError):
         return None
     try:
-        client.request("hello")
+        client.hello()
         return client
     except VersionMismatch as error:
         client.close()
@@ -255,6 +280,9 @@ def _start(path: Path, command: list[str], timeout: float, **options) -> Client:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
+            client = _answering(path, **options)  # another client's start may have won the race for the port
+            if client is not None:
+                return client
             tail = tail_of(startup_log)
             raise WorkerLost(f"the InvSR worker could not start (exit status {process.returncode}):\n{tail}", {"log_tail": tail})
         if path.exists():

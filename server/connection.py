@@ -10,6 +10,8 @@ Standard library only: this module also runs inside GIMP's Python.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -17,6 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+SOCKET_USER = b"invsr"  # the PLAIN handshake's user name (the password is what proves access)
 DEFAULT_PORT = 47290
 DEFAULT_ENDPOINT = f"tcp://127.0.0.1:{DEFAULT_PORT}"
 FILE_NAME = "worker.json"
@@ -50,14 +53,25 @@ class Connection:
     log_file: str | None = None
     worker_version: str | None = None
     curve_server_key: str | None = None  # Z85 public key when the worker requires CurveZMQ
+    socket_auth: str | None = None  # "plain": ZeroMQ's PLAIN handshake with `socket_password` (3.0 workers)
 
     @property
     def key_bytes(self) -> bytes:
         return bytes.fromhex(self.key)
 
     @property
+    def socket_password(self) -> bytes:
+        return socket_password(self.key_bytes)
+
+    @property
     def is_local(self) -> bool:
         return is_loopback(self.endpoint)
+
+
+def socket_password(key: bytes) -> bytes:
+    """The PLAIN handshake's password: derived from the secret, so that the secret itself never travels
+    (PLAIN sends its password in the clear)."""
+    return hmac.new(key, b"invsr socket password", hashlib.sha256).hexdigest().encode("ascii")
 
 
 def is_loopback(endpoint: str) -> bool:
@@ -77,7 +91,8 @@ def write(path: Path, connection: Connection) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    partial.unlink(missing_ok=True)  # a file already there would keep its (maybe looser) mode
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w") as f:
         json.dump(dataclasses.asdict(connection), f, indent=2)
     os.replace(partial, path)

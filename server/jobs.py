@@ -106,6 +106,9 @@ class ModelHolder:
             self.status = {"state": "failed", "code": error.code, "error": str(error)}
             log.error("model failed to load: %s", error)
             raise
+        except Exception as error:  # a bug or a broken install: say so in `hello`, never stay "loading"
+            self.status = {"state": "failed", "code": "internal", "error": f"{type(error).__name__}: {error}"}
+            raise
         pipeline.max_pixels = self.config.max_pixels
         if self.config.compile:
             pipeline.optimize(compile=True)

@@ -20,7 +20,7 @@ import os
 import time
 import uuid
 
-PROTOCOL_VERSION = (2, 0)  # the one place the version is written; docs/PROTOCOL.md must match
+PROTOCOL_VERSION = (3, 0)  # the one place the version is written; docs/PROTOCOL.md must match
 MAX_HEADER_BYTES = 64 * 1024
 SIGNATURE_BYTES = 32
 PIECE_BYTES = 4 * 1024 * 1024  # frames are hashed in pieces of this size (part of the signature's definition)
@@ -158,7 +158,7 @@ class Message:
             raise Unauthorized("wrong or missing signature: the secret does not match the worker's connection file")
         try:
             fields = json.loads(bytes(header).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        except (ValueError, RecursionError) as error:  # ValueError: not UTF-8, not JSON, or a number too long
             raise BadMessage(f"header is not UTF-8 JSON (or nested too deeply): {error}") from None
         if not isinstance(fields, dict) or not isinstance(fields.get("type"), str):
             raise BadMessage("header must be a JSON object with a string 'type'")
@@ -182,7 +182,7 @@ def _unverified_version(header) -> str | None:
         text = json.loads(bytes(header).decode("utf-8"))["protocol"]
         parse_version(text)
         return text
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, TypeError, KeyError, BadMessage):
+    except (ValueError, RecursionError, TypeError, KeyError, BadMessage):
         return None
 
 

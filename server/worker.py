@@ -46,7 +46,8 @@ from .protocol import (
 )
 
 log = logging.getLogger("invsr.worker")
-REPLAY_MEMORY = 10_000  # signatures remembered to refuse a replayed message
+REPLAY_WINDOW = 1800.0  # seconds: older messages are refused, newer ones are remembered to refuse a replay
+REPLAY_MEMORY = 1_000_000  # at most this many signatures remembered (memory bound)
 POLL_MS = 100
 
 
@@ -102,6 +103,7 @@ class Worker:
             log_file=str(self.config.log_file),
             worker_version=_version(),
             curve_server_key=self.curve_public_key,
+            socket_auth=None if self.curve_public_key else "plain",
         )
         executor = Executor(self.board, self.model, self.context, self.key, self.config.log_file)
         thread = threading.Thread(target=executor.run, name="invsr-executor", daemon=True)
@@ -126,8 +128,7 @@ class Worker:
         router = self.context.socket(zmq.ROUTER)
         router.setsockopt(zmq.LINGER, 0)
         router.setsockopt(zmq.MAXMSGSIZE, self.config.max_message_bytes)  # bigger messages: peer dropped
-        router.setsockopt(zmq.ROUTER_HANDOVER, 1)
-        self.curve_public_key = self._configure_curve(router)
+        self.curve_public_key = self._configure_access(router)
         try:
             router.bind(self.config.bind)
         except zmq.ZMQError as error:
@@ -137,23 +138,30 @@ class Worker:
             ) from None
         return router
 
-    def _configure_curve(self, router: zmq.Socket) -> str | None:
-        config = self.config
-        if config.curve_keys is None:
-            if not connections.is_loopback(config.bind) and not config.insecure:
-                raise SystemExit(
-                    f"invsr serve: refusing to bind {config.bind} beyond this machine without encryption: give "
-                    "--curve-keys DIR and --allowed-keys DIR (make keys with `invsr keys DIR`), or --insecure"
-                )
-            return None
+    def _configure_access(self, router: zmq.Socket) -> str | None:
+        """Admit to the socket only peers that prove access in ZeroMQ's handshake (ZAP): an allowed
+        CurveZMQ key, or else the PLAIN password derived from the secret. A peer without it never gets
+        a routing id, so it can neither flood the worker nor take another client's place (ROUTER ids are
+        predictable) nor reach libzmq's assertion on a colliding id. Returns the CurveZMQ public key."""
         import zmq.auth
         from zmq.auth.thread import ThreadAuthenticator
 
-        if config.allowed_keys is None:
+        config = self.config
+        if config.curve_keys is None and not connections.is_loopback(config.bind) and not config.insecure:
+            raise SystemExit(
+                f"invsr serve: refusing to bind {config.bind} beyond this machine without encryption: give "
+                "--curve-keys DIR and --allowed-keys DIR (make keys with `invsr keys DIR`), or --insecure"
+            )
+        if config.curve_keys is not None and config.allowed_keys is None:
             raise SystemExit("invsr serve: --curve-keys needs --allowed-keys DIR, the public keys of allowed clients")
-        public, secret = zmq.auth.load_certificate(Path(config.curve_keys) / "server.key_secret")
         self.authenticator = ThreadAuthenticator(self.context)
         self.authenticator.start()
+        if config.curve_keys is None:
+            password = connections.socket_password(self.key).decode()
+            self.authenticator.configure_plain(domain="*", passwords={connections.SOCKET_USER.decode(): password})
+            router.plain_server = True
+            return None
+        public, secret = zmq.auth.load_certificate(Path(config.curve_keys) / "server.key_secret")
         self.authenticator.configure_curve(domain="*", location=str(config.allowed_keys))
         router.curve_server = True
         router.curve_publickey, router.curve_secretkey = public, secret
@@ -196,7 +204,7 @@ class Worker:
         try:
             message = Message.decode(self.key, frames)
             request_id = message.fields.get("id")
-            self._refuse_replay(frames[0])
+            self._refuse_replay(frames[0], message.fields.get("sent"))
             self.last_seen[client] = time.monotonic()
             self._dispatch(client, request_id, message)
         except RemoteError as error:
@@ -207,12 +215,21 @@ class Worker:
             log.exception("failed to handle a request")
             self._send(client, error_message(error_for("internal", "unexpected failure; see the worker log"), request_id))
 
-    def _refuse_replay(self, signature) -> None:
+    def _refuse_replay(self, signature, sent) -> None:
+        """Refuse a message seen before, or sent longer ago than signatures are remembered."""
+        now = time.time()
+        if not isinstance(sent, (int, float)) or isinstance(sent, bool):
+            raise BadMessage("every message needs its sending time, 'sent', in seconds since 1970")
+        if abs(now - sent) > REPLAY_WINDOW:
+            when = f"{now - sent:.0f} s ago" if sent < now else f"{sent - now:.0f} s in the future"
+            raise BadMessage(
+                f"this message says it was sent {when}: a replay, or the two computers' clocks differ; set both clocks right (NTP)"
+            )
         key = bytes(signature)
         if key in self.seen_signatures:
             raise BadMessage("this message was already received (replayed)")
-        self.seen_signatures[key] = None
-        if len(self.seen_signatures) > REPLAY_MEMORY:
+        self.seen_signatures[key] = now
+        while self.seen_signatures and (len(self.seen_signatures) > REPLAY_MEMORY or next(iter(self.seen_signatures.values())) < now - 2 * REPLAY_WINDOW):
             self.seen_signatures.popitem(last=False)
 
     def _dispatch(self, client: bytes, request_id, message: Message) -> None:
@@ -222,7 +239,7 @@ class Worker:
             "hello": self._hello,
             "ping": lambda m: Message("pong", {}),
             "echo": lambda m: Message("echo", {"sizes": [memoryview(b).nbytes for b in m.buffers]}, m.buffers),
-            "status": lambda m: Message("status", self._status()),
+            "status": lambda m: Message("status", self._status(client)),
             "cancel": self._cancel,
             "upscale": lambda m: self._accept(client, request_id, m),
         }
@@ -262,9 +279,9 @@ class Worker:
             },
         })
 
-    def _status(self) -> dict:
-        jobs = [
-            {"job": job.id, "state": job.state, "progress": job.progress, "client": job.client.hex()[-8:]}
+    def _status(self, asking: bytes) -> dict:
+        jobs = [  # clients' routing ids stay private: whose job it is, only as "yours"
+            {"job": job.id, "state": job.state, "progress": job.progress, "yours": job.client == asking}
             for job in self.board.all()
         ]
         horizon = time.monotonic() - self.config.client_timeout
@@ -279,6 +296,7 @@ class Worker:
 
     def _accept(self, client: bytes, request_id: str, message: Message) -> Message:
         from invsr.errors import InvSRError
+        from invsr.pipeline import check_work_size
         from invsr.request import UpscaleRequest
 
         if self.stopping:
@@ -290,16 +308,21 @@ class Worker:
         params = message.fields.get("params", {})
         if not isinstance(params, dict):
             raise BadMessage("'params' must be a JSON object")
-        try:
+        header = message.fields
+        try:  # everything that can be refused is refused now, not after waiting in the queue
             request = UpscaleRequest.from_dict(params)
+            out_height, out_width = request.output_size(header["height"], header["width"])
+            check_work_size(header["height"], header["width"], (out_height, out_width), self.config.max_pixels)
         except (InvSRError, TypeError) as error:
             raise error_for(getattr(error, "code", "invalid_request"), str(error)) from None
-        job, position = self.board.submit(client, request_id, message.fields, message.buffers[0], request)
-        header = job.header
+        job, position = self.board.submit(client, request_id, header, message.buffers[0], request)
         log.info("job %s queued: %sx%s %s x%s", job.id, header["width"], header["height"], header["dtype"], header["channels"])
-        return Message("accepted", {"job": job.id, "position": position})
+        result_bytes = out_width * out_height * header["channels"] * PIXEL_DTYPES[header["dtype"]]
+        return Message("accepted", {"job": job.id, "position": position, "result_bytes": result_bytes})
 
     def _cancel(self, message: Message) -> Message:
+        if not isinstance(message.fields.get("job"), str):
+            raise BadMessage("a cancel names the job by its id, a string")
         job = self.board.get(message.fields.get("job"))
         if job is None:
             raise UnknownJob(f"no queued or running job {message.fields.get('job')!r}")

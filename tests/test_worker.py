@@ -1,10 +1,14 @@
 """The worker and its client, as real processes on real loopback sockets: round trips equal in-process
 results, many clients at once, dead, frozen and vanished peers, cancellation, limits and bad input."""
 
+import contextlib
+import dataclasses
 import json
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -20,7 +24,7 @@ from hypothesis import strategies as st
 from invsr.request import UpscaleRequest
 from invsr_server import connection as connections
 from invsr_server import protocol
-from invsr_server.client import connect
+from invsr_server.client import Client, connect
 from invsr_server.protocol import Message, sign
 from test_protocol import signed_as_version_1
 from worker_helpers import WorkerProcess
@@ -137,7 +141,7 @@ def test_unknown_operation_is_refused(client):
 
 
 def signed(key, fields, buffers=(), protocol_version=protocol.version_text()):
-    header = json.dumps(dict(fields, protocol=protocol_version)).encode()
+    header = json.dumps(dict({"sent": time.time()}, **fields, protocol=protocol_version)).encode()
     return [sign(key, header, buffers), header, *buffers]
 
 
@@ -167,8 +171,35 @@ def test_wrong_secret_wrong_version_and_garbage_are_refused(worker, client):
     assert Message.decode(key, reply_to(sock)).type == "pong"
     sock.send_multipart(replay)
     assert "replayed" in Message.decode(key, reply_to(sock)).fields["message"]
+    sock.send_multipart(signed(key, {"type": "ping", "id": "d", "sent": time.time() - 7200}))  # older than remembered
+    assert "s ago: a replay, or the two computers' clocks differ" in Message.decode(key, reply_to(sock)).fields["message"]
+    sock.send_multipart(signed(key, {"type": "cancel", "id": "f", "job": ["not", "an", "id"]}))
+    assert Message.decode(key, reply_to(sock)).fields["code"] == "bad_message"
+    sock.send_multipart([sign(key, b'{"type":"ping","id":1' + b"1" * 5000 + b"}", []), b'{"type":"ping","id":1' + b"1" * 5000 + b"}"])
+    assert Message.decode(key, reply_to(sock)).fields["code"] == "bad_message"  # a number Python will not parse
     sock.close()
     assert client.ping() < 1.0
+
+
+def test_a_peer_without_the_connection_file_never_reaches_the_worker(worker, client):
+    """Other users of the machine can connect to loopback, but ZeroMQ's handshake needs the password
+    derived from the secret: without it no message arrives, none is answered, and no routing id is given
+    (ROUTER ids are predictable: claiming the next ones used to crash libzmq, or take over a client's job)."""
+    key = worker.connection.key_bytes
+    first_ids = [bytes([0]) + (0x6B8B4567 + n).to_bytes(4, "big") for n in range(60)]
+    strangers = []
+    for routing_id in first_ids:
+        sock = worker.raw_socket(password=False)
+        sock.setsockopt(zmq.ROUTING_ID, routing_id)
+        strangers.append(sock)
+    for sock in strangers[:5]:
+        sock.send_multipart(signed(key, {"type": "ping", "id": "x"}), flags=zmq.NOBLOCK)  # even signed right
+    assert not any(sock.poll(500) for sock in strangers[:5])
+    with worker.client() as newcomer:  # a rightful client gets an id now, as the strangers hold theirs
+        assert newcomer.ping() < 1.0 and client.ping() < 1.0
+    for sock in strangers:
+        sock.close()
+    assert worker.process.poll() is None
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -214,8 +245,74 @@ def test_oversized_message_drops_the_sender_not_the_worker(tmp_path, tiny_weight
         sock.close()
         with small.client() as c:
             assert c.ping() < 1.0
+            with pytest.raises(protocol.TooLarge, match=r"over this worker's limit of 0 MB per message: .*--max-message-mb"):
+                send_upscale(c, noise_image(64))  # the client refuses it rather than wait for a reply that never comes
     finally:
         small.stop()
+
+
+def test_what_cannot_be_done_is_refused_before_queueing(client):
+    """An output over the pixel limit, or an impossible size, is refused on arrival, not after the queue."""
+    for params, error in [({"scale": 16}, protocol.InvalidImage), ({"width": 100_000}, protocol.InvalidRequest), ({"timesteps": 200}, protocol.InvalidRequest)]:
+        arrivals = []
+        with pytest.raises(error):
+            client.upscale(bytes(2001 * 1000 * 3), 2001, 1000, 3, "u8", params, on_progress=arrivals.append)
+        assert arrivals == []  # never accepted, never queued
+    assert client.status()["jobs"] == []
+
+
+def test_status_says_which_jobs_are_yours_and_nothing_of_other_clients(worker, client):
+    def run_long_job():
+        with worker.client() as other, contextlib.suppress(protocol.Cancelled):
+            send_upscale(other, noise_image(), **LONG_JOB)  # cancelled below
+
+    thread = threading.Thread(target=run_long_job)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not client.status()["jobs"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        (job,) = client.status()["jobs"]
+        assert job["yours"] is False and set(job) == {"job", "state", "progress", "yours"}
+    finally:
+        client.cancel(job["job"])
+        thread.join()
+
+
+def test_a_slow_link_is_not_mistaken_for_a_lost_worker(worker):
+    """Over a 4 MB/s link a 30 MB upload takes 7 s, longer than the 5 s heartbeat timeout, while the
+    pings wait behind the pixels: the client allows for the bytes in flight."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    host, port = worker.connection.endpoint.removeprefix("tcp://").rsplit(":", 1)
+    threading.Thread(target=slow_relay, args=(listener, (host, int(port)), 4e6), daemon=True).start()
+    slow = dataclasses.replace(worker.connection, endpoint=f"tcp://127.0.0.1:{listener.getsockname()[1]}")
+    try:
+        with Client(slow) as c:
+            started = time.monotonic()
+            with pytest.raises(protocol.InvalidRequest, match="steps"):  # the worker's answer, once the pixels are there
+                c.upscale(bytes(30_000_000), 5000, 2000, 3, "u8", {"steps": 99})
+            assert time.monotonic() - started > 6
+    finally:
+        listener.close()
+
+
+def slow_relay(listener, target, rate):
+    """Forward each connection to `target`, the client's side at `rate` bytes per second."""
+    def pump(source, sink, limit):
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+                time.sleep(len(data) / limit if limit else 0)
+        for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    with contextlib.suppress(OSError):
+        while True:
+            near, _ = listener.accept()
+            far = socket.create_connection(target)
+            threading.Thread(target=pump, args=(near, far, rate), daemon=True).start()
+            threading.Thread(target=pump, args=(far, near, None), daemon=True).start()
 
 
 def test_worker_killed_mid_job_is_reported_within_seconds(tmp_path, tiny_weights):
@@ -426,6 +523,46 @@ def test_serve_stop_ends_the_worker_and_never_signals_a_stranger(tmp_path, tiny_
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def test_two_clients_starting_the_worker_at_once_both_get_it(tmp_path, tiny_weights):
+    """Both start a worker; one cannot bind the port the other took, and its client uses the winner."""
+    port = socket.create_server(("127.0.0.1", 0))
+    endpoint = f"tcp://127.0.0.1:{port.getsockname()[1]}"
+    port.close()
+    command = [sys.executable, "-m", "invsr", "serve", "--bind", endpoint, "--weights", str(tiny_weights.noise_predictor.parent), "--device", "cpu", "--log-file", str(tmp_path / "w.log")]
+    clients = [None, None]
+
+    def start(index):
+        clients[index] = connect(tmp_path / "worker.json", start_command=command)
+
+    threads = [threading.Thread(target=start, args=(index,)) for index in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert None not in clients and clients[0].connection.pid == clients[1].connection.pid
+        assert clients[1].ping() < 1.0
+    finally:
+        os.kill(clients[0].connection.pid, signal.SIGTERM)
+        for client in clients:
+            client and client.close()
+
+
+def test_a_model_that_fails_to_load_for_any_reason_is_reported_as_failed(tmp_path, tiny_weights):
+    weights = tmp_path / "weights"
+    shutil.copytree(tiny_weights.noise_predictor.parent, weights)
+    config = next(weights.glob("noise_predictor*.json"))
+    config.write_text("{ not json")
+    broken = WorkerProcess(tmp_path / "w", weights).wait_ready()
+    try:
+        with broken.client() as c:
+            with pytest.raises(protocol.RemoteError):
+                send_upscale(c, noise_image(32))
+            assert c.hello()["model"]["state"] == "failed"
+    finally:
+        broken.stop()
 
 
 def test_a_worker_that_cannot_start_is_reported_with_its_reason(tmp_path):

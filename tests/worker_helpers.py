@@ -48,10 +48,13 @@ class WorkerProcess:
     def client(self, **options) -> Client:
         return Client(self.connection, **options)
 
-    def raw_socket(self) -> zmq.Socket:
-        """A bare DEALER connected to the worker, for sending what a proper client never would."""
+    def raw_socket(self, password: bool = True) -> zmq.Socket:
+        """A bare DEALER connected to the worker, for sending what a proper client never would; with the
+        socket password of the connection file (a peer that can read it), or without (any other user)."""
         sock = zmq.Context.instance().socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
+        if password:
+            sock.plain_username, sock.plain_password = connection.SOCKET_USER, self.connection.socket_password
         sock.connect(self.connection.endpoint)
         return sock
 
