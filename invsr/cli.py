@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import InvSRError
+from .errors import InvSRError, UsageError
 
 DATA = Path(__file__).parent / "data"
 SAMPLE = DATA / "sample.png"
@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
+    except UsageError as error:
+        print(f"invsr {args.command}: error: {error}", file=sys.stderr)
+        return 2
     except InvSRError as error:
         print(f"invsr: error: {error}", file=sys.stderr)
         return 1
@@ -197,6 +200,7 @@ def run_upscale(args) -> int:
     from .image_io import is_image_path
 
     request = _request(args)  # bad parameters fail before the model loads
+    _check_output_option(args.inputs, args.output)
     jobs, failures = plan_jobs(args.inputs, args.output, is_image_path)
     for source, message in failures:
         print(f"invsr: {source}: {message}", file=sys.stderr)
@@ -220,15 +224,35 @@ def run_upscale(args) -> int:
     return 1 if failed else 0
 
 
+def _check_output_option(inputs: list[Path], output: Path) -> None:
+    """-o names one image file (for one input file) or a folder; refuse what is neither, before any work."""
+    from .image_io import SUFFIXES, is_image_path
+
+    formats = ", ".join(SUFFIXES)
+    if output.is_dir():
+        return
+    if output.suffix and not is_image_path(output):
+        raise UsageError(
+            f"cannot write {output.suffix} files; -o takes a file ending in {formats}, or a folder "
+            "(to make a new folder with a dot in its name, create it first)"
+        )
+    one_file = len(inputs) == 1 and not inputs[0].is_dir()
+    if not one_file and (output.exists() or is_image_path(output)):
+        raise UsageError(f"-o {output} names a file, but several images are to be written; give a folder with -o")
+    if output.exists() and not is_image_path(output):
+        raise UsageError(f"-o {output} is an existing file, not a folder; give a folder or a file ending in {formats}")
+
+
 # --- demo ----------------------------------------------------------------------------------------------
 
 
 def run_demo(args) -> int:
     from .files import upscale_files
 
+    request = _request(args)  # bad parameters fail before weights are looked for, written or loaded
     weights = _demo_weights(args)
     pipeline = _load(args, weights)
-    entry = upscale_files(pipeline, [(SAMPLE, args.output)], _request(args))[0]
+    entry = upscale_files(pipeline, [(SAMPLE, args.output)], request)[0]
     if "error" in entry:
         return 1
     print(f"wrote {args.output} ({entry['output_size'][0]} x {entry['output_size'][1]}) from the bundled sample photo")

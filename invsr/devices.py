@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import torch
 
@@ -19,6 +20,7 @@ from .errors import DeviceError
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
+MEMINFO = Path("/proc/meminfo")  # Linux
 
 
 def _mps_available() -> bool:
@@ -106,7 +108,19 @@ def free_memory(device: torch.device) -> int | None:
         return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
     if device.type == "mps":
         return max(0, torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory())
-    try:  # the CPU: memory the system has free now (Linux and macOS)
+    return _host_available_memory()
+
+
+def _host_available_memory() -> int | None:
+    """Linux's MemAvailable: free pages plus the page cache the kernel gives back on demand. Free pages
+    alone shrink with every file read, and the automatic tile (so the result) would follow them."""
+    try:
+        for line in MEMINFO.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024  # given in kB
+    except (OSError, ValueError, IndexError):
+        pass
+    try:  # elsewhere (macOS): the pages free now
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None

@@ -11,6 +11,12 @@ class InvSRError(Exception):
     code = "internal"
 
 
+class UsageError(InvSRError):
+    """The command line asks for something that cannot be done as written (the `invsr` command exits 2)."""
+
+    code = "usage"
+
+
 class InvalidRequest(InvSRError):
     """A parameter of an upscale (steps, timesteps, colour fix, seed, scale, ...) is not acceptable."""
 

@@ -7,6 +7,7 @@ remote.RemotePipeline through the worker.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -27,16 +28,29 @@ def plan_jobs(inputs: list[Path], output: Path, is_image) -> tuple[list[tuple[Pa
             failures.append((given, "no such file or folder"))
     single_file = len(inputs) == 1 and not inputs[0].is_dir() and not output.is_dir() and is_image(output)
     if single_file:
-        return [(sources[0], output)] if sources else [], failures
+        pairs = [(sources[0], output)] if sources else []
+    else:
+        pairs = [(source, output / source.name) for source in sources]
+    inputs_seen = {_file_identity(source) for source in sources}  # none may be overwritten, even one not yet read
     jobs, taken = [], set()
-    for source in sources:
-        target = output / source.name
-        if target in taken:
+    for source, target in pairs:
+        if _file_identity(target) in inputs_seen:
+            failures.append((source, f"refusing to overwrite the input {target} with the upscale of {source}; choose another output"))
+        elif target in taken:
             failures.append((source, f"another input already writes {target}; upscale it separately"))
-            continue
-        taken.add(target)
-        jobs.append((source, target))
+        else:
+            taken.add(target)
+            jobs.append((source, target))
     return jobs, failures
+
+
+def _file_identity(path: Path):
+    """The same value for two names of one file: through links, and on case-insensitive disks."""
+    try:
+        status = path.stat()
+        return status.st_dev, status.st_ino
+    except OSError:  # not there (yet): its resolved name
+        return os.path.normcase(path.resolve())
 
 
 def upscale_files(pipeline, jobs, request) -> list[dict]:
@@ -52,31 +66,41 @@ def upscale_files(pipeline, jobs, request) -> list[dict]:
                 for notice in entry["tiling"]["notices"]:
                     bar.write(f"invsr: {source.name}: {notice}", file=sys.stderr)
                 bar.write(f"{source} -> {target} ({entry['seconds']['total']:.1f} s)")
-            except InvSRError as error:
-                entry["error"] = str(error)
-                bar.write(f"invsr: {error}", file=sys.stderr)
+            except (InvSRError, OSError) as error:  # one image failed; the others go on
+                entry["error"] = str(error) if isinstance(error, InvSRError) else f"{source}: {error}"
+                bar.write(f"invsr: {entry['error']}", file=sys.stderr)
             entries.append(entry)
     return entries
 
 
 def upscale_file(pipeline, source: Path, target: Path, request, bar=None) -> dict:
-    from .image_io import EIGHT_BIT_ONLY, ImageFile, read_image, write_image
+    from .image_io import (
+        EIGHT_BIT_ONLY,
+        JPEG_SUFFIXES,
+        ImageFile,
+        check_output,
+        read_image,
+        without_opaque_alpha,
+        write_image,
+    )
 
-    if source.resolve() == target.resolve():
+    if _file_identity(source) == _file_identity(target):
         raise ImageFileError(f"{source}: refusing to overwrite the input with its upscale; choose another output")
     started = time.perf_counter()
     image = read_image(source)
+    pixels = without_opaque_alpha(image.pixels) if target.suffix.lower() in JPEG_SUFFIXES else image.pixels
+    height, width = request.output_size(*pixels.shape[:2])
+    check_output(target, height, width, pixels.shape[2] if pixels.ndim == 3 else 1)  # before minutes of work
     read_seconds = time.perf_counter() - started
 
     def show(progress):
         if bar is not None:
             bar.set_postfix_str(f"tile {min(progress.done, progress.total - 1)}/{progress.total - 1}")
 
-    result = pipeline.upscale(image.pixels, request, progress=show)
+    result = pipeline.upscale(pixels, request, progress=show)
     notes = {"invsr": result.report["warning"]} if "warning" in result.report else {}
     if target.suffix.lower() in EIGHT_BIT_ONLY and result.image.dtype != "uint8":
         print(f"invsr: note: {target.name} holds 8 bits per channel; use PNG or TIFF to keep all {result.image.dtype} precision", file=sys.stderr)
-    target.parent.mkdir(parents=True, exist_ok=True)
     written = time.perf_counter()
     write_image(target, ImageFile(result.image, image.icc_profile), notes)
     seconds = dict(result.report["seconds"], read=round(read_seconds, 4), write=round(time.perf_counter() - written, 4))

@@ -3,9 +3,12 @@
 Pillow reduces 16-bit colour PNG and TIFF to 8 bits, so those two formats are read through OpenCV, which
 keeps every bit (and reads float TIFFs); TIFF is written through OpenCV too. PNG is written here (a PNG
 is a few zlib-compressed chunks), so that gray + alpha, 16 bits, ICC profiles and text notes all fit.
-JPEG and WebP go through Pillow, which applies EXIF orientation. ICC profiles are read from every format
-and written into PNG, JPEG and WebP (not TIFF). Files are written to a temporary name and renamed, so
-an interrupted run never leaves half an image.
+JPEG and WebP go through Pillow, and so do CMYK images (converted to RGB through their ICC profile) and
+gray + alpha TIFFs, which OpenCV would flatten. EXIF orientation is applied on reading, for every format
+(by OpenCV for TIFF, by Pillow for JPEG and WebP, here for PNG).
+ICC profiles are read from every format and written into PNG, JPEG and WebP (not TIFF), but only where
+the profile's colour space is the image's (gray or RGB). Files are written to a temporary name and
+renamed, so an interrupted run never leaves half an image.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ OPENCV_SUFFIXES = (".png", ".tif", ".tiff")
 PILLOW_SUFFIXES = (".jpg", ".jpeg", ".webp")
 SUFFIXES = OPENCV_SUFFIXES + PILLOW_SUFFIXES
 EIGHT_BIT_ONLY = PILLOW_SUFFIXES  # formats that cannot hold more than 8 bits per channel here
+JPEG_SUFFIXES = (".jpg", ".jpeg")
+MAX_SIDE = {".jpg": 65500, ".jpeg": 65500, ".webp": 16383}  # what libjpeg and libwebp can encode
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,24 +49,67 @@ def read_image(path: str | Path) -> ImageFile:
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise ImageFileError(f"{path}: unsupported file type {suffix or '(none)'}; use {', '.join(SUFFIXES)}")
-    data = path.read_bytes()
     try:
-        pixels = _decode_opencv(data) if suffix in OPENCV_SUFFIXES else _decode_pillow(data)
+        data = path.read_bytes()
+    except OSError as error:
+        raise ImageFileError(f"{path}: cannot read the file ({error.strerror or error}); check that it is readable") from error
+    header = _Header.of(data)
+    try:
+        if suffix in OPENCV_SUFFIXES and not header.needs_pillow:
+            pixels = _oriented(_decode_opencv(data), header.png_orientation)
+            return ImageFile(pixels, header.icc_profile)
+        return _decode_pillow(data)
     except ImageFileError as error:
         raise ImageFileError(f"{path}: {error}") from None
     except Exception as error:  # decoders raise many types for damaged files
         raise ImageFileError(f"{path}: cannot decode the image ({error}); the file may be damaged") from error
-    return ImageFile(pixels, _icc_profile(data))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Header:
+    """What Pillow sees in a file's headers, without decoding its pixels."""
+
+    format: str | None = None
+    mode: str | None = None
+    icc_profile: bytes | None = None
+    png_orientation: int = 1  # EXIF: 1 is upright, 2 to 8 mirror and/or rotate; OpenCV ignores it in PNG only
+
+    @classmethod
+    def of(cls, data: bytes) -> _Header:
+        from PIL import Image
+
+        try:
+            with Image.open(io.BytesIO(data)) as image:  # reads headers only
+                icc = image.info.get("icc_profile") or None
+                return cls(image.format, image.mode, icc, _png_orientation(data) if image.format == "PNG" else 1)
+        except Exception:  # a format Pillow cannot parse: OpenCV decodes it, with no profile we could use
+            return cls()
+
+    @property
+    def needs_pillow(self) -> bool:
+        """OpenCV reads CMYK with no regard to its profile, and drops the alpha of gray + alpha TIFFs."""
+        return self.mode == "CMYK" or (self.format == "TIFF" and self.mode == "LA")
+
+
+def _png_orientation(data: bytes) -> int:
+    from PIL import Image
+
+    exif, body = Image.Exif(), _png_chunk_body(data, b"eXIf")  # Pillow would decode every pixel to find it
+    if body:
+        exif.load(body)
+    return exif.get(_ORIENTATION, 1)
 
 
 def _decode_opencv(data: bytes) -> np.ndarray:
     import cv2
 
     pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if pixels is not None and data[:8] == _PNG_SIGNATURE and data[25] == _PNG_GRAY_ALPHA:
-        pixels = pixels[..., [0, 3]]  # OpenCV expands gray + alpha to BGRA; keep it gray
     if pixels is None:
         raise ImageFileError("not a readable image: the file is damaged or not what its name says")
+    if data[:8] == _PNG_SIGNATURE and data[25] == _PNG_GRAY_ALPHA:
+        pixels = pixels[..., [0, 3]]  # OpenCV expands gray + alpha to BGRA; keep it gray
+    if data[:8] == _PNG_SIGNATURE and data[25] == _PNG_GRAY and pixels.ndim == 2:
+        pixels = _with_gray_transparency(pixels, data)
     if pixels.dtype == np.float64:
         pixels = pixels.astype(np.float32)
     if pixels.dtype not in (np.uint8, np.uint16, np.float32):
@@ -71,44 +119,138 @@ def _decode_opencv(data: bytes) -> np.ndarray:
     return np.ascontiguousarray(pixels)
 
 
-def _decode_pillow(data: bytes) -> np.ndarray:
+def _with_gray_transparency(gray: np.ndarray, data: bytes) -> np.ndarray:
+    """Gray PNG pixels plus the alpha its tRNS chunk implies (one gray value fully transparent), which
+    OpenCV ignores; unchanged without a tRNS chunk."""
+    transparent = _png_chunk_body(data, b"tRNS")
+    if transparent is None or len(transparent) < 2:
+        return gray
+    depth = data[24]
+    value = struct.unpack(">H", transparent[:2])[0]
+    if depth < 8:  # OpenCV widens 1, 2 and 4-bit gray to 8 bits, scaling the values
+        value = value * 255 // (2**depth - 1)
+    opaque = np.iinfo(gray.dtype).max
+    alpha = np.where(gray == value, 0, opaque).astype(gray.dtype)
+    return np.dstack([gray, alpha])
+
+
+def _png_chunk_body(data: bytes, kind: bytes) -> bytes | None:
+    """The body of the first chunk of this kind, or None (a walk from length to length, reading nothing else)."""
+    offset = len(_PNG_SIGNATURE)
+    while offset + 8 <= len(data):
+        length, found = struct.unpack(">I4s", data[offset : offset + 8])
+        if found == kind:
+            return data[offset + 8 : offset + 8 + length]
+        if found == b"IEND":
+            return None
+        offset += 12 + length
+    return None
+
+
+def _oriented(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn stored pixels upright as EXIF orientation 1 to 8 says (as Pillow's ImageOps.exif_transpose)."""
+    flipped = pixels[:, ::-1] if orientation in (2, 4, 5, 7) else pixels  # the mirrored ones
+    turns = {2: 0, 3: 2, 4: 2, 5: 1, 6: 3, 7: 3, 8: 1}.get(orientation, 0)  # quarter turns anticlockwise
+    return np.ascontiguousarray(np.rot90(flipped, turns))
+
+
+def _decode_pillow(data: bytes) -> ImageFile:
     from PIL import Image, ImageOps
 
     with Image.open(io.BytesIO(data)) as opened:
         opened.load()  # decode now, so a truncated file fails here
         image = ImageOps.exif_transpose(opened)
+    icc = image.info.get("icc_profile") or None
+    if image.mode == "CMYK":
+        return ImageFile(np.asarray(_cmyk_to_rgb(image, icc)).copy())  # now sRGB: the CMYK profile no longer applies
     if image.mode not in ("L", "LA", "RGB", "RGBA"):
         has_alpha = "A" in image.mode or "transparency" in image.info
         image = image.convert("RGBA" if has_alpha else "RGB")
-    return np.asarray(image).copy()
+    return ImageFile(np.asarray(image).copy(), icc)
 
 
-def _icc_profile(data: bytes) -> bytes | None:
-    from PIL import Image
+def _cmyk_to_rgb(image, icc: bytes | None):
+    """sRGB through the file's own CMYK profile; without one (or with a broken one), Pillow's plain formula."""
+    from PIL import ImageCms
 
-    try:
-        with Image.open(io.BytesIO(data)) as image:  # reads headers only
-            return image.info.get("icc_profile") or None
-    except Exception:  # a format Pillow cannot parse has no profile we could use
-        return None
+    if icc:
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            return ImageCms.profileToProfile(image, source, ImageCms.createProfile("sRGB"), outputMode="RGB")
+        except (ImageCms.PyCMSError, OSError, ValueError):
+            pass  # a profile lcms cannot use: the plain conversion is still a fair picture
+    return image.convert("RGB")
 
 
 def write_image(path: str | Path, image: ImageFile, notes: dict[str, str] | None = None) -> None:
-    """Write `image` in the format the suffix names; `notes` become PNG text chunks or a JPEG comment."""
+    """Write `image` in the format the suffix names; `notes` become PNG text chunks or a JPEG comment.
+
+    A fully opaque alpha channel is dropped for JPEG (it holds nothing); any other alpha is refused there.
+    """
     path = Path(path)
+    suffix = path.suffix.lower()
+    pixels = without_opaque_alpha(image.pixels) if suffix in JPEG_SUFFIXES else image.pixels
+    check_format(path, *pixels.shape[:2], _channels(pixels))
+    icc = image.icc_profile if _profile_fits(image.icc_profile, _channels(pixels)) else None
+    try:
+        if suffix == ".png":
+            data = encode_png(pixels, icc, notes or {})
+        elif suffix in OPENCV_SUFFIXES:
+            data = _encode_opencv(pixels, suffix)
+        else:
+            data = _encode_pillow(pixels, suffix, icc, notes or {})
+    except ImageFileError as error:
+        raise ImageFileError(f"{path}: {error}") from None
+    _write_atomically(path, data)
+
+
+def check_format(path: Path, height: int, width: int, channels: int) -> None:
+    """Raise when the format `path` names cannot hold a height x width image of this many channels."""
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise ImageFileError(f"{path}: cannot write {suffix or 'files without a suffix'}; use {', '.join(SUFFIXES)}")
-    pixels = image.pixels
-    if suffix in (".jpg", ".jpeg") and pixels.ndim == 3 and pixels.shape[2] in (2, 4):
-        raise ImageFileError(f"{path}: JPEG has no alpha channel; write PNG, TIFF or WebP to keep transparency")
-    if suffix == ".png":
-        data = encode_png(pixels, image.icc_profile, notes or {})
-    elif suffix in OPENCV_SUFFIXES:
-        data = _encode_opencv(pixels, suffix)
-    else:
-        data = _encode_pillow(pixels, suffix, image.icc_profile, notes or {})
-    _write_atomically(path, data)
+    if suffix in JPEG_SUFFIXES and channels in (2, 4):
+        raise ImageFileError(f"{path}: JPEG has no alpha channel and this image is partly transparent; write PNG, TIFF or WebP to keep transparency")
+    limit = MAX_SIDE.get(suffix)
+    if limit is not None and max(height, width) > limit:
+        raise ImageFileError(
+            f"{path}: {suffix[1:].upper()} holds at most {limit} pixels per side, and the output would be "
+            f"{width} x {height}; write PNG or TIFF, or choose a smaller scale"
+        )
+
+
+def check_output(path: Path, height: int, width: int, channels: int) -> None:
+    """Raise now what writing a height x width result to `path` would raise later (the format cannot hold
+    it, the folder cannot be made or written), so that no upscale runs for minutes only to be lost."""
+    check_format(path, height, width, channels)
+    if path.is_dir():
+        raise ImageFileError(f"{path}: is a folder; choose a file name for the result")
+    probe = _partial_name(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise ImageFileError(f"{path}: cannot write there ({error.strerror or error}); choose another output folder") from error
+
+
+def without_opaque_alpha(pixels: np.ndarray) -> np.ndarray:
+    """The pixels without their alpha channel when every pixel is fully opaque; otherwise unchanged."""
+    if _channels(pixels) not in (2, 4):
+        return pixels
+    opaque = 1.0 if pixels.dtype == np.float32 else np.iinfo(pixels.dtype).max
+    return pixels[..., :-1] if bool((pixels[..., -1] == opaque).all()) else pixels
+
+
+def _channels(pixels: np.ndarray) -> int:
+    return pixels.shape[2] if pixels.ndim == 3 else 1
+
+
+def _profile_fits(icc: bytes | None, channels: int) -> bool:
+    """Whether an ICC profile describes pixels of this many channels: a gray one for gray (+ alpha), an RGB
+    one for RGB(A). A profile of another colour space (a CMYK one, say) would make viewers misread them."""
+    colour_space = icc[16:20] if icc and len(icc) >= 20 else None  # the ICC header's data colour space
+    return colour_space == (b"GRAY" if channels <= 2 else b"RGB ")
 
 
 def _encode_opencv(pixels: np.ndarray, suffix: str) -> bytes:
@@ -133,10 +275,13 @@ def _encode_pillow(pixels: np.ndarray, suffix: str, icc: bytes | None, notes: di
     options = {"quality": 95}
     if icc:
         options["icc_profile"] = icc
-    if notes and suffix in (".jpg", ".jpeg"):
+    if notes and suffix in JPEG_SUFFIXES:
         options["comment"] = "; ".join(f"{k}: {v}" for k, v in notes.items())
     out = io.BytesIO()
-    image.save(out, format="JPEG" if suffix in (".jpg", ".jpeg") else "WEBP", **options)
+    try:
+        image.save(out, format="JPEG" if suffix in JPEG_SUFFIXES else "WEBP", **options)
+    except (OSError, ValueError) as error:  # the encoder's own limits, past what check_format knows
+        raise ImageFileError(f"Pillow could not encode a {image.width} x {image.height} image as {suffix} ({error}); write PNG or TIFF") from error
     return out.getvalue()
 
 
@@ -148,7 +293,9 @@ def to_integer(pixels: np.ndarray, dtype) -> np.ndarray:
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_GRAY = 0
 _PNG_GRAY_ALPHA = 4
+_ORIENTATION = 0x0112  # the EXIF tag
 _PNG_COLOR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type
 _PNG_BAND = 64  # rows filtered at a time
 
@@ -199,8 +346,12 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
+def _partial_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.partial")
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial = _partial_name(path)
     try:
         partial.write_bytes(data)
         os.replace(partial, path)

@@ -51,9 +51,11 @@ class UpscaleRequest:
 
     def __post_init__(self):
         if self.timesteps is not None:
+            if not isinstance(self.timesteps, (list, tuple)):
+                raise InvalidRequest(f"timesteps must be a list of integers such as [200, 100], got {self.timesteps!r}")
             object.__setattr__(self, "timesteps", tuple(self.timesteps))
         self._check_steps()
-        if self.color_fix not in COLOR_FIXES:
+        if not isinstance(self.color_fix, str) or self.color_fix not in COLOR_FIXES:
             raise InvalidRequest(f"color_fix must be one of {', '.join(COLOR_FIXES)}, got {self.color_fix!r}")
         if not _is_int(self.seed) or not 0 <= self.seed <= MAX_SEED:
             raise InvalidRequest(f"seed must be an integer from 0 to {MAX_SEED}, got {self.seed!r}")
@@ -111,6 +113,8 @@ class UpscaleRequest:
     @classmethod
     def from_dict(cls, fields: dict) -> "UpscaleRequest":
         """Build from JSON-like data, ignoring unknown keys (newer clients may send more)."""
+        if not isinstance(fields, dict):
+            raise InvalidRequest(f"a request must be an object of named fields, got {type(fields).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in fields.items() if k in known})
 

@@ -6,6 +6,7 @@ only the widths are small. Caches go to temporary folders, never to the user's h
 
 import os
 import shutil
+import struct
 import tempfile
 from pathlib import Path
 
@@ -69,3 +70,28 @@ def photo() -> np.ndarray:
 def small_photo(photo) -> np.ndarray:
     """A 40 x 24 crop: small enough for fast runs, not a multiple of what the networks need."""
     return photo[30:54, 40:80].copy()
+
+
+@pytest.fixture(scope="session")
+def gray_cmyk_profile() -> bytes:
+    """A minimal ICC v2 input profile for CMYK whose every colour is a neutral gray (L* falls with the ink,
+    a* = b* = 0): converted through it, pure cyan comes out gray, while a profile-blind formula gives cyan."""
+    identity = bytes(range(256))
+    corners = [(c, m, y, k) for c in (0, 1) for m in (0, 1) for y in (0, 1) for k in (0, 1)]
+    clut = b"".join(bytes([round(255 * (1 - k) * (1 - (c + m + y) / 4)), 128, 128]) for c, m, y, k in corners)
+    matrix = b"".join(struct.pack(">i", 65536 if i in (0, 4, 8) else 0) for i in range(9))
+    tags = {
+        b"desc": b"desc\0\0\0\0" + struct.pack(">I", 5) + b"gray\0" + bytes(4 + 4 + 3 + 67),
+        b"wtpt": b"XYZ \0\0\0\0" + struct.pack(">iii", 63190, 65536, 54061),  # D50
+        b"A2B0": b"mft1\0\0\0\0" + bytes([4, 3, 2, 0]) + matrix + identity * 4 + clut + identity * 3,
+    }
+    offset, table, body = 128 + 4 + 12 * len(tags), b"", b""
+    for signature, data in tags.items():
+        data += bytes(-len(data) % 4)
+        table += signature + struct.pack(">II", offset + len(body), len(data))
+        body += data
+    size = offset + len(body)
+    header = struct.pack(">I4sI4s4s4s", size, b"lcms", 0x02100000, b"scnr", b"CMYK", b"Lab ") + bytes(12) + b"acsp"
+    header += bytes(24) + struct.pack(">I", 0) + struct.pack(">iii", 63190, 65536, 54061)
+    header += bytes(128 - len(header))
+    return header + struct.pack(">I", len(tags)) + table + body

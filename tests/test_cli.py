@@ -183,3 +183,109 @@ def test_bad_size_and_tiling_options_are_explained(tmp_path, files, tiny_weights
     assert "scale must be a number from 1 to 16" in capsys.readouterr().err
     assert upscale(files / "a.png", "-o", tmp_path / "x.png", "--max-pixels", "0.01", weights=weights) == 1
     assert "over the limit of 0.01; choose a smaller scale" in capsys.readouterr().err
+
+
+def test_no_input_is_overwritten_by_another_inputs_upscale(tmp_path, small_photo, tiny_weights, capsys):
+    """x/a.png is both an input and where y/a.png's upscale would go: it is refused, the rest is done."""
+    for folder, pixels in (("x", small_photo), ("y", small_photo[::-1]), ("z", small_photo[:, ::-1])):
+        (tmp_path / folder).mkdir()
+        write_image(tmp_path / folder / ("b.png" if folder == "z" else "a.png"), ImageFile(pixels.copy()))
+    before = (tmp_path / "x" / "a.png").read_bytes()
+    code = upscale(tmp_path / "y" / "a.png", tmp_path / "x" / "a.png", tmp_path / "z" / "b.png", "-o", tmp_path / "x", weights=tiny_weights.noise_predictor.parent)
+    err = capsys.readouterr().err
+    assert code == 1
+    assert (tmp_path / "x" / "a.png").read_bytes() == before
+    assert f"refusing to overwrite the input {tmp_path / 'x' / 'a.png'} with the upscale of {tmp_path / 'y' / 'a.png'}" in err
+    assert read_image(tmp_path / "x" / "b.png").pixels.shape == (96, 160, 3)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/mem"), reason="needs a file that cannot be read (Linux)")
+def test_unreadable_input_is_reported_and_the_others_are_done(tmp_path, files, tiny_weights, capsys):
+    (files / "0bad.png").symlink_to("/proc/self/mem")  # listed first; every read of it fails
+    out = tmp_path / "out"
+    assert upscale(files, "-o", out, weights=tiny_weights.noise_predictor.parent) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.tif", "c.jpg", "d.webp"]
+    assert "0bad.png: cannot read the file" in capsys.readouterr().err
+
+
+def test_output_that_is_not_a_folder_or_an_image_we_write_is_a_usage_error(tmp_path, files, capsys):
+    weights = tmp_path / "not-needed"
+    existing = tmp_path / "existing.png"
+    existing.write_bytes(b"keep me")
+    assert upscale(files / "a.png", files / "c.jpg", "-o", existing, weights=weights) == 2
+    assert "names a file, but several images are to be written; give a folder" in capsys.readouterr().err
+    assert existing.read_bytes() == b"keep me"
+    assert upscale(files / "a.png", "-o", tmp_path / "out.bmp", weights=weights) == 2
+    assert "cannot write .bmp files; -o takes a file ending in .png, .tif, .tiff, .jpg, .jpeg, .webp" in capsys.readouterr().err
+    assert not (tmp_path / "out.bmp").exists()
+
+
+def test_what_a_format_cannot_hold_fails_before_the_upscale(tmp_path, small_photo, pipeline, tiny_weights, capsys):
+    """WebP's 16383-pixel side, and transparency into JPEG: refused with what to do, before the model runs
+    (it may take minutes); an alpha channel that is fully opaque is simply dropped for JPEG."""
+    from invsr.files import upscale_files
+    from invsr.request import UpscaleRequest
+
+    strip, transparent, opaque = tmp_path / "strip.png", tmp_path / "transparent.png", tmp_path / "opaque.png"
+    write_image(strip, ImageFile(np.full((2, 4097, 3), 90, np.uint8)))  # x4: 16388 wide
+    alpha = np.full(small_photo.shape[:2], 200, np.uint8)
+    write_image(transparent, ImageFile(np.dstack([small_photo, alpha])))
+    write_image(opaque, ImageFile(np.dstack([small_photo, np.full_like(alpha, 255)])))
+    assert upscale(strip, "-o", tmp_path / "strip.webp", weights=tiny_weights.noise_predictor.parent) == 1
+    assert "WEBP holds at most 16383 pixels per side, and the output would be 16388 x 8; write PNG or TIFF" in capsys.readouterr().err
+    upscaled = []
+
+    class Watched:  # the real pipeline, with a record of what it was asked to upscale
+        def upscale(self, image, request, progress=None):
+            upscaled.append(image.shape)
+            return pipeline.upscale(image, request, progress)
+
+    jobs = [(strip, tmp_path / "strip.webp"), (transparent, tmp_path / "t.jpg"), (opaque, tmp_path / "o.jpg")]
+    entries = upscale_files(Watched(), jobs, UpscaleRequest())
+    assert "WEBP holds at most 16383 pixels per side" in entries[0]["error"]
+    assert "JPEG has no alpha channel" in entries[1]["error"] and "write PNG, TIFF or WebP" in entries[1]["error"]
+    assert "error" not in entries[2]
+    assert upscaled == [small_photo.shape]  # only the opaque one, without its alpha
+    assert read_image(tmp_path / "o.jpg").pixels.shape == (96, 160, 3)
+
+
+@pytest.mark.parametrize("name", ["gray_trns.png", "gray_alpha.tif"])
+def test_transparency_of_gray_images_survives_the_upscale(tmp_path, tiny_weights, name):
+    gray = np.full((12, 16), 180, np.uint8)
+    gray[:, :8] = 0
+    if name.endswith(".png"):
+        Image.fromarray(gray).save(tmp_path / name, transparency=0)  # a tRNS chunk: gray 0 is transparent
+    else:
+        Image.fromarray(np.dstack([gray, np.where(gray == 0, 0, 255).astype(np.uint8)]), "LA").save(tmp_path / name)
+    assert upscale(tmp_path / name, "-o", tmp_path / "out.png", weights=tiny_weights.noise_predictor.parent) == 0
+    with Image.open(tmp_path / "out.png") as out:
+        assert out.mode == "LA"
+        alpha = np.asarray(out)[..., 1]
+    assert (alpha[:, :28] == 0).all() and (alpha[:, 36:] == 255).all()
+
+
+def test_cmyk_files_give_rgb_without_their_cmyk_profile(tmp_path, tiny_weights, gray_cmyk_profile):
+    cmyk = (np.random.default_rng(0).random((12, 16, 4)) * 255).astype(np.uint8)
+    Image.fromarray(cmyk, "CMYK").save(tmp_path / "c.jpg", icc_profile=gray_cmyk_profile)
+    Image.fromarray(cmyk, "CMYK").save(tmp_path / "c.tif")
+    weights = tiny_weights.noise_predictor.parent
+    assert upscale(tmp_path / "c.jpg", "-o", tmp_path / "c_x4.png", weights=weights) == 0
+    assert upscale(tmp_path / "c.tif", "-o", tmp_path / "c_x4.jpg", weights=weights) == 0  # no alpha to refuse
+    for name in ("c_x4.png", "c_x4.jpg"):
+        with Image.open(tmp_path / name) as out:
+            assert out.mode == "RGB" and "icc_profile" not in out.info
+
+
+def test_png_orientation_is_applied(tmp_path, small_photo, tiny_weights):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # displayed turned a quarter clockwise
+    Image.fromarray(small_photo).save(tmp_path / "turned.png", exif=exif)
+    assert upscale(tmp_path / "turned.png", "-o", tmp_path / "out.png", weights=tiny_weights.noise_predictor.parent) == 0
+    assert read_image(tmp_path / "out.png").pixels.shape == (160, 96, 3)  # upright, as viewers show the input
+
+
+def test_demo_checks_its_options_before_looking_for_weights(tmp_path, capsys):
+    assert main(["demo", "-o", str(tmp_path / "d.png"), "--steps", "9", "--weights", str(tmp_path / "nothing")]) == 1
+    err = capsys.readouterr().err
+    assert "steps must be an integer from 1 to 5" in err
+    assert "sd-turbo" not in err and "tiny weights" not in err

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from invsr.devices import resolve_device, resolve_dtype
+from invsr import devices
+from invsr.devices import free_memory, resolve_device, resolve_dtype
 from invsr.errors import DeviceError
 
 
@@ -35,3 +36,17 @@ def test_unknown_devices_are_refused(name):
 def test_unknown_dtype_is_refused():
     with pytest.raises(DeviceError, match="unknown dtype 'fp8'"):
         resolve_dtype("fp8", torch.device("cpu"))
+
+
+def test_cpu_memory_counts_the_page_cache_the_kernel_gives_back(tmp_path, monkeypatch):
+    """The automatic tile follows this number, and the result follows the tile: reading files (which
+    fills the page cache and lowers MemFree) must not change it. MemAvailable includes that cache."""
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       33554432 kB\nMemFree:         1048576 kB\nMemAvailable:   25165824 kB\nCached:         20971520 kB\n")
+    monkeypatch.setattr(devices, "MEMINFO", meminfo, raising=False)
+    assert free_memory(torch.device("cpu")) == 24 * 2**30
+
+
+def test_cpu_memory_falls_back_where_there_is_no_meminfo(tmp_path, monkeypatch):
+    monkeypatch.setattr(devices, "MEMINFO", tmp_path / "absent", raising=False)
+    assert free_memory(torch.device("cpu")) > 0

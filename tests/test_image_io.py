@@ -1,9 +1,12 @@
-"""Image files: every format reads back what was written, 16-bit stays 16-bit, ICC profiles survive,
-and damaged files fail with a clear message."""
+"""Image files: every format reads back what was written, 16-bit stays 16-bit, ICC profiles survive
+(where they fit the pixels), transparency and orientation are kept, CMYK becomes RGB through its profile,
+and damaged, unreadable or unwritable files fail with a clear message."""
+
+import os
 
 import numpy as np
 import pytest
-from PIL import Image, ImageCms
+from PIL import Image, ImageCms, ImageOps
 
 from invsr.errors import ImageFileError
 from invsr.image_io import ImageFile, read_image, write_image
@@ -60,7 +63,7 @@ def test_lossy_formats_are_close(tmp_path, suffix):
 
 @pytest.mark.parametrize("suffix", [".png", ".jpg", ".webp"])
 def test_icc_profile_survives(tmp_path, suffix):
-    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     write_image(tmp_path / f"x{suffix}", ImageFile(gradient(np.uint8, 3), profile))
     assert read_image(tmp_path / f"x{suffix}").icc_profile == profile
     with Image.open(tmp_path / f"x{suffix}") as image:  # and other programs see it too
@@ -115,3 +118,79 @@ def test_exif_orientation_is_applied_to_jpeg(tmp_path):
     Image.fromarray(pixels).save(tmp_path / "x.jpg", exif=exif, quality=100)
     back = read_image(tmp_path / "x.jpg").pixels
     assert back.shape == (20, 10, 3) and back[:10].mean() > 200  # the white half is now on top
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".tif"])
+def test_cmyk_becomes_rgb_through_its_own_profile(tmp_path, suffix, gray_cmyk_profile):
+    cyan = np.zeros((8, 8, 4), np.uint8)
+    cyan[..., 0] = 255
+    Image.fromarray(cyan, "CMYK").save(tmp_path / f"profiled{suffix}", icc_profile=gray_cmyk_profile)
+    Image.fromarray(cyan, "CMYK").save(tmp_path / f"plain{suffix}")
+    profiled, plain = read_image(tmp_path / f"profiled{suffix}"), read_image(tmp_path / f"plain{suffix}")
+    assert profiled.pixels.shape == plain.pixels.shape == (8, 8, 3)
+    red, green, blue = profiled.pixels[4, 4].astype(int)
+    assert abs(red - green) < 8 and abs(green - blue) < 8  # gray, as the profile says
+    assert plain.pixels[4, 4, 0] < 20 and plain.pixels[4, 4, 1] > 230  # cyan, by the plain formula
+    assert profiled.icc_profile is None  # the pixels are sRGB now; the CMYK profile no longer describes them
+
+
+def test_a_profile_of_another_colour_space_is_not_written(tmp_path, gray_cmyk_profile):
+    lab = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    for name, pixels, profile in (("cmyk_on_rgb", gradient(np.uint8, 3), gray_cmyk_profile),
+                                  ("lab_on_rgb", gradient(np.uint8, 3), lab),
+                                  ("rgb_on_gray", gradient(np.uint8, 2), srgb)):
+        for suffix in (".png", ".jpg", ".webp"):
+            if suffix == ".jpg" and pixels.shape[2] == 2:
+                continue
+            write_image(tmp_path / f"{name}{suffix}", ImageFile(pixels, profile))
+            with Image.open(tmp_path / f"{name}{suffix}") as image:
+                assert "icc_profile" not in image.info, (name, suffix)
+
+
+@pytest.mark.parametrize("depth, dtype", [(8, np.uint8), (16, np.uint16)])
+def test_gray_png_transparency_chunk_becomes_alpha(tmp_path, depth, dtype):
+    gray = np.full((6, 9), 180 if depth == 8 else 40000, dtype)
+    gray[:, :4] = 7
+    Image.fromarray(gray).save(tmp_path / "x.png", transparency=7)
+    pixels = read_image(tmp_path / "x.png").pixels
+    assert pixels.shape == (6, 9, 2) and pixels.dtype == dtype
+    np.testing.assert_array_equal(pixels[..., 0], gray)
+    np.testing.assert_array_equal(pixels[..., 1], np.where(gray == 7, 0, np.iinfo(dtype).max))
+
+
+def test_gray_alpha_tiff_keeps_its_alpha(tmp_path):
+    pixels = gradient(np.uint8, 2)
+    Image.fromarray(pixels, "LA").save(tmp_path / "x.tif")
+    np.testing.assert_array_equal(read_image(tmp_path / "x.tif").pixels, pixels)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_exif_orientation_is_applied_to_png_and_tiff(tmp_path, suffix, orientation):
+    pixels = gradient(np.uint8, 3)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(pixels).save(tmp_path / f"x{suffix}", exif=exif)
+    with Image.open(tmp_path / f"x{suffix}") as image:
+        upright = np.asarray(ImageOps.exif_transpose(image))
+    np.testing.assert_array_equal(read_image(tmp_path / f"x{suffix}").pixels, upright)
+
+
+def test_jpeg_drops_an_alpha_that_is_fully_opaque(tmp_path):
+    opaque = np.dstack([gradient(np.uint8, 3), np.full((23, 37), 255, np.uint8)])
+    write_image(tmp_path / "x.jpg", ImageFile(opaque))
+    assert read_image(tmp_path / "x.jpg").pixels.shape == (23, 37, 3)
+
+
+@pytest.mark.parametrize("suffix, side", [(".webp", 16384), (".jpg", 65501)])
+def test_sizes_over_a_format_limit_are_refused_with_what_to_do(tmp_path, suffix, side):
+    with pytest.raises(ImageFileError, match=f"at most {side - 1} pixels per side.*write PNG or TIFF"):
+        write_image(tmp_path / f"x{suffix}", ImageFile(np.zeros((1, side), np.uint8)))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/mem"), reason="needs a file that cannot be read (Linux)")
+def test_unreadable_file_is_reported(tmp_path):
+    (tmp_path / "x.png").symlink_to("/proc/self/mem")  # a file whose every read fails
+    with pytest.raises(ImageFileError, match="x.png: cannot read the file"):
+        read_image(tmp_path / "x.png")

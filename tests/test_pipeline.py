@@ -108,6 +108,23 @@ def test_bad_requests_fail_before_any_work(request_fields, message):
         UpscaleRequest(**request_fields)
 
 
+@pytest.mark.parametrize("field", ["steps", "timesteps", "color_fix", "seed", "scale", "width", "height", "tile", "overlap", "tile_batch"])
+@pytest.mark.parametrize("value", [200, -3, 2.5, float("nan"), True, "x", [], [1, "a"], {"a": 1}])
+def test_any_bad_type_from_json_is_an_invalid_request(field, value):
+    """The worker builds requests from a client's JSON: a wrong type is the client's error, never a crash."""
+    try:
+        request = UpscaleRequest.from_dict({field: value})
+    except InvalidRequest as error:
+        assert field.rstrip("s") in str(error)  # the message names the field
+    else:
+        assert getattr(request, field) == value  # accepted only as given, e.g. seed 200
+
+
+def test_a_request_that_is_not_an_object_is_an_invalid_request():
+    with pytest.raises(InvalidRequest, match="object of named fields"):
+        UpscaleRequest.from_dict([("steps", 1)])
+
+
 @pytest.mark.parametrize("tile", [16, 32, 48, 64])
 def test_a_small_tile_without_an_overlap_gets_as_much_overlap_as_it_allows(pipeline, small_photo, tile):
     tiling = pipeline.upscale(small_photo, UpscaleRequest(tile=tile)).report["tiling"]
