@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InvSRError
-from .pipeline import UpscaleResult
+from .pipeline import UpscaleResult, check_work_size
 from .progress import Progress
 
 _WIRE_DTYPES = {np.dtype(np.uint8): "u8", np.dtype(np.uint16): "u16", np.dtype(np.float32): "f32"}
@@ -37,6 +37,7 @@ class RemotePipeline:
         except ProtocolError as error:
             raise RemoteError(error) from None
         self.load_report = {"worker": client.connection.endpoint}
+        self.max_pixels: int | None = None  # this side's own limit (--max-pixels), besides the worker's
 
     def describe(self) -> dict:
         return {"worker": self.client.connection.endpoint, "worker_version": self.hello.get("worker_version"), "model": self.hello.get("model")}
@@ -47,6 +48,8 @@ class RemotePipeline:
         array = np.ascontiguousarray(image if image.ndim == 3 else image[:, :, None])
         if array.dtype not in _WIRE_DTYPES:
             raise InvSRError(f"pixels of dtype {array.dtype} cannot be sent; use uint8, uint16 or float32")
+        if self.max_pixels is not None:
+            check_work_size(*array.shape[:2], request.output_size(*array.shape[:2]), self.max_pixels)
 
         def on_progress(fields):
             if progress is not None and fields.get("total"):
@@ -83,7 +86,10 @@ def connect_to_worker(server: str, args) -> RemotePipeline:
         raise RemoteError(error) from None
     except (OSError, ValueError) as error:
         raise InvSRError(f"cannot use the worker's connection file: {error}") from None
-    return RemotePipeline(client)
+    pipeline = RemotePipeline(client)
+    if getattr(args, "max_pixels", None) is not None:
+        pipeline.max_pixels = int(args.max_pixels * 1e6)
+    return pipeline
 
 
 def _connection_file_for(server: str) -> Path:
@@ -102,7 +108,8 @@ def _connection_file_for(server: str) -> Path:
 
 def _serve_options(args) -> list[str]:
     options = []
-    for flag, value in (("--weights", args.weights), ("--noise-predictor", args.noise_predictor), ("--device", args.device), ("--dtype", args.dtype)):
+    named = (("--weights", args.weights), ("--noise-predictor", args.noise_predictor), ("--device", args.device), ("--dtype", args.dtype), ("--max-pixels", getattr(args, "max_pixels", None)))
+    for flag, value in named:
         if value not in (None, "auto"):
             options += [flag, str(value)]
     return options + (["--compile"] if getattr(args, "compile", False) else [])

@@ -581,6 +581,9 @@ def test_cli_through_the_worker_writes_the_same_bytes_as_in_process(worker, tiny
     assert main(["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "local.png"), "--weights", str(tiny_weights.noise_predictor.parent), "--device", "cpu", "--seed", "9"]) == 0
     assert main(["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "remote.png"), "--server", str(worker.path), "--seed", "9"]) == 0
     assert (tmp_path / "remote.png").read_bytes() == (tmp_path / "local.png").read_bytes()
+    limit = 16 * small_photo.shape[0] * small_photo.shape[1] / 1e6 * 0.9  # just under this photo's x4 result
+    assert main(["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "limited.png"), "--server", str(worker.path), "--max-pixels", str(limit)]) == 1
+    assert not (tmp_path / "limited.png").exists()  # --max-pixels holds through the worker too
 
 
 def test_protocol_document_states_the_version_in_the_code():
