@@ -138,3 +138,15 @@ def describe(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
     return str(device)
+
+
+# Out-of-memory failures that reach Python as a plain RuntimeError, not torch.OutOfMemoryError: MPS in
+# some PyTorch versions, and cuBLAS/cuDNN failing to allocate their workspaces on a full GPU.
+_OUT_OF_MEMORY_TEXTS = ("out of memory", "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether a failure means the device had too little memory (so smaller batches or tiles may work)."""
+    if isinstance(error, torch.OutOfMemoryError):
+        return True
+    return isinstance(error, RuntimeError) and any(text in str(error) for text in _OUT_OF_MEMORY_TEXTS)

@@ -20,7 +20,7 @@ import time
 import torch
 
 from .color_fix import apply_color_fix, reference_for
-from .devices import free_memory, release_cached_memory
+from .devices import free_memory, is_out_of_memory, release_cached_memory
 from .errors import InvalidRequest, OutOfMemory
 from .progress import Progress, ProgressCallback, StageTimer
 from .sampling import Models, Noise, sample
@@ -117,7 +117,9 @@ class TiledUpscale:
             group = [item for item in remaining[:batch] if (item[2].rows.size, item[2].cols.size) == size]
             try:
                 outputs = self._sample([t for _, _, t in group], batch)
-            except torch.OutOfMemoryError:
+            except RuntimeError as error:
+                if not is_out_of_memory(error):
+                    raise
                 release_cached_memory(self.device)
                 if len(group) == 1:
                     raise _TileTooLarge from None

@@ -164,15 +164,15 @@ def test_progress_counts_tiles_and_cancel_stops_between_them(pipeline, photo):
 class LimitedMemory:
     """Makes the UNet raise the out-of-memory error a small GPU would, above a batch or a latent size."""
 
-    def __init__(self, unet, max_batch=64, max_side=1 << 30):
+    def __init__(self, unet, max_batch=64, max_side=1 << 30, error=lambda: torch.OutOfMemoryError("CUDA out of memory (simulated)")):
         self.unet, self.forward = unet, unet.forward
-        self.max_batch, self.max_side, self.calls = max_batch, max_side, []
+        self.max_batch, self.max_side, self.calls, self.error = max_batch, max_side, [], error
 
     def __enter__(self):
         def forward(sample, *args, **kwargs):
             self.calls.append(tuple(sample.shape))
             if sample.shape[0] > self.max_batch or max(sample.shape[-2:]) > self.max_side:
-                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+                raise self.error()
             return self.forward(sample, *args, **kwargs)
 
         self.unet.forward = forward
@@ -182,9 +182,14 @@ class LimitedMemory:
         self.unet.forward = self.forward
 
 
-def test_out_of_memory_retries_with_smaller_batches(pipeline, photo):
+@pytest.mark.parametrize("error", [
+    lambda: torch.OutOfMemoryError("CUDA out of memory (simulated)"),
+    lambda: RuntimeError("MPS backend out of memory (MPS allocated: 17.5 GB, simulated)"),
+    lambda: RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)` (simulated)"),
+])
+def test_out_of_memory_retries_with_smaller_batches(pipeline, photo, error):
     expected, _, _ = run_tiles(pipeline, photo, 48, 8, batch=1)
-    with LimitedMemory(pipeline.models.unet, max_batch=2):
+    with LimitedMemory(pipeline.models.unet, max_batch=2, error=error):
         result, report, _ = run_tiles(pipeline, photo, 48, 8, batch=8)
     assert report["batch"] == 2
     assert report["notices"][:2] == [
@@ -203,6 +208,12 @@ def test_out_of_memory_at_batch_one_retries_with_smaller_tiles(pipeline, photo):
         "out of device memory at batch 1: starting again with 48-pixel tiles",
         "out of device memory at batch 1: starting again with 32-pixel tiles",
     ]
+
+
+def test_other_device_failures_are_not_taken_for_a_lack_of_memory(pipeline, small_photo):
+    with LimitedMemory(pipeline.models.unet, max_batch=0, error=lambda: RuntimeError("CUDA error: an illegal memory access (simulated)")):
+        with pytest.raises(RuntimeError, match="illegal memory access"):
+            pipeline.upscale(small_photo, UpscaleRequest(tile=32, overlap=8))
 
 
 def test_out_of_memory_fails_clearly_when_nothing_fits(pipeline, small_photo):
