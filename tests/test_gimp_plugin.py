@@ -82,7 +82,7 @@ def worker(workspace):
     process.stop()
 
 
-def run_gimp(gimp, workspace, name, scenarios, env=None, installed=None):
+def run_gimp(gimp, workspace, name, scenarios, env=None, installed=None, screen=False):
     """Run scenarios in GIMP; the plug-in from the source tree, or from `installed` (a plug-ins folder)."""
     out = workspace / name
     out.mkdir()
@@ -97,8 +97,9 @@ def run_gimp(gimp, workspace, name, scenarios, env=None, installed=None):
     if installed:
         (out / "gimp-config").mkdir()
         (out / "gimp-config" / "plug-ins").symlink_to(gimp.inside(installed))  # as GIMP sees it
-    done = gimp.run_batch(SCENARIOS, out, variables, plugin_path=None if installed else REPO / "plugin")
+    done = gimp.run_batch(SCENARIOS, out, variables, plugin_path=None if installed else REPO / "plugin", timeout=180 if screen else 600, screen=screen)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (out / "gimp-stderr.txt").write_text(done.stderr)
     results = json.loads((out / "results.json").read_text())
     for case, result in results.items():
         assert "crash" not in result, f"{case}:\n{result['crash']}"
@@ -315,6 +316,26 @@ def test_the_progress_bar_counts_the_tiles_then_says_what_is_left_to_do(main_run
     assert texts[-3:] == [f"InvSR: all {tiles} tiles done, assembling the result", "InvSR: receiving the result", "InvSR: adding the result to the image"]
     last_text = max(i for i, name in enumerate(names) if name == "progress_set_text")
     assert last_text < names.index("undo_group_start") < names.index("undo_group_end") < names.index("progress_end") == len(names) - 1
+
+
+def test_the_dialog_opens_and_ok_upscales_with_its_values_cancel_changes_nothing(gimp, workspace, worker, pipeline):
+    """The real plug-in, run interactively on a virtual screen, its dialog answered with the keyboard."""
+    if not gimp.has_screen:
+        pytest.skip("needs xvfb-run and xdotool where GIMP runs (tests/gimp/build-root.sh installs them)")
+    env = {"INVSR_RUNTIME_DIR": gimp.inside(workspace / "run"), "INVSR_GIMP_SETTINGS": gimp.inside(workspace / "absent.json")}
+    arguments = {"scale": 2.0, "seed": 7, "server": gimp.inside(workspace / "run" / "worker.json")}  # the dialog's initial values
+    dialogs = [
+        scenario("ok", [photo_layer()], arguments=arguments, dialog_key="Return"),
+        scenario("cancel", [photo_layer()], arguments=arguments, dialog_key="Escape"),
+    ]
+    folder, results = run_gimp(gimp, workspace, "dialog", dialogs, env, screen=True)
+    ok, cancel = results["ok"], results["cancel"]
+    assert ok["status"] == "success", ok["error"]
+    source = pixels(folder, by_name(ok["before"], "photo"))
+    np.testing.assert_array_equal(pixels(folder, by_name(ok["after"], "photo (InvSR x2)")), expected(pipeline, source, {"scale": 2.0, "seed": 7}))
+    assert cancel["status"] == "cancel" and same_image(folder, cancel["before"], cancel["after"])
+    stderr = (folder / "gimp-stderr.txt").read_text()
+    assert "mnemonic" not in stderr, [line for line in stderr.splitlines() if "mnemonic" in line]  # each underlined letter once
 
 
 @pytest.mark.parametrize(

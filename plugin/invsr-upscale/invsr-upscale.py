@@ -105,12 +105,13 @@ class InvSRUpscale(Gimp.PlugIn):
         )
         procedure.set_attribution("InvSR for GIMP", "InvSR for GIMP", "2026")
         flags = GObject.ParamFlags.READWRITE
+        # Mnemonics (the underlined letters) must not repeat, nor take the dialog's own: C(ancel), O(K), R(eset), H(elp), S(ave).
         procedure.add_double_argument("scale", "Sc_ale", "Enlargement, 1 to 16", 1.0, 16.0, 4.0, flags)
         procedure.add_int_argument("steps", "Ste_ps", "Diffusion steps, 1 to 5 (1 is best for most photos)", 1, 5, 1, flags)
-        procedure.add_choice_argument("color-fix", "_Colour fix", "Keep the input's colours", _choice(("wavelet", "Wavelet"), ("ycbcr", "YCbCr"), ("none", "None")), "wavelet", flags)
+        procedure.add_choice_argument("color-fix", "Colour _fix", "Keep the input's colours", _choice(("wavelet", "Wavelet"), ("ycbcr", "YCbCr"), ("none", "None")), "wavelet", flags)
         procedure.add_int_argument("seed", "See_d", "Random seed: the same seed gives the same result", 0, 2**31 - 1, 0, flags)
         procedure.add_int_argument("tile", "_Tile", "Tile size in input pixels, a multiple of 16; 0 is automatic", 0, 1024, 0, flags)
-        procedure.add_choice_argument("output", "_Output", "Where the result goes", _choice(("scale-image", "Scale the image, result as a new layer"), ("new-image", "A new image")), "scale-image", flags)
+        procedure.add_choice_argument("output", "O_utput", "Where the result goes", _choice(("scale-image", "Scale the image, result as a new layer"), ("new-image", "A new image")), "scale-image", flags)
         procedure.add_string_argument("server", "Wor_ker", "A worker's connection file; empty for the local worker", "", flags)
         return procedure
 

@@ -6,8 +6,29 @@ set -euo pipefail
 root=${1:?usage: build-root.sh ROOT}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
-if [ -x "$root/usr/bin/gimp-console-3.0" ]; then
+# GIMP and its Python; a virtual screen (Xvfb) and a way to press keys on it (xdotool), for the dialog's test.
+packages="gimp python3-gi gir1.2-gimp-3.0 python3-zmq xvfb xauth xdotool"
+
+install_packages() {  # into the root at $1
+    cp /etc/resolv.conf "$1/etc/"
+    mount -t proc proc "$1/proc"
+    mount --rbind /dev "$1/dev"
+    trap "umount '$1/proc' 2>/dev/null || true; umount -R '$1/dev' 2>/dev/null || true" EXIT
+    chroot "$1" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    # shellcheck disable=SC2086
+    chroot "$1" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $packages
+    chroot "$1" apt-get clean
+    umount "$1/proc"; umount -R "$1/dev"
+    trap - EXIT
+}
+
+if [ -x "$root/usr/bin/gimp-console-3.0" ] && [ -x "$root/usr/bin/xdotool" ]; then
     echo "GIMP root already at $root"
+    exit 0
+fi
+if [ -x "$root/usr/bin/gimp-console-3.0" ]; then  # a root of an earlier version of this script
+    install_packages "$root"
+    echo "GIMP root at $root completed"
     exit 0
 fi
 command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap
@@ -15,16 +36,6 @@ partial="$root.partial"
 rm -rf "$partial"
 mkdir -p "$(dirname "$root")"
 debootstrap --variant=minbase trixie "$partial" "$mirror"
-cp /etc/resolv.conf "$partial/etc/"
-mount -t proc proc "$partial/proc"
-mount --rbind /dev "$partial/dev"
-cleanup() { umount "$partial/proc" 2>/dev/null || true; umount -R "$partial/dev" 2>/dev/null || true; }
-trap cleanup EXIT
-chroot "$partial" env DEBIAN_FRONTEND=noninteractive apt-get update -q
-chroot "$partial" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-    gimp python3-gi gir1.2-gimp-3.0 python3-zmq
-chroot "$partial" apt-get clean
-cleanup
-trap - EXIT
+install_packages "$partial"
 mv "$partial" "$root"
 echo "GIMP root built at $root"

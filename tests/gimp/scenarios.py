@@ -10,6 +10,7 @@ import json
 import os
 import random
 import struct
+import subprocess
 import sys
 import traceback
 
@@ -135,10 +136,15 @@ def describe(image, store, prefix):
     return {"size": [image.get_width(), image.get_height()], "layers": found, "selection": [x1, y1, x2, y2] if selected else None}
 
 
-def call_plugin(image, drawables, arguments):
+def call_plugin(image, drawables, arguments, dialog_key=None):
+    """Through the PDB, as GIMP does; with `dialog_key`, interactively: the plug-in opens its dialog on
+    the virtual screen, and xdotool presses that key in it (Return: OK, Escape: Cancel)."""
     procedure = Gimp.get_pdb().lookup_procedure("python-fu-invsr-upscale")
     config = procedure.create_config()
-    config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    config.set_property("run-mode", Gimp.RunMode.INTERACTIVE if dialog_key else Gimp.RunMode.NONINTERACTIVE)
+    if dialog_key:  # without a window manager, the dialog gets the keyboard only when given it
+        find = "xdotool search --sync --name '^Upscale [(]InvSR[)]$'"
+        subprocess.Popen(["sh", "-c", f"{find} >/dev/null && sleep 1 && {find} windowfocus --sync %1 key --clearmodifiers {dialog_key}"])
     config.set_property("image", image)
     config.set_core_object_array("drawables", drawables)
     for name, value in arguments.items():
@@ -155,7 +161,7 @@ def run(scenario):
     before = describe(image, store, scenario["name"] + "-before")
     existing = {i.get_id() for i in Gimp.get_images()}
     drawables = [layers[name] for name in scenario.get("targets", [scenario["layers"][0]["name"]])]
-    status, error = call_plugin(image, drawables, scenario.get("arguments", {}))
+    status, error = call_plugin(image, drawables, scenario.get("arguments", {}), scenario.get("dialog_key"))
     after = describe(image, store, scenario["name"] + "-after")
     new_images = [i for i in Gimp.get_images() if i.get_id() not in existing]
     created = [describe(i, store, scenario["name"] + "-new") for i in new_images]
