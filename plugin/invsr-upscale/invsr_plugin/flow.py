@@ -66,7 +66,7 @@ class Upscaled:
     region: Region
     width: int
     height: int
-    pixels: bytes
+    pixels: memoryview  # the received frame itself
     report: dict
 
 
@@ -160,7 +160,7 @@ def check(region: Region, header: dict, buffer, options: Options) -> Upscaled:
     expected_bytes = width * height * region.channels * {"u8": 1, "u16": 2, "f32": 4}[region.dtype]
     if memoryview(buffer).nbytes != expected_bytes:
         raise PluginError(f"InvSR: the result holds {memoryview(buffer).nbytes} bytes, expected {expected_bytes}; nothing was changed")
-    return Upscaled(region, width, height, bytes(buffer), header.get("report", {}))
+    return Upscaled(region, width, height, memoryview(buffer), header.get("report", {}))  # no copy: results may be GBs
 
 
 def record(upscaled: Upscaled, options: Options) -> str:
