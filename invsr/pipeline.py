@@ -25,7 +25,7 @@ from .devices import describe as describe_device
 from .errors import CheckpointError, InvalidImage
 from .noise_level import choose_steps
 from .noise_predictor import NoisePredictor, NoisePredictorConfig
-from .pixels import Pixels, fill_transparent, resize_alpha, resize_color
+from .pixels import Pixels, fill_transparent, resize_alpha
 from .progress import Progress, ProgressCallback, StageTimer
 from .prompt import prompt_embedding
 from .request import UpscaleRequest
@@ -119,11 +119,9 @@ class InvSRPipeline:
         started = time.perf_counter()
 
         lr = fill_transparent(pixels.rgb, pixels.alpha)
-        run = TiledUpscale(self.models, self.device, lr, timesteps, request.seed, request.color_fix, timer, progress, static_shapes=self.static_shapes)
-        x4, tiling = run.run(settings)
+        run = TiledUpscale(self.models, self.device, lr, timesteps, request.seed, request.color_fix, timer, progress, static_shapes=self.static_shapes, out_size=out_size)
+        rgb, tiling = run.run(settings)  # resampled to out_size tile by tile: no x4 image is ever held whole
         with timer.stage("finish"):
-            rgb = resize_color(x4, out_size)
-            del x4
             alpha = resize_alpha(pixels.alpha, out_size) if pixels.alpha is not None else None
             result = pixels.to_array(rgb, alpha)
         if progress is not None:

@@ -100,13 +100,6 @@ def _validated(image) -> np.ndarray:
     return image
 
 
-def resize_color(rgb: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resample to (height, width) with antialiased bicubic filtering; unchanged when already that size."""
-    if tuple(rgb.shape[-2:]) == tuple(size):
-        return rgb
-    return F.interpolate(rgb, size=size, mode="bicubic", antialias=True, align_corners=False).clamp_(0, 1)
-
-
 def resize_alpha(alpha: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Resize an alpha plane (bicubic, antialiased), keeping fully opaque and fully transparent exact."""
     resized = F.interpolate(alpha, size=size, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)

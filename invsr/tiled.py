@@ -5,7 +5,8 @@
 - Each tile is colour-fixed against its crop of the whole-image reference (the input resized x4), which
   cancels the tone every tile's GroupNorm statistics would give it; tiles then blend with smooth weights
   (tiling.py). A one-tile image gets exactly the untiled result.
-- Device memory holds one batch of tiles, whatever the image size; the x4 result lives on the host.
+- Device memory holds one batch of tiles, whatever the image size. On the host, each tile is resampled
+  from x4 to the requested size as it arrives (resample.py), so only the output-sized result is held.
 - Out of device memory, the failing batch is retried at half the batch size, and at batch 1 the image
   is started again with smaller tiles; each step is recorded in `notices`. Only when a 32-pixel tile
   does not fit does the job fail.
@@ -24,7 +25,8 @@ from .devices import free_memory, is_out_of_memory, release_cached_memory
 from .errors import InvalidRequest, OutOfMemory
 from .progress import Progress, ProgressCallback, StageTimer
 from .sampling import Models, Noise, sample
-from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE, Tile, axis_weights, pad_to_multiple, plan_tiles, tile_weights, work_ratio
+from .resample import Canvas
+from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE, Tile, axis_weights, pad_to_multiple, plan_tiles, work_ratio
 
 SCALE = 4
 TILE_SIZES = (1024, 768, 512, 384, 256, 192, 128, 96, 64, 48, 32)  # the fallback ladder, largest first
@@ -72,13 +74,14 @@ class _TileTooLarge(Exception):
 
 
 class TiledUpscale:
-    """Upscale `lr` (1, 3, H, W) in [0, 1] on the host x4; see the module docstring."""
+    """Upscale `lr` (1, 3, H, W) in [0, 1] x4, and resample to `out_size`, on the host; see the module docstring."""
 
-    def __init__(self, models: Models, device, lr, timesteps, seed: int, color_fix: str, timer: StageTimer, progress: ProgressCallback | None = None, blend: bool = True, shared_noise: bool = True, static_shapes: bool = False):
+    def __init__(self, models: Models, device, lr, timesteps, seed: int, color_fix: str, timer: StageTimer, progress: ProgressCallback | None = None, blend: bool = True, shared_noise: bool = True, static_shapes: bool = False, out_size: tuple[int, int] | None = None):
         self.models, self.device, self.lr, self.timesteps = models, device, lr, timesteps
         self.color_fix, self.timer, self.progress, self.blend = color_fix, timer, progress, blend
         self.shared_noise, self.static_shapes = shared_noise, static_shapes
         self.seed = seed
+        self.out_size = out_size  # (height, width) of the result; None: x4
         self.notices: list[str] = []
         self.started = time.perf_counter()
 
@@ -108,7 +111,10 @@ class TiledUpscale:
         height, width = self.lr.shape[-2:]
         self.grid = plan_tiles(*self.padded.shape[-2:], tile, overlap, self.models.lr_multiple, uniform=self.static_shapes)
         self.row_spans, self.col_spans = [row[0].rows for row in self.grid], [t.cols for t in self.grid[0]]
-        result = torch.zeros(1, 3, SCALE * height, SCALE * width)
+        x4_size = (SCALE * height, SCALE * width)
+        self.row_sums = _axis_sum(self.row_spans, x4_size[0], self.blend)  # dividing by them makes the weights sum to 1
+        self.col_sums = _axis_sum(self.col_spans, x4_size[1], self.blend)
+        canvas = Canvas(x4_size, self.out_size or x4_size)
         indexed = [(i, j, t) for i, row in enumerate(self.grid) for j, t in enumerate(row)]
         remaining = sorted(indexed, key=lambda item: (-item[2].rows.size, -item[2].cols.size))  # batches of equal size
         total, done = len(indexed), 0
@@ -127,13 +133,12 @@ class TiledUpscale:
                 self.notices.append(f"out of device memory with {len(group)} tiles per batch: retrying with {batch}")
                 continue
             for (i, j, tile_), output in zip(group, outputs):
-                self._accumulate(result, i, j, tile_, output)
+                self._accumulate(canvas, i, j, tile_, output)
             del remaining[: len(group)]
             done += len(group)
             if self.progress is not None:
                 self.progress(Progress("tiles", done, total + 1, time.perf_counter() - self.started))
-        self._normalize(result)
-        return result, batch
+        return canvas.image, batch
 
     def _sample(self, tiles: list[Tile], batch: int) -> list[torch.Tensor]:
         """Sample a batch of equal-sized tiles; return each one colour-fixed, cropped to the image, on the host."""
@@ -172,16 +177,13 @@ class TiledUpscale:
         around = reference_for(self.lr[..., a0:a1, b0:b1].to(self.device), (SCALE * (a1 - a0), SCALE * (b1 - b0)))
         return around[..., SCALE * (r0 - a0) : SCALE * (r1 - a0), SCALE * (c0 - b0) : SCALE * (c1 - b0)]
 
-    def _accumulate(self, result: torch.Tensor, i: int, j: int, tile: Tile, output: torch.Tensor) -> None:
+    def _accumulate(self, canvas: Canvas, i: int, j: int, tile: Tile, output: torch.Tensor) -> None:
+        """Add the tile, weighted so that all tiles' weights sum to 1 at every pixel (separable: per axis)."""
         h, w = output.shape[-2:]
-        weights = tile_weights(self.row_spans, self.col_spans, i, j, SCALE, self.blend)[..., :h, :w]
         y, x = SCALE * tile.rows.start, SCALE * tile.cols.start
-        result[..., y : y + h, x : x + w].add_(output * weights)
-
-    def _normalize(self, result: torch.Tensor) -> None:
-        """Divide by the summed weights, which are separable: the product of per-axis sums."""
-        result.div_(_axis_sum(self.row_spans, result.shape[-2], self.blend).view(1, 1, -1, 1))
-        result.div_(_axis_sum(self.col_spans, result.shape[-1], self.blend).view(1, 1, 1, -1))
+        rows = axis_weights(self.row_spans, i, SCALE, self.blend)[:h] / self.row_sums[y : y + h]
+        cols = axis_weights(self.col_spans, j, SCALE, self.blend)[:w] / self.col_sums[x : x + w]
+        canvas.add(y, x, output * (rows[:, None] * cols[None, :]))
 
     def _report(self, tile: int, overlap: int, batch: int) -> dict:
         height, width = self.lr.shape[-2:]

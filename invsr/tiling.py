@@ -119,12 +119,6 @@ def _hard_cut(spans: list[Span], index: int, scale: int) -> torch.Tensor:
     return weights
 
 
-def tile_weights(row_spans: list[Span], col_spans: list[Span], row: int, col: int, scale: int, blend: bool = True) -> torch.Tensor:
-    """(1, 1, h, w) blending weights of one tile: the outer product of its two axes' weights."""
-    rows = axis_weights(row_spans, row, scale, blend)
-    return (rows[:, None] * axis_weights(col_spans, col, scale, blend)[None, :])[None, None]
-
-
 def seam_positions(spans: list[Span], scale: int) -> list[int]:
     """Output coordinates where one tile hands over to the next: the middle of each overlap."""
     return [(after.start + before.end) * scale // 2 for before, after in zip(spans, spans[1:])]

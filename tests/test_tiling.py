@@ -5,6 +5,7 @@ running out of device memory falls back to smaller batches and tiles."""
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -77,6 +78,16 @@ def run_tiles(pipeline, image, tile, overlap, batch=1, **options):
     run = TiledUpscale(pipeline.models, pipeline.device, lr, (200,), 0, "wavelet", StageTimer(pipeline.device), **options)
     result, report = run.run(TileSettings(tile, overlap, batch))
     return result, report, seam_score(result, seam_positions(run.row_spans, 4), seam_positions(run.col_spans, 4))
+
+
+def test_a_result_resampled_tile_by_tile_is_the_x4_result_resampled(pipeline, photo):
+    """The host never holds the x4 image when another size is asked for: each tile is resampled as it
+    arrives, and the sum is what resampling the whole x4 result gives (reduced, and enlarged)."""
+    x4, _, _ = run_tiles(pipeline, photo, 48, 8)
+    for size in [(160, 200), (700, 500)]:
+        resampled, _, _ = run_tiles(pipeline, photo, 48, 8, out_size=size)
+        want = F.interpolate(x4.double(), size=size, mode="bicubic", antialias=True, align_corners=False)
+        torch.testing.assert_close(resampled.double(), want, atol=2e-6, rtol=0)
 
 
 def test_blended_tiles_show_no_seams_and_the_measure_sees_a_hard_cut(pipeline, photo):
