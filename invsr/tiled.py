@@ -141,7 +141,7 @@ class TiledUpscale:
         return canvas.image, batch
 
     def _sample(self, tiles: list[Tile], batch: int) -> list[torch.Tensor]:
-        """Sample a batch of equal-sized tiles; return each one colour-fixed, cropped to the image, on the host."""
+        """Sample a batch of equal-sized tiles; return each one colour-fixed and cropped to the image."""
         filled = tiles + [tiles[-1]] * (batch - len(tiles)) if self.static_shapes else tiles
         crops = [(t.rows.start, t.rows.end, t.cols.start, t.cols.end) for t in filled]
         lr = torch.cat([self.padded[..., r0:r1, c0:c1] for r0, r1, c0, c1 in crops]).to(self.device)
@@ -166,8 +166,7 @@ class TiledUpscale:
         r0, r1, c0, c1 = tile.rows.start, min(tile.rows.end, height), tile.cols.start, min(tile.cols.end, width)
         with self.timer.stage("color_fix"):
             sr = sr[..., : SCALE * (r1 - r0), : SCALE * (c1 - c0)]
-            fixed = apply_color_fix(self.color_fix, sr, self._reference(r0, r1, c0, c1))
-            return fixed.cpu()
+            return apply_color_fix(self.color_fix, sr, self._reference(r0, r1, c0, c1))
 
     def _reference(self, r0: int, r1: int, c0: int, c1: int) -> torch.Tensor:
         """The whole-image reference (the input resized x4) for input rows r0:r1 and columns c0:c1."""
@@ -183,7 +182,7 @@ class TiledUpscale:
         y, x = SCALE * tile.rows.start, SCALE * tile.cols.start
         rows = axis_weights(self.row_spans, i, SCALE, self.blend)[:h] / self.row_sums[y : y + h]
         cols = axis_weights(self.col_spans, j, SCALE, self.blend)[:w] / self.col_sums[x : x + w]
-        canvas.add(y, x, output * (rows[:, None] * cols[None, :]))
+        canvas.add(y, x, output * (rows[:, None] * cols[None, :]).to(output.device))  # resampled where the tile is
 
     def _report(self, tile: int, overlap: int, batch: int) -> dict:
         height, width = self.lr.shape[-2:]
