@@ -5,8 +5,8 @@
     result.image, result.report
 
 `upscale` owns what surrounds the sampler: the array contract and alpha (pixels.py), the output size and
-its limit, the step choice, the tiled x4 run (tiled.py), resampling to the requested size, timings,
-peak memory and the report.
+its limit, the step choice, the tiled run (tiled.py, which resamples each tile to the requested size as
+it goes), resizing alpha, timings, peak memory and the report.
 """
 
 from __future__ import annotations

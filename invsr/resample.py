@@ -33,7 +33,6 @@ class AxisResampler:
 
     first: torch.Tensor  # (out,) int64
     weights: torch.Tensor  # (out, taps) float32; zero past each pixel's own taps
-    in_size: int
 
     @classmethod
     def between(cls, in_size: int, out_size: int) -> "AxisResampler":
@@ -47,7 +46,7 @@ class AxisResampler:
         weights = _cubic((positions - center[:, None] + 0.5) / max(scale, 1.0))
         weights = torch.where(positions < last[:, None], weights, torch.zeros_like(weights))
         weights = weights / weights.sum(dim=1, keepdim=True)
-        return cls(first, weights.float(), in_size)
+        return cls(first, weights.float())
 
     def reaching(self, begin: int, end: int) -> tuple[int, int]:
         """The output pixels [k0, k1) whose taps reach input pixels [begin, end)."""
