@@ -7,6 +7,7 @@
 - out of memory: with the process's share of the card capped at 1.5x what a 64-pixel tile needs, a job
   at 256-pixel tiles in batches of 4 must fall back (halving the batch, then smaller tiles) and give
   what the settings it fell back to give uncapped;
+- resampling: scales 2 and 3.3 (resampled per tile on the device) against the CPU's result;
 - batching: tile_batch 8 must give what tile_batch 1 gives;
 - torch.compile and channels-last (`--compile`): same result as eager, the first and second job's time,
   and an image of another size served without compiling again (static shapes);
@@ -66,6 +67,20 @@ def check_dtypes(weights, device: str, image, cpu_result) -> dict:
         result = pipeline.upscale(image, _request(seed=3))
         rows[name] = {"psnr_vs_cpu_fp32": round(psnr(result.image, cpu_result), 2), "seconds": result.report["seconds"]}
         passed &= rows[name]["psnr_vs_cpu_fp32"] >= MIN_PSNR[name]
+    rows["passed"] = bool(passed)
+    return rows
+
+
+def check_resample(weights, device: str, image) -> dict:
+    """Scales other than 4 are resampled tile by tile on the device (resample.py, float32 matrix products)."""
+    rows, passed = {}, True
+    for scale in (2.0, 3.3):
+        request = _request(seed=8, scale=scale)
+        cpu = load(weights, "cpu", "fp32").upscale(image, request).image
+        gpu = load(weights, device, "fp32").upscale(image, request).image
+        rows[f"x{scale}"] = {"size": list(gpu.shape[:2]), "psnr_vs_cpu_fp32": round(psnr(gpu, cpu), 2)}
+        passed &= gpu.shape == cpu.shape and rows[f"x{scale}"]["psnr_vs_cpu_fp32"] >= MIN_PSNR["float32"]
+    rows["tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32
     rows["passed"] = bool(passed)
     return rows
 
@@ -165,6 +180,7 @@ def main() -> None:
     results = {"environment": environment(args.device)}
     checks = {
         "dtypes": lambda: check_dtypes(weights, args.device, image, cpu_result),
+        "resample": lambda: check_resample(weights, args.device, image),
         "out_of_memory_fallback": lambda: check_out_of_memory_fallback(weights, args.device, photo(512, 512)),
         "batching": lambda: check_batching(weights, args.device, image),
         "compile": lambda: check_compile(weights, args.device, photo(128, 128)),

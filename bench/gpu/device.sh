@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Everything the GPU machine is needed for, in one call of under 9 minutes (a device command may run 10):
+# Everything the GPU machine is needed for, in one call of under 10 minutes (a device command may run 10):
 # the checks (check.py), then the benchmark (run.py). Results and logs go to $OUT; commit them under
 # bench/results/. Each script writes its JSON as it goes, so a timeout still leaves what was measured.
 #
 #   bash bench/gpu/fetch-wheels.sh                          # here, once: diffusers and pyzmq into .whl/
-#   device run: command "bash bench/gpu/device.sh", carry [".whl"], timeout_s 590
+#   device run: command "bash bench/gpu/device.sh", carry [".whl"], timeout_s 600
 set -u
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/invsr-gpu-results}
@@ -14,5 +14,5 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 mkdir -p /tmp/packages && ln -sfn "$PWD/server" /tmp/packages/invsr_server
 export PYTHONPATH="/tmp/site:$PWD:/tmp/packages"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/nvidia-smi.csv"
-timeout 210 python3 bench/gpu/check.py --json "$OUT/gpu-check.json" 2>&1 | tee "$OUT/gpu-check.log"
-timeout 330 python3 bench/gpu/run.py --deadline 230 --json "$OUT/gpu-bench.json" 2>&1 | tee "$OUT/gpu-bench.log"
+timeout 170 python3 bench/gpu/check.py --json "$OUT/gpu-check.json" 2>&1 | tee "$OUT/gpu-check.log"
+timeout 390 python3 bench/gpu/run.py --deadline 300 --json "$OUT/gpu-bench.json" 2>&1 | tee "$OUT/gpu-bench.log"

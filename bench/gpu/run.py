@@ -41,6 +41,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 TFLOP_PER_TILE = 5.76  # one step, 512 x 512 output (INVSR.md)
+SWEEP_BATCHES = (1, 2, 4, 16, 32)  # and 8, the default row's
 PEAK_TFLOPS = {"H100": 790.0, "H200": 790.0, "A100": 312.0}  # dense bf16/fp16 tensor-core peaks (INVSR.md's figures)
 
 # SD-Turbo's CLIP text encoder (SD 2.1's OpenCLIP ViT-H text tower); the UNet and VAE shapes are in invsr.tiny_weights.
@@ -153,24 +154,40 @@ def main() -> None:
     ours_dtype = torch.float32 if args.small else (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
     counts, ours = {}, {}
 
-    def our_pipeline():
-        if "pipeline" not in ours:
-            ours["pipeline"] = pipeline_for(build(args.small, device, ours_dtype)[0], device, ours_dtype)
+    def our_pipeline(fresh: bool = False):
+        """The default pipeline, built once; `fresh`: another one (torch.compile changes a pipeline for good)."""
+        if fresh or "pipeline" not in ours:
+            pipeline = pipeline_for(build(args.small, device, ours_dtype)[0], device, ours_dtype)
+            if fresh:
+                return pipeline
+            ours["pipeline"] = pipeline
+            counts["our_model_bytes"] = torch.cuda.memory_allocated(device) if device.type == "cuda" else None
         return ours["pipeline"]
 
-    def ours_row(name, batch, optimize=None):
+    def ours_row(name, batch, optimize=None, warmups=1, runs=3):
         def row():
-            pipeline = our_pipeline()
+            pipeline = our_pipeline(fresh=bool(optimize))
             if optimize is not None:
                 pipeline.optimize(compile=optimize and not args.small)
-            return measure(name, lambda: pipeline.upscale(image, UpscaleRequest(tile_batch=batch)), device, side, 1, 3, args.budget)
+            reports = []
+            measured = measure(name, lambda: reports.append(pipeline.upscale(image, UpscaleRequest(tile_batch=batch)).report), device, side, warmups, runs, args.budget)
+            tiling = reports[-1]["tiling"]
+            measured["tiling"] = {key: tiling[key] for key in ("tile", "overlap", "batch", "tiles", "notices")}
+            if measured["peak_gpu_bytes"] and counts.get("our_model_bytes"):  # what tiled.BYTES_PER_OUTPUT_PIXEL estimates
+                batch_pixels = tiling["batch"] * (4 * tiling["tile"]) ** 2
+                measured["bytes_per_output_pixel_per_dtype_byte"] = round((measured["peak_gpu_bytes"] - counts["our_model_bytes"]) / batch_pixels / pipeline.dtype.itemsize)
+            return measured
         return row
 
+    default = "ours (default: 128/16 tiles, automatic batch)"
+    compiled = "ours, compiled (channels-last, torch.compile, automatic batch)"
     plan = [
         ("reference (fp16, eager, 128/64 tiles, batch 8, prompt per call)", lambda: reference_row(args, device, fp16, image, side, counts)),
-        ("ours (default: 128/16 tiles, automatic batch)", ours_row("ours (default: 128/16 tiles, automatic batch)", "auto")),
+        (default, ours_row(default, "auto")),
+        # memory and speed against the batch, eager: calibrates tiled.BYTES_PER_OUTPUT_PIXEL and MAX_AUTO_BATCH
+        *[(f"ours, batch {n}", ours_row(f"ours, batch {n}", n, runs=1)) for n in SWEEP_BATCHES],
+        (compiled, ours_row(compiled, "auto", optimize=True)),  # a pipeline of its own, so the next row runs eager
         ("ours, channels-last, batch 16", ours_row("ours, channels-last, batch 16", 16, optimize=False)),
-        ("ours, compiled (channels-last, torch.compile, automatic batch)", ours_row("ours, compiled (channels-last, torch.compile, automatic batch)", "auto", optimize=True)),
     ]
     path = args.json or HERE.parent / "results" / f"gpu-{'cpu-small' if args.small else card.replace(' ', '_')}-{datetime.date.today()}.json"
     rows = []
@@ -191,7 +208,7 @@ def main() -> None:
 
 def print_rows(rows: list[dict], side: int, card: str) -> None:
     peak = next((v for k, v in PEAK_TFLOPS.items() if k in card), None)
-    print(f"\n{'row':<66} {'ms/tile':>8} {'MP/s':>7} {'GPU GB':>7} {'of limit':>9}")
+    print(f"\n{'row':<66} {'ms/tile':>8} {'MP/s':>7} {'GPU GB':>7} {'of limit':>9} {'B/px':>6}")
     for row in rows:
         if "seconds" not in row:
             print(f"{row['name']:<66} {row.get('skipped') or 'failed'}")
@@ -199,7 +216,7 @@ def print_rows(rows: list[dict], side: int, card: str) -> None:
         row["fraction_of_compute_limit"] = (TFLOP_PER_TILE * (4 * side) ** 2 / 512**2 / row["seconds"]) / peak if peak else None
         memory = f"{row['peak_gpu_bytes'] / 1e9:.1f}" if row["peak_gpu_bytes"] else "-"
         limit = f"{100 * row['fraction_of_compute_limit']:.1f}%" if row["fraction_of_compute_limit"] else "-"
-        print(f"{row['name']:<66} {row['ms_per_512_tile']:>8.1f} {row['output_mp_per_s']:>7.2f} {memory:>7} {limit:>9}")
+        print(f"{row['name']:<66} {row['ms_per_512_tile']:>8.1f} {row['output_mp_per_s']:>7.2f} {memory:>7} {limit:>9} {row.get('bytes_per_output_pixel_per_dtype_byte', '-'):>6}")
 
 
 def write_result(path: Path, card: str, side: int, small: bool, counts: dict, rows: list[dict]) -> None:
