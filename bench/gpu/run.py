@@ -10,12 +10,17 @@ The networks have random weights (speed does not depend on their values) and ful
 - reference: fp16, eager, 128-pixel input tiles at a stride of 64 (half a tile), batch 8, fresh noise per
   tile, the prompt re-encoded by the text encoder for every batch (bench/reference_tiling.py);
 - ours: our default settings (bf16, 128-pixel tiles overlapping by 16, automatic batch);
-- ours, channels-last at batch 16, without compiling: what the layout and batch alone give;
+- ours at batches 1 to 32 (one run each): speed and peak memory against the batch, which calibrate
+  tiled.MAX_AUTO_BATCH and tiled.BYTES_PER_OUTPUT_PIXEL (the B/px column);
+- ours with the stage timer not waiting for the GPU at each stage's end: what those waits cost;
+- ours in fp16, the reference's dtype;
 - ours, compiled: channels-last and torch.compile (InvSRPipeline.optimize, `--compile`), automatic
   batch; compiled, tiles are all full-size and the last batch is filled (static shapes), which costs
-  some work on this image (81 tiles in batches of 8: 88 tiles' work) but compiles once for every image.
+  some work on this image (81 tiles in batches of 8: 88 tiles' work) but compiles once for every image;
+  then the same without the stage timer's waits;
+- ours, channels-last at batch 16, without compiling: what the layout and batch alone give.
 
-Rows run in that order; each writes the JSON as it ends, a failing row is recorded and the next runs,
+`--rows` picks rows by key (see DEFAULT_ROWS). Rows run in the order given; each writes the JSON as it ends, a failing row is recorded and the next runs,
 and no row starts after --deadline seconds (bench/gpu/device.sh runs this within a time limit).
 
 Per row: milliseconds per 512 x 512 output tile of the image (the image's output area over 512^2, so
@@ -27,6 +32,7 @@ dense bf16/fp16 rate.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import statistics
@@ -42,6 +48,7 @@ sys.path.insert(0, str(HERE.parent))
 
 TFLOP_PER_TILE = 5.76  # one step, 512 x 512 output (INVSR.md)
 SWEEP_BATCHES = (1, 2, 4, 16, 32)  # and 8, the default row's
+DEFAULT_ROWS = "reference,default,batch1,batch2,batch4,batch16,batch32,unsynced,fp16,compiled,compiled-unsynced,channels-last"
 PEAK_TFLOPS = {"H100": 790.0, "H200": 790.0, "A100": 312.0}  # dense bf16/fp16 tensor-core peaks (INVSR.md's figures)
 
 # SD-Turbo's CLIP text encoder (SD 2.1's OpenCLIP ViT-H text tower); the UNet and VAE shapes are in invsr.tiny_weights.
@@ -104,12 +111,27 @@ def reference_row(args, device, dtype, image, side, counts: dict) -> dict:
     return measure("reference (fp16, eager, 128/64 tiles, batch 8, prompt per call)", lambda: run_reference(models, encoder, ids, device, image, 8), device, side, 1, 3, args.budget)
 
 
+@contextlib.contextmanager
+def stage_synchronization(synced: bool):
+    """With `synced` False, the pipeline's stage timer does not wait for the device at each stage's end
+    (measuring what those waits cost; the stage times are then only where the host waited)."""
+    import invsr.progress
+
+    waiting = invsr.progress.synchronize
+    invsr.progress.synchronize = waiting if synced else (lambda device: None)
+    try:
+        yield
+    finally:
+        invsr.progress.synchronize = waiting
+
+
 def measure(name, action, device, image_side, warmups, runs, budget_s) -> dict:
     """Median seconds of `runs` (fewer if the time budget runs out), peak memory, derived rates."""
     started = time.perf_counter()
     for _ in range(warmups):
         action()
     warm = time.perf_counter() - started
+    started = time.perf_counter()  # the budget is for the timed runs
     torch.cuda.reset_peak_memory_stats(device) if device.type == "cuda" else None
     times = []
     while len(times) < runs and (not times or time.perf_counter() - started < budget_s):
@@ -138,6 +160,7 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="tiny networks, a 128 x 128 image, on the CPU")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--budget", type=float, default=60.0, help="seconds of timed runs per row, at most")
+    parser.add_argument("--rows", default=DEFAULT_ROWS, help=f"which rows, in order (default {DEFAULT_ROWS})")
     parser.add_argument("--deadline", type=float, default=300.0, help="start no row after this many seconds")
     args = parser.parse_args()
     started = time.perf_counter()
@@ -152,43 +175,52 @@ def main() -> None:
     print(f"{card}: {side}^2 -> {4 * side}^2", flush=True)
     fp16 = torch.float32 if args.small else torch.float16
     ours_dtype = torch.float32 if args.small else (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
-    counts, ours = {}, {}
+    counts, pipelines = {}, {}
 
-    def our_pipeline(fresh: bool = False):
-        """The default pipeline, built once; `fresh`: another one (torch.compile changes a pipeline for good)."""
-        if fresh or "pipeline" not in ours:
-            pipeline = pipeline_for(build(args.small, device, ours_dtype)[0], device, ours_dtype)
-            if fresh:
-                return pipeline
-            ours["pipeline"] = pipeline
-            counts["our_model_bytes"] = torch.cuda.memory_allocated(device) if device.type == "cuda" else None
-        return ours["pipeline"]
+    def pipeline(kind: str):
+        """Our pipelines, each built once: 'default' (eager), 'fp16' (eager, the reference's dtype), and
+        'compiled' (channels-last and torch.compile, which change a pipeline for good)."""
+        if kind not in pipelines:
+            dtype = fp16 if kind == "fp16" else ours_dtype
+            pipelines[kind] = pipeline_for(build(args.small, device, dtype)[0], device, dtype)
+            if kind == "default":
+                counts["our_model_bytes"] = torch.cuda.memory_allocated(device) if device.type == "cuda" else None
+            if kind == "compiled":
+                pipelines[kind].optimize(compile=not args.small)
+        return pipelines[kind]
 
-    def ours_row(name, batch, optimize=None, warmups=1, runs=3):
+    def ours_row(name, kind="default", batch="auto", channels_last=False, synced=True, runs=3):
         def row():
-            pipeline = our_pipeline(fresh=bool(optimize))
-            if optimize is not None:
-                pipeline.optimize(compile=optimize and not args.small)
+            chosen = pipeline(kind)
+            if channels_last:
+                chosen.optimize(compile=False)
             reports = []
-            measured = measure(name, lambda: reports.append(pipeline.upscale(image, UpscaleRequest(tile_batch=batch)).report), device, side, warmups, runs, args.budget)
+            with stage_synchronization(synced):
+                measured = measure(name, lambda: reports.append(chosen.upscale(image, UpscaleRequest(tile_batch=batch)).report), device, side, 1, runs, args.budget)
             tiling = reports[-1]["tiling"]
             measured["tiling"] = {key: tiling[key] for key in ("tile", "overlap", "batch", "tiles", "notices")}
+            measured["stage_seconds"] = reports[-1]["seconds"]
             if measured["peak_gpu_bytes"] and counts.get("our_model_bytes"):  # what tiled.BYTES_PER_OUTPUT_PIXEL estimates
                 batch_pixels = tiling["batch"] * (4 * tiling["tile"]) ** 2
-                measured["bytes_per_output_pixel_per_dtype_byte"] = round((measured["peak_gpu_bytes"] - counts["our_model_bytes"]) / batch_pixels / pipeline.dtype.itemsize)
+                measured["bytes_per_output_pixel_per_dtype_byte"] = round((measured["peak_gpu_bytes"] - counts["our_model_bytes"]) / batch_pixels / chosen.dtype.itemsize)
             return measured
         return row
 
-    default = "ours (default: 128/16 tiles, automatic batch)"
-    compiled = "ours, compiled (channels-last, torch.compile, automatic batch)"
-    plan = [
-        ("reference (fp16, eager, 128/64 tiles, batch 8, prompt per call)", lambda: reference_row(args, device, fp16, image, side, counts)),
-        (default, ours_row(default, "auto")),
+    catalogue = {
+        "reference": ("reference (fp16, eager, 128/64 tiles, batch 8, prompt per call)", lambda: reference_row(args, device, fp16, image, side, counts)),
+        "default": ("ours (default: 128/16 tiles, automatic batch)", None),
         # memory and speed against the batch, eager: calibrates tiled.BYTES_PER_OUTPUT_PIXEL and MAX_AUTO_BATCH
-        *[(f"ours, batch {n}", ours_row(f"ours, batch {n}", n, runs=1)) for n in SWEEP_BATCHES],
-        (compiled, ours_row(compiled, "auto", optimize=True)),  # a pipeline of its own, so the next row runs eager
-        ("ours, channels-last, batch 16", ours_row("ours, channels-last, batch 16", 16, optimize=False)),
-    ]
+        **{f"batch{n}": (f"ours, batch {n}", dict(batch=n, runs=1)) for n in SWEEP_BATCHES},
+        "unsynced": ("ours, default, stages not waited for", dict(synced=False)),
+        "fp16": ("ours, fp16", dict(kind="fp16")),
+        "compiled": ("ours, compiled (channels-last, torch.compile, automatic batch)", dict(kind="compiled")),
+        "compiled-unsynced": ("ours, compiled, stages not waited for", dict(kind="compiled", synced=False)),
+        "channels-last": ("ours, channels-last, batch 16", dict(batch=16, channels_last=True)),  # changes 'default': last
+    }
+    plan = []
+    for key in args.rows.split(","):
+        name, make = catalogue[key]
+        plan.append((name, make if callable(make) else ours_row(name, **(make or {}))))
     path = args.json or HERE.parent / "results" / f"gpu-{'cpu-small' if args.small else card.replace(' ', '_')}-{datetime.date.today()}.json"
     rows = []
     for name, make_row in plan:
