@@ -14,6 +14,7 @@ The networks have random weights (speed does not depend on their values) and ful
   tiled.MAX_AUTO_BATCH and tiled.BYTES_PER_OUTPUT_PIXEL (the B/px column);
 - ours with the stage timer not waiting for the GPU at each stage's end: what those waits cost;
 - ours in fp16, the reference's dtype;
+- ours with cuDNN's autotuning of convolution algorithms (not in the default rows);
 - ours, compiled: channels-last and torch.compile (InvSRPipeline.optimize, `--compile`), automatic
   batch; compiled, tiles are all full-size and the last batch is filled (static shapes), which costs
   some work on this image (81 tiles in batches of 8: 88 tiles' work) but compiles once for every image;
@@ -125,6 +126,17 @@ def stage_synchronization(synced: bool):
         invsr.progress.synchronize = waiting
 
 
+@contextlib.contextmanager
+def cudnn_autotuning(enabled: bool):
+    """torch.backends.cudnn.benchmark: time cuDNN's convolution algorithms for each new shape, keep the fastest."""
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
 def measure(name, action, device, image_side, warmups, runs, budget_s) -> dict:
     """Median seconds of `runs` (fewer if the time budget runs out), peak memory, derived rates."""
     started = time.perf_counter()
@@ -189,20 +201,21 @@ def main() -> None:
                 pipelines[kind].optimize(compile=not args.small)
         return pipelines[kind]
 
-    def ours_row(name, kind="default", batch="auto", channels_last=False, synced=True, runs=3):
+    def ours_row(name, kind="default", batch="auto", channels_last=False, synced=True, cudnn_benchmark=False, runs=3):
         def row():
             chosen = pipeline(kind)
             if channels_last:
                 chosen.optimize(compile=False)
             reports = []
-            with stage_synchronization(synced):
+            weights = torch.cuda.memory_allocated(device) if device.type == "cuda" else None  # all pipelines built so far
+            with stage_synchronization(synced), cudnn_autotuning(cudnn_benchmark):
                 measured = measure(name, lambda: reports.append(chosen.upscale(image, UpscaleRequest(tile_batch=batch)).report), device, side, 1, runs, args.budget)
             tiling = reports[-1]["tiling"]
             measured["tiling"] = {key: tiling[key] for key in ("tile", "overlap", "batch", "tiles", "notices")}
             measured["stage_seconds"] = reports[-1]["seconds"]
-            if measured["peak_gpu_bytes"] and counts.get("our_model_bytes"):  # what tiled.BYTES_PER_OUTPUT_PIXEL estimates
+            if measured["peak_gpu_bytes"]:  # what tiled.BYTES_PER_OUTPUT_PIXEL estimates
                 batch_pixels = tiling["batch"] * (4 * tiling["tile"]) ** 2
-                measured["bytes_per_output_pixel_per_dtype_byte"] = round((measured["peak_gpu_bytes"] - counts["our_model_bytes"]) / batch_pixels / chosen.dtype.itemsize)
+                measured["bytes_per_output_pixel_per_dtype_byte"] = round((measured["peak_gpu_bytes"] - weights) / batch_pixels / chosen.dtype.itemsize)
             return measured
         return row
 
@@ -213,6 +226,7 @@ def main() -> None:
         **{f"batch{n}": (f"ours, batch {n}", dict(batch=n, runs=1)) for n in SWEEP_BATCHES},
         "unsynced": ("ours, default, stages not waited for", dict(synced=False)),
         "fp16": ("ours, fp16", dict(kind="fp16")),
+        "cudnn-benchmark": ("ours, cuDNN autotuning (cudnn.benchmark)", dict(cudnn_benchmark=True)),
         "compiled": ("ours, compiled (channels-last, torch.compile, automatic batch)", dict(kind="compiled")),
         "compiled-unsynced": ("ours, compiled, stages not waited for", dict(kind="compiled", synced=False)),
         "channels-last": ("ours, channels-last, batch 16", dict(batch=16, channels_last=True)),  # changes 'default': last
