@@ -17,8 +17,15 @@ def test_gpu_benchmark_runs_every_row_at_reduced_size(tmp_path):
     done = run_script("bench/gpu/run.py", "--small", "--budget", "3", "--json", str(tmp_path / "gpu.json"))
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     result = json.loads((tmp_path / "gpu.json").read_text())
-    assert [row["name"].split(" (")[0] for row in result["rows"]] == ["reference", "ours", "ours, channels-last, batch 16", "ours, compiled"]
+    names = [row["name"].split(" (")[0] for row in result["rows"]]
+    assert names == [
+        "reference", "ours", *[f"ours, batch {n}" for n in (1, 2, 4, 16, 32)], "ours, default, stages not waited for",
+        "ours, fp16", "ours, compiled", "ours, compiled, stages not waited for", "ours, channels-last, batch 16",
+    ]
     assert all(row["seconds"] > 0 and row["output_mp_per_s"] > 0 for row in result["rows"])
+    ours = result["rows"][1:]
+    assert [row["tiling"]["batch"] for row in ours[1:6]] == [1, 2, 4, 16, 32]  # the sweep ran at the batch it names
+    assert all(row["stage_seconds"]["vae_decode"] > 0 for row in ours)
     assert result["small"] and result["parameters"]["noise_predictor"] > 0
 
 
@@ -26,6 +33,6 @@ def test_gpu_checks_run_and_pass_on_the_cpu(tmp_path):
     done = run_script("bench/gpu/check.py", "--device", "cpu", "--skip", "compile,worker", "--json", str(tmp_path / "check.json"))
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     result = json.loads((tmp_path / "check.json").read_text())
-    assert result["dtypes"]["passed"] and result["batching"]["passed"]
+    assert result["dtypes"]["passed"] and result["batching"]["passed"] and result["resample"]["passed"]
     assert "skipped" in result["out_of_memory_fallback"]  # it needs CUDA
     assert "all checks passed" in done.stdout
