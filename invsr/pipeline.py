@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -105,8 +106,9 @@ class InvSRPipeline:
             },
         }
 
-    def upscale(self, image: np.ndarray, request: UpscaleRequest = UpscaleRequest(), progress: ProgressCallback | None = None) -> UpscaleResult:
-        """Upscale an (H, W[, C]) array (see pixels.py for what is accepted) to the request's size."""
+    def upscale(self, image: np.ndarray, request: UpscaleRequest = UpscaleRequest(), progress: ProgressCallback | None = None, cancel_check: Callable[[], None] | None = None) -> UpscaleResult:
+        """Upscale an (H, W[, C]) array (see pixels.py for what is accepted) to the request's size.
+        `progress` hears after each batch; `cancel_check` is called before each stage (progress.py)."""
         pixels = Pixels.from_array(image)
         height, width = pixels.size
         out_size = request.output_size(height, width)
@@ -114,7 +116,7 @@ class InvSRPipeline:
         choice = choose_steps(pixels.rgb) if request.steps == "auto" else None
         timesteps = resolve_timesteps(choice.steps if choice else request.steps, request.timesteps)
         settings = choose_settings(request, self.device, self.dtype, self.models.lr_multiple)
-        timer = StageTimer(self.device)
+        timer = StageTimer(self.device, cancel_check)
         reset_peak_memory(self.device)
         started = time.perf_counter()
 

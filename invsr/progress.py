@@ -1,7 +1,10 @@
 """Progress reports and per-stage timings of one job.
 
 A caller passes `progress`, a function that takes a `Progress` each time a unit of work ends; raising
-`errors.Cancelled` from it stops the job at that point (the worker cancels jobs this way).
+`errors.Cancelled` from it stops the job at that point (the worker cancels jobs this way). A batch of
+large tiles on a CPU takes minutes, so a caller may also pass `cancel_check`, which the stage timer
+calls before every stage (VAE encoder, noise predictor, UNet step, VAE decoder, ...): raising
+`Cancelled` from it stops the job within the batch.
 """
 
 from __future__ import annotations
@@ -33,14 +36,19 @@ ProgressCallback = Callable[[Progress], None]
 
 
 class StageTimer:
-    """Times named stages, waiting for the device at the end of each so that a stage's time is its own."""
+    """Times named stages, waiting for the device at the end of each so that a stage's time is its own
+    (on an H100 the waits cost nothing measurable: bench/results/gpu-H100-2026-11-26-stages.json).
+    `cancel_check`, if given, is called before each stage and may raise `errors.Cancelled`."""
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, cancel_check: Callable[[], None] | None = None):
         self.device = device
+        self.cancel_check = cancel_check
         self.seconds: dict[str, float] = {}
 
     @contextlib.contextmanager
     def stage(self, name: str):
+        if self.cancel_check is not None:
+            self.cancel_check()
         begin = time.perf_counter()
         yield
         synchronize(self.device)

@@ -70,7 +70,7 @@ class JobBoard:
 
     @staticmethod
     def cancel(job: Job, reason: str) -> None:
-        """Ask a job to stop: a queued one never starts, a running one stops at its next tile."""
+        """Ask a job to stop: a queued one never starts, a running one stops at its next stage (progress.py)."""
         if not job.cancel.is_set():
             job.cancel_reason = reason
             job.cancel.set()
@@ -155,20 +155,22 @@ class Executor:
             message.fields.update(re=job.request_id, job=job.id)
             push.send_multipart([job.client, *message.encode(self.key)], copy=False)
 
-        def progress(update) -> None:
+        def cancel_check() -> None:  # before each stage, and so within a batch (minutes on a CPU)
             if job.cancel.is_set():
                 raise Cancelled(job.cancel_reason)
+
+        def progress(update) -> None:
+            cancel_check()
             eta = None if update.eta is None else round(update.eta, 3)
             job.progress = {"stage": update.stage, "done": update.done, "total": update.total, "elapsed": round(update.elapsed, 3), "eta": eta}
             send(Message("progress", dict(job.progress)))
 
         try:
-            if job.cancel.is_set():
-                raise Cancelled(job.cancel_reason)
+            cancel_check()
             job.state = "running"
             started = time.perf_counter()
             pipeline = self.model.get(lambda: send(Message("progress", {"stage": "loading model", "done": 0, "total": 0})))
-            result = pipeline.upscale(_as_array(job), job.request, progress=progress)
+            result = pipeline.upscale(_as_array(job), job.request, progress=progress, cancel_check=cancel_check)
             final = _result_message(result)
             log.info("job %s done in %.2f s", job.id, time.perf_counter() - started)
         except InvSRError as error:

@@ -172,6 +172,32 @@ def test_progress_counts_tiles_and_cancel_stops_between_them(pipeline, photo):
     assert [p.done for p in seen] == [1, 2]
 
 
+def test_cancel_check_stops_a_job_within_its_batch(pipeline, photo):
+    """On a CPU one batch of large tiles takes minutes: a cancel must not wait for the batch to end."""
+    stages, unet_calls, seen = [], [], []
+    forward = pipeline.models.unet.forward
+
+    def counting_forward(*args, **kwargs):
+        unet_calls.append(1)
+        return forward(*args, **kwargs)
+
+    def cancel_after_the_encoder():
+        stages.append(len(stages))
+        if len(stages) == 2:  # called before the encoder, then before the noise predictor
+            raise Cancelled("stop")
+
+    pipeline.models.unet.forward = counting_forward
+    try:
+        with pytest.raises(Cancelled):  # the whole image (9 tiles) in one batch
+            pipeline.upscale(photo, UpscaleRequest(tile=48, overlap=8, tile_batch=10), progress=seen.append, cancel_check=cancel_after_the_encoder)
+    finally:
+        pipeline.models.unet.forward = forward
+    assert unet_calls == [] and seen == []  # stopped before the UNet, and no batch was reported done
+    every_stage = []
+    pipeline.upscale(photo, UpscaleRequest(tile=48, overlap=8, tile_batch=10, steps=2), cancel_check=lambda: every_stage.append(1))
+    assert len(every_stage) == 5 + 9 + 1  # encoder, noise predictor, 2 UNet steps, decoder; 9 colour fixes; finish
+
+
 class LimitedMemory:
     """Makes the UNet raise the out-of-memory error a small GPU would, above a batch or a latent size."""
 
