@@ -75,14 +75,16 @@ class InvSRPipeline:
         load_report = {"seconds": round(time.perf_counter() - started, 3), "prompt_embedding_cached": cached}
         return cls(models, weights, torch_device, torch_dtype, load_report)
 
-    def optimize(self, compile: bool = True) -> None:
+    def optimize(self, compile: bool = True, channels_last: bool = True) -> None:
         """Trade a slow first job for faster later ones (worth it in a long-lived worker on a GPU):
         channels-last memory layout for the convolutions and, with `compile`, torch.compile of the
-        networks. Compiled, every image is cut into full-size tiles in full batches (tiled.py), so the
-        networks see one shape and compile once, not once per image size; results then differ slightly
-        from the eager ones (tiles placed differently), as any change of tiling does."""
+        networks (1.4x faster on an H100 after a first job of about 100 s; channels-last alone, eager,
+        was 14% slower: bench/results/gpu-H100-2026-11-26.json). Compiled, every image is cut into
+        full-size tiles in full batches (tiled.py), so the networks see one shape and compile once, not
+        once per image size; results then differ slightly from the eager ones (tiles placed
+        differently), as any change of tiling does."""
         models = self.models
-        for network in (models.unet, models.vae, models.noise_predictor):
+        for network in (models.unet, models.vae, models.noise_predictor) if channels_last else ():
             network.to(memory_format=torch.channels_last)
         if compile:  # one input shape per network (static_shapes), so dynamic shapes buy nothing
             models.unet = torch.compile(models.unet, dynamic=False)
@@ -90,7 +92,7 @@ class InvSRPipeline:
             models.vae.decoder = torch.compile(models.vae.decoder, dynamic=False)
             models.noise_predictor = torch.compile(models.noise_predictor, dynamic=False)
         self.static_shapes = compile
-        self.load_report["optimized"] = {"channels_last": True, "compile": compile}
+        self.load_report["optimized"] = {"channels_last": channels_last, "compile": compile}
 
     def describe(self) -> dict:
         """The model's identity for reports and `hello`: device, dtype, weights, whether they are real."""
