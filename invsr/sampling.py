@@ -61,6 +61,12 @@ def _no_stage(name: str):
     return contextlib.nullcontext()
 
 
+def _timestep(t: int, device: torch.device) -> torch.Tensor:
+    """A timestep as the networks take it. A tensor, not a Python int: torch.compile treats an int as a
+    constant and would compile the networks again for every new timestep (every step, every --steps)."""
+    return torch.tensor(t, dtype=torch.int64, device=device)
+
+
 @torch.inference_mode()
 def sample(models: Models, lr: torch.Tensor, timesteps: tuple[int, ...], noise: Noise, stage=_no_stage) -> torch.Tensor:
     """x4 super-resolution of `lr` (N, 3, h, w) in [0, 1], h and w multiples of `models.lr_multiple`.
@@ -78,14 +84,14 @@ def sample(models: Models, lr: torch.Tensor, timesteps: tuple[int, ...], noise: 
         z0 = (latent.mean.float() + latent.std.float() * noise.encoder.to(lr.device)) * models.scaling_factor
 
     with stage("noise_predictor"):  # step 5: the inversion noise, then x = z0 + sigma_0 * noise
-        moments = models.noise_predictor((lr * 2 - 1).to(dtype), start)
+        moments = models.noise_predictor((lr * 2 - 1).to(dtype), _timestep(start, lr.device))
         x = z0 + sigma[0] * NoisePredictor.sample_noise(moments, noise.predictor.to(lr.device))
 
     prompt = models.prompt_embedding.to(lr.device, dtype).expand(lr.shape[0], -1, -1)
     for i, t in enumerate(timesteps):  # step 6: Euler steps with epsilon prediction
         with stage("unet"):
             model_input = (x / math.sqrt(sigma[i] ** 2 + 1)).to(dtype)
-            eps = models.unet(model_input, t - 1, encoder_hidden_states=prompt, return_dict=False)[0].float()
+            eps = models.unet(model_input, _timestep(t - 1, lr.device), encoder_hidden_states=prompt, return_dict=False)[0].float()
             denoised = x - sigma[i] * eps
             x = denoised + sigma[i + 1] * eps
 

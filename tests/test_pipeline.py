@@ -241,3 +241,28 @@ def test_channels_last_layout_gives_the_same_result(tiny_weights, small_photo):
     pipeline.optimize(compile=False)
     assert pipeline.load_report["optimized"] == {"channels_last": True, "compile": False}
     assert np.abs(pipeline.upscale(small_photo).image.astype(int) - expected).max() <= 1
+
+
+def test_compiled_networks_are_traced_once_for_every_image_size_step_count_and_timestep(tiny_weights, small_photo, monkeypatch):
+    """torch.compile compiles again for each new input shape and for each new Python number it sees: a
+    worker started with --compile must not pay that again for another image size, another --steps or
+    other timesteps. Traced here by TorchDynamo as on a GPU, with a backend that runs the traced graphs
+    as they are (inductor's code generation takes minutes on a CPU)."""
+    traced = []
+
+    def counting_backend(graph, example_inputs):
+        traced.append(graph)
+        return graph.forward
+
+    compile_ = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda module, **options: compile_(module, backend=counting_backend, **options))
+    torch._dynamo.reset()
+    pipeline = InvSRPipeline.load(tiny_weights, device="cpu")
+    pipeline.optimize(compile=True)
+    first = pipeline.upscale(small_photo, UpscaleRequest(steps=1, seed=1))
+    after_first_job = len(traced)
+    assert after_first_job > 0 and first.report["tiling"]["static_shapes"]
+    for height, width, request in [(24, 40, UpscaleRequest(steps=3)), (60, 44, UpscaleRequest(timesteps=(250, 120))), (32, 32, UpscaleRequest(steps=5, seed=2))]:
+        pipeline.upscale(small_photo[:height, :width], request)
+    assert len(traced) == after_first_job
+    torch._dynamo.reset()
