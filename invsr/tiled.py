@@ -32,11 +32,11 @@ SCALE = 4
 TILE_SIZES = (1024, 768, 512, 384, 256, 192, 128, 96, 64, 48, 32)  # the fallback ladder, largest first
 MIN_TILE = TILE_SIZES[-1]
 # On an H100 (bench/results/gpu-H100-2026-11-26.json), batches of 8 run 2.1x faster per tile than single
-# tiles and give 90% of batch 32's speed for a third of its memory (6.4 GB against 19.4 GB): more is
+# tiles and give 89% of batch 32's speed for a third of its memory (6.4 GB against 19.4 GB): more is
 # left to the user (--tile-batch).
 MAX_AUTO_BATCH = 8
 # Device bytes per output pixel of a tile batch, per byte of the compute dtype, above the weights
-# (activations of the VAE at full resolution dominate). Measured on an H100: 1039 at batches of 2 to 32,
+# (activations of the VAE at full resolution dominate). Measured on an H100: 1038-1039 at batches of 2 to 32,
 # 1232 for one tile, less compiled; this leaves a margin. The out-of-memory fallback corrects a miss.
 BYTES_PER_OUTPUT_PIXEL = 1300
 REFERENCE_MARGIN = 4  # input pixels around a tile that its x4 bicubic reference depends on
