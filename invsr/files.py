@@ -94,7 +94,9 @@ def upscale_file(pipeline, source: Path, target: Path, request, bar=None) -> dic
     read_seconds = time.perf_counter() - started
 
     def show(progress):
-        if bar is not None:
+        if bar is not None and progress.stage == "compiling":
+            bar.set_postfix_str("compiling the networks (first job of this tile size and batch: minutes)")
+        elif bar is not None:
             bar.set_postfix_str(f"tile {min(progress.done, progress.total - 1)}/{progress.total - 1}")
 
     result = pipeline.upscale(pixels, request, progress=show)

@@ -51,6 +51,7 @@ class InvSRPipeline:
         self.load_report = load_report
         self.max_pixels = DEFAULT_MAX_PIXELS  # the x4 intermediate or the output, whichever is larger
         self.static_shapes = False  # one network input shape for every image (set when compiled)
+        self.compiled_shapes: set | None = None  # when compiled: the (tile, batch) shapes compiled so far
 
     @classmethod
     def load(cls, weights: WeightPaths | None = None, device: str = "auto", dtype: str = "auto") -> "InvSRPipeline":
@@ -92,6 +93,7 @@ class InvSRPipeline:
             models.vae.decoder = torch.compile(models.vae.decoder, dynamic=False)
             models.noise_predictor = torch.compile(models.noise_predictor, dynamic=False)
         self.static_shapes = compile
+        self.compiled_shapes = set() if compile else None
         self.load_report["optimized"] = {"channels_last": channels_last, "compile": compile}
 
     def describe(self) -> dict:
@@ -123,7 +125,7 @@ class InvSRPipeline:
         started = time.perf_counter()
 
         lr = fill_transparent(pixels.rgb, pixels.alpha)
-        run = TiledUpscale(self.models, self.device, lr, timesteps, request.seed, request.color_fix, timer, progress, static_shapes=self.static_shapes, out_size=out_size)
+        run = TiledUpscale(self.models, self.device, lr, timesteps, request.seed, request.color_fix, timer, progress, static_shapes=self.static_shapes, out_size=out_size, compiled_shapes=self.compiled_shapes)
         rgb, tiling = run.run(settings)  # resampled to out_size tile by tile: no x4 image is ever held whole
         with timer.stage("finish"):
             alpha = resize_alpha(pixels.alpha, out_size) if pixels.alpha is not None else None

@@ -21,15 +21,19 @@ from .devices import synchronize
 
 @dataclasses.dataclass(frozen=True)
 class Progress:
-    stage: str  # "tiles" after each batch of tiles, "finish" when the result is assembled
+    stage: str  # "tiles" after each batch of tiles, "finish" when the result is assembled; "compiling"
+    # before a batch that compiled networks compile for (the first of its shape: minutes)
     done: int  # units of work finished so far: tiles, then 1 for the finish
     total: int  # units of work in the whole job: tiles + 1
     elapsed: float  # seconds since the job started
+    paced_since: tuple[float, int] = (0.0, 0)  # (elapsed, done) after the last batch that compiled
 
     @property
     def eta(self) -> float | None:
-        """Seconds left, extrapolated from the pace so far."""
-        return self.elapsed * (self.total - self.done) / self.done if self.done else None
+        """Seconds left, extrapolated from the pace since `paced_since` (a compiling batch would make
+        every later estimate minutes too long)."""
+        since, done_then = self.paced_since
+        return (self.elapsed - since) * (self.total - self.done) / (self.done - done_then) if self.done > done_then else None
 
 
 ProgressCallback = Callable[[Progress], None]

@@ -11,6 +11,7 @@
   is started again with smaller tiles; each step is recorded in `notices`. Only when a 32-pixel tile
   does not fit does the job fail.
 - After each batch `progress` gets a `Progress("tiles", done, total)`; raising `Cancelled` from it stops.
+  Compiled, it also gets `Progress("compiling", ...)` before the first batch of a new shape.
 """
 
 from __future__ import annotations
@@ -80,14 +81,16 @@ class _TileTooLarge(Exception):
 class TiledUpscale:
     """Upscale `lr` (1, 3, H, W) in [0, 1] x4, and resample to `out_size`, on the host; see the module docstring."""
 
-    def __init__(self, models: Models, device, lr, timesteps, seed: int, color_fix: str, timer: StageTimer, progress: ProgressCallback | None = None, blend: bool = True, shared_noise: bool = True, static_shapes: bool = False, out_size: tuple[int, int] | None = None):
+    def __init__(self, models: Models, device, lr, timesteps, seed: int, color_fix: str, timer: StageTimer, progress: ProgressCallback | None = None, blend: bool = True, shared_noise: bool = True, static_shapes: bool = False, out_size: tuple[int, int] | None = None, compiled_shapes: set | None = None):
         self.models, self.device, self.lr, self.timesteps = models, device, lr, timesteps
         self.color_fix, self.timer, self.progress, self.blend = color_fix, timer, progress, blend
         self.shared_noise, self.static_shapes = shared_noise, static_shapes
         self.seed = seed
         self.out_size = out_size  # (height, width) of the result; None: x4
+        self.compiled_shapes = compiled_shapes  # (tile, batch) the compiled networks have run; None: not compiled
         self.notices: list[str] = []
         self.started = time.perf_counter()
+        self.paced_since = (0.0, 0)  # see Progress.eta
 
     def run(self, settings: TileSettings) -> tuple[torch.Tensor, dict]:
         """`static_shapes` (for compiled networks, which compile once per input shape): the image is
@@ -126,6 +129,7 @@ class TiledUpscale:
             size = (remaining[0][2].rows.size, remaining[0][2].cols.size)
             group = [item for item in remaining[:batch] if (item[2].rows.size, item[2].cols.size) == size]
             try:
+                compiling = self._announce_compiling(tile, batch, done, total)
                 outputs = self._sample([t for _, _, t in group], batch)
             except RuntimeError as error:
                 if not is_out_of_memory(error):
@@ -140,9 +144,21 @@ class TiledUpscale:
                 self._accumulate(canvas, i, j, tile_, output)
             del remaining[: len(group)]
             done += len(group)
+            elapsed = time.perf_counter() - self.started
+            self.paced_since = (elapsed, done) if compiling else self.paced_since
             if self.progress is not None:
-                self.progress(Progress("tiles", done, total + 1, time.perf_counter() - self.started))
+                self.progress(Progress("tiles", done, total + 1, elapsed, self.paced_since))
         return canvas.image, batch
+
+    def _announce_compiling(self, tile: int, batch: int, done: int, total: int) -> bool:
+        """Compiled networks compile on their first batch of a shape, which takes minutes where a batch
+        otherwise takes a second: say so, rather than leave the progress bar standing still."""
+        if self.compiled_shapes is None or (tile, batch) in self.compiled_shapes:
+            return False
+        if self.progress is not None:
+            self.progress(Progress("compiling", done, total + 1, time.perf_counter() - self.started, self.paced_since))
+        self.compiled_shapes.add((tile, batch))
+        return True
 
     def _sample(self, tiles: list[Tile], batch: int) -> list[torch.Tensor]:
         """Sample a batch of equal-sized tiles; return each one colour-fixed and cropped to the image."""

@@ -516,3 +516,13 @@ def test_a_mistyped_endpoint_in_the_worker_file_is_named(tmp_path, monkeypatch):
     connection.write(path, connection.Connection(endpoint="192.168.1.20:47290", key="00" * 32, pid=1, protocol="2.0"))
     with pytest.raises(flow.PluginError, match=r"Cannot use the worker's connection file .*'192.168.1.20:47290'.*tcp://HOST:PORT"):
         flow.connect(flow.Options(server=str(path)), on_status=print)
+
+
+def test_the_progress_bar_pulses_while_the_worker_loads_or_compiles_and_counts_tiles_otherwise(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "plugin" / "invsr-upscale"))
+    from invsr_plugin.flow import progress_update
+
+    assert progress_update({"stage": "loading model", "done": 0, "total": 0}, 0, 1) == (None, "InvSR: loading the model (once, after the worker starts)")
+    fraction, text = progress_update({"stage": "compiling", "done": 0, "total": 82, "eta": None}, 1, 2)
+    assert fraction is None and text.startswith("InvSR: layer 2/2: compiling the networks")
+    assert progress_update({"stage": "tiles", "done": 16, "total": 82, "eta": 8.25}, 1, 2) == (pytest.approx(0.5 + 16 / 82 / 2), "InvSR: layer 2/2: tile 16/81, 8 s left")

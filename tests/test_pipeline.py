@@ -259,10 +259,14 @@ def test_compiled_networks_are_traced_once_for_every_image_size_step_count_and_t
     torch._dynamo.reset()
     pipeline = InvSRPipeline.load(tiny_weights, device="cpu")
     pipeline.optimize(compile=True)
-    first = pipeline.upscale(small_photo, UpscaleRequest(steps=1, seed=1))
+    seen = []
+    first = pipeline.upscale(small_photo, UpscaleRequest(steps=1, seed=1), progress=seen.append)
     after_first_job = len(traced)
     assert after_first_job > 0 and first.report["tiling"]["static_shapes"]
+    assert [p.stage for p in seen][:2] == ["compiling", "tiles"] and seen[1].eta is None  # no pace from a compiling batch
+    seen.clear()
     for height, width, request in [(24, 40, UpscaleRequest(steps=3)), (60, 44, UpscaleRequest(timesteps=(250, 120))), (32, 32, UpscaleRequest(steps=5, seed=2))]:
-        pipeline.upscale(small_photo[:height, :width], request)
+        pipeline.upscale(small_photo[:height, :width], request, progress=seen.append)
     assert len(traced) == after_first_job
+    assert "compiling" not in [p.stage for p in seen]  # the progress bar says "compiling" only when it is
     torch._dynamo.reset()

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from invsr.errors import Cancelled, OutOfMemory
-from invsr.progress import StageTimer
+from invsr.progress import Progress, StageTimer
 from invsr.request import UpscaleRequest
 from invsr import tiled
 from invsr.tiled import TiledUpscale, TileSettings, choose_settings
@@ -170,6 +170,13 @@ def test_progress_counts_tiles_and_cancel_stops_between_them(pipeline, photo):
     with pytest.raises(Cancelled):
         pipeline.upscale(photo, UpscaleRequest(tile=48, overlap=8), progress=cancel_after_two)
     assert [p.done for p in seen] == [1, 2]
+
+
+def test_the_time_left_is_paced_after_a_batch_that_compiled():
+    """82 units: a first batch of 8 tiles compiled for 100 s, the next 8 took 1 s: 66 units are left, 8 s."""
+    assert Progress("tiles", 16, 82, 101.0, paced_since=(100.0, 8)).eta == pytest.approx(8.25)
+    assert Progress("tiles", 8, 82, 100.0, paced_since=(100.0, 8)).eta is None  # no pace yet
+    assert Progress("tiles", 16, 82, 2.0).eta == pytest.approx(8.25)  # nothing compiled: paced from the start
 
 
 def test_cancel_check_stops_a_job_within_its_batch(pipeline, photo):

@@ -125,13 +125,7 @@ def upscale_regions(client, regions: list[Region], options: Options, on_progress
     results = []
     for index, region in enumerate(regions):
         def show(fields, index=index):
-            label = f"layer {index + 1}/{len(regions)}: " if len(regions) > 1 else ""
-            if fields.get("stage") == "loading model":  # no count to show: the bar pulses
-                on_progress(None, f"InvSR: {label}loading the model (once, after the worker starts)")
-                return
-            total = fields.get("total") or 1
-            done = min(fields.get("done", 0), total)
-            on_progress((index + done / total) / len(regions), f"InvSR: {label}{progress_text(done, total, fields.get('eta'))}")
+            on_progress(*progress_update(fields, index, len(regions)))
 
         try:
             header, buffer = client.upscale(region.pixels, region.width, region.height, region.channels, region.dtype, options.worker_params(), on_progress=show)
@@ -139,6 +133,18 @@ def upscale_regions(client, regions: list[Region], options: Options, on_progress
             raise PluginError(f"InvSR: {error}") from None
         results.append(check(region, header, buffer, options))
     return results
+
+
+def progress_update(fields: dict, index: int, count: int) -> tuple[float | None, str]:
+    """The bar's fraction (None: it pulses) and text for a worker's progress on region `index` of `count`."""
+    label = f"layer {index + 1}/{count}: " if count > 1 else ""
+    if fields.get("stage") == "loading model":  # no count to show
+        return None, f"InvSR: {label}loading the model (once, after the worker starts)"
+    if fields.get("stage") == "compiling":  # a worker started with --compile, on its first job of this size
+        return None, f"InvSR: {label}compiling the networks (the worker's first job at this tile size: minutes)"
+    total = fields.get("total") or 1
+    done = min(fields.get("done", 0), total)
+    return (index + done / total) / count, f"InvSR: {label}{progress_text(done, total, fields.get('eta'))}"
 
 
 def progress_text(done: int, total: int, eta: float | None) -> str:
