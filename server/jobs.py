@@ -78,13 +78,15 @@ class JobBoard:
 
 
 class ModelHolder:
-    """Loads the pipeline on first use (or at start with --preload), in the executor thread; remembers
-    a failure for `hello`, and tries again at the next job (the user may have fetched the weights)."""
+    """Loads the pipeline on first use (or at start with --preload, and then with --compile compiles it
+    too), in the executor thread; remembers a failure for `hello`, and tries again at the next job (the
+    user may have fetched the weights)."""
 
     def __init__(self, config):
         self.config = config
         self.pipeline = None
         self.status = {"state": "not loaded"}
+        self.compile_error: dict = {}  # {"compile_error": why} once compiling has failed
 
     def state(self) -> dict:
         return dict(self.status)
@@ -110,12 +112,33 @@ class ModelHolder:
             self.status = {"state": "failed", "code": "internal", "error": f"{type(error).__name__}: {error}"}
             raise
         pipeline.max_pixels = self.config.max_pixels
-        if self.config.compile:
+        if self.config.compile and not self.compile_error:
             pipeline.optimize(compile=True)
         self.pipeline = pipeline
-        self.status = {"state": "ready", **pipeline.describe(), "load_seconds": pipeline.load_report["seconds"]}
+        self.status = {"state": "ready", **pipeline.describe(), "load_seconds": pipeline.load_report["seconds"], **self.compile_error}
         log.info("model loaded: %s", self.status)
         return pipeline
+
+    def warm_up(self) -> None:
+        """With --compile and --preload: compile now, for the default tile and the automatic batch, so
+        that the first job does not wait minutes for it. Where compiling fails (no C++ compiler for a CPU,
+        no Triton for a GPU), serve without it: slower, and `hello` says why."""
+        from invsr.tiling import DEFAULT_TILE
+
+        import numpy as np
+
+        self.status = dict(self.status, state="compiling")
+        started = time.perf_counter()
+        try:
+            self.pipeline.upscale(np.zeros((DEFAULT_TILE, DEFAULT_TILE, 3), np.uint8))
+        except Exception as error:
+            log.exception("compiling the networks failed; serving them uncompiled")
+            self.compile_error = {"compile_error": f"{type(error).__name__}: {error}"[:500]}
+            self.pipeline = None
+            self.get()  # loaded again, not compiled
+            return
+        self.status = dict(self.status, state="ready", compile_seconds=round(time.perf_counter() - started, 1))
+        log.info("networks compiled in %.1f s", self.status["compile_seconds"])
 
 
 PRELOAD = object()  # a queue entry that asks the executor to load the model now
@@ -145,6 +168,8 @@ class Executor:
 
         try:
             self.model.get()
+            if self.model.config.compile:
+                self.model.warm_up()
         except InvSRError:
             pass  # recorded in the model state; `hello` shows it and the next job tries again
 

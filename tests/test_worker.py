@@ -593,3 +593,35 @@ def test_protocol_document_states_the_version_in_the_code():
         assert f"`{code}`" in text, f"error code {code} is not documented"
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert f"[docs/PROTOCOL.md](docs/PROTOCOL.md), version {protocol.version_text()}." in readme.replace("\n", " ")
+
+
+def wait_for_model(client, timeout=240.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while (model := client.hello()["model"])["state"] not in ("ready", "failed") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return model
+
+
+@pytest.mark.parametrize("backend", ["eager", "no_such_backend"])
+def test_a_compiling_worker_compiles_at_start_and_serves_uncompiled_where_compiling_fails(tmp_path, tiny_weights, pipeline, backend):
+    """--compile --preload compiles before the first job arrives. Traced by TorchDynamo as on a GPU, then
+    run by its eager backend (inductor's code generation takes minutes on a CPU); a backend that does not
+    exist stands for a machine where compiling fails, and the worker must serve anyway."""
+    env = dict(os.environ, TORCH_COMPILE_OVERRIDE_BACKENDS=f">=0:{backend}")
+    worker = WorkerProcess(tmp_path / backend, tiny_weights.noise_predictor.parent, "--preload", "--compile", env=env).wait_ready()
+    try:
+        with worker.client(timeout=60) as client:
+            model = wait_for_model(client)
+            image, seen = noise_image(96), []
+            header, buffer = client.upscale(image.tobytes(), 96, 96, 3, "u8", {"seed": 3}, on_progress=seen.append)
+    finally:
+        worker.stop()
+    result = np.frombuffer(buffer, np.uint8).reshape(header["height"], header["width"], 3)
+    assert model["state"] == "ready" and result.shape == (384, 384, 3)
+    assert "compiling" not in [fields["stage"] for fields in seen]  # compiled at start, not in the job
+    if backend == "eager":
+        assert model["compile_seconds"] > 0 and "compile_error" not in model
+        assert header["report"]["tiling"]["static_shapes"]
+    else:
+        assert "no_such_backend" in model["compile_error"] and not header["report"]["tiling"]["static_shapes"]
+        np.testing.assert_array_equal(result, pipeline.upscale(image, UpscaleRequest(seed=3)).image)  # served, uncompiled
