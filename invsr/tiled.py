@@ -144,11 +144,15 @@ class TiledUpscale:
                 self._accumulate(canvas, i, j, tile_, output)
             del remaining[: len(group)]
             done += len(group)
-            elapsed = time.perf_counter() - self.started
-            self.paced_since = (elapsed, done) if compiling else self.paced_since
-            if self.progress is not None:
-                self.progress(Progress("tiles", done, total + 1, elapsed, self.paced_since))
+            self._report_batch_done(done, total, compiling)
         return canvas.image, batch
+
+    def _report_batch_done(self, done: int, total: int, compiled: bool) -> None:
+        elapsed = time.perf_counter() - self.started
+        if compiled:  # the time left is paced from here: a compiling batch says nothing of the others
+            self.paced_since = (elapsed, done)
+        if self.progress is not None:
+            self.progress(Progress("tiles", done, total + 1, elapsed, self.paced_since))
 
     def _announce_compiling(self, tile: int, batch: int, done: int, total: int) -> bool:
         """Compiled networks compile on their first batch of a shape, which takes minutes where a batch
