@@ -124,7 +124,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     parser.add_argument("--dtype", default="auto", help="auto, fp16, bf16 or fp32 (default: auto)")
     parser.add_argument("--max-pixels", type=float, default=None, metavar="MP", help="refuse jobs over this many megapixels of x4 result or output (default 512)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the networks: a slow first job, faster later ones (for a GPU worker; with --preload the worker compiles at start)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the networks: a slow first job, faster later ones (for a GPU worker, which compiles right after loading; with --preload at start)")
 
 
 def _add_serve_options(parser: argparse.ArgumentParser) -> None:

@@ -78,9 +78,8 @@ class JobBoard:
 
 
 class ModelHolder:
-    """Loads the pipeline on first use (or at start with --preload, and then with --compile compiles it
-    too), in the executor thread; remembers a failure for `hello`, and tries again at the next job (the
-    user may have fetched the weights)."""
+    """Loads the pipeline on first use (or at start with --preload), in the executor thread; remembers
+    a failure for `hello`, and tries again at the next job (the user may have fetched the weights)."""
 
     def __init__(self, config):
         self.config = config
@@ -91,16 +90,25 @@ class ModelHolder:
     def state(self) -> dict:
         return dict(self.status)
 
-    def get(self, on_loading=None):
+    def get(self, on_stage=None):
+        """The pipeline, loaded the first time and, with --compile, compiled right away: for the default
+        tile and the automatic batch, so that jobs do not wait minutes for it (with --preload, not even
+        the first). Where compiling fails (no C++ compiler for a CPU, no Triton for a GPU), it serves
+        uncompiled: slower, and `hello` says why. `on_stage` hears "loading model" and "compiling"."""
+        if self.pipeline is None:
+            self.pipeline = self._load(on_stage)
+            if self.config.compile and not self.compile_error:
+                self._compile(on_stage)
+        return self.pipeline
+
+    def _load(self, on_stage):
         from invsr.errors import InvSRError
         from invsr.pipeline import InvSRPipeline
         from invsr.weights import locate
 
-        if self.pipeline is not None:
-            return self.pipeline
         self.status = {"state": "loading"}
-        if on_loading is not None:
-            on_loading()
+        if on_stage is not None:
+            on_stage("loading model")
         try:
             weights = locate(self.config.weights, self.config.noise_predictor)
             pipeline = InvSRPipeline.load(weights, device=self.config.device, dtype=self.config.dtype)
@@ -112,30 +120,26 @@ class ModelHolder:
             self.status = {"state": "failed", "code": "internal", "error": f"{type(error).__name__}: {error}"}
             raise
         pipeline.max_pixels = self.config.max_pixels
-        if self.config.compile and not self.compile_error:
-            pipeline.optimize(compile=True)
-        self.pipeline = pipeline
         self.status = {"state": "ready", **pipeline.describe(), "load_seconds": pipeline.load_report["seconds"], **self.compile_error}
         log.info("model loaded: %s", self.status)
         return pipeline
 
-    def warm_up(self) -> None:
-        """With --compile and --preload: compile now, for the default tile and the automatic batch, so
-        that the first job does not wait minutes for it. Where compiling fails (no C++ compiler for a CPU,
-        no Triton for a GPU), serve without it: slower, and `hello` says why."""
+    def _compile(self, on_stage) -> None:
         from invsr.tiling import DEFAULT_TILE
 
         import numpy as np
 
         self.status = dict(self.status, state="compiling")
+        if on_stage is not None:
+            on_stage("compiling")
         started = time.perf_counter()
         try:
-            self.pipeline.upscale(np.zeros((DEFAULT_TILE, DEFAULT_TILE, 3), np.uint8))
+            self.pipeline.optimize(compile=True)
+            self.pipeline.upscale(np.zeros((DEFAULT_TILE, DEFAULT_TILE, 3), np.uint8))  # compiles on this first call
         except Exception as error:
             log.exception("compiling the networks failed; serving them uncompiled")
             self.compile_error = {"compile_error": f"{type(error).__name__}: {error}"[:500]}
-            self.pipeline = None
-            self.get()  # loaded again, not compiled
+            self.pipeline = self._load(None)  # afresh: the failed one is half compiled
             return
         self.status = dict(self.status, state="ready", compile_seconds=round(time.perf_counter() - started, 1))
         log.info("networks compiled in %.1f s", self.status["compile_seconds"])
@@ -168,8 +172,6 @@ class Executor:
 
         try:
             self.model.get()
-            if self.model.config.compile:
-                self.model.warm_up()
         except InvSRError:
             pass  # recorded in the model state; `hello` shows it and the next job tries again
 
@@ -194,7 +196,7 @@ class Executor:
             cancel_check()
             job.state = "running"
             started = time.perf_counter()
-            pipeline = self.model.get(lambda: send(Message("progress", {"stage": "loading model", "done": 0, "total": 0})))
+            pipeline = self.model.get(lambda stage: send(Message("progress", {"stage": stage, "done": 0, "total": 0})))
             result = pipeline.upscale(_as_array(job), job.request, progress=progress, cancel_check=cancel_check)
             final = _result_message(result)
             log.info("job %s done in %.2f s", job.id, time.perf_counter() - started)

@@ -603,22 +603,29 @@ def wait_for_model(client, timeout=240.0) -> dict:
 
 
 @pytest.mark.parametrize("backend", ["eager", "no_such_backend"])
-def test_a_compiling_worker_compiles_at_start_and_serves_uncompiled_where_compiling_fails(tmp_path, tiny_weights, pipeline, backend):
-    """--compile --preload compiles before the first job arrives. Traced by TorchDynamo as on a GPU, then
-    run by its eager backend (inductor's code generation takes minutes on a CPU); a backend that does not
-    exist stands for a machine where compiling fails, and the worker must serve anyway."""
+@pytest.mark.parametrize("preload", [True, False])
+def test_a_compiling_worker_compiles_before_jobs_run_and_serves_uncompiled_where_compiling_fails(tmp_path, tiny_weights, pipeline, backend, preload):
+    """--compile compiles right after loading (at start with --preload, else before the first job runs).
+    Traced by TorchDynamo as on a GPU, then run by its eager backend (inductor's code generation takes
+    minutes on a CPU); a backend that does not exist stands for a machine where compiling fails, and
+    the worker must serve anyway."""
     env = dict(os.environ, TORCH_COMPILE_OVERRIDE_BACKENDS=f">=0:{backend}")
-    worker = WorkerProcess(tmp_path / backend, tiny_weights.noise_predictor.parent, "--preload", "--compile", env=env).wait_ready()
+    options = ["--compile", "--preload"] if preload else ["--compile"]
+    worker = WorkerProcess(tmp_path / backend, tiny_weights.noise_predictor.parent, *options, env=env).wait_ready()
     try:
         with worker.client(timeout=60) as client:
-            model = wait_for_model(client)
+            if preload:
+                wait_for_model(client)
             image, seen = noise_image(96), []
             header, buffer = client.upscale(image.tobytes(), 96, 96, 3, "u8", {"seed": 3}, on_progress=seen.append)
+            model = client.hello()["model"]
     finally:
         worker.stop()
     result = np.frombuffer(buffer, np.uint8).reshape(header["height"], header["width"], 3)
     assert model["state"] == "ready" and result.shape == (384, 384, 3)
-    assert "compiling" not in [fields["stage"] for fields in seen]  # compiled at start, not in the job
+    stages = [fields["stage"] for fields in seen]
+    assert stages[: stages.index("tiles")] == ([] if preload else ["loading model", "compiling"])  # the bar says why it waits
+    assert "compiling" not in stages[stages.index("tiles") :]  # the job itself compiled nothing
     if backend == "eager":
         assert model["compile_seconds"] > 0 and "compile_error" not in model
         assert header["report"]["tiling"]["static_shapes"]
