@@ -23,7 +23,7 @@ from . import __version__
 from .checkpoint import load_strict, read_state_dict
 from .devices import DTYPE_NAMES, peak_memory, reset_peak_memory, resolve_device, resolve_dtype
 from .devices import describe as describe_device
-from .errors import CheckpointError, InvalidImage
+from .errors import CheckpointError, DeviceError, InvalidImage
 from .noise_level import choose_steps
 from .noise_predictor import NoisePredictor, NoisePredictorConfig
 from .pixels import Pixels, fill_transparent, resize_alpha
@@ -126,7 +126,12 @@ class InvSRPipeline:
 
         lr = fill_transparent(pixels.rgb, pixels.alpha)
         run = TiledUpscale(self.models, self.device, lr, timesteps, request.seed, request.color_fix, timer, progress, static_shapes=self.static_shapes, out_size=out_size, compiled_shapes=self.compiled_shapes)
-        rgb, tiling = run.run(settings)  # resampled to out_size tile by tile: no x4 image is ever held whole
+        try:
+            rgb, tiling = run.run(settings)  # resampled to out_size tile by tile: no x4 image is ever held whole
+        except torch._dynamo.exc.TorchDynamoException as error:  # only compiled networks raise these
+            cause = getattr(error, "inner_exception", None) or error  # the compiler's own error, if it raised one
+            why = f"{type(cause).__name__}: {str(cause).strip().splitlines()[0] if str(cause).strip() else ''}"[:300]
+            raise DeviceError(f"compiling the networks failed ({why}); run without --compile") from error
         with timer.stage("finish"):
             alpha = resize_alpha(pixels.alpha, out_size) if pixels.alpha is not None else None
             result = pixels.to_array(rgb, alpha)

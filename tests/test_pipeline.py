@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from invsr.errors import InvalidImage, InvalidRequest
+from invsr.errors import DeviceError, InvalidImage, InvalidRequest
 from invsr.pipeline import InvSRPipeline
 from invsr.tiling import pad_to_multiple
 from invsr.request import UpscaleRequest
@@ -269,4 +269,19 @@ def test_compiled_networks_are_traced_once_for_every_image_size_step_count_and_t
         pipeline.upscale(small_photo[:height, :width], request, progress=seen.append)
     assert len(traced) == after_first_job
     assert "compiling" not in [p.stage for p in seen]  # the progress bar says "compiling" only when it is
+    torch._dynamo.reset()
+
+
+def test_compiling_that_fails_is_a_clear_error_that_says_what_to_do(tiny_weights, small_photo, monkeypatch):
+    """A machine without a C++ compiler (CPU) or Triton (GPU) cannot compile: say so, not a traceback."""
+    def failing_backend(graph, example_inputs):
+        raise RuntimeError("simulated: no C++ compiler found")
+
+    compile_ = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda module, **options: compile_(module, backend=failing_backend, **options))
+    torch._dynamo.reset()
+    pipeline = InvSRPipeline.load(tiny_weights, device="cpu")
+    pipeline.optimize(compile=True)
+    with pytest.raises(DeviceError, match=r"compiling the networks failed \(RuntimeError: simulated: no C\+\+ compiler found\); run without --compile"):
+        pipeline.upscale(small_photo)
     torch._dynamo.reset()
