@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import ImageFileError, InvSRError
+from .errors import DeviceError, ImageFileError, InvSRError
 
 
 def plan_jobs(inputs: list[Path], output: Path, is_image) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
@@ -66,6 +66,8 @@ def upscale_files(pipeline, jobs, request) -> list[dict]:
                 for notice in entry["tiling"]["notices"]:
                     bar.write(f"invsr: {source.name}: {notice}", file=sys.stderr)
                 bar.write(f"{source} -> {target} ({entry['seconds']['total']:.1f} s)")
+            except DeviceError:  # the device (or its compiler) can do no image: stop at the first
+                raise
             except (InvSRError, OSError) as error:  # one image failed; the others go on
                 entry["error"] = str(error) if isinstance(error, InvSRError) else f"{source}: {error}"
                 bar.write(f"invsr: {entry['error']}", file=sys.stderr)
