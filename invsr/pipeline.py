@@ -50,7 +50,6 @@ class InvSRPipeline:
         self.models, self.weights, self.device, self.dtype = models, weights, device, dtype
         self.load_report = load_report
         self.max_pixels = DEFAULT_MAX_PIXELS  # the x4 intermediate or the output, whichever is larger
-        self.static_shapes = False  # one network input shape for every image (set when compiled)
         self.compiled_shapes: set | None = None  # when compiled: the (tile, batch) shapes compiled so far
 
     @classmethod
@@ -92,9 +91,13 @@ class InvSRPipeline:
             models.vae.encoder = torch.compile(models.vae.encoder, dynamic=False)
             models.vae.decoder = torch.compile(models.vae.decoder, dynamic=False)
             models.noise_predictor = torch.compile(models.noise_predictor, dynamic=False)
-        self.static_shapes = compile
         self.compiled_shapes = set() if compile else None
         self.load_report["optimized"] = {"channels_last": channels_last, "compile": compile}
+
+    @property
+    def static_shapes(self) -> bool:
+        """One network input shape for every image: what compiled networks need (tiled.py)."""
+        return self.compiled_shapes is not None
 
     def describe(self) -> dict:
         """The model's identity for reports and `hello`: device, dtype, weights, whether they are real."""
