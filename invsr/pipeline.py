@@ -132,9 +132,7 @@ class InvSRPipeline:
         try:
             rgb, tiling = run.run(settings)  # resampled to out_size tile by tile: no x4 image is ever held whole
         except torch._dynamo.exc.TorchDynamoException as error:  # only compiled networks raise these
-            cause = getattr(error, "inner_exception", None) or error  # the compiler's own error, if it raised one
-            why = f"{type(cause).__name__}: {str(cause).strip().splitlines()[0] if str(cause).strip() else ''}"[:300]
-            raise DeviceError(f"compiling the networks failed ({why}); run without --compile") from error
+            raise _compile_failure(error) from error
         with timer.stage("finish"):
             alpha = resize_alpha(pixels.alpha, out_size) if pixels.alpha is not None else None
             result = pixels.to_array(rgb, alpha)
@@ -214,3 +212,11 @@ def quiet_library_logs() -> None:
         library.utils.logging.set_verbosity_error()
         library.utils.logging.disable_progress_bar()
     logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
+
+
+def _compile_failure(error: Exception) -> DeviceError:
+    """What to tell the user when torch.compile fails (no C++ compiler for a CPU, no Triton for a GPU):
+    the compiler's own error, which TorchDynamo wraps, in a line, and what to do."""
+    cause = getattr(error, "inner_exception", None) or error
+    first_line = (str(cause).strip().splitlines() or [""])[0][:300]
+    return DeviceError(f"compiling the networks failed ({type(cause).__name__}: {first_line}); run without --compile")
