@@ -74,10 +74,10 @@ def check_dtypes(weights, device: str, image, cpu_result) -> dict:
 def check_resample(weights, device: str, image) -> dict:
     """Scales other than 4 are resampled tile by tile on the device (resample.py, float32 matrix products)."""
     rows, passed = {}, True
+    on_cpu, on_device = load(weights, "cpu", "fp32"), load(weights, device, "fp32")
     for scale in (2.0, 3.3):
         request = _request(seed=8, scale=scale)
-        cpu = load(weights, "cpu", "fp32").upscale(image, request).image
-        gpu = load(weights, device, "fp32").upscale(image, request).image
+        cpu, gpu = on_cpu.upscale(image, request).image, on_device.upscale(image, request).image
         rows[f"x{scale}"] = {"size": list(gpu.shape[:2]), "psnr_vs_cpu_fp32": round(psnr(gpu, cpu), 2)}
         passed &= gpu.shape == cpu.shape and rows[f"x{scale}"]["psnr_vs_cpu_fp32"] >= MIN_PSNR["float32"]
     rows["tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32

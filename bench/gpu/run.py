@@ -238,6 +238,9 @@ def main() -> None:
         "compiled-batch16": ("ours, compiled, batch 16", dict(kind="compiled", batch=16)),
         "channels-last": ("ours, channels-last, batch 16", dict(batch=16, channels_last=True)),  # changes 'default': last
     }
+    unknown = [key for key in args.rows.split(",") if key not in catalogue]
+    if unknown:
+        parser.error(f"unknown rows {', '.join(unknown)}; known: {', '.join(catalogue)}")
     plan = []
     for key in args.rows.split(","):
         name, make = catalogue[key]
