@@ -44,7 +44,7 @@ def median_seconds(action, runs: int) -> float:
 
 def bench_bridge(worker, runs: int, sizes=(1, 16, 64)) -> list[dict]:
     """Echo round trips; beside them a memcpy, and one signature over the frame (each round trip makes four)."""
-    from invsr_server.protocol import sign
+    from invsr_wire.protocol import sign
 
     rows = []
     with worker.client(timeout=60) as client:
@@ -101,7 +101,7 @@ def bench_tiling(pipeline, runs: int, side: int) -> dict:
 def bench_end_to_end(pipeline, worker, runs: int, side: int) -> dict:
     from invsr.files import upscale_file
     from invsr.image_io import ImageFile, write_image
-    from invsr.remote import RemotePipeline
+    from invsr_cli.remote import RemotePipeline
     from invsr.request import UpscaleRequest
 
     folder = Path(tempfile.mkdtemp())

@@ -10,9 +10,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from invsr_wire.contract import COLOR_FIXES
+
 from .errors import InvalidRequest
 
-COLOR_FIXES = ("wavelet", "ycbcr", "none")
 WAVELET_LEVELS = 5
 
 # BT.601 full-range RGB <-> YCbCr.

@@ -19,11 +19,13 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from invsr_wire.contract import DEFAULT_MAX_PIXELS, check_work_size
+
 from . import __version__
 from .checkpoint import load_strict, read_state_dict
 from .devices import DTYPE_NAMES, peak_memory, reset_peak_memory, resolve_device, resolve_dtype
 from .devices import describe as describe_device
-from .errors import CheckpointError, DeviceError, InvalidImage
+from .errors import CheckpointError, DeviceError
 from .noise_level import choose_steps
 from .noise_predictor import NoisePredictor, NoisePredictorConfig
 from .pixels import Pixels, fill_transparent, resize_alpha
@@ -32,10 +34,10 @@ from .prompt import prompt_embedding
 from .request import UpscaleRequest
 from .sampling import Models
 from .schedule import resolve_timesteps
-from .tiled import SCALE, TiledUpscale, choose_settings
+from .tiled import TiledUpscale, choose_settings
+from .tiling import DEFAULT_TILE
 from .weights import WeightPaths, locate, variant_of, weight_file
 
-DEFAULT_MAX_PIXELS = 512_000_000
 TINY_WARNING = "NOT A REAL UPSCALE: made with random tiny test weights (invsr weights tiny); get real ones with `invsr weights download`"
 
 
@@ -113,6 +115,11 @@ class InvSRPipeline:
             },
         }
 
+    def warm_up(self) -> None:
+        """Upscale one tile of the default size and batch: compiled networks compile on this first call, so
+        that a worker can do it before its first job rather than during it."""
+        self.upscale(np.zeros((DEFAULT_TILE, DEFAULT_TILE, 3), np.uint8))
+
     def upscale(self, image: np.ndarray, request: UpscaleRequest = UpscaleRequest(), progress: ProgressCallback | None = None, cancel_check: Callable[[], None] | None = None) -> UpscaleResult:
         """Upscale an (H, W[, C]) array (see pixels.py for what is accepted) to the request's size.
         `progress` hears after each batch; `cancel_check` is called before each stage (progress.py)."""
@@ -157,17 +164,6 @@ class InvSRPipeline:
         if self.weights.is_tiny:
             report["warning"] = TINY_WARNING
         return UpscaleResult(result, report)
-
-
-def check_work_size(height: int, width: int, out_size: tuple[int, int], max_pixels: int) -> None:
-    """Refuse, before any work, a job whose x4 intermediate or output exceeds the pixel limit."""
-    largest = max(SCALE * height * SCALE * width, out_size[0] * out_size[1])
-    if largest > max_pixels:
-        raise InvalidImage(
-            f"a {width} x {height} image enlarged to {out_size[1]} x {out_size[0]} needs "
-            f"{largest / 1e6:.3g} megapixels of work (the x4 result or the output, the larger), over the limit "
-            f"of {max_pixels / 1e6:.3g}; choose a smaller scale or part of the image, or raise --max-pixels"
-        )
 
 
 def load_noise_predictor(weights: WeightPaths) -> NoisePredictor:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from invsr_wire.atomic import write_atomically
+
 from .errors import CheckpointError, WeightsMissing
 from .weights import missing_parts, variant_of, weight_file
 
@@ -75,13 +77,12 @@ def _read_cache(path: Path, stamp: str) -> torch.Tensor | None:
 
 
 def _write_cache(path: Path, embedding: torch.Tensor, stamp: str) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-        save_file({"prompt_embedding": embedding.contiguous()}, str(partial), metadata={"text_encoder": stamp})
-        os.replace(partial, path)  # atomic: a concurrent reader sees the old file or the whole new one
+        data = save({"prompt_embedding": embedding.contiguous()}, metadata={"text_encoder": stamp})
+        write_atomically(path, data)  # a concurrent reader sees the old file or the whole new one
     except OSError as error:
         warnings.warn(f"could not cache the prompt embedding in {path.parent} ({error}); it will be recomputed")
 

@@ -8,15 +8,22 @@ from __future__ import annotations
 
 import dataclasses
 
-from .color_fix import COLOR_FIXES
-from .errors import InvalidRequest
-from .schedule import MAX_STEPS, MIN_STEPS, resolve_timesteps
+from invsr_wire import contract
+from invsr_wire.contract import (
+    COLOR_FIXES,
+    DEFAULT_COLOR_FIX,
+    MAX_SCALE,
+    MAX_SEED,
+    MAX_STEPS,
+    MAX_TILE,
+    MAX_TILE_BATCH,
+    MIN_SCALE,
+    MIN_STEPS,
+    TILE_MULTIPLE,
+)
 
-MAX_SEED = 2**63 - 1
-MIN_SCALE, MAX_SCALE = 1.0, 16.0
-DEFAULT_SCALE = 4.0
-MAX_TILE = 1024
-MAX_TILE_BATCH = 64
+from .errors import InvalidRequest
+from .schedule import resolve_timesteps
 
 
 def _is_int(value) -> bool:
@@ -40,7 +47,7 @@ class UpscaleRequest:
 
     steps: int | str | None = None
     timesteps: tuple[int, ...] | None = None
-    color_fix: str = "wavelet"
+    color_fix: str = DEFAULT_COLOR_FIX
     seed: int = 0
     scale: float | None = None
     width: int | None = None
@@ -83,32 +90,23 @@ class UpscaleRequest:
                 raise InvalidRequest(f"{name} must be a positive whole number of pixels, got {value!r}")
 
     def _check_tiling(self):
-        if self.tile != "auto" and (not _is_int(self.tile) or not 16 <= self.tile <= MAX_TILE or self.tile % 16):
-            raise InvalidRequest(f"tile must be 'auto' or a multiple of 16 from 16 to {MAX_TILE} (input pixels), got {self.tile!r}")
+        multiple = TILE_MULTIPLE
+        if self.tile != "auto" and (not _is_int(self.tile) or not multiple <= self.tile <= MAX_TILE or self.tile % multiple):
+            raise InvalidRequest(
+                f"tile must be 'auto' or a multiple of {multiple} from {multiple} to {MAX_TILE} (input pixels), got {self.tile!r}"
+            )
         if self.overlap is not None and (not _is_int(self.overlap) or self.overlap < 0):
             raise InvalidRequest(f"overlap must be a whole number of input pixels, 0 or more, got {self.overlap!r}")
-        if self.overlap is not None and self.tile != "auto" and 2 * self.overlap + 16 > self.tile:
-            raise InvalidRequest(f"overlap {self.overlap} is too large for tile {self.tile}: keep 2 x overlap + 16 <= tile")
+        if self.overlap is not None and self.tile != "auto" and 2 * self.overlap + multiple > self.tile:
+            raise InvalidRequest(
+                f"overlap {self.overlap} is too large for tile {self.tile}: keep 2 x overlap + {multiple} <= tile"
+            )
         if self.tile_batch != "auto" and (not _is_int(self.tile_batch) or not 1 <= self.tile_batch <= MAX_TILE_BATCH):
             raise InvalidRequest(f"tile_batch must be 'auto' or from 1 to {MAX_TILE_BATCH}, got {self.tile_batch!r}")
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
-        """(height, width) of the result for an input of (height, width): exactly round(side * scale).
-
-        Python's round() (halves go to the even neighbour); never less than 1 pixel. Raises when the
-        implied enlargement is outside 1 to 16.
-        """
-        if self.width is None and self.height is None:
-            scale = DEFAULT_SCALE if self.scale is None else float(self.scale)
-            return max(1, round(height * scale)), max(1, round(width * scale))
-        out_w = self.width if self.width is not None else max(1, round(width * self.height / height))
-        out_h = self.height if self.height is not None else max(1, round(height * self.width / width))
-        for name, out, side in (("width", out_w, width), ("height", out_h, height)):
-            if not MIN_SCALE <= out / side <= MAX_SCALE:
-                raise InvalidRequest(
-                    f"output {name} {out} is {out / side:.3g}x the input's {side}: InvSR enlarges from 1x to 16x"
-                )
-        return out_h, out_w
+        """(height, width) of the result for an input of (height, width): see contract.output_size."""
+        return contract.output_size(height, width, self.scale, self.width, self.height)
 
     @classmethod
     def from_dict(cls, fields: dict) -> "UpscaleRequest":

@@ -9,12 +9,13 @@ from __future__ import annotations
 import math
 import warnings
 
+from invsr_wire.contract import MAX_STEPS, MIN_STEPS
+
 from .errors import InvalidRequest
 
 NUM_TRAIN_TIMESTEPS = 1000
 BETA_START, BETA_END = 0.00085, 0.012  # SD's "scaled_linear" betas
 
-MIN_STEPS, MAX_STEPS = 1, 5
 DEFAULT_TIMESTEPS = {
     1: (200,),
     2: (200, 100),

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from invsr.cli import main
+from invsr_cli.commands import main
 from invsr.image_io import ImageFile, read_image, write_image
 
 
@@ -147,7 +147,7 @@ def test_weights_are_found_in_the_hugging_face_cache(tmp_path, tiny_weights, fil
     env = dict(os.environ, HF_HUB_CACHE=str(cache), HF_ENDPOINT="http://127.0.0.1:9")  # no hub to reach
     env.pop("HF_HUB_OFFLINE", None)
     result = subprocess.run(
-        [sys.executable, "-m", "invsr", "upscale", str(files / "a.png"), "-o", str(tmp_path / "x.png"), "--device", "cpu"],
+        [sys.executable, "-m", "invsr_cli", "upscale", str(files / "a.png"), "-o", str(tmp_path / "x.png"), "--device", "cpu"],
         env=env, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr

@@ -342,7 +342,7 @@ def test_the_dialog_opens_and_ok_upscales_with_its_values_cancel_changes_nothing
     "case, command, says",
     [
         ("fails", ["python3", "-c", "import sys; sys.exit('simulated: the GPU driver is missing')"], ["simulated: the GPU driver is missing"]),
-        ("gone", ["/moved/venv/bin/python", "-m", "invsr", "serve"], ["cannot run /moved/venv/bin/python", "run `invsr gimp install` again"]),
+        ("gone", ["/moved/venv/bin/python", "-m", "invsr_cli", "serve"], ["cannot run /moved/venv/bin/python", "run `invsr gimp install` again"]),
     ],
 )
 def test_no_worker_and_none_startable_leaves_the_image_unchanged(gimp, workspace, case, command, says):
@@ -368,7 +368,7 @@ def test_missing_zmq_in_gimps_python_is_explained(gimp, workspace):
 
 def test_the_plugin_starts_the_local_worker_and_reuses_it(gimp, workspace, pipeline):
     run_dir = workspace / "auto-run"
-    command = [sys.executable, "-m", "invsr", "serve", "--bind", "tcp://127.0.0.1:*", "--weights", gimp.inside(workspace / "weights"), "--device", "cpu"]
+    command = [sys.executable, "-m", "invsr_cli", "serve", "--bind", "tcp://127.0.0.1:*", "--weights", gimp.inside(workspace / "weights"), "--device", "cpu"]
     (workspace / "start.json").write_text(json.dumps({"start_command": command}))
     env = {"INVSR_RUNTIME_DIR": gimp.inside(run_dir), "INVSR_GIMP_SETTINGS": gimp.inside(workspace / "start.json"), "HF_HUB_OFFLINE": "1"}
     first = scenario("first", [photo_layer()], record_calls=True, options={"server": ""})  # as GIMP runs it, with the bar recorded
@@ -389,7 +389,7 @@ def test_the_plugin_starts_the_local_worker_and_reuses_it(gimp, workspace, pipel
 
 
 def test_installed_plugin_works_in_gimp_and_doctor_finds_every_link(gimp, workspace, worker, pipeline):
-    from invsr.cli import main
+    from invsr_cli.commands import main
 
     plugins = workspace / "installed-plug-ins"
     assert main(["gimp", "install", "--gimp-dir", str(plugins), "--weights", gimp.inside(workspace / "weights"), "--device", "cpu"]) == 0
@@ -400,7 +400,7 @@ def test_installed_plugin_works_in_gimp_and_doctor_finds_every_link(gimp, worksp
     source = pixels(folder, by_name(result["before"], "photo"))
     np.testing.assert_array_equal(pixels(folder, by_name(result["after"], "photo (InvSR x2)")), expected(pipeline, source, {"scale": 2.0}))
 
-    doctor = gimp.run([sys.executable, "-m", "invsr", "gimp", "doctor", "--gimp-dir", gimp.inside(plugins)], dict(env, HOME=gimp.inside(workspace)))
+    doctor = gimp.run([sys.executable, "-m", "invsr_cli", "gimp", "doctor", "--gimp-dir", gimp.inside(plugins)], dict(env, HOME=gimp.inside(workspace)))
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     lines = doctor.stdout.strip().splitlines()
     assert len(lines) == 4 and all(line.startswith("[ ok ]") for line in lines), doctor.stdout
@@ -411,21 +411,21 @@ def test_installed_plugin_works_in_gimp_and_doctor_finds_every_link(gimp, worksp
 
 
 def test_doctor_names_the_broken_link(tmp_path, capsys):
-    from invsr.cli import main
+    from invsr_cli.commands import main
 
     assert main(["gimp", "doctor", "--gimp-dir", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert f"[FAIL] plug-in not installed in {tmp_path}: run `invsr gimp install`" in out
     assert main(["gimp", "install", "--gimp-dir", str(tmp_path)]) == 0
-    stale = tmp_path / "invsr-upscale" / "invsr_server" / "protocol.py"
+    stale = tmp_path / "invsr-upscale" / "invsr_wire" / "protocol.py"
     stale.write_text(stale.read_text().replace("PROTOCOL_VERSION = (", "PROTOCOL_VERSION = (0 * 1 + "))  # an older copy
     main(["gimp", "doctor", "--gimp-dir", str(tmp_path)])
     out = capsys.readouterr().out
-    assert f"is not this invsr's (invsr_server/protocol.py differ): run `invsr gimp install` again" in out
+    assert f"is not this invsr's (invsr_wire/protocol.py differ): run `invsr gimp install` again" in out
 
 
 def test_reinstalling_keeps_the_users_vendor_folder_and_replaces_a_link(tmp_path):
-    from invsr.cli import main
+    from invsr_cli.commands import main
 
     plugins = tmp_path / "plug-ins"
     assert main(["gimp", "install", "--gimp-dir", str(plugins)]) == 0
@@ -439,12 +439,12 @@ def test_reinstalling_keeps_the_users_vendor_folder_and_replaces_a_link(tmp_path
     linked.mkdir()
     (linked / "invsr-upscale").symlink_to(REPO / "plugin" / "invsr-upscale")  # a developer's set-up
     assert main(["gimp", "install", "--gimp-dir", str(linked)]) == 0
-    assert not (linked / "invsr-upscale").is_symlink() and (linked / "invsr-upscale" / "invsr_server" / "client.py").is_file()
-    assert (REPO / "plugin" / "invsr-upscale" / "invsr_server").is_symlink()  # the source tree untouched
+    assert not (linked / "invsr-upscale").is_symlink() and (linked / "invsr-upscale" / "invsr_wire" / "client.py").is_file()
+    assert (REPO / "plugin" / "invsr-upscale" / "invsr_wire").is_symlink()  # the source tree untouched
 
 
 def test_install_finds_gimps_folder_under_xdg_config_home(tmp_path, monkeypatch):
-    from invsr.gimp_setup import plugin_dirs
+    from invsr_cli.gimp_setup import plugin_dirs
 
     monkeypatch.delenv("GIMP3_DIRECTORY", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
@@ -455,7 +455,7 @@ def test_install_finds_gimps_folder_under_xdg_config_home(tmp_path, monkeypatch)
 
 
 def test_doctor_checks_the_python_gimp_runs_not_this_environments(monkeypatch):
-    from invsr.gimp_setup import _path_without_environments
+    from invsr_cli.gimp_setup import _path_without_environments
 
     monkeypatch.setenv("VIRTUAL_ENV", "/home/me/venv")
     ours = os.path.join(sys.prefix, "bin")  # the tests' own environment, activated or not
@@ -466,12 +466,12 @@ def test_doctor_checks_the_python_gimp_runs_not_this_environments(monkeypatch):
 
 
 def test_doctor_names_a_missing_settings_file_and_a_moved_python(tmp_path, monkeypatch, capsys):
-    from invsr.cli import main
+    from invsr_cli.commands import main
 
     monkeypatch.setenv("INVSR_RUNTIME_DIR", str(tmp_path / "run"))  # no worker answers there
     assert main(["gimp", "install", "--gimp-dir", str(tmp_path)]) == 0
     settings = tmp_path / "invsr-upscale" / "invsr-settings.json"
-    settings.write_text(json.dumps({"start_command": [str(tmp_path / "moved-venv" / "bin" / "python"), "-m", "invsr", "serve"]}))
+    settings.write_text(json.dumps({"start_command": [str(tmp_path / "moved-venv" / "bin" / "python"), "-m", "invsr_cli", "serve"]}))
     assert main(["gimp", "doctor", "--gimp-dir", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "[FAIL] the worker: cannot run " in out and "moved-venv" in out and "run `invsr gimp install` again" in out
@@ -482,8 +482,8 @@ def test_doctor_names_a_missing_settings_file_and_a_moved_python(tmp_path, monke
 
 def test_the_plugin_reaches_a_curve_worker_with_the_key_given_at_install(tmp_path, monkeypatch, tiny_weights):
     """The plug-in's own connection code (plain Python and pyzmq), against a real CurveZMQ worker."""
-    from invsr.cli import main
-    from invsr_server.keys import make_key_pair
+    from invsr_cli.commands import main
+    from invsr_wire.keys import make_key_pair
 
     make_key_pair(tmp_path / "server", "server")
     _, laptop = make_key_pair(tmp_path / "allowed", "laptop")
@@ -507,7 +507,7 @@ def test_the_plugin_reaches_a_curve_worker_with_the_key_given_at_install(tmp_pat
 
 
 def test_a_mistyped_endpoint_in_the_worker_file_is_named(tmp_path, monkeypatch):
-    from invsr_server import connection
+    from invsr_wire import connection
 
     monkeypatch.syspath_prepend(str(REPO / "plugin" / "invsr-upscale"))
     from invsr_plugin import flow

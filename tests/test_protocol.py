@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from invsr_server import protocol
-from invsr_server.protocol import PIECE_BYTES, Message, sign
+from invsr_wire import errors, protocol
+from invsr_wire.protocol import PIECE_BYTES, Message, sign
 
 KEY = bytes(range(32))
 
@@ -46,11 +46,11 @@ def test_a_change_in_any_piece_or_a_moved_boundary_is_refused():
     for position in (0, PIECE_BYTES + 17, len(payload) - 1):
         tampered = bytearray(payload)
         tampered[position] ^= 1
-        with pytest.raises(protocol.Unauthorized):
+        with pytest.raises(errors.Unauthorized):
             Message.decode(KEY, [frames[0], frames[1], tampered])
-    with pytest.raises(protocol.Unauthorized):  # the same bytes cut into two buffers
+    with pytest.raises(errors.Unauthorized):  # the same bytes cut into two buffers
         Message.decode(KEY, [frames[0], frames[1], payload[:PIECE_BYTES], payload[PIECE_BYTES:]])
-    with pytest.raises(protocol.Unauthorized):
+    with pytest.raises(errors.Unauthorized):
         Message.decode(b"another secret", frames)
 
 
@@ -64,16 +64,16 @@ def signed_as_version_1(key, fields, buffers=()):
 
 
 def test_a_message_of_another_major_version_is_named_as_such_not_as_a_wrong_secret():
-    with pytest.raises(protocol.VersionMismatch, match=f"protocol 1.0 is not compatible with this side's {protocol.version_text()}"):
+    with pytest.raises(errors.VersionMismatch, match=f"protocol 1.0 is not compatible with this side's {protocol.version_text()}"):
         Message.decode(KEY, signed_as_version_1(KEY, {"type": "ping", "id": "a"}))
     garbage = [b"x" * 32, b"\xff not json"]
-    with pytest.raises(protocol.Unauthorized):
+    with pytest.raises(errors.Unauthorized):
         Message.decode(KEY, garbage)
 
 
 def test_a_header_nested_too_deeply_is_refused_not_a_crash():
     nested = b"[" * 30_000 + b"]" * 30_000  # under the 64 KiB limit, far over the parser's recursion limit
-    with pytest.raises(protocol.Unauthorized):
+    with pytest.raises(errors.Unauthorized):
         Message.decode(KEY, [b"x" * 32, nested])
-    with pytest.raises(protocol.BadMessage, match="nested too deeply"):
+    with pytest.raises(errors.BadMessage, match="nested too deeply"):
         Message.decode(KEY, [sign(KEY, nested, []), nested])

@@ -22,10 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from invsr.request import UpscaleRequest
-from invsr_server import connection as connections
-from invsr_server import protocol
-from invsr_server.client import Client, connect
-from invsr_server.protocol import Message, sign
+from invsr_wire import connection as connections
+from invsr_wire import errors, protocol
+from invsr_wire.client import Client, connect
+from invsr_wire.protocol import Message, sign
 from test_protocol import signed_as_version_1
 from worker_helpers import WorkerProcess
 
@@ -112,7 +112,7 @@ def test_several_clients_at_once_each_get_their_own_result(worker, pipeline):
 
 def test_cancel_stops_the_job_at_the_next_tile(client):
     seen = []
-    with pytest.raises(protocol.Cancelled, match="cancelled by the client"):
+    with pytest.raises(errors.Cancelled, match="cancelled by the client"):
         client.upscale(noise_image().tobytes(), 256, 256, 3, "u8", LONG_JOB, on_progress=seen.append, should_cancel=lambda: len(seen) >= 2)
     assert len(seen) < 20
     assert client.status()["jobs"] == []
@@ -120,23 +120,23 @@ def test_cancel_stops_the_job_at_the_next_tile(client):
 
 def test_bad_parameters_and_pixels_get_clear_errors_and_the_worker_goes_on(client):
     image = noise_image(16).tobytes()
-    with pytest.raises(protocol.InvalidRequest, match="steps must be an integer from 1 to 5"):
+    with pytest.raises(errors.InvalidRequest, match="steps must be an integer from 1 to 5"):
         client.upscale(image, 16, 16, 3, "u8", {"steps": 9})
-    with pytest.raises(protocol.InvalidImage, match="NaN or infinite"):
+    with pytest.raises(errors.InvalidImage, match="NaN or infinite"):
         client.upscale(np.full((4, 4, 3), np.nan, np.float32).tobytes(), 4, 4, 3, "f32", {})
-    with pytest.raises(protocol.InvalidImage, match="dtype must be one of u8, u16, f32"):
+    with pytest.raises(errors.InvalidImage, match="dtype must be one of u8, u16, f32"):
         client.upscale(image, 16, 16, 3, "f64", {})
-    with pytest.raises(protocol.BadMessage, match="one pixel frame of 768 bytes"):
+    with pytest.raises(errors.BadMessage, match="one pixel frame of 768 bytes"):
         client.upscale(image[:100], 16, 16, 3, "u8", {})
-    with pytest.raises(protocol.TooLarge, match="over this worker's limit"):
+    with pytest.raises(errors.TooLarge, match="over this worker's limit"):
         client.upscale(image, 1_000_000, 1_000_000, 3, "u8", {})
-    with pytest.raises(protocol.UnknownJob):
+    with pytest.raises(errors.UnknownJob):
         client.cancel("no-such-job")
     assert client.ping() < 1.0
 
 
 def test_unknown_operation_is_refused(client):
-    with pytest.raises(protocol.UnknownOperation, match="unknown request type 'teleport'"):
+    with pytest.raises(errors.UnknownOperation, match="unknown request type 'teleport'"):
         client.request("teleport", final=("teleport",))
 
 
@@ -155,7 +155,7 @@ def test_wrong_secret_wrong_version_and_garbage_are_refused(worker, client):
     key = worker.connection.key_bytes
     sock.send_multipart(signed(b"not the secret", {"type": "ping", "id": "a"}))
     frames = reply_to(sock)
-    with pytest.raises(protocol.Unauthorized):  # its reply is signed with the real secret we lack
+    with pytest.raises(errors.Unauthorized):  # its reply is signed with the real secret we lack
         Message.decode(b"not the secret", frames)
     sock.send_multipart(signed(key, {"type": "ping", "id": "b"}, protocol_version="9.0"))
     error = Message.decode(key, reply_to(sock))
@@ -220,7 +220,7 @@ def test_huge_or_nonsense_declared_sizes_are_refused_before_any_allocation(worke
 
 
 def test_the_client_imports_neither_numpy_nor_torch():
-    code = "import sys, invsr_server.client; print(sorted(m for m in ('numpy', 'torch', 'invsr') if m in sys.modules))"
+    code = "import sys, invsr_wire.client; print(sorted(m for m in ('numpy', 'torch', 'invsr') if m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
 
 
@@ -245,7 +245,7 @@ def test_oversized_message_drops_the_sender_not_the_worker(tmp_path, tiny_weight
         sock.close()
         with small.client() as c:
             assert c.ping() < 1.0
-            with pytest.raises(protocol.TooLarge, match=r"over this worker's limit of 0 MB per message: .*--max-message-mb"):
+            with pytest.raises(errors.TooLarge, match=r"over this worker's limit of 0 MB per message: .*--max-message-mb"):
                 send_upscale(c, noise_image(64))  # the client refuses it rather than wait for a reply that never comes
     finally:
         small.stop()
@@ -253,7 +253,7 @@ def test_oversized_message_drops_the_sender_not_the_worker(tmp_path, tiny_weight
 
 def test_what_cannot_be_done_is_refused_before_queueing(client):
     """An output over the pixel limit, or an impossible size, is refused on arrival, not after the queue."""
-    for params, error in [({"scale": 16}, protocol.InvalidImage), ({"width": 100_000}, protocol.InvalidRequest), ({"timesteps": 200}, protocol.InvalidRequest)]:
+    for params, error in [({"scale": 16}, errors.InvalidImage), ({"width": 100_000}, errors.InvalidRequest), ({"timesteps": 200}, errors.InvalidRequest)]:
         arrivals = []
         with pytest.raises(error):
             client.upscale(bytes(2001 * 1000 * 3), 2001, 1000, 3, "u8", params, on_progress=arrivals.append)
@@ -263,7 +263,7 @@ def test_what_cannot_be_done_is_refused_before_queueing(client):
 
 def test_status_says_which_jobs_are_yours_and_nothing_of_other_clients(worker, client):
     def run_long_job():
-        with worker.client() as other, contextlib.suppress(protocol.Cancelled):
+        with worker.client() as other, contextlib.suppress(errors.Cancelled):
             send_upscale(other, noise_image(), **LONG_JOB)  # cancelled below
 
     thread = threading.Thread(target=run_long_job)
@@ -289,7 +289,7 @@ def test_a_slow_link_is_not_mistaken_for_a_lost_worker(worker):
     try:
         with Client(slow) as c:
             started = time.monotonic()
-            with pytest.raises(protocol.InvalidRequest, match="steps"):  # the worker's answer, once the pixels are there
+            with pytest.raises(errors.InvalidRequest, match="steps"):  # the worker's answer, once the pixels are there
                 c.upscale(bytes(30_000_000), 5000, 2000, 3, "u8", {"steps": 99})
             assert time.monotonic() - started > 6
     finally:
@@ -327,7 +327,7 @@ def test_worker_killed_mid_job_is_reported_within_seconds(tmp_path, tiny_weights
             killed_at.append(time.monotonic())
 
     try:
-        with victim.client() as c, pytest.raises(protocol.WorkerLost, match=r"has died"):
+        with victim.client() as c, pytest.raises(errors.WorkerLost, match=r"has died"):
             c.upscale(noise_image().tobytes(), 256, 256, 3, "u8", LONG_JOB, on_progress=kill_after_first_progress)
         assert time.monotonic() - killed_at[0] < 3
     finally:
@@ -344,7 +344,7 @@ def test_worker_frozen_mid_job_is_reported_within_seconds(tmp_path, tiny_weights
             frozen_at.append(time.monotonic())
 
     try:
-        with victim.client(timeout=3.0) as c, pytest.raises(protocol.WorkerLost, match="not answered for .* frozen") as lost:
+        with victim.client(timeout=3.0) as c, pytest.raises(errors.WorkerLost, match="not answered for .* frozen") as lost:
             c.upscale(noise_image().tobytes(), 256, 256, 3, "u8", LONG_JOB, on_progress=freeze)
         assert time.monotonic() - frozen_at[0] < 6
         assert "serving on" in str(lost.value)  # the end of the worker's log is quoted
@@ -354,8 +354,8 @@ def test_worker_frozen_mid_job_is_reported_within_seconds(tmp_path, tiny_weights
 
 CLIENT_THAT_VANISHES = r"""
 import sys, numpy as np
-from invsr_server.client import Client
-from invsr_server import connection
+from invsr_wire.client import Client
+from invsr_wire import connection
 client = Client(connection.read(sys.argv[1]))
 def show(fields):
     print("progress", flush=True)
@@ -411,7 +411,7 @@ def test_sigterm_cancels_the_job_removes_the_connection_file_and_exits(tmp_path,
         if len(seen) == 2:
             victim.signal(signal.SIGTERM)
 
-    with victim.client() as c, pytest.raises(protocol.Cancelled, match="the worker is stopping"):
+    with victim.client() as c, pytest.raises(errors.Cancelled, match="the worker is stopping"):
         c.upscale(noise_image().tobytes(), 256, 256, 3, "u8", LONG_JOB, on_progress=stop_worker)
     assert victim.process.wait(timeout=20) == 0
     assert not victim.path.exists()
@@ -422,7 +422,7 @@ def test_missing_weights_fail_the_job_not_the_worker(tmp_path):
     empty = WorkerProcess(tmp_path, tmp_path / "no-weights").wait_ready()
     try:
         with empty.client() as c:
-            with pytest.raises(protocol.WeightsMissing, match="invsr weights download"):
+            with pytest.raises(errors.WeightsMissing, match="invsr weights download"):
                 c.upscale(noise_image(16).tobytes(), 16, 16, 3, "u8", {})
             assert c.hello()["model"]["state"] == "failed"
             assert c.ping() < 1.0
@@ -436,7 +436,7 @@ def test_connection_file_is_private(worker):
 
 def test_non_loopback_bind_without_keys_is_refused(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "invsr", "serve", "--bind", "tcp://0.0.0.0:*", "--connection-file", str(tmp_path / "w.json"), "--log-file", str(tmp_path / "w.log")],
+        [sys.executable, "-m", "invsr_cli", "serve", "--bind", "tcp://0.0.0.0:*", "--connection-file", str(tmp_path / "w.json"), "--log-file", str(tmp_path / "w.log")],
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode != 0
@@ -445,7 +445,7 @@ def test_non_loopback_bind_without_keys_is_refused(tmp_path):
 
 
 def test_curve_round_trip_and_unknown_clients_are_not_served(tmp_path, tiny_weights, pipeline, small_photo):
-    from invsr_server.keys import load_key_pair, make_key_pair
+    from invsr_wire.keys import load_key_pair, make_key_pair
 
     make_key_pair(tmp_path / "server", "server")
     _, client_secret = make_key_pair(tmp_path / "allowed", "photographer")
@@ -456,7 +456,7 @@ def test_curve_round_trip_and_unknown_clients_are_not_served(tmp_path, tiny_weig
         with secure.client(client_keys=load_key_pair(client_secret)) as c:
             _, remote = send_upscale(c, small_photo, seed=2)
         np.testing.assert_array_equal(remote, pipeline.upscale(small_photo, UpscaleRequest(seed=2)).image)
-        with secure.client(client_keys=load_key_pair(stranger_secret), timeout=2.0) as c, pytest.raises(protocol.WorkerLost):
+        with secure.client(client_keys=load_key_pair(stranger_secret), timeout=2.0) as c, pytest.raises(errors.WorkerLost):
             c.ping()
     finally:
         secure.stop()
@@ -464,7 +464,7 @@ def test_curve_round_trip_and_unknown_clients_are_not_served(tmp_path, tiny_weig
 
 def test_connect_starts_a_worker_when_none_answers(tmp_path, tiny_weights):
     path = tmp_path / "run" / "worker.json"
-    command = [sys.executable, "-m", "invsr", "serve", "--bind", "tcp://127.0.0.1:*", "--weights", str(tiny_weights.noise_predictor.parent), "--device", "cpu", "--log-file", str(tmp_path / "w.log")]
+    command = [sys.executable, "-m", "invsr_cli", "serve", "--bind", "tcp://127.0.0.1:*", "--weights", str(tiny_weights.noise_predictor.parent), "--device", "cpu", "--log-file", str(tmp_path / "w.log")]
     statuses = []
     client = connect(path, start_command=command, on_status=statuses.append)
     try:
@@ -495,7 +495,7 @@ def test_a_worker_of_an_older_protocol_is_named_with_how_to_stop_it(tmp_path):
     path = tmp_path / "worker.json"
     connections.write(path, connections.Connection(f"tcp://127.0.0.1:{port}", key.hex(), "1.0", pid=os.getpid()))
     try:
-        with pytest.raises(protocol.VersionMismatch, match=r"is another version: protocol 1\.0 .* Stop it with `invsr serve --stop`"):
+        with pytest.raises(errors.VersionMismatch, match=r"is another version: protocol 1\.0 .* Stop it with `invsr serve --stop`"):
             connect(path, start_command=[sys.executable, "-c", "raise SystemExit('must not start')"])
     finally:
         thread.join()
@@ -503,7 +503,7 @@ def test_a_worker_of_an_older_protocol_is_named_with_how_to_stop_it(tmp_path):
 
 
 def test_serve_stop_ends_the_worker_and_never_signals_a_stranger(tmp_path, tiny_weights, capsys):
-    from invsr.cli import main
+    from invsr_cli.commands import main
 
     running = WorkerProcess(tmp_path / "w", tiny_weights.noise_predictor.parent).wait_ready()
     try:
@@ -530,7 +530,7 @@ def test_two_clients_starting_the_worker_at_once_both_get_it(tmp_path, tiny_weig
     port = socket.create_server(("127.0.0.1", 0))
     endpoint = f"tcp://127.0.0.1:{port.getsockname()[1]}"
     port.close()
-    command = [sys.executable, "-m", "invsr", "serve", "--bind", endpoint, "--weights", str(tiny_weights.noise_predictor.parent), "--device", "cpu", "--log-file", str(tmp_path / "w.log")]
+    command = [sys.executable, "-m", "invsr_cli", "serve", "--bind", endpoint, "--weights", str(tiny_weights.noise_predictor.parent), "--device", "cpu", "--log-file", str(tmp_path / "w.log")]
     clients = [None, None]
 
     def start(index):
@@ -558,7 +558,7 @@ def test_a_model_that_fails_to_load_for_any_reason_is_reported_as_failed(tmp_pat
     broken = WorkerProcess(tmp_path / "w", weights).wait_ready()
     try:
         with broken.client() as c:
-            with pytest.raises(protocol.RemoteError):
+            with pytest.raises(errors.InvSRError):
                 send_upscale(c, noise_image(32))
             assert c.hello()["model"]["state"] == "failed"
     finally:
@@ -567,14 +567,14 @@ def test_a_model_that_fails_to_load_for_any_reason_is_reported_as_failed(tmp_pat
 
 def test_a_worker_that_cannot_start_is_reported_with_its_reason(tmp_path):
     command = [sys.executable, "-c", "import sys; sys.exit('no GPU driver found (simulated)')"]
-    with pytest.raises(protocol.WorkerLost, match=r"(?s)could not start .*no GPU driver found"):
+    with pytest.raises(errors.WorkerLost, match=r"(?s)could not start .*no GPU driver found"):
         connect(tmp_path / "worker.json", start_command=command)
-    with pytest.raises(protocol.WorkerLost, match="no InvSR worker answers"):
+    with pytest.raises(errors.WorkerLost, match="no InvSR worker answers"):
         connect(tmp_path / "worker.json")
 
 
 def test_cli_through_the_worker_writes_the_same_bytes_as_in_process(worker, tiny_weights, tmp_path, small_photo):
-    from invsr.cli import main
+    from invsr_cli.commands import main
     from invsr.image_io import ImageFile, write_image
 
     write_image(tmp_path / "in.png", ImageFile(small_photo.astype(np.uint16) * 257))
@@ -589,7 +589,7 @@ def test_cli_through_the_worker_writes_the_same_bytes_as_in_process(worker, tiny
 def test_protocol_document_states_the_version_in_the_code():
     text = (Path(__file__).resolve().parent.parent / "docs" / "PROTOCOL.md").read_text()
     assert re.search(r"Protocol version: \*\*(\d+\.\d+)\*\*", text).group(1) == protocol.version_text()
-    for code in protocol.ERRORS:
+    for code in errors.ERRORS:
         assert f"`{code}`" in text, f"error code {code} is not documented"
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert f"[docs/PROTOCOL.md](docs/PROTOCOL.md), version {protocol.version_text()}." in readme.replace("\n", " ")

@@ -1,4 +1,4 @@
-"""Real worker processes for tests: started with `python -m invsr serve` on a free loopback port."""
+"""Real worker processes for tests: started with `python -m invsr_cli serve` on a free loopback port."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import zmq
 
-from invsr_server import connection
-from invsr_server.client import Client
+from invsr_wire import connection
+from invsr_wire.client import Client
 
 
 class WorkerProcess:
@@ -21,7 +21,7 @@ class WorkerProcess:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.path = self.folder / "worker.json"
         self.log = self.folder / "worker.log"
-        command = [sys.executable, "-m", "invsr", "serve", "--bind", "tcp://127.0.0.1:*", "--connection-file", str(self.path), "--log-file", str(self.log), "--device", "cpu"]
+        command = [sys.executable, "-m", "invsr_cli", "serve", "--bind", "tcp://127.0.0.1:*", "--connection-file", str(self.path), "--log-file", str(self.log), "--device", "cpu"]
         if weights is not None:
             command += ["--weights", str(weights)]
         self.output = open(self.folder / "worker.out", "wb")

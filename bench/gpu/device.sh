@@ -10,9 +10,8 @@ export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/invsr-gpu-results}
 mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-# The source tree as installed: invsr/ is the package, server/ is installed as invsr_server (setup.cfg).
-mkdir -p /tmp/packages && ln -sfn "$PWD/server" /tmp/packages/invsr_server
-export PYTHONPATH="/tmp/site:$PWD:/tmp/packages"
+# The source tree as installed: its packages (invsr, invsr_wire, invsr_worker, invsr_cli) are its folders.
+export PYTHONPATH="/tmp/site:$PWD"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/nvidia-smi.csv"
 timeout 170 python3 bench/gpu/check.py --json "$OUT/gpu-check.json" 2>&1 | tee "$OUT/gpu-check.log"
 timeout 390 python3 bench/gpu/run.py --deadline 300 --json "$OUT/gpu-bench.json" 2>&1 | tee "$OUT/gpu-bench.log"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """GIMP 3 plug-in: Filters > Enhance > Upscale (InvSR). Registers the procedure and wires its parts.
 
-The work is done by the InvSR worker (`invsr serve`), reached through invsr_server.client; the GIMP API
+The work is done by the InvSR worker (`invsr serve`), reached through invsr_wire.client; the GIMP API
 is used only in invsr_plugin/gimp_adapter.py; the rest is invsr_plugin/flow.py.
 """
 

@@ -11,6 +11,9 @@ import json
 import os
 from pathlib import Path
 
+from invsr_wire.contract import DEFAULT_COLOR_FIX, DEFAULT_SCALE, sample_bytes, scaled_side
+from invsr_wire.errors import InvSRError
+
 PARASITE = "invsr-upscale"
 SETTINGS_FILE = "invsr-settings.json"  # written by `invsr gimp install`: how to start the worker
 OUTPUTS = ("scale-image", "new-image")
@@ -22,9 +25,9 @@ class PluginError(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Options:
-    scale: float = 4.0
+    scale: float = DEFAULT_SCALE
     steps: int = 1
-    color_fix: str = "wavelet"
+    color_fix: str = DEFAULT_COLOR_FIX
     seed: int = 0
     tile: int = 0  # 0: automatic
     output: str = "scale-image"
@@ -58,7 +61,7 @@ class Region:
 
     def output_size(self, scale: float) -> tuple[int, int]:
         """(width, height) the worker must return: round(side * scale), as the library computes it."""
-        return max(1, round(self.width * scale)), max(1, round(self.height * scale))
+        return scaled_side(self.width, scale), scaled_side(self.height, scale)
 
 
 @dataclasses.dataclass
@@ -81,15 +84,14 @@ def load_settings() -> dict:
 
 def connect(options: Options, on_status):
     """A client of the worker: the one `options.server` names, or the local one (started if needed)."""
-    from invsr_server import client
-    from invsr_server.protocol import RemoteError
+    from invsr_wire import client  # imports zmq, which GIMP's Python may lack: the entry script checks first
 
     settings = load_settings()
     if options.server:
         return _remote_client(Path(options.server), settings)
     try:
         return client.connect(start_command=settings.get("start_command"), on_status=on_status)
-    except RemoteError as error:
+    except InvSRError as error:
         if not settings:
             hint = " (the plug-in was not installed with `invsr gimp install`, so it cannot start one)"
         elif "unrunnable_command" in error.details:
@@ -102,7 +104,7 @@ def connect(options: Options, on_status):
 def _remote_client(path: Path, settings: dict):
     """A client of the worker whose connection file the Worker field names, with the client key pair
     recorded by `invsr gimp install --client-key` when that worker requires CurveZMQ."""
-    from invsr_server import client, connection, keys
+    from invsr_wire import client, connection, keys
 
     try:
         described = connection.read(path)
@@ -120,8 +122,6 @@ def _remote_client(path: Path, settings: dict):
 def upscale_regions(client, regions: list[Region], options: Options, on_progress) -> list[Upscaled]:
     """Send every region to the worker and return the checked results; `on_progress(fraction, text)`,
     with fraction None while the worker reports no count."""
-    from invsr_server.protocol import RemoteError
-
     results = []
     for index, region in enumerate(regions):
         def show(fields, index=index):
@@ -129,7 +129,7 @@ def upscale_regions(client, regions: list[Region], options: Options, on_progress
 
         try:
             header, buffer = client.upscale(region.pixels, region.width, region.height, region.channels, region.dtype, options.worker_params(), on_progress=show)
-        except RemoteError as error:
+        except InvSRError as error:
             raise PluginError(f"InvSR: {error}") from None
         results.append(check(region, header, buffer, options))
     return results
@@ -163,7 +163,7 @@ def check(region: Region, header: dict, buffer, options: Options) -> Upscaled:
     got = (header.get("width"), header.get("height"), header.get("channels"), header.get("dtype"))
     if got != (width, height, region.channels, region.dtype):
         raise PluginError(f"InvSR: the worker returned {got}, expected {(width, height, region.channels, region.dtype)}; nothing was changed")
-    expected_bytes = width * height * region.channels * {"u8": 1, "u16": 2, "f32": 4}[region.dtype]
+    expected_bytes = width * height * region.channels * sample_bytes(region.dtype)
     if memoryview(buffer).nbytes != expected_bytes:
         raise PluginError(f"InvSR: the result holds {memoryview(buffer).nbytes} bytes, expected {expected_bytes}; nothing was changed")
     return Upscaled(region, width, height, memoryview(buffer), header.get("report", {}))  # no copy: results may be GBs

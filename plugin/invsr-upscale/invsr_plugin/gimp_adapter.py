@@ -14,6 +14,8 @@ gi.require_version("Gegl", "0.4")
 gi.require_version("Babl", "0.1")
 from gi.repository import Babl, Gegl, Gimp  # noqa: E402
 
+from invsr_wire.contract import scaled_side  # noqa: E402
+
 from .flow import PARASITE, Options, PluginError, Region, Upscaled, record  # noqa: E402
 
 _WIRE_TYPES = {"u8": "u8", "u16": "u16"}  # GIMP component types sent as they are; all others as float
@@ -66,7 +68,7 @@ def apply_scale_image(image, results: list[Upscaled], options: Options) -> list:
     source still shows outside the selection.
     """
     _check_still_there(image, results)
-    width, height = max(1, round(image.get_width() * options.scale)), max(1, round(image.get_height() * options.scale))
+    width, height = scaled_side(image.get_width(), options.scale), scaled_side(image.get_height(), options.scale)
     image.undo_group_start()
     Gimp.context_push()
     try:

@@ -2,7 +2,7 @@
 the chain from GIMP to the worker.
 
 The installed plug-in is a folder `invsr-upscale/` in GIMP's user plug-in folder: the entry file, its
-own modules, the worker's client modules (standard library and pyzmq only), and `invsr-settings.json`,
+own modules, a copy of the wire package invsr_wire (standard library and pyzmq only), and `invsr-settings.json`,
 which records how to start the worker with this very Python.
 """
 
@@ -15,12 +15,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import __version__
-from .errors import InvSRError
+import invsr_wire
+from invsr import __version__
+from invsr_wire.errors import InvSRError
+from invsr_wire.keys import load_key_pair
 
 PLUGIN_NAME = "invsr-upscale"
 SOURCE = Path(__file__).resolve().parent.parent / "plugin" / PLUGIN_NAME
-CLIENT_MODULES = ("__init__.py", "protocol.py", "connection.py", "client.py", "keys.py")
 SETTINGS_FILE = "invsr-settings.json"
 GIMP_PYTHON_CHECK = "import sys, gi, zmq; gi.require_version('Gimp', '3.0'); from gi.repository import Gimp; print(sys.executable, zmq.__version__)"
 
@@ -55,7 +56,7 @@ def _config_home() -> Path:
 
 
 def start_command(weights: Path | None = None, device: str = "auto", dtype: str = "auto") -> list[str]:
-    command = [sys.executable, "-m", "invsr", "serve"]
+    command = [sys.executable, "-m", "invsr_cli", "serve"]
     if weights is not None:
         command += ["--weights", str(Path(weights).resolve())]
     for flag, value in (("--device", device), ("--dtype", dtype)):
@@ -81,8 +82,6 @@ def install(gimp_dir: Path | None, weights: Path | None = None, device: str = "a
 
 
 def _checked_key(path: Path) -> Path:
-    from invsr_server.keys import load_key_pair
-
     try:
         load_key_pair(path)
     except ValueError as error:
@@ -94,19 +93,17 @@ def _checked_key(path: Path) -> Path:
 
 def _plugin_files() -> dict[str, Path]:
     """Each file of the installed plug-in (relative path) and its source in this package."""
-    import invsr_server
-
     files = {f"{PLUGIN_NAME}.py": SOURCE / f"{PLUGIN_NAME}.py"}
     files |= {f"invsr_plugin/{module.name}": module for module in sorted((SOURCE / "invsr_plugin").glob("*.py"))}
-    client_source = Path(invsr_server.__file__).parent
-    return files | {f"invsr_server/{name}": client_source / name for name in CLIENT_MODULES}
+    wire = Path(invsr_wire.__file__).parent
+    return files | {f"invsr_wire/{module.name}": module for module in sorted(wire.glob("*.py"))}
 
 
 def _copy_plugin(target: Path) -> None:
     """Replace the plug-in's own files; keep what the user put there (the `vendor/` folder with pyzmq)."""
     if target.is_symlink():  # a developer's link to a source tree: replaced by a copy, the tree untouched
         target.unlink()
-    for ours in (f"{PLUGIN_NAME}.py", "invsr_plugin", "invsr_server"):
+    for ours in (f"{PLUGIN_NAME}.py", "invsr_plugin", "invsr_wire", "invsr_server"):  # invsr_server: before 0.2
         _remove(target / ours)
     for relative, source in _plugin_files().items():
         (target / relative).parent.mkdir(parents=True, exist_ok=True)
@@ -213,15 +210,14 @@ def _path_without_environments() -> str:
 
 
 def _worker_round_trip(state) -> tuple[bool, str]:
-    from invsr_server.client import connect
-    from invsr_server.protocol import RemoteError
+    from invsr_wire.client import connect
 
     command = (state.get("settings") or {}).get("start_command") or start_command()
     try:
         with connect(start_command=command) as client:
             header, _ = client.upscale(bytes(8 * 8 * 3), 8, 8, 3, "u8", {"scale": 2})
             model = client.hello()["model"]
-    except RemoteError as error:
+    except InvSRError as error:
         moved = "unrunnable_command" in error.details  # the recorded Python is gone (a moved or deleted environment)
         return False, f"the worker: {error}" + ("; run `invsr gimp install` again from the Python environment that has invsr" if moved else "")
     tiny = " (random tiny test weights: not real upscales)" if model.get("weights", {}).get("tiny_random") else ""

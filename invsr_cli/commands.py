@@ -20,11 +20,13 @@ import json
 import sys
 from pathlib import Path
 
-from . import __version__
-from .errors import InvSRError, UsageError
+import invsr
+from invsr import __version__
+from invsr_wire import connection
+from invsr_wire.contract import COLOR_FIXES, DEFAULT_COLOR_FIX
+from invsr_wire.errors import InvSRError, UsageError
 
-DATA = Path(__file__).parent / "data"
-SAMPLE = DATA / "sample.png"
+SAMPLE = Path(invsr.__file__).parent / "data" / "sample.png"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_request_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", default=None, help="1 to 5, or auto (measure noise and blur); default 1")
     parser.add_argument("--timesteps", default=None, help="explicit descending timesteps, e.g. 200,100")
-    parser.add_argument("--color-fix", default="wavelet", choices=("wavelet", "ycbcr", "none"), help="default: %(default)s")
+    parser.add_argument("--color-fix", default=DEFAULT_COLOR_FIX, choices=COLOR_FIXES, help="default: %(default)s")
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, input and device give the same output")
     size = parser.add_argument_group("output size (default: 4x)")
     size.add_argument("--scale", type=float, default=None, help="enlargement from 1 to 16; the output is round(side * scale)")
@@ -128,10 +130,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_serve_options(parser: argparse.ArgumentParser) -> None:
-    from invsr_server.connection import DEFAULT_ENDPOINT
-
     parser.add_argument("--stop", action="store_true", help="stop the worker of the connection file (of any version) and exit")
-    parser.add_argument("--bind", default=DEFAULT_ENDPOINT, help="endpoint to listen on (default: %(default)s)")
+    parser.add_argument("--bind", default=connection.DEFAULT_ENDPOINT, help="endpoint to listen on (default: %(default)s)")
     parser.add_argument("--connection-file", type=Path, default=None, help="where to write the connection file (default: the user's runtime folder)")
     parser.add_argument("--log-file", type=Path, default=None, help="the worker's log, rotated at 5 MB (default: beside the connection file)")
     parser.add_argument("--preload", action="store_true", help="load the model now rather than at the first job")
@@ -144,8 +144,8 @@ def _add_serve_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _request(args):
-    from .request import UpscaleRequest
-    from .schedule import parse_timesteps
+    from invsr.request import UpscaleRequest
+    from invsr.schedule import parse_timesteps
 
     steps = None if args.steps is None else _auto_or_int(args.steps, "--steps")
     timesteps = parse_timesteps(args.timesteps) if args.timesteps else None
@@ -173,8 +173,8 @@ def _auto_or_int(text: str, option: str):
 
 
 def _load(args, weights=None):
-    from .pipeline import InvSRPipeline
-    from .weights import locate
+    from invsr.pipeline import InvSRPipeline
+    from invsr.weights import locate
 
     weights = weights or locate(args.weights, args.noise_predictor)
     pipeline = InvSRPipeline.load(weights, device=args.device, dtype=args.dtype)
@@ -196,8 +196,8 @@ def _banner(text: str) -> None:
 
 
 def run_upscale(args) -> int:
-    from .files import plan_jobs, upscale_files
-    from .image_io import is_image_path
+    from invsr.files import plan_jobs, upscale_files
+    from invsr.image_io import is_image_path
 
     request = _request(args)  # bad parameters fail before the model loads
     _check_output_option(args.inputs, args.output)
@@ -226,7 +226,7 @@ def run_upscale(args) -> int:
 
 def _check_output_option(inputs: list[Path], output: Path) -> None:
     """-o names one image file (for one input file) or a folder; refuse what is neither, before any work."""
-    from .image_io import SUFFIXES, is_image_path
+    from invsr.image_io import SUFFIXES, is_image_path
 
     formats = ", ".join(SUFFIXES)
     if output.is_dir():
@@ -247,7 +247,7 @@ def _check_output_option(inputs: list[Path], output: Path) -> None:
 
 
 def run_demo(args) -> int:
-    from .files import upscale_files
+    from invsr.files import upscale_files
 
     request = _request(args)  # bad parameters fail before weights are looked for, written or loaded
     weights = _demo_weights(args)
@@ -263,10 +263,10 @@ def run_demo(args) -> int:
 
 def _demo_weights(args):
     """Real weights when present or downloadable; otherwise tiny random ones, saying so loudly."""
-    from .errors import WeightsMissing
-    from .prompt import cache_dir
-    from .tiny_weights import write_tiny_weights
-    from .weights import download, hub_reachable, locate
+    from invsr.errors import WeightsMissing
+    from invsr.prompt import cache_dir
+    from invsr.tiny_weights import write_tiny_weights
+    from invsr.weights import download, hub_reachable, locate
 
     try:
         return locate(args.weights, args.noise_predictor)
@@ -286,10 +286,9 @@ def _demo_weights(args):
 
 
 def run_serve(args) -> int:
-    from invsr_server.connection import default_path
-    from invsr_server.worker import WorkerConfig, serve
+    from invsr_worker.worker import WorkerConfig, serve
 
-    connection_file = args.connection_file or default_path()
+    connection_file = args.connection_file or connection.default_path()
     if args.stop:
         return stop_serving(connection_file)
     config = WorkerConfig(
@@ -315,12 +314,11 @@ def run_serve(args) -> int:
 
 
 def stop_serving(connection_file: Path) -> int:
-    from invsr_server.client import stop_worker
-    from invsr_server.protocol import RemoteError
+    from invsr_wire.client import stop_worker
 
     try:
         pid = stop_worker(connection_file)
-    except RemoteError as error:
+    except InvSRError as error:
         print(f"invsr serve --stop: {error}", file=sys.stderr)
         return 1
     print(f"stopped the InvSR worker (process {pid})" if pid else f"no InvSR worker runs (connection file {connection_file})")
@@ -354,7 +352,7 @@ def run_gimp_doctor(args) -> int:
 
 
 def run_keys(args) -> int:
-    from invsr_server.keys import make_key_pair
+    from invsr_wire.keys import make_key_pair
 
     public, secret = make_key_pair(args.folder, args.name)
     print(f"public key {public} (give it to the other side)\nsecret key {secret} (keep it private)")
@@ -365,7 +363,7 @@ def run_keys(args) -> int:
 
 
 def run_download(args) -> int:
-    from .weights import download, hub_reachable
+    from invsr.weights import download, hub_reachable
 
     if not hub_reachable():
         raise InvSRError("cannot reach the Hugging Face hub (offline, or HF_HUB_OFFLINE is set); connect to the internet and retry")
@@ -375,7 +373,7 @@ def run_download(args) -> int:
 
 
 def run_tiny(args) -> int:
-    from .tiny_weights import write_tiny_weights
+    from invsr.tiny_weights import write_tiny_weights
 
     weights = write_tiny_weights(args.folder)
     print(f"wrote random tiny weights to {args.folder} (SD-Turbo layout in {weights.sd_turbo}, noise predictor {weights.noise_predictor})")
@@ -384,7 +382,7 @@ def run_tiny(args) -> int:
 
 
 def run_check(args) -> int:
-    from .weights_check import check_weights
+    from invsr.weights_check import check_weights
 
     return 0 if check_weights(args.weights, args.noise_predictor, args.device, args.dtype) else 1
 

@@ -1,6 +1,7 @@
 """The wire protocol between the InvSR worker and its clients (docs/PROTOCOL.md is its description).
 
-Standard library only: this module also runs inside GIMP's Python, in the plug-in.
+Standard library only: this module also runs inside GIMP's Python, in the plug-in. Errors travel as
+their code (errors.py), and the receiver raises the same class again.
 
 A message is a list of ZeroMQ frames: [signature, header, buffer...]. The header is UTF-8 JSON; buffers
 are raw bytes (pixels). The signature is HMAC-SHA256, keyed with the per-start secret from the connection
@@ -20,6 +21,9 @@ import os
 import time
 import uuid
 
+from .contract import CHANNELS, PIXEL_DTYPES, sample_bytes
+from .errors import BadMessage, InvalidImage, InvSRError, TooLarge, Unauthorized, VersionMismatch
+
 PROTOCOL_VERSION = (3, 0)  # the one place the version is written; docs/PROTOCOL.md must match
 MAX_HEADER_BYTES = 64 * 1024
 SIGNATURE_BYTES = 32
@@ -27,7 +31,6 @@ PIECE_BYTES = 4 * 1024 * 1024  # frames are hashed in pieces of this size (part 
 PARALLEL_FROM_BYTES = 2 * PIECE_BYTES  # smaller messages hash faster than a thread pool starts work
 
 REQUESTS = ("hello", "ping", "echo", "status", "upscale", "cancel")
-PIXEL_DTYPES = {"u8": 1, "u16": 2, "f32": 4}  # wire name -> bytes per sample
 
 
 def version_text(version=PROTOCOL_VERSION) -> str:
@@ -44,55 +47,6 @@ def parse_version(text) -> tuple[int, int]:
 
 def new_id() -> str:
     return uuid.uuid4().hex
-
-
-# --- errors: one class per code, all under RemoteError ---------------------------------------------
-
-
-class RemoteError(Exception):
-    """An error reply from the worker (or a failure to talk to it), with a machine-readable code."""
-
-    code = "internal"
-
-    def __init__(self, message: str = "", details: dict | None = None):
-        super().__init__(message)
-        self.details = details or {}
-
-
-def _error(name: str, code: str, doc: str) -> type:
-    return type(name, (RemoteError,), {"code": code, "__doc__": doc})
-
-
-BadMessage = _error("BadMessage", "bad_message", "Frames or header that do not follow the protocol.")
-Unauthorized = _error("Unauthorized", "unauthorized", "A missing or wrong signature: the client's secret is not the worker's.")
-VersionMismatch = _error("VersionMismatch", "protocol_version", "Another major protocol version.")
-UnknownOperation = _error("UnknownOperation", "unknown_operation", "A request type the worker does not know.")
-TooLarge = _error("TooLarge", "too_large", "A frame or an image over the worker's limits.")
-Busy = _error("Busy", "busy", "The job queue is full.")
-ShuttingDown = _error("ShuttingDown", "shutting_down", "The worker is stopping and takes no new jobs.")
-UnknownJob = _error("UnknownJob", "unknown_job", "A job id the worker does not know (finished, or never sent).")
-InvalidRequest = _error("InvalidRequest", "invalid_request", "A parameter of the upscale is not acceptable.")
-InvalidImage = _error("InvalidImage", "invalid_image", "The pixels cannot be upscaled as sent.")
-WeightsMissing = _error("WeightsMissing", "weights_missing", "The worker cannot find the model files.")
-BadCheckpoint = _error("BadCheckpoint", "bad_checkpoint", "The worker's model files are damaged or of the wrong layout.")
-DeviceFailure = _error("DeviceFailure", "device", "The worker's device or dtype is not usable.")
-OutOfMemory = _error("OutOfMemory", "out_of_memory", "The worker's device ran out of memory for this job.")
-Cancelled = _error("Cancelled", "cancelled", "The job was cancelled.")
-Internal = _error("Internal", "internal", "An unexpected failure inside the worker; its log has the details.")
-WorkerLost = _error("WorkerLost", "worker_lost", "The worker stopped answering (it died, froze, or never started).")
-
-ERRORS = {cls.code: cls for cls in (
-    BadMessage, Unauthorized, VersionMismatch, UnknownOperation, TooLarge, Busy, ShuttingDown, UnknownJob,
-    InvalidRequest, InvalidImage, WeightsMissing, BadCheckpoint, DeviceFailure, OutOfMemory, Cancelled,
-    Internal, WorkerLost,
-)}
-# invsr.errors codes that are not protocol codes by the same name
-_LIBRARY_CODES = {"image_file": "invalid_image"}
-
-
-def error_for(code: str, message: str, details: dict | None = None) -> RemoteError:
-    code = _LIBRARY_CODES.get(code, code)
-    return ERRORS.get(code, Internal)(message, details)
 
 
 # --- messages ---------------------------------------------------------------------------------------
@@ -186,7 +140,7 @@ def _unverified_version(header) -> str | None:
         return None
 
 
-def error_message(error: RemoteError, reply_to: str | None) -> Message:
+def error_message(error: InvSRError, reply_to: str | None) -> Message:
     fields = {"code": error.code, "message": str(error), "details": error.details}
     if reply_to:
         fields["re"] = reply_to
@@ -199,10 +153,10 @@ def pixel_frame_size(header: dict, max_pixels: int) -> int:
     for name, value in (("width", width), ("height", height), ("channels", channels)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise BadMessage(f"{name} must be a positive integer, got {value!r}")
-    if channels > 4:
+    if channels not in CHANNELS:
         raise InvalidImage(f"channels must be 1 to 4 (gray, gray+alpha, RGB, RGBA), got {channels}")
     if dtype not in PIXEL_DTYPES:
         raise InvalidImage(f"dtype must be one of {', '.join(PIXEL_DTYPES)}, got {dtype!r}")
     if width * height > max_pixels:
         raise TooLarge(f"a {width} x {height} image is over this worker's limit of {max_pixels:,} input pixels")
-    return width * height * channels * PIXEL_DTYPES[dtype]
+    return width * height * channels * sample_bytes(dtype)

@@ -1,6 +1,6 @@
 """The client of the InvSR worker: standard library and pyzmq only, so that it runs inside GIMP.
 
-    client = connect(start_command=[python, "-m", "invsr", "serve"])   # finds, or starts, the local worker
+    client = connect(start_command=[python, "-m", "invsr_cli", "serve"])   # finds, or starts, the local worker
     header, pixels = client.upscale(data, width, height, channels, "u16", {"seed": 1}, on_progress=print)
 
 It never hangs: while it waits it sends a heartbeat every second, and a worker that has not answered
@@ -20,7 +20,8 @@ from pathlib import Path
 import zmq
 
 from . import connection as connection_file
-from .protocol import Message, RemoteError, TooLarge, VersionMismatch, WorkerLost, error_for, new_id
+from .errors import InvSRError, TooLarge, VersionMismatch, WorkerLost, error_for
+from .protocol import Message, new_id
 
 HEARTBEAT = 1.0
 TIMEOUT = 5.0
@@ -120,7 +121,7 @@ class Client:
     # --- the waiting loop ----------------------------------------------------------------------------
 
     def request(self, kind: str, fields: dict | None = None, buffers=(), *, on_progress=None, should_cancel=None, final=None) -> Message:
-        """Send one request and wait for its final reply, heartbeating; raise RemoteError on an error reply."""
+        """Send one request and wait for its final reply, heartbeating; raise the error (errors.py) of an error reply."""
         request_id = new_id()
         self._send(Message(kind, dict(fields or {}, id=request_id), list(buffers)), wait=True)
         final = final or ("hello", "pong", "echo", "status", "cancelling")
@@ -229,7 +230,7 @@ def _process_alive(pid: int) -> bool:
 def connect(path: Path | None = None, start_command: list[str] | None = None, on_status=None, start_timeout: float = START_TIMEOUT, **options) -> Client:
     """A client of the worker described by the connection file at `path` (default: the user's).
 
-    When none answers and `start_command` is given (say [python, "-m", "invsr", "serve", ...]), start
+    When none answers and `start_command` is given (say [python, "-m", "invsr_cli", "serve", ...]), start
     one, wait until it answers `hello`, and return a client of it; `on_status(text)` hears about it.
     """
     path = Path(path or connection_file.default_path())
@@ -258,7 +259,7 @@ def _answering(path: Path, **options) -> Client | None:
             f"version: {error}. Stop it with `invsr serve --stop`; the next upscale starts this version's worker",
             error.details,
         ) from None
-    except RemoteError:
+    except InvSRError:
         client.close()
         return None
 
@@ -329,5 +330,5 @@ def _answers_as_worker(connection: connection_file.Connection) -> bool:
             return client.hello().get("pid") == connection.pid
         except VersionMismatch:
             return True
-        except RemoteError:
+        except InvSRError:
             return False

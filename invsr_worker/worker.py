@@ -27,23 +27,33 @@ from pathlib import Path
 
 import zmq
 
-from . import connection as connections
-from .jobs import OUTBOX, PRELOAD, Executor, JobBoard, ModelHolder
-from .protocol import (
+from invsr import UpscaleRequest, __version__
+from invsr_wire import connection as connections
+from invsr_wire.contract import (
+    CHANNELS,
+    COLOR_FIXES,
+    DEFAULT_MAX_PIXELS,
+    MAX_SCALE,
+    MAX_STEPS,
+    MIN_SCALE,
+    MIN_STEPS,
     PIXEL_DTYPES,
-    REQUESTS,
+    check_work_size,
+    sample_bytes,
+)
+from invsr_wire.errors import (
     BadMessage,
-    Message,
-    RemoteError,
+    Internal,
+    InvalidRequest,
+    InvSRError,
     ShuttingDown,
     Unauthorized,
     UnknownJob,
     UnknownOperation,
-    error_for,
-    error_message,
-    pixel_frame_size,
-    version_text,
 )
+from invsr_wire.protocol import REQUESTS, Message, error_message, pixel_frame_size, version_text
+
+from .jobs import OUTBOX, PRELOAD, Executor, JobBoard, ModelHolder
 
 log = logging.getLogger("invsr.worker")
 REPLAY_WINDOW = 1800.0  # seconds: older messages are refused, newer ones are remembered to refuse a replay
@@ -61,7 +71,7 @@ class WorkerConfig:
     device: str = "auto"
     dtype: str = "auto"
     preload: bool = False
-    max_pixels: int = 512_000_000  # work pixels: the x4 result or the output, the larger (as the library)
+    max_pixels: int = DEFAULT_MAX_PIXELS
     max_message_bytes: int = 1 << 30
     queue_length: int = 8
     client_timeout: float = 5.0  # seconds of silence after which a client's jobs are cancelled
@@ -101,7 +111,7 @@ class Worker:
             protocol=version_text(),
             pid=os.getpid(),
             log_file=str(self.config.log_file),
-            worker_version=_version(),
+            worker_version=__version__,
             curve_server_key=self.curve_public_key,
             socket_auth=None if self.curve_public_key else "plain",
         )
@@ -207,13 +217,13 @@ class Worker:
             self._refuse_replay(frames[0], message.fields.get("sent"))
             self.last_seen[client] = time.monotonic()
             self._dispatch(client, request_id, message)
-        except RemoteError as error:
+        except InvSRError as error:
             if not isinstance(error, Unauthorized):
                 log.info("refused a request from %s: %s", client.hex(), error)
             self._send(client, error_message(error, request_id if isinstance(request_id, str) else None))
         except Exception:  # a bug must not stop the worker: report it and go on
             log.exception("failed to handle a request")
-            self._send(client, error_message(error_for("internal", "unexpected failure; see the worker log"), request_id))
+            self._send(client, error_message(Internal("unexpected failure; see the worker log"), request_id))
 
     def _refuse_replay(self, signature, sent) -> None:
         """Refuse a message seen before, or sent longer ago than signatures are remembered."""
@@ -253,21 +263,18 @@ class Worker:
         self.router.send_multipart([client, *message.encode(self.key)], copy=False)
 
     def _hello(self, message: Message) -> Message:
-        from invsr.color_fix import COLOR_FIXES
-        from invsr.request import MAX_SCALE, MIN_SCALE
-
         config = self.config
         return Message("hello", {
             "protocol": version_text(),
-            "worker_version": _version(),
+            "worker_version": __version__,
             "pid": os.getpid(),
             "model": self.model.state(),
             "capabilities": {
                 "operations": list(REQUESTS),
                 "dtypes": list(PIXEL_DTYPES),
-                "channels": [1, 2, 3, 4],
+                "channels": list(CHANNELS),
                 "color_fix": list(COLOR_FIXES),
-                "steps": [1, 5],
+                "steps": [MIN_STEPS, MAX_STEPS],
                 "scale": [MIN_SCALE, MAX_SCALE],
                 "curve": self.curve_public_key is not None,
             },
@@ -295,10 +302,6 @@ class Worker:
         }
 
     def _accept(self, client: bytes, request_id: str, message: Message) -> Message:
-        from invsr.errors import InvSRError
-        from invsr.pipeline import check_work_size
-        from invsr.request import UpscaleRequest
-
         if self.stopping:
             raise ShuttingDown("the worker is stopping; start it again, or wait for the next one")
         expected = pixel_frame_size(message.fields, self.config.max_input_pixels)
@@ -313,11 +316,11 @@ class Worker:
             request = UpscaleRequest.from_dict(params)
             out_height, out_width = request.output_size(header["height"], header["width"])
             check_work_size(header["height"], header["width"], (out_height, out_width), self.config.max_pixels)
-        except (InvSRError, TypeError) as error:
-            raise error_for(getattr(error, "code", "invalid_request"), str(error)) from None
+        except TypeError as error:  # say, a width given as text
+            raise InvalidRequest(str(error)) from None
         job, position = self.board.submit(client, request_id, header, message.buffers[0], request)
         log.info("job %s queued: %sx%s %s x%s", job.id, header["width"], header["height"], header["dtype"], header["channels"])
-        result_bytes = out_width * out_height * header["channels"] * PIXEL_DTYPES[header["dtype"]]
+        result_bytes = out_width * out_height * header["channels"] * sample_bytes(header["dtype"])
         return Message("accepted", {"job": job.id, "position": position, "result_bytes": result_bytes})
 
     def _cancel(self, message: Message) -> Message:
@@ -337,12 +340,6 @@ class Worker:
         if len(self.last_seen) > 1000:  # forget clients long gone
             forgotten = now - 60 * self.config.client_timeout
             self.last_seen = {client: seen for client, seen in self.last_seen.items() if seen >= forgotten}
-
-
-def _version() -> str:
-    from invsr import __version__
-
-    return __version__
 
 
 def setup_logging(log_file: Path) -> None:

@@ -13,9 +13,13 @@ import queue
 import threading
 import time
 
+import numpy as np
 import zmq
 
-from .protocol import Busy, Message, error_for, error_message, new_id
+from invsr import UpscaleRequest, locate_weights
+from invsr_wire.contract import PIXEL_DTYPES, WIRE_DTYPES
+from invsr_wire.errors import Busy, Cancelled, Internal, InvSRError
+from invsr_wire.protocol import Message, error_message, new_id
 
 log = logging.getLogger("invsr.worker")
 OUTBOX = "inproc://invsr-worker-outbox"
@@ -28,7 +32,7 @@ class Job:
     request_id: str
     header: dict
     pixels: memoryview | None  # the received frame, viewed without a copy; dropped when done
-    request: object  # invsr.UpscaleRequest
+    request: UpscaleRequest
     cancel: threading.Event = dataclasses.field(default_factory=threading.Event)
     cancel_reason: str = ""
     state: str = "queued"
@@ -102,15 +106,13 @@ class ModelHolder:
         return self.pipeline
 
     def _load(self, on_stage):
-        from invsr.errors import InvSRError
-        from invsr.pipeline import InvSRPipeline
-        from invsr.weights import locate
+        from invsr import InvSRPipeline  # imports PyTorch: not before the worker answers its first `hello`
 
         self.status = {"state": "loading"}
         if on_stage is not None:
             on_stage("loading model")
         try:
-            weights = locate(self.config.weights, self.config.noise_predictor)
+            weights = locate_weights(self.config.weights, self.config.noise_predictor)
             pipeline = InvSRPipeline.load(weights, device=self.config.device, dtype=self.config.dtype)
         except InvSRError as error:
             self.status = {"state": "failed", "code": error.code, "error": str(error)}
@@ -125,17 +127,13 @@ class ModelHolder:
         return pipeline
 
     def _compile(self, on_stage) -> None:
-        from invsr.tiling import DEFAULT_TILE
-
-        import numpy as np
-
         self.status = dict(self.status, state="compiling")
         if on_stage is not None:
             on_stage("compiling")
         started = time.perf_counter()
         try:
             self.pipeline.optimize(compile=True)
-            self.pipeline.upscale(np.zeros((DEFAULT_TILE, DEFAULT_TILE, 3), np.uint8))  # compiles on this first call
+            self.pipeline.warm_up()  # compiles on this first call
         except Exception as error:
             log.exception("compiling the networks failed; serving them uncompiled")
             self.compile_error = {"compile_error": f"{type(error).__name__}: {error}"[:500]}
@@ -168,16 +166,12 @@ class Executor:
             push.close(linger=0)
 
     def _preload(self) -> None:
-        from invsr.errors import InvSRError
-
         try:
             self.model.get()
         except InvSRError:
             pass  # recorded in the model state; `hello` shows it and the next job tries again
 
     def _run(self, job: Job, push: zmq.Socket) -> None:
-        from invsr.errors import Cancelled, InvSRError
-
         def send(message: Message) -> None:
             message.fields.update(re=job.request_id, job=job.id)
             push.send_multipart([job.client, *message.encode(self.key)], copy=False)
@@ -202,27 +196,30 @@ class Executor:
             log.info("job %s done in %.2f s", job.id, time.perf_counter() - started)
         except InvSRError as error:
             log.info("job %s failed: %s: %s", job.id, error.code, error)
-            final = error_message(error_for(error.code, str(error)), job.request_id)
+            final = error_message(error, job.request_id)
         except Exception as error:  # a bug in one job must not stop the worker
             log.exception("job %s failed", job.id)
             text = f"unexpected failure ({type(error).__name__}: {error}); see the worker log {self.log_file}"
-            final = error_message(error_for("internal", text), job.request_id)
+            final = error_message(Internal(text), job.request_id)
         finally:
             self.board.finish(job)  # gone from `status` before the client hears the end
         send(final)
 
 
-def _as_array(job: Job):
-    import numpy as np
-
+def _as_array(job: Job) -> np.ndarray:
     header = job.header
-    dtype = {"u8": np.uint8, "u16": np.uint16, "f32": np.float32}[header["dtype"]]
+    dtype = np.dtype(PIXEL_DTYPES[header["dtype"]][0])
     shape = (header["height"], header["width"], header["channels"])
     return np.frombuffer(job.pixels, dtype=dtype).reshape(shape)  # a view of the received frame: no copy
 
 
 def _result_message(result) -> Message:
     image = result.image if result.image.ndim == 3 else result.image[:, :, None]
-    wire_dtype = {"uint8": "u8", "uint16": "u16", "float32": "f32"}[str(image.dtype)]
-    fields = {"width": image.shape[1], "height": image.shape[0], "channels": image.shape[2], "dtype": wire_dtype, "report": result.report}
+    fields = {
+        "width": image.shape[1],
+        "height": image.shape[0],
+        "channels": image.shape[2],
+        "dtype": WIRE_DTYPES[str(image.dtype)],
+        "report": result.report,
+    }
     return Message("result", fields, [memoryview(image).cast("B")])

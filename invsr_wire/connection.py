@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .atomic import write_atomically
+
 SOCKET_USER = b"invsr"  # the PLAIN handshake's user name (the password is what proves access)
 DEFAULT_PORT = 47290
 DEFAULT_ENDPOINT = f"tcp://127.0.0.1:{DEFAULT_PORT}"
@@ -90,12 +92,7 @@ def write(path: Path, connection: Connection) -> None:
     """Write atomically and owner-only: the secret must not be readable by other users."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    partial.unlink(missing_ok=True)  # a file already there would keep its (maybe looser) mode
-    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as f:
-        json.dump(dataclasses.asdict(connection), f, indent=2)
-    os.replace(partial, path)
+    write_atomically(path, json.dumps(dataclasses.asdict(connection), indent=2).encode(), mode=0o600)
 
 
 def read(path: Path) -> Connection:
