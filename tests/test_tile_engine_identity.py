@@ -25,7 +25,8 @@ def check(name: str, image: np.ndarray, facts: dict) -> None:
     if SAME_PLATFORM:
         if facts["sha256"] != want["sha256"] and name in RECORDED_IMAGES:
             difference = np.abs(image.astype(np.float64) - RECORDED_IMAGES[name].astype(np.float64))
-            pytest.fail(f"{name}: not byte-identical; {np.count_nonzero(difference)} values differ, by up to {difference.max():g}")
+            changed = np.count_nonzero(difference)
+            pytest.fail(f"{name}: not byte-identical; {changed} values differ, by up to {difference.max():g}")
         assert facts["sha256"] == want["sha256"], f"{name}: not byte-identical"
     elif name in RECORDED_IMAGES:
         scale = 1.0 if image.dtype == np.float32 else float(np.iinfo(image.dtype).max)

@@ -24,6 +24,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 RECORDED = HERE / "data" / "tile_engine_results.npz"
 SAMPLE = HERE.parent / "invsr" / "data" / "sample.png"
+BENCH = HERE.parent / "bench"
 THREADS = 1  # CPU kernels split their sums by thread: other thread counts give other last bits
 STORED_BYTES = 64_000  # results up to this size are stored whole, larger ones by their SHA-256 only
 
@@ -55,7 +56,7 @@ def images() -> dict[str, np.ndarray]:
         "rgb": rgb,
         "small": photo[30:54, 40:80].copy(),  # 24 x 40: one tile of 64
         "large_gray16": (photo[10:82, 20:110, 1].astype(np.uint16) * 257),  # 72 x 90: 4 tiles of 64
-        "gray_70x90": photo[40:110, 30:120, 0].copy(),  # 12 tiles of 32 in 4 sizes
+        "gray_70x90": photo[40:110, 30:120, 0].copy(),  # 12 tiles of 32
         "rgba": np.dstack([rgb, alpha]),  # partly transparent, some pixels fully
         "gray_alpha_float": np.dstack([rgb[..., 0], alpha]).astype(np.float32) / 255,
         "rgb_float": rgb.astype(np.float32) / 255,
@@ -113,7 +114,9 @@ def limited_memory(unet, max_batch: int | None, max_latent: int | None):
     forward = unet.forward
 
     def limited(sample, *args, **kwargs):
-        if (max_batch is not None and sample.shape[0] > max_batch) or (max_latent is not None and max(sample.shape[-2:]) > max_latent):
+        too_many = max_batch is not None and sample.shape[0] > max_batch
+        too_large = max_latent is not None and max(sample.shape[-2:]) > max_latent
+        if too_many or too_large:
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
         return forward(sample, *args, **kwargs)
 
@@ -146,24 +149,32 @@ def run_case(pipeline, case: Case, inputs: dict[str, np.ndarray]) -> tuple[np.nd
     return result.image, facts
 
 
-# The comparison options of the benchmarks (bench/): hard cuts instead of blending, fresh noise per tile.
+# The comparison tilings of the benchmarks (bench/tile_variants.py): hard cuts instead of blending,
+# fresh noise per batch instead of one draw for the image.
 BENCH_CASES = {
-    "bench_hard_cut": dict(blend=False),
-    "bench_fresh_noise_batch_2": dict(shared_noise=False, batch=2),
+    "bench_hard_cut": dict(hard_cut=True),
+    "bench_fresh_noise_batch_2": dict(fresh_noise=True, batch=2),
 }
 
 
 def run_bench_case(pipeline, options: dict, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, dict]:
     """The x4 result of the 24 x 40 image in 32-pixel tiles with one of the benchmarks' options."""
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    import tile_variants
+
     from invsr.progress import StageTimer
-    from invsr.tiled import TiledUpscale, TileSettings
+    from invsr.tiles import TileRecipe, TileSettings
 
     options = dict(options)
-    batch = options.pop("batch", 1)
+    settings = TileSettings(32, 8, options.pop("batch", 1))
     lr = torch.from_numpy(inputs["small"]).permute(2, 0, 1)[None].float() / 255
-    run = TiledUpscale(pipeline.models, pipeline.device, lr, (200,), 3, "wavelet", StageTimer(pipeline.device), **options)
-    result, report = run.run(TileSettings(32, 8, batch))
+    timer = StageTimer(pipeline.device)
+    result, plan = tile_variants.upscale(
+        pipeline.models, pipeline.device, lr, TileRecipe((200,), "wavelet"), 3, settings, timer, **options
+    )
     image = result[0].permute(1, 2, 0).numpy()
+    report = {**plan.describe(), "batch": settings.batch, "static_shapes": False, "notices": []}
     facts = {"tiling": report, "sha256": hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()}
     return image, facts
 
