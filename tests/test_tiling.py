@@ -167,7 +167,10 @@ def test_one_tile_is_the_untiled_result_whatever_the_tile_setting(pipeline, smal
 
 def test_report_describes_the_tiling(pipeline, photo):
     tiling = pipeline.upscale(photo, UpscaleRequest(tile=48, overlap=8)).report["tiling"]
-    assert tiling == {"tile": 48, "overlap": 8, "batch": 1, "tiles": 9, "grid": [3, 3], "work_ratio": tiling["work_ratio"], "static_shapes": False, "notices": []}
+    assert tiling == {
+        "tile": 48, "overlap": 8, "batch": 1, "tiles": 9, "grid": [3, 3], "work_ratio": tiling["work_ratio"],
+        "static_shapes": False, "notices": [],
+    }
     assert 1 < tiling["work_ratio"] < 1.5
 
 
@@ -216,24 +219,27 @@ def test_cancel_check_stops_a_job_within_its_batch(pipeline, photo):
         if len(stages) == 2:  # called before the encoder, then before the noise predictor
             raise Cancelled("stop")
 
+    request = UpscaleRequest(tile=48, overlap=8, tile_batch=10)  # the whole image (9 tiles) in one batch
     pipeline.models.unet.forward = counting_forward
     try:
-        with pytest.raises(Cancelled):  # the whole image (9 tiles) in one batch
-            pipeline.upscale(photo, UpscaleRequest(tile=48, overlap=8, tile_batch=10), progress=seen.append, cancel_check=cancel_after_the_encoder)
+        with pytest.raises(Cancelled):
+            pipeline.upscale(photo, request, progress=seen.append, cancel_check=cancel_after_the_encoder)
     finally:
         pipeline.models.unet.forward = forward
     assert unet_calls == [] and seen == []  # stopped before the UNet, and no batch was reported done
     every_stage = []
-    pipeline.upscale(photo, UpscaleRequest(tile=48, overlap=8, tile_batch=10, steps=2), cancel_check=lambda: every_stage.append(1))
+    request = UpscaleRequest(tile=48, overlap=8, tile_batch=10, steps=2)
+    pipeline.upscale(photo, request, cancel_check=lambda: every_stage.append(1))
     assert len(every_stage) == 5 + 9 + 1  # encoder, noise predictor, 2 UNet steps, decoder; 9 colour fixes; finish
 
 
 class LimitedMemory:
     """Makes the UNet raise the out-of-memory error a small GPU would, above a batch or a latent size."""
 
-    def __init__(self, unet, max_batch=64, max_side=1 << 30, error=lambda: torch.OutOfMemoryError("CUDA out of memory (simulated)")):
+    def __init__(self, unet, max_batch=64, max_side=1 << 30, error=None):
         self.unet, self.forward = unet, unet.forward
-        self.max_batch, self.max_side, self.calls, self.error = max_batch, max_side, [], error
+        self.max_batch, self.max_side, self.calls = max_batch, max_side, []
+        self.error = error or (lambda: torch.OutOfMemoryError("CUDA out of memory (simulated)"))
 
     def __enter__(self):
         def forward(sample, *args, **kwargs):
@@ -278,7 +284,10 @@ def test_out_of_memory_at_batch_one_retries_with_smaller_tiles(pipeline, photo):
 
 
 def test_other_device_failures_are_not_taken_for_a_lack_of_memory(pipeline, small_photo):
-    with LimitedMemory(pipeline.models.unet, max_batch=0, error=lambda: RuntimeError("CUDA error: an illegal memory access (simulated)")):
+    def illegal_access():
+        return RuntimeError("CUDA error: an illegal memory access (simulated)")
+
+    with LimitedMemory(pipeline.models.unet, max_batch=0, error=illegal_access):
         with pytest.raises(RuntimeError, match="illegal memory access"):
             pipeline.upscale(small_photo, UpscaleRequest(tile=32, overlap=8))
 
