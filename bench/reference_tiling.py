@@ -12,7 +12,7 @@ import torch
 
 from invsr.color_fix import apply_color_fix, reference_for
 from invsr.sampling import Noise, sample
-from invsr.tiling import Span, pad_to_multiple
+from invsr.tiles.grid import Span, pad_to_multiple
 
 TILE, STRIDE, SIGMA = 128, 64, 0.15
 SCALE = 4

@@ -69,16 +69,17 @@ def bench_bridge(worker, runs: int, sizes=(1, 16, 64)) -> list[dict]:
 def bench_tiling(pipeline, runs: int, side: int) -> dict:
     import reference_tiling
     from invsr.progress import StageTimer
-    from invsr.tiled import TiledUpscale, TileSettings
-    from invsr.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, seam_positions, seam_score
+    from invsr.tiles import DEFAULT_OVERLAP, DEFAULT_TILE, TileDriver, TileRecipe, TileSettings
+    from seams import seam_positions, seam_score
 
     image = torch.from_numpy(_photo(side)).permute(2, 0, 1)[None].float() / 255
     models, device = pipeline.models, pipeline.device
 
     def ours():
-        run = TiledUpscale(models, device, image, (200,), 0, "wavelet", StageTimer(device))
-        result, report = run.run(TileSettings(DEFAULT_TILE, DEFAULT_OVERLAP, 1))
-        return result, report["tiles"], report["work_ratio"], run.row_spans, run.col_spans
+        driver = TileDriver(models, device, StageTimer(device))
+        tiled = driver.run(image, TileRecipe((200,), "wavelet"), 0, TileSettings(DEFAULT_TILE, DEFAULT_OVERLAP, 1))
+        report = tiled.report()
+        return tiled.image, report["tiles"], report["work_ratio"], list(tiled.plan.rows), list(tiled.plan.cols)
 
     def reference():
         result, rows, cols = reference_tiling.upscale(models, device, image, (200,), 0, "wavelet", StageTimer(device))

@@ -5,7 +5,7 @@
     result.image, result.report
 
 `upscale` owns what surrounds the sampler: the array contract and alpha (pixels.py), the output size and
-its limit, the step choice, the tiled run (tiled.py, which resamples each tile to the requested size as
+its limit, the step choice, the tiled run (tiles/, which resamples each tile to the requested size as
 it goes), resizing alpha, timings, peak memory and the report.
 """
 
@@ -34,8 +34,7 @@ from .prompt import prompt_embedding
 from .request import UpscaleRequest
 from .sampling import Models
 from .schedule import resolve_timesteps
-from .tiled import TiledUpscale, choose_settings
-from .tiling import DEFAULT_TILE
+from .tiles import DEFAULT_TILE, TileDriver, TileRecipe, choose_settings
 from .weights import WeightPaths, locate, variant_of, weight_file
 
 TINY_WARNING = "NOT A REAL UPSCALE: made with random tiny test weights (invsr weights tiny); get real ones with `invsr weights download`"
@@ -82,7 +81,7 @@ class InvSRPipeline:
         channels-last memory layout for the convolutions and, with `compile`, torch.compile of the
         networks (1.4x faster on an H100 after a first job of about 100 s; channels-last alone, eager,
         was 14% slower: bench/results/gpu-H100-2026-11-26.json). Compiled, every image is cut into
-        full-size tiles in full batches (tiled.py), so the networks see one shape and compile once, not
+        full-size tiles in full batches (tiles/driver.py), so the networks see one shape and compile once, not
         once per image size; results then differ slightly from the eager ones (tiles placed
         differently), as any change of tiling does."""
         models = self.models
@@ -98,7 +97,7 @@ class InvSRPipeline:
 
     @property
     def static_shapes(self) -> bool:
-        """One network input shape for every image: what compiled networks need (tiled.py)."""
+        """One network input shape for every image: what compiled networks need (tiles/driver.py)."""
         return self.compiled_shapes is not None
 
     def describe(self) -> dict:
@@ -135,11 +134,12 @@ class InvSRPipeline:
         started = time.perf_counter()
 
         lr = fill_transparent(pixels.rgb, pixels.alpha)
-        run = TiledUpscale(self.models, self.device, lr, timesteps, request.seed, request.color_fix, timer, progress, static_shapes=self.static_shapes, out_size=out_size, compiled_shapes=self.compiled_shapes)
-        try:
-            rgb, tiling = run.run(settings)  # resampled to out_size tile by tile: no x4 image is ever held whole
+        driver = TileDriver(self.models, self.device, timer, progress, self.compiled_shapes)
+        try:  # resampled to out_size tile by tile: no x4 image is ever held whole
+            tiled = driver.run(lr, TileRecipe(timesteps, request.color_fix), request.seed, settings, out_size)
         except torch._dynamo.exc.TorchDynamoException as error:  # only compiled networks raise these
             raise _compile_failure(error) from error
+        rgb, tiling = tiled.image, tiled.report()
         with timer.stage("finish"):
             alpha = resize_alpha(pixels.alpha, out_size) if pixels.alpha is not None else None
             result = pixels.to_array(rgb, alpha)

@@ -39,6 +39,25 @@ class Progress:
 ProgressCallback = Callable[[Progress], None]
 
 
+class ProgressReporter:
+    """Sends one job's `Progress` to the caller's callback (if any), timed from the job's start, and
+    remembers where the pace for the time left is measured from."""
+
+    def __init__(self, callback: ProgressCallback | None):
+        self.callback = callback
+        self.started = time.perf_counter()
+        self.paced_since = (0.0, 0)  # see Progress.eta
+
+    def report(self, stage: str, done: int, total: int, pace_from_here: bool = False) -> None:
+        """`pace_from_here`: the work just done says nothing of the rest (it compiled), so later
+        estimates of the time left are paced from this point on."""
+        elapsed = time.perf_counter() - self.started
+        if pace_from_here:
+            self.paced_since = (elapsed, done)
+        if self.callback is not None:
+            self.callback(Progress(stage, done, total, elapsed, self.paced_since))
+
+
 class StageTimer:
     """Times named stages, waiting for the device at the end of each so that a stage's time is its own
     (on an H100 the waits cost nothing measurable: bench/results/gpu-H100-2026-11-26-stages.json).

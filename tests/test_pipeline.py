@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from invsr.errors import DeviceError, InvalidImage, InvalidRequest
 from invsr.pipeline import InvSRPipeline
-from invsr.tiling import pad_to_multiple
+from invsr.tiles.grid import pad_to_multiple
 from invsr.request import UpscaleRequest
 from invsr.sampling import Noise, sample
 

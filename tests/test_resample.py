@@ -15,7 +15,10 @@ def cuts(draw, length):
 
 
 @settings(max_examples=60, deadline=None)
-@given(data=st.data(), height=st.integers(1, 70), width=st.integers(1, 70), out_height=st.integers(1, 150), out_width=st.integers(1, 150))
+@given(
+    data=st.data(), height=st.integers(1, 70), width=st.integers(1, 70),
+    out_height=st.integers(1, 150), out_width=st.integers(1, 150),
+)
 def test_summing_resampled_parts_equals_resampling_the_whole(data, height, width, out_height, out_width):
     """Any partition of the image into blocks, each resampled alone and added, gives torch's own
     antialiased bicubic resampling of the whole, reducing or enlarging, by any factor on either axis."""
@@ -25,7 +28,8 @@ def test_summing_resampled_parts_equals_resampling_the_whole(data, height, width
     for top, bottom in zip(rows, rows[1:]):
         for left, right in zip(cols, cols[1:]):
             canvas.add(top, left, image[..., top:bottom, left:right])
-    torch.testing.assert_close(canvas.image.double(), torch_resized(image.double(), (out_height, out_width)), atol=1e-6, rtol=0)
+    expected = torch_resized(image.double(), (out_height, out_width))
+    torch.testing.assert_close(canvas.image.double(), expected, atol=1e-6, rtol=0)
 
 
 def torch_resized(image, size):

@@ -2,6 +2,9 @@
 measure sees them when blending is off), noise is shared, progress and cancellation work per tile, and
 running out of device memory falls back to smaller batches and tiles."""
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -12,9 +15,16 @@ from hypothesis import strategies as st
 from invsr.errors import Cancelled, OutOfMemory
 from invsr.progress import Progress, StageTimer
 from invsr.request import UpscaleRequest
-from invsr import tiled
-from invsr.tiled import TiledUpscale, TileSettings, choose_settings
-from invsr.tiling import axis_weights, plan_axis, plan_tiles, seam_positions, seam_score, work_ratio
+from invsr.tiles import TileDriver, TilePlan, TileRecipe, TileSettings, choose_settings
+from invsr.tiles import settings as tile_settings
+from invsr.tiles.blend import ramp_weights
+from invsr.tiles.grid import plan_axis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+import tile_variants  # noqa: E402  (the benchmarks' comparison tilings, and their seam measure)
+from seams import plan_seam_score  # noqa: E402
+
+RECIPE = TileRecipe((200,), "wavelet")
 
 
 AXES = dict(  # axis lengths, tile sizes and overlaps, in input pixels
@@ -59,25 +69,38 @@ def test_blending_weights_sum_to_a_positive_partition(length, overlap):
     spans = plan_axis(length, 64, overlap, 16)
     total = torch.zeros(4 * length)
     for index, span in enumerate(spans):
-        weights = axis_weights(spans, index, 4)
+        weights = ramp_weights(spans, index, 4)
         assert weights.shape == (4 * span.size,) and bool((weights > 0).all()) and float(weights.max()) <= 1
         total[4 * span.start : 4 * span.end] += weights
     torch.testing.assert_close(total, torch.ones_like(total))  # complementary ramps: a partition of unity
-    assert axis_weights(spans, 0, 4)[0] == 1  # the image border keeps full weight
+    assert ramp_weights(spans, 0, 4)[0] == 1  # the image border keeps full weight
 
 
 @pytest.mark.parametrize("height, width", [(768, 1024), (1000, 1500), (3000, 4000), (4000, 6000)])
 def test_default_work_is_at_most_1_35_times_the_image(height, width):
     padded = (-(-height // 16) * 16, -(-width // 16) * 16)
-    grid = plan_tiles(*padded, 128, 16, 16)
-    assert work_ratio(grid, height, width) <= 1.35
+    plan = TilePlan.make((height, width), padded, 128, 16, 16)
+    assert plan.describe()["work_ratio"] <= 1.35
 
 
-def run_tiles(pipeline, image, tile, overlap, batch=1, **options):
-    lr = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
-    run = TiledUpscale(pipeline.models, pipeline.device, lr, (200,), 0, "wavelet", StageTimer(pipeline.device), **options)
-    result, report = run.run(TileSettings(tile, overlap, batch))
-    return result, report, seam_score(result, seam_positions(run.row_spans, 4), seam_positions(run.col_spans, 4))
+def as_lr(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+
+
+def run_tiles(pipeline, image, tile, overlap, batch=1, out_size=None, compiled_shapes=None):
+    """The production engine's result, report and seam score (meaningful at x4)."""
+    driver = TileDriver(pipeline.models, pipeline.device, StageTimer(pipeline.device), compiled_shapes=compiled_shapes)
+    tiled = driver.run(as_lr(image), RECIPE, 0, TileSettings(tile, overlap, batch), out_size)
+    return tiled.image, tiled.report(), plan_seam_score(tiled.image, tiled.plan)
+
+
+def variant_seam_score(pipeline, image, tile, overlap, **options) -> float:
+    """The seam score of one of the benchmarks' comparison tilings (bench/tile_variants.py)."""
+    timer = StageTimer(pipeline.device)
+    settings = TileSettings(tile, overlap, 1)
+    models, device = pipeline.models, pipeline.device
+    result, plan = tile_variants.upscale(models, device, as_lr(image), RECIPE, 0, settings, timer, **options)
+    return plan_seam_score(result, plan)
 
 
 def test_a_result_resampled_tile_by_tile_is_the_x4_result_resampled(pipeline, photo):
@@ -92,7 +115,7 @@ def test_a_result_resampled_tile_by_tile_is_the_x4_result_resampled(pipeline, ph
 
 def test_blended_tiles_show_no_seams_and_the_measure_sees_a_hard_cut(pipeline, photo):
     _, report, blended = run_tiles(pipeline, photo, 48, 8)
-    _, _, cut = run_tiles(pipeline, photo, 48, 8, blend=False)
+    cut = variant_seam_score(pipeline, photo, 48, 8, hard_cut=True)
     assert report["tiles"] == 9
     assert blended < 0.95  # measured 0.81: steps across borders no larger than elsewhere
     assert cut > 1.05  # measured 1.10: the same measure sees hard cuts
@@ -108,7 +131,7 @@ def test_static_shapes_give_the_networks_one_shape_for_every_image_and_no_seams(
     hook = pipeline.models.unet.register_forward_pre_hook(record, with_kwargs=True)
     try:
         for height, width in ((40, 24), (100, 60), (128, 128)):
-            result, report, score = run_tiles(pipeline, photo[:height, :width], 48, 8, batch=3, static_shapes=True)
+            result, report, score = run_tiles(pipeline, photo[:height, :width], 48, 8, batch=3, compiled_shapes=set())
             assert result.shape[-2:] == (4 * height, 4 * width) and report["static_shapes"]
             assert bool(torch.isfinite(result).all()) and 0 <= float(result.min()) and float(result.max()) <= 1 + 1e-5
     finally:
@@ -120,9 +143,9 @@ def test_static_shapes_give_the_networks_one_shape_for_every_image_and_no_seams(
 def test_tiles_drawing_fresh_noise_disagree_and_blending_hides_it(pipeline, photo):
     # The reference implementation draws fresh noise per tile: with a hard cut the borders stand out
     # (measured 1.41); blending hides them (0.71). Shared noise keeps even a hard cut at 1.10.
-    _, _, blended = run_tiles(pipeline, photo, 48, 8, shared_noise=False)
-    _, _, cut = run_tiles(pipeline, photo, 48, 8, blend=False, shared_noise=False)
-    _, _, shared_cut = run_tiles(pipeline, photo, 48, 8, blend=False)
+    blended = variant_seam_score(pipeline, photo, 48, 8, fresh_noise=True)
+    cut = variant_seam_score(pipeline, photo, 48, 8, hard_cut=True, fresh_noise=True)
+    shared_cut = variant_seam_score(pipeline, photo, 48, 8, hard_cut=True)
     assert blended < 0.95 and cut > 1.25 and shared_cut < cut
 
 
@@ -144,7 +167,10 @@ def test_one_tile_is_the_untiled_result_whatever_the_tile_setting(pipeline, smal
 
 def test_report_describes_the_tiling(pipeline, photo):
     tiling = pipeline.upscale(photo, UpscaleRequest(tile=48, overlap=8)).report["tiling"]
-    assert tiling == {"tile": 48, "overlap": 8, "batch": 1, "tiles": 9, "grid": [3, 3], "work_ratio": tiling["work_ratio"], "static_shapes": False, "notices": []}
+    assert tiling == {
+        "tile": 48, "overlap": 8, "batch": 1, "tiles": 9, "grid": [3, 3], "work_ratio": tiling["work_ratio"],
+        "static_shapes": False, "notices": [],
+    }
     assert 1 < tiling["work_ratio"] < 1.5
 
 
@@ -193,24 +219,27 @@ def test_cancel_check_stops_a_job_within_its_batch(pipeline, photo):
         if len(stages) == 2:  # called before the encoder, then before the noise predictor
             raise Cancelled("stop")
 
+    request = UpscaleRequest(tile=48, overlap=8, tile_batch=10)  # the whole image (9 tiles) in one batch
     pipeline.models.unet.forward = counting_forward
     try:
-        with pytest.raises(Cancelled):  # the whole image (9 tiles) in one batch
-            pipeline.upscale(photo, UpscaleRequest(tile=48, overlap=8, tile_batch=10), progress=seen.append, cancel_check=cancel_after_the_encoder)
+        with pytest.raises(Cancelled):
+            pipeline.upscale(photo, request, progress=seen.append, cancel_check=cancel_after_the_encoder)
     finally:
         pipeline.models.unet.forward = forward
     assert unet_calls == [] and seen == []  # stopped before the UNet, and no batch was reported done
     every_stage = []
-    pipeline.upscale(photo, UpscaleRequest(tile=48, overlap=8, tile_batch=10, steps=2), cancel_check=lambda: every_stage.append(1))
+    request = UpscaleRequest(tile=48, overlap=8, tile_batch=10, steps=2)
+    pipeline.upscale(photo, request, cancel_check=lambda: every_stage.append(1))
     assert len(every_stage) == 5 + 9 + 1  # encoder, noise predictor, 2 UNet steps, decoder; 9 colour fixes; finish
 
 
 class LimitedMemory:
     """Makes the UNet raise the out-of-memory error a small GPU would, above a batch or a latent size."""
 
-    def __init__(self, unet, max_batch=64, max_side=1 << 30, error=lambda: torch.OutOfMemoryError("CUDA out of memory (simulated)")):
+    def __init__(self, unet, max_batch=64, max_side=1 << 30, error=None):
         self.unet, self.forward = unet, unet.forward
-        self.max_batch, self.max_side, self.calls, self.error = max_batch, max_side, [], error
+        self.max_batch, self.max_side, self.calls = max_batch, max_side, []
+        self.error = error or (lambda: torch.OutOfMemoryError("CUDA out of memory (simulated)"))
 
     def __enter__(self):
         def forward(sample, *args, **kwargs):
@@ -255,7 +284,10 @@ def test_out_of_memory_at_batch_one_retries_with_smaller_tiles(pipeline, photo):
 
 
 def test_other_device_failures_are_not_taken_for_a_lack_of_memory(pipeline, small_photo):
-    with LimitedMemory(pipeline.models.unet, max_batch=0, error=lambda: RuntimeError("CUDA error: an illegal memory access (simulated)")):
+    def illegal_access():
+        return RuntimeError("CUDA error: an illegal memory access (simulated)")
+
+    with LimitedMemory(pipeline.models.unet, max_batch=0, error=illegal_access):
         with pytest.raises(RuntimeError, match="illegal memory access"):
             pipeline.upscale(small_photo, UpscaleRequest(tile=32, overlap=8))
 
@@ -268,6 +300,6 @@ def test_out_of_memory_fails_clearly_when_nothing_fits(pipeline, small_photo):
 @pytest.mark.parametrize("free, tile, overlap", [(None, 128, 16), (10**12, 128, 16), (1, 32, 8)])
 def test_automatic_tiles_shrink_on_a_full_device_and_the_overlap_with_them(monkeypatch, free, tile, overlap):
     """Real SD-Turbo's multiple of 16: a 32-pixel tile keeps 8 pixels of overlap, not an error."""
-    monkeypatch.setattr(tiled, "free_memory", lambda device: free)
+    monkeypatch.setattr(tile_settings, "free_memory", lambda device: free)
     chosen = choose_settings(UpscaleRequest(), torch.device("cuda"), torch.float16, 16)
     assert (chosen.tile, chosen.overlap) == (tile, overlap)

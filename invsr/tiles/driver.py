@@ -1,0 +1,141 @@
+"""One image through the tile engine on one device: plan, batches, accumulation, and what goes wrong.
+
+- Device memory holds one batch of tiles, whatever the image size; the host holds the output-sized
+  result (accumulator.py).
+- Out of device memory, the failing batch is retried at half the batch size, and at batch 1 the image
+  is started again with smaller tiles; each step is recorded in `notices`. Only when the smallest tile
+  does not fit does the job fail.
+- After each batch `progress` gets a `Progress("tiles", done, total)`; raising `Cancelled` from it
+  stops the job (as does the stage timer's `cancel_check`, within a batch).
+- Compiled networks (`compiled_shapes` given) compile once per input shape: the image is padded to at
+  least one tile, every tile is full-size and every batch full (the last one filled with repeats), so
+  they see one shape whatever the image's size; before the first batch of a new shape `progress` gets
+  `Progress("compiling", ...)`, since that batch takes minutes rather than a second.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from ..devices import is_out_of_memory, release_cached_memory
+from ..errors import OutOfMemory
+from ..progress import ProgressCallback, ProgressReporter, StageTimer
+from ..sampling import Models, Noise
+from .accumulator import TileAccumulator
+from .batch import TileRecipe, compute_batch
+from .grid import pad_to_multiple
+from .plan import TilePlan
+from .settings import TileSettings, smaller_tile
+
+
+@dataclasses.dataclass(frozen=True)
+class TiledResult:
+    image: torch.Tensor  # (1, 3, H, W) in [0, 1] at the requested size, on the host
+    plan: TilePlan  # the plan that finished (after any fallback to smaller tiles)
+    batch: int  # tiles per batch at the end (after any fallback to smaller batches)
+    static_shapes: bool
+    notices: tuple[str, ...]  # what the out-of-memory fallback did
+
+    def report(self) -> dict:
+        """The job report's "tiling" entry."""
+        return {
+            **self.plan.describe(),
+            "batch": self.batch,
+            "static_shapes": self.static_shapes,
+            "notices": list(self.notices),
+        }
+
+
+class _TileTooLarge(Exception):
+    """One tile alone did not fit in device memory."""
+
+
+class TileDriver:
+    """Runs one image's tiles on `device`: one driver per image, since its notices, progress clock and
+    stage timer are that job's. `compiled_shapes`: the (tile, batch) shapes the compiled networks have
+    run so far, updated here; None for eager networks."""
+
+    def __init__(
+        self,
+        models: Models,
+        device: torch.device,
+        timer: StageTimer,
+        progress: ProgressCallback | None = None,
+        compiled_shapes: set | None = None,
+    ):
+        self.models, self.device, self.timer = models, device, timer
+        self.progress = ProgressReporter(progress)
+        self.compiled_shapes = compiled_shapes
+        self.notices: list[str] = []
+
+    @property
+    def static_shapes(self) -> bool:
+        return self.compiled_shapes is not None
+
+    def run(
+        self, lr: torch.Tensor, recipe: TileRecipe, seed: int, settings: TileSettings, out_size=None
+    ) -> TiledResult:
+        """Upscale `lr` (1, 3, H, W) in [0, 1] x4 and resample it to `out_size` (None: x4)."""
+        multiple = self.models.lr_multiple
+        tile, overlap, batch = settings.tile, settings.overlap, settings.batch
+        image = pad_to_multiple(lr, multiple, tile if self.static_shapes else 0)
+        noise = Noise.draw(image.shape, self.models.noise_predictor.config.latent_channels, seed)
+        while True:
+            plan = TilePlan.make(lr.shape[-2:], image.shape[-2:], tile, overlap, multiple, self.static_shapes)
+            try:
+                result, batch = self._run_plan(plan, image, noise, recipe, batch, out_size)
+                return TiledResult(result, plan, batch, self.static_shapes, tuple(self.notices))
+            except _TileTooLarge:
+                tile, batch = self._smaller_tile(tile), 1
+                overlap = min(overlap, (tile - multiple) // 2)
+                self.notices.append(f"out of device memory at batch 1: starting again with {tile}-pixel tiles")
+
+    def _smaller_tile(self, tile: int) -> int:
+        smaller = smaller_tile(tile, self.models.lr_multiple)
+        if smaller is None:
+            raise OutOfMemory(
+                f"out of device memory even for one {tile} x {tile} tile; free memory on the device, "
+                "or use --device cpu"
+            ) from None
+        return smaller
+
+    def _run_plan(self, plan: TilePlan, image, noise: Noise, recipe: TileRecipe, batch: int, out_size):
+        """The plan's result, and the batch size it ended with. `image` is the padded input."""
+        accumulator = TileAccumulator(plan, out_size)
+        total, done = len(plan.tiles), 0
+        while done < total:
+            stop = plan.batch_end(done, batch)
+            try:
+                compiling = self._announce_compiling(plan.tile, batch, done, total)
+                inputs = plan.inputs(image, noise, done, stop, fill_to=batch if self.static_shapes else 0)
+                outputs = compute_batch(self.models, self.device, recipe, inputs, self.timer.stage)
+            except RuntimeError as error:
+                batch = self._smaller_batch(error, stop - done)
+                continue
+            for position, output in zip(range(done, stop), outputs):
+                accumulator.add(position, output)
+            done = stop
+            self.progress.report("tiles", done, total + 1, pace_from_here=compiling)  # + 1: the pipeline's finish
+        return accumulator.result(), batch
+
+    def _smaller_batch(self, error: RuntimeError, tiles: int) -> int:
+        """The batch size to retry with after `error` in a batch of `tiles`; re-raises all but running
+        out of device memory."""
+        if not is_out_of_memory(error):
+            raise error
+        release_cached_memory(self.device)
+        if tiles == 1:
+            raise _TileTooLarge from None
+        batch = max(1, tiles // 2)
+        self.notices.append(f"out of device memory with {tiles} tiles per batch: retrying with {batch}")
+        return batch
+
+    def _announce_compiling(self, tile: int, batch: int, done: int, total: int) -> bool:
+        """Whether this batch's shape is new to the compiled networks (so they compile it now); says so."""
+        if self.compiled_shapes is None or (tile, batch) in self.compiled_shapes:
+            return False
+        self.progress.report("compiling", done, total + 1)
+        self.compiled_shapes.add((tile, batch))
+        return True

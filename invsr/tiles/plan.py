@@ -1,0 +1,139 @@
+"""The tiles of one image, each with the coordinates of everything its computation reads.
+
+A plan is small, frozen data (coordinates, no pixels): it can be sent to whoever computes a batch, and
+`inputs` cuts that batch's pixels from the (padded) image and its noise. The two standard-normal draws
+are made once for the whole padded image and cut per tile, so overlapping tiles start from the same
+noise and agree.
+
+Tiles are listed in one canonical order, the order a single device computes them in: largest first (so
+that a batch holds tiles of one size), and row by row within a size. A batch is a run of consecutive
+tiles of that order; the accumulator commits tiles in that order whatever order they arrive in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from ..sampling import Noise
+from .batch import BatchInputs, ColorReference
+from .grid import SCALE, Box, Span, plan_axis
+
+REFERENCE_MARGIN = 4  # input pixels around a tile that its x4 bicubic reference depends on
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedTile:
+    row: int  # its place in the grid of tiles
+    col: int
+    crop: Box  # the input pixels the networks see, in the padded image
+    noise: Box  # its part of the image's noise, on the latent grid (half the input's)
+    visible: Box  # the part of `crop` inside the image: what its output covers, x4
+    around: Box  # the input pixels the colour-fix reference of `visible` is resized from
+
+
+@dataclasses.dataclass(frozen=True)
+class TilePlan:
+    image_size: tuple[int, int]  # (height, width) of the input
+    padded_size: tuple[int, int]  # (height, width) of the padded input that tiles are cut from
+    tile: int
+    overlap: int
+    rows: tuple[Span, ...]  # the grid's spans down and across
+    cols: tuple[Span, ...]
+    tiles: tuple[PlannedTile, ...]  # in the canonical order
+
+    @classmethod
+    def make(cls, image_size, padded_size, tile: int, overlap: int, multiple: int, uniform: bool = False) -> "TilePlan":
+        """The plan for an image of `image_size`, padded to `padded_size` (multiples of `multiple`);
+        `uniform`: full-size tiles only (grid.plan_axis), for compiled networks."""
+        rows = tuple(plan_axis(padded_size[0], tile, overlap, multiple, uniform))
+        cols = tuple(plan_axis(padded_size[1], tile, overlap, multiple, uniform))
+        tiles = [_planned(i, j, r, c, image_size) for i, r in enumerate(rows) for j, c in enumerate(cols)]
+        tiles.sort(key=lambda t: tuple(-side for side in _shape(t)))  # stable: row by row within a size
+        return cls(tuple(image_size), tuple(padded_size), tile, overlap, rows, cols, tuple(tiles))
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """(height, width) of the x4 result."""
+        return SCALE * self.image_size[0], SCALE * self.image_size[1]
+
+    def batch_end(self, start: int, limit: int) -> int:
+        """The end of the batch that begins at tile `start`: at most `limit` tiles, all of one size."""
+        shape = _shape(self.tiles[start])
+        stop = start + 1
+        while stop < min(len(self.tiles), start + limit) and _shape(self.tiles[stop]) == shape:
+            stop += 1
+        return stop
+
+    def batches(self, limit: int) -> list[tuple[int, int]]:
+        """(start, stop) of every batch, for a device that fits `limit` tiles at a time."""
+        bounds, start = [], 0
+        while start < len(self.tiles):
+            bounds.append((start, self.batch_end(start, limit)))
+            start = bounds[-1][1]
+        return bounds
+
+    def inputs(self, image: torch.Tensor, noise: Noise, start: int, stop: int, fill_to: int = 0) -> BatchInputs:
+        """The pixels batch [start, stop) reads, cut from the padded `image` (1, 3, H, W) and its `noise`;
+        with repeats of the last tile up to `fill_to` tiles (one batch shape for compiled networks).
+        Copies, not views: pickled to go elsewhere, a view would take the whole image with it."""
+        tiles = self.tiles[start:stop]
+        filled = tiles + tiles[-1:] * (fill_to - len(tiles))
+        return BatchInputs(
+            lr=torch.cat([t.crop.of(image) for t in filled]),
+            noise=Noise(
+                torch.cat([t.noise.of(noise.predictor) for t in filled]),
+                torch.cat([t.noise.of(noise.encoder) for t in filled]),
+            ),
+            references=tuple(ColorReference(t.around.of(image).clone(), _within(t.visible, t.around)) for t in tiles),
+        )
+
+    def describe(self) -> dict:
+        """The plan's part of the job report."""
+        height, width = self.image_size
+        area = sum(t.crop.height * t.crop.width for t in self.tiles)  # what the networks process
+        return {
+            "tile": self.tile,
+            "overlap": self.overlap,
+            "tiles": len(self.tiles),
+            "grid": [len(self.rows), len(self.cols)],
+            "work_ratio": round(area / (height * width), 4),
+        }
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, fields: dict) -> "TilePlan":
+        def tile(t: dict) -> PlannedTile:
+            return PlannedTile(t["row"], t["col"], *(Box(**t[name]) for name in ("crop", "noise", "visible", "around")))
+
+        return cls(
+            tuple(fields["image_size"]),
+            tuple(fields["padded_size"]),
+            fields["tile"],
+            fields["overlap"],
+            tuple(Span(**s) for s in fields["rows"]),
+            tuple(Span(**s) for s in fields["cols"]),
+            tuple(tile(t) for t in fields["tiles"]),
+        )
+
+
+def _planned(i: int, j: int, rows: Span, cols: Span, image_size: tuple[int, int]) -> PlannedTile:
+    height, width = image_size
+    crop = Box(rows.start, cols.start, rows.size, cols.size)
+    noise = Box(rows.start // 2, cols.start // 2, rows.size // 2, cols.size // 2)  # tiles start on even pixels
+    visible = Box(rows.start, cols.start, min(rows.end, height) - rows.start, min(cols.end, width) - cols.start)
+    top, left = max(0, visible.top - REFERENCE_MARGIN), max(0, visible.left - REFERENCE_MARGIN)
+    bottom, right = min(height, visible.bottom + REFERENCE_MARGIN), min(width, visible.right + REFERENCE_MARGIN)
+    return PlannedTile(i, j, crop, noise, visible, Box(top, left, bottom - top, right - left))
+
+
+def _shape(tile: PlannedTile) -> tuple[int, int]:
+    return tile.crop.height, tile.crop.width
+
+
+def _within(inner: Box, outer: Box) -> Box:
+    """`inner` in the coordinates of `outer`'s top left corner."""
+    return Box(inner.top - outer.top, inner.left - outer.left, inner.height, inner.width)
