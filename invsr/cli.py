@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     upscale = commands.add_parser("upscale", help="upscale image files or folders (x4 by default)")
     upscale.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files or folders of images")
-    upscale.add_argument("-o", "--output", type=Path, help="output file (one input) or folder; without it, --suffix writes next to the inputs")
+    upscale.add_argument("-o", "--output", type=Path, help="output file (one input) or folder (or --suffix)")
     _add_file_options(upscale)
     _add_request_options(upscale)
     _add_model_options(upscale)
@@ -106,11 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_file_options(parser: argparse.ArgumentParser) -> None:
     files = parser.add_argument_group("files and folders")
-    files.add_argument("--recursive", action="store_true", help="also the images in subfolders; the folder tree is kept under -o")
-    files.add_argument("--suffix", default="", metavar="TEXT", help="added to each output's name: --suffix _x4 writes photo_x4.jpg (next to photo.jpg without -o)")
-    files.add_argument("--skip-existing", action="store_true", help="leave outputs that exist alone: resume an interrupted run")
-    files.add_argument("--strip-metadata", action="store_true", help="write no EXIF, XMP, IPTC, resolution or provenance (the ICC profile stays)")
-    files.add_argument("--keep-print-size", action="store_true", help="scale the resolution (DPI) with the pixels, so prints keep their size (default: the DPI is kept)")
+    add = files.add_argument
+    add("--recursive", action="store_true", help="also the images in subfolders; the tree is kept under -o")
+    add("--suffix", default="", metavar="TEXT", help="added to output names (photo_x4.jpg); without -o, beside inputs")
+    add("--skip-existing", action="store_true", help="leave outputs that exist alone: resume an interrupted run")
+    add("--strip-metadata", action="store_true", help="write no EXIF, XMP, IPTC, resolution or provenance (ICC stays)")
+    add("--keep-print-size", action="store_true", help="scale the DPI with the pixels (default: the DPI is kept)")
 
 
 def _add_request_options(parser: argparse.ArgumentParser) -> None:
@@ -221,9 +222,11 @@ def run_upscale(args) -> int:
     if options.skip_existing:
         jobs, done = pending(jobs)
         if done:
-            print(f"invsr: {len(done)} of {len(jobs) + len(done)} outputs exist already and are left alone (--skip-existing)", file=sys.stderr)
+            count = f"{len(done)} of {len(jobs) + len(done)}"
+            print(f"invsr: {count} outputs exist already and are left alone (--skip-existing)", file=sys.stderr)
     if not jobs:
-        print("invsr: nothing to upscale" + (" (every output exists)" if done and not failures else ""), file=sys.stderr)
+        all_done = " (every output exists)" if done and not failures else ""
+        print(f"invsr: nothing to upscale{all_done}", file=sys.stderr)
         return 1 if failures or not done else 0
     if args.server is not None:
         from .remote import connect_to_worker
@@ -232,7 +235,7 @@ def run_upscale(args) -> int:
     else:
         pipeline = _load(args)
     entries = upscale_files(pipeline, jobs, request, options)
-    entries += [{"input": str(source), "output": str(target), "skipped": "the output exists"} for source, target in done]
+    entries += [{"input": str(s), "output": str(t), "skipped": "the output exists"} for s, t in done]
     entries += [{"input": str(source), "error": message} for source, message in failures]
     failed = sum(1 for entry in entries if "error" in entry)
     if args.report:
@@ -245,7 +248,7 @@ def run_upscale(args) -> int:
 
 def _check_file_options(output: Path | None, options) -> None:
     if output is None and not options.suffix:
-        raise UsageError("give -o OUTPUT (a file or folder), or --suffix TEXT to write next to the inputs (photo.jpg -> photoTEXT.jpg)")
+        raise UsageError("give -o OUTPUT (a file or folder), or --suffix TEXT to write next to the inputs")
     if any(separator in options.suffix for separator in ("/", "\\")) or options.suffix in (".", ".."):
         raise UsageError(f"--suffix is added to file names and cannot hold a folder separator, got {options.suffix!r}")
 

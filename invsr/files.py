@@ -31,24 +31,32 @@ class FileOptions:
     keep_print_size: bool = False  # scale the resolution (DPI) with the pixels, rather than keep it
 
 
-def plan_jobs(inputs: list[Path], output: Path | None, is_image, options: FileOptions = FileOptions()) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
+Jobs = list[tuple[Path, Path]]
+
+
+def plan_jobs(
+    inputs: list[Path], output: Path | None, is_image, options: FileOptions = FileOptions()
+) -> tuple[Jobs, list[tuple[Path, str]]]:
     """(input, output) pairs, and (input, reason) for what cannot be done. One file may go to a file;
     anything else goes into the output folder under its own name (with `recursive`, under its path in
     the folder given), or with no output folder next to its input; `suffix` is added to the names."""
     found, failures = [], []  # (source, its name or path relative to the output folder, whether a folder's)
     for given in inputs:
         if given.is_dir():
-            found += [(path, path.relative_to(given), True) for path in _images_in(given, is_image, options.recursive, output)]
+            images = _images_in(given, is_image, options.recursive, output)
+            found += [(path, path.relative_to(given), True) for path in images]
         elif given.exists() or is_image(given):
             found.append((given, Path(given.name), False))  # a missing file is reported when read, like a damaged one
         else:
             failures.append((given, "no such file or folder"))
-    single_file = output is not None and len(inputs) == 1 and not inputs[0].is_dir() and not output.is_dir() and is_image(output)
+    one_file = len(inputs) == 1 and not inputs[0].is_dir()
+    single_file = one_file and output is not None and not output.is_dir() and is_image(output)
     if single_file:
         pairs = [(found[0][0], output)] if found else []
     else:
         base = {source: (output / relative if output is not None else source) for source, relative, _ in found}
-        pairs = [(source, base[source].with_name(base[source].stem + options.suffix + base[source].suffix)) for source, _, _ in found]
+        named = {source: path.with_name(path.stem + options.suffix + path.suffix) for source, path in base.items()}
+        pairs = [(source, named[source]) for source, _, _ in found]
         produced = {target for _, target in pairs}  # a folder's file that this run writes is an output, not an input
         from_folders = {source for source, _, in_folder in found if in_folder}
         pairs = [(source, target) for source, target in pairs if not (source in from_folders and source in produced)]
@@ -75,11 +83,12 @@ def _images_in(folder: Path, is_image, recursive: bool, output: Path | None) -> 
     found = []
     for top, folders, files in os.walk(folder):
         folders[:] = sorted(name for name in folders if _file_identity(Path(top) / name) != skipped)
-        found += [Path(top) / name for name in sorted(files) if is_image(Path(top) / name) and (Path(top) / name).is_file()]
+        paths = [Path(top) / name for name in sorted(files)]
+        found += [path for path in paths if is_image(path) and path.is_file()]
     return found
 
 
-def pending(jobs: list[tuple[Path, Path]]) -> tuple[list[tuple[Path, Path]], list[tuple[Path, Path]]]:
+def pending(jobs: Jobs) -> tuple[Jobs, Jobs]:
     """(to do, done): a job is done when its output exists, as only a finished output does (outputs are
     written to a temporary name and renamed). Temporary files that interrupted runs left are removed."""
     done = [(source, target) for source, target in jobs if target.is_file() and target.stat().st_size > 0]
@@ -153,14 +162,22 @@ def upscale_file(pipeline, source: Path, target: Path, request, bar=None, option
     notes = {"invsr": result.report["warning"]} if "warning" in result.report else {}
     file_notes = []
     if target.suffix.lower() in EIGHT_BIT_ONLY and result.image.dtype != "uint8":
-        file_notes.append(f"note: {target.name} holds 8 bits per channel; use PNG or TIFF to keep all {result.image.dtype} precision")
-    if result.image.dtype == np.float32 and target.suffix.lower() not in (".tif", ".tiff") and _outside_unit_range(result.image):
-        file_notes.append(f"note: {target.name} holds values from 0 to 1 only, so values above 1 or below 0 are clipped; write TIFF to keep them")
+        precision = result.image.dtype
+        file_notes.append(
+            f"note: {target.name} holds 8 bits per channel; use PNG or TIFF to keep all {precision} precision"
+        )
+    keeps_floats = target.suffix.lower() in (".tif", ".tiff")
+    if result.image.dtype == np.float32 and not keeps_floats and _beyond_one(result.image):
+        file_notes.append(
+            f"note: {target.name} holds values from 0 to 1 only, so values above 1 or below 0 are clipped; "
+            "write TIFF to keep them"
+        )
     metadata = None
     if not options.strip_metadata:
         size = lambda array: (array.shape[1], array.shape[0])  # noqa: E731 (width, height)
         provenance = Provenance.of(result.report, __version__)
-        metadata = for_output(image.metadata or Metadata(), size(pixels), size(result.image), provenance, options.keep_print_size)
+        source = image.metadata or Metadata()
+        metadata = for_output(source, size(pixels), size(result.image), provenance, options.keep_print_size)
     written = time.perf_counter()
     file_notes += write_image(target, ImageFile(result.image, image.icc_profile, metadata), notes)
     seconds = dict(result.report["seconds"], read=round(read_seconds, 4), write=round(time.perf_counter() - written, 4))
@@ -168,6 +185,6 @@ def upscale_file(pipeline, source: Path, target: Path, request, bar=None, option
     return dict(result.report, seconds=seconds, file_notes=file_notes)
 
 
-def _outside_unit_range(pixels: np.ndarray) -> bool:
+def _beyond_one(pixels: np.ndarray) -> bool:
     colour = pixels[..., : 3 if pixels.ndim == 3 and pixels.shape[2] >= 3 else 1]
     return bool(colour.min() < 0 or colour.max() > 1)

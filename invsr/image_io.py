@@ -267,7 +267,7 @@ def _encode_opencv(pixels: np.ndarray, suffix: str, metadata: Metadata) -> bytes
     return add_tags(encoded.tobytes(), tiff_tags(metadata), as_longs=(IPTC_TAG,))
 
 
-def _encode_pillow(pixels: np.ndarray, suffix: str, icc: bytes | None, notes: dict[str, str], metadata: Metadata) -> bytes:
+def _encode_pillow(pixels: np.ndarray, suffix: str, icc: bytes | None, notes: dict, metadata: Metadata) -> bytes:
     from PIL import Image
 
     if pixels.dtype != np.uint8:
@@ -301,7 +301,9 @@ _PNG_COLOR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type
 _PNG_BAND = 64  # rows filtered at a time
 
 
-def encode_png(pixels: np.ndarray, icc: bytes | None = None, notes: dict[str, str] | None = None, metadata: Metadata | None = None) -> bytes:
+def encode_png(
+    pixels: np.ndarray, icc: bytes | None = None, notes: dict[str, str] | None = None, metadata: Metadata | None = None
+) -> bytes:
     """A PNG of 1 to 4 channels at 8 or 16 bits (float is stored as 16 bits), with Paeth-filtered rows;
     `metadata` (EXIF, XMP, IPTC, resolution) in chunks before the pixels."""
     if pixels.dtype == np.float32:  # PNG has no float samples: 16 bits keep the detail

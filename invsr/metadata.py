@@ -199,8 +199,8 @@ def _stream(exif) -> bytes:
 def _iptc_of(image, data: bytes) -> bytes | None:
     """IPTC-IIM from a JPEG's Photoshop segments (APP13) or a TIFF's IPTC tag (or its Photoshop tag)."""
     if image.format == "JPEG":
-        resources = b"".join(body[14:] for marker, body in image.applist if marker == "APP13" and body.startswith(b"Photoshop 3.0\0"))
-        return _iim(resources)
+        segments = [body for marker, body in image.applist if marker == "APP13"]
+        return _iim(b"".join(body[14:] for body in segments if body.startswith(b"Photoshop 3.0\0")))
     if image.format == "TIFF":  # read raw: Pillow keeps one word of a tag it expects to hold one
         return _iim(raw_value(data, IPTC_TAG)) or _iim(raw_value(data, 34377))
     return None
@@ -239,10 +239,13 @@ def _photoshop_resource(data: bytes, wanted: int) -> bytes | None:
 def _container_dpi(image) -> tuple[float, float] | None:
     if image.format == "JPEG":
         unit, density = image.info.get("jfif_unit"), image.info.get("jfif_density")
-        return tuple(float(d) * (2.54 if unit == 2 else 1) for d in density) if unit in (1, 2) and all(density) else None
+        if unit not in (1, 2) or not all(density):  # 0: the aspect ratio only
+            return None
+        return tuple(float(d) * (2.54 if unit == 2 else 1) for d in density)
     if image.format == "TIFF" and X_RESOLUTION in image.tag_v2 and Y_RESOLUTION in image.tag_v2:
         unit = image.tag_v2.get(RESOLUTION_UNIT, _INCH)
-        dpi = tuple(float(image.tag_v2[tag]) * (2.54 if unit == _CENTIMETRE else 1) for tag in (X_RESOLUTION, Y_RESOLUTION))
+        per_inch = 2.54 if unit == _CENTIMETRE else 1
+        dpi = tuple(float(image.tag_v2[tag]) * per_inch for tag in (X_RESOLUTION, Y_RESOLUTION))
         return dpi if unit in (_INCH, _CENTIMETRE) and all(d > 0 for d in dpi) else None
     return None
 
@@ -262,7 +265,12 @@ def _exif_dpi(exif: bytes | None) -> tuple[float, float] | None:
 # --- made true for the output -------------------------------------------------------------------------
 
 
-def for_output(metadata: Metadata, in_size: tuple[int, int], out_size: tuple[int, int], provenance: Provenance, keep_print_size: bool = False) -> Metadata:
+Size = tuple[int, int]  # (width, height)
+
+
+def for_output(
+    metadata: Metadata, in_size: Size, out_size: Size, provenance: Provenance, keep_print_size: bool = False
+) -> Metadata:
     """The metadata of an upscale of `in_size` to `out_size` (width, height): the same resolution (DPI),
     or with `keep_print_size` one scaled with the pixels, so that the print keeps its size."""
     dpi = metadata.dpi
@@ -327,7 +335,10 @@ def fitted(metadata: Metadata, suffix: str, name: str) -> tuple[Metadata, list[s
     """What of `metadata` a file of this suffix can hold, and a note for each part left out (`name` is the file's)."""
     notes = []
     if suffix == ".webp" and metadata.iptc:
-        notes.append(f"{name}: WebP holds no IPTC, so its IPTC fields are not kept (its EXIF and XMP are); write JPEG, PNG or TIFF to keep them")
+        notes.append(
+            f"{name}: WebP holds no IPTC, so its IPTC fields are not kept (its EXIF and XMP are); "
+            "write JPEG, PNG or TIFF to keep them"
+        )
         metadata = dataclasses.replace(metadata, iptc=None)
     if suffix in (".jpg", ".jpeg"):
         if metadata.exif:  # EXIF requires it in JPEG files; 1: centred chroma samples, as libjpeg writes them
@@ -337,13 +348,19 @@ def fitted(metadata: Metadata, suffix: str, name: str) -> tuple[Metadata, list[s
         if metadata.exif and len(metadata.exif) + 6 > _JPEG_SEGMENT:
             metadata = dataclasses.replace(metadata, exif=_without_maker_note(metadata.exif))
             kept = len(metadata.exif) + 6 <= _JPEG_SEGMENT
-            notes.append(f"{name}: the EXIF is larger than a JPEG segment holds; " + ("its maker note is left out" if kept else "it is left out") + "; write PNG or TIFF to keep it whole")
+            left_out = "its maker note is left out" if kept else "it is left out"
+            notes.append(
+                f"{name}: the EXIF is larger than a JPEG segment holds; {left_out}; write PNG or TIFF to keep all"
+            )
             metadata = metadata if kept else dataclasses.replace(metadata, exif=None)
         if metadata.xmp and len(metadata.xmp) + 29 > _JPEG_SEGMENT:
-            notes.append(f"{name}: the XMP ({len(metadata.xmp) // 1024} KB) is larger than a JPEG segment holds and is left out; write PNG or TIFF to keep it")
+            size = f"{len(metadata.xmp) // 1024} KB"
+            notes.append(
+                f"{name}: the XMP ({size}) is larger than a JPEG segment holds and is left out; write PNG or TIFF"
+            )
             metadata = dataclasses.replace(metadata, xmp=None)
         if metadata.iptc and len(_photoshop_iptc(metadata.iptc)) + 14 > _JPEG_SEGMENT:
-            notes.append(f"{name}: the IPTC is larger than a JPEG segment holds and is left out; write PNG or TIFF to keep it")
+            notes.append(f"{name}: the IPTC is larger than a JPEG segment holds and is left out; write PNG or TIFF")
             metadata = dataclasses.replace(metadata, iptc=None)
     return metadata, notes
 

@@ -133,8 +133,8 @@ def _validated(image) -> np.ndarray:
         count = int(bad.sum())
         y, x = (int(i) for i in np.argwhere(bad)[0][:2])
         raise InvalidImage(
-            f"the image holds {count} NaN or infinite value{'s' if count > 1 else ''} (the first at x {x}, y {y}), which "
-            "cannot be upscaled: give those pixels finite values (paint over or replace them) and try again"
+            f"the image holds {count} NaN or infinite value{'s' if count > 1 else ''} (the first at x {x}, y {y}), "
+            "which cannot be upscaled: give those pixels finite values (paint over or replace them) and try again"
         )
     return image
 

@@ -25,7 +25,10 @@ _PACKET_END = '\n<?xpacket end="w"?>'
 _EMPTY = f'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="{RDF}"/></x:xmpmeta>'
 
 
-def updated(packet: bytes | None, values: dict[tuple[str, str], str], removed: set[tuple[str, str]], event: dict[str, str]) -> bytes:
+Name = tuple[str, str]  # (namespace URI, local name)
+
+
+def updated(packet: bytes | None, values: dict[Name, str], removed: set[Name], event: dict[str, str]) -> bytes:
     """The packet with each (namespace, name) of `values` that it holds set to its new value, those of
     `removed` taken out, and `event` (stEvt fields: action, softwareAgent, parameters) appended to its
     history; a new packet with only the history when there is none or it cannot be read."""

@@ -50,7 +50,9 @@ def test_an_output_folder_inside_the_input_folder_is_not_read_as_input(tree):
     write_image(tree / "up" / "a.png", ImageFile(np.zeros((4, 4, 3), np.uint8)))  # an earlier run's result
     again, _ = plan_jobs([tree], tree / "up", is_image_path, FileOptions(recursive=True))
     assert failures == [] and again == jobs
-    assert relative(jobs, tree) == [("a.png", "up/a.png"), ("sub/b.jpg", "up/sub/b.jpg"), ("sub/deeper/c.tif", "up/sub/deeper/c.tif")]
+    assert relative(jobs, tree) == [
+        ("a.png", "up/a.png"), ("sub/b.jpg", "up/sub/b.jpg"), ("sub/deeper/c.tif", "up/sub/deeper/c.tif")
+    ]
 
 
 def test_suffix_writes_next_to_the_inputs_and_never_upscales_its_own_outputs(tree, tiny_weights):
@@ -77,7 +79,8 @@ def dead_pid() -> int:
     return child.pid
 
 
-def test_skip_existing_resumes_an_interrupted_run_and_counts_what_remains(tmp_path, tree, tiny_weights, monkeypatch, capsys):
+def test_skip_existing_resumes_an_interrupted_run_and_counts_what_remains(tmp_path, tree, tiny_weights, monkeypatch,
+        capsys):
     weights, out, report = tiny_weights.noise_predictor.parent, tmp_path / "out", tmp_path / "report.json"
     import invsr.image_io
 
@@ -109,7 +112,8 @@ def test_skip_existing_resumes_an_interrupted_run_and_counts_what_remains(tmp_pa
     assert "1 of 3 outputs exist already and are left alone (--skip-existing)" in err
     assert "2/2" in err and "/3" not in err  # the bar counts the two that remain
     assert (out / "a.png").stat().st_mtime_ns == finished  # not redone
-    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == ["a.png", "sub/b.jpg", "sub/deeper/c.tif"]
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert written == ["a.png", "sub/b.jpg", "sub/deeper/c.tif"]
     assert not stale.exists()
     entries = json.loads(report.read_text())["images"]
     assert [e.get("skipped") for e in entries] == [None, None, "the output exists"]

@@ -9,11 +9,13 @@ import sys
 import numpy as np
 import pytest
 
-from test_gimp_plugin import by_name, expected, gimp, photo_layer, pixels, run_gimp, same_image, scenario, worker, workspace  # noqa: F401
+from test_gimp_plugin import by_name, expected, photo_layer, pixels, run_gimp, same_image, scenario
+from test_gimp_plugin import gimp, worker, workspace  # noqa: F401 (the fixtures: GIMP, a worker, a shared folder)
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the GIMP harness uses a Linux chroot or Debian's GIMP")
 SIZE = (24, 20)
-BLOCKS = {1.5: (slice(2, 9), slice(2, 9)), 4.0: (slice(2, 9), slice(13, 21)), -0.1: (slice(12, 18), slice(2, 9))}  # rows, columns
+LINEAR = {"canvas": SIZE, "precision": "float-linear", "arguments": {"scale": 2.0}}
+BLOCKS = {1.5: np.s_[2:9, 2:9], 4.0: np.s_[2:9, 13:21], -0.1: np.s_[12:18, 2:9]}  # rows, columns
 
 
 def encoded(linear: np.ndarray) -> np.ndarray:
@@ -43,10 +45,11 @@ def hdr_run(gimp, workspace, worker):
     nan = hdr_layer()
     nan[10, 11] = np.nan
     cases = [
-        scenario("hdr", [photo_layer(size=SIZE, sample="float", pixels=layer_bytes(hdr_layer()))], canvas=SIZE, precision="float-linear", arguments={"scale": 2.0}),
-        scenario("nan", [photo_layer("sky", size=SIZE, sample="float", pixels=layer_bytes(nan))], canvas=SIZE, precision="float-linear", arguments={"scale": 2.0}),
+        scenario("hdr", [photo_layer(size=SIZE, sample="float", pixels=layer_bytes(hdr_layer()))], **LINEAR),
+        scenario("nan", [photo_layer("sky", size=SIZE, sample="float", pixels=layer_bytes(nan))], **LINEAR),
     ]
-    env = {"INVSR_RUNTIME_DIR": gimp.inside(workspace / "run"), "INVSR_GIMP_SETTINGS": gimp.inside(workspace / "absent.json")}
+    env = {"INVSR_RUNTIME_DIR": gimp.inside(workspace / "run")}
+    env["INVSR_GIMP_SETTINGS"] = gimp.inside(workspace / "absent.json")
     return run_gimp(gimp, workspace, "hdr", cases, env)
 
 
@@ -56,9 +59,9 @@ def test_linear_float_highlights_and_negatives_survive_the_upscale(hdr_run, pipe
     assert result["status"] == "success", result["error"]
     source, upscaled = by_name(result["before"], "photo"), by_name(result["after"], "photo (InvSR x2)")
     sent = pixels(folder, source)  # what the plug-in sends: the perceptual encoding, in float
-    np.testing.assert_allclose(decoded(sent.astype(np.float64)), hdr_layer(), atol=2e-4)  # the layer holds 1.5, 4.0, -0.1
+    np.testing.assert_allclose(decoded(sent.astype(np.float64)), hdr_layer(), atol=2e-4)  # it holds 1.5, 4.0, -0.1
     got = pixels(folder, upscaled)
-    np.testing.assert_allclose(got, expected(pipeline, sent, {"scale": 2.0}), atol=2e-5)  # the library's result, unclipped
+    np.testing.assert_allclose(got, expected(pipeline, sent, {"scale": 2.0}), atol=2e-5)  # the library's, unclipped
     clipped = expected(pipeline, np.clip(sent, 0, 1), {"scale": 2.0})  # what clipping alone would have given
     inner = {value: tuple(slice(2 * s.start + 3, 2 * s.stop - 3) for s in block) for value, block in BLOCKS.items()}
     for value, block in inner.items():  # inside each block: the model's result plus all that lay beyond [0, 1]

@@ -153,7 +153,8 @@ def resampled_excess(image, size):
     import torch.nn.functional as F
 
     excess = torch.from_numpy(image - np.clip(image, 0, 1)).permute(2, 0, 1)[None].double()
-    return F.interpolate(excess, size=size, mode="bicubic", antialias=True, align_corners=False)[0].permute(1, 2, 0).numpy()
+    resampled = F.interpolate(excess, size=size, mode="bicubic", antialias=True, align_corners=False)
+    return resampled[0].permute(1, 2, 0).numpy()
 
 
 @pytest.mark.parametrize("scale", [2, 2.5])
@@ -168,10 +169,10 @@ def test_values_outside_zero_to_one_survive_and_the_rest_gets_the_models_detail(
     far = (slice(round(34 * scale), None), slice(round(34 * scale), None))  # beyond the filter's reach of any block
     np.testing.assert_array_equal(out[far], clipped[far])  # in range: exactly the model's result
     s = lambda v: round(v * scale)  # noqa: E731
-    assert out.max() > 3.9 and np.abs(out[s(8) : s(10), s(24) : s(26)] - clipped[s(8) : s(10), s(24) : s(26)] - 3.0).max() < 1e-5
-    assert np.abs(out[s(8) : s(10), s(8) : s(10)] - clipped[s(8) : s(10), s(8) : s(10)] - 0.5).max() < 1e-5
-    assert np.abs(out[s(24) : s(26), s(8) : s(10)] - clipped[s(24) : s(26), s(8) : s(10)] + 0.1).max() < 1e-5
-    assert (out[s(24) : s(26), s(8) : s(10)] < 0).any()
+    for (top, left), beyond in (((8, 24), 3.0), ((8, 8), 0.5), ((24, 8), -0.1)):  # inside each block: all of it
+        block = np.s_[s(top) : s(top + 2), s(left) : s(left + 2)]
+        assert np.abs(out[block] - clipped[block] - beyond).max() < 1e-5
+    assert out.max() > 3.9 and (out[s(24) : s(26), s(8) : s(10)] < 0).any()
 
 
 def test_gray_float_beyond_one_and_float_alpha(pipeline):
@@ -196,5 +197,6 @@ def test_nan_and_infinity_are_refused_with_where_and_what_to_do(pipeline, bad):
     image = hdr_image()
     image[5, 7, 1] = bad
     image[9, 2, 0] = bad
-    with pytest.raises(InvalidImage, match=r"holds 2 NaN or infinite values \(the first at x 7, y 5\).*give those pixels finite values"):
+    message = r"holds 2 NaN or infinite values \(the first at x 7, y 5\).*give those pixels finite values"
+    with pytest.raises(InvalidImage, match=message):
         pipeline.upscale(image)
