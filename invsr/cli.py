@@ -211,7 +211,10 @@ def run_upscale(args) -> int:
     from .image_io import is_image_path
 
     request = _request(args)  # bad parameters fail before the model loads
-    options = FileOptions(args.recursive, args.suffix, args.skip_existing, args.strip_metadata, args.keep_print_size)
+    options = FileOptions(
+        recursive=args.recursive, suffix=args.suffix, skip_existing=args.skip_existing,
+        strip_metadata=args.strip_metadata, keep_print_size=args.keep_print_size,
+    )
     _check_file_options(args.output, options)
     if args.output is not None:
         _check_output_option(args.inputs, args.output)
