@@ -176,8 +176,8 @@ def upscale_file(pipeline, source: Path, target: Path, request, bar=None, option
     if not options.strip_metadata:
         size = lambda array: (array.shape[1], array.shape[0])  # noqa: E731 (width, height)
         provenance = Provenance.of(result.report, __version__)
-        source = image.metadata or Metadata()
-        metadata = for_output(source, size(pixels), size(result.image), provenance, options.keep_print_size)
+        read = image.metadata or Metadata()
+        metadata = for_output(read, size(pixels), size(result.image), provenance, options.keep_print_size)
     written = time.perf_counter()
     file_notes += write_image(target, ImageFile(result.image, image.icc_profile, metadata), notes)
     seconds = dict(result.report["seconds"], read=round(read_seconds, 4), write=round(time.perf_counter() - written, 4))
@@ -186,5 +186,6 @@ def upscale_file(pipeline, source: Path, target: Path, request, bar=None, option
 
 
 def _beyond_one(pixels: np.ndarray) -> bool:
-    colour = pixels[..., : 3 if pixels.ndim == 3 and pixels.shape[2] >= 3 else 1]
+    """Whether a colour value lies outside [0, 1] (alpha, the last of 2 or 4 channels, does not count)."""
+    colour = pixels[..., : 3 if pixels.shape[2] >= 3 else 1] if pixels.ndim == 3 else pixels
     return bool(colour.min() < 0 or colour.max() > 1)
