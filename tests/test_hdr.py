@@ -58,3 +58,16 @@ def test_through_a_real_worker_the_result_is_the_same(tmp_path, hdr_tiff, tiny_w
         assert "give those pixels finite values" in err
     finally:
         worker.stop()
+
+
+def test_a_gray_float_tiff_keeps_them_too_and_png_says_it_clips(tmp_path, pipeline, capsys):
+    from invsr.files import upscale_files
+
+    gray = hdr_image()[..., 0].copy()
+    gray[:, :3] = 0.5  # nothing beyond [0, 1] in the first columns: the whole image counts
+    write_image(tmp_path / "gray.tif", ImageFile(gray))
+    jobs = [(tmp_path / "gray.tif", tmp_path / "out.tif"), (tmp_path / "gray.tif", tmp_path / "out.png")]
+    assert all("error" not in entry for entry in upscale_files(pipeline, jobs, UpscaleRequest(scale=2)))
+    out = read_image(tmp_path / "out.tif").pixels
+    assert out.ndim == 2 and out.max() > 3.9 and out.min() < -0.09
+    assert "out.png holds values from 0 to 1 only" in capsys.readouterr().err
