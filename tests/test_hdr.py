@@ -69,5 +69,5 @@ def test_a_gray_float_tiff_keeps_them_too_and_png_says_it_clips(tmp_path, pipeli
     jobs = [(tmp_path / "gray.tif", tmp_path / "out.tif"), (tmp_path / "gray.tif", tmp_path / "out.png")]
     assert all("error" not in entry for entry in upscale_files(pipeline, jobs, UpscaleRequest(scale=2)))
     out = read_image(tmp_path / "out.tif").pixels
-    assert out.ndim == 2 and out.max() > 3.9 and out.min() < -0.09
+    assert out.ndim == 2 and out.max() > 3.9 and out.min() < -0.03  # -0.1 plus the model's value for 0
     assert "out.png holds values from 0 to 1 only" in capsys.readouterr().err
