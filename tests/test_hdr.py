@@ -2,6 +2,8 @@
 negative values survive into a float TIFF (a format that holds them), are clipped with a note where the
 format cannot, and NaN is refused with what to do."""
 
+import time
+
 import numpy as np
 import pytest
 
@@ -40,8 +42,12 @@ def test_float_tiff_keeps_values_outside_zero_to_one(tmp_path, hdr_tiff, pipelin
 def test_through_a_real_worker_the_result_is_the_same(tmp_path, hdr_tiff, tiny_weights, capsys):
     """The worker passes float frames to the library unchanged, and the result back the same way."""
     weights = tiny_weights.noise_predictor.parent
-    worker = WorkerProcess(tmp_path / "worker", weights).wait_ready()
+    worker = WorkerProcess(tmp_path / "worker", weights, "--preload").wait_ready()
     try:
+        with worker.client() as client:  # the model loaded first: a busy machine's load is not the job's
+            deadline = time.monotonic() + 240
+            while client.hello()["model"]["state"] not in ("ready", "failed") and time.monotonic() < deadline:
+                time.sleep(0.5)
         assert upscale(hdr_tiff, "-o", tmp_path / "remote.tif", "--server", worker.path, weights=weights) == 0
         assert upscale(hdr_tiff, "-o", tmp_path / "local.tif", weights=weights) == 0
         remote, local = read_image(tmp_path / "remote.tif").pixels, read_image(tmp_path / "local.tif").pixels
