@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tqdm as tqdm_module
 
-from invsr.cli import main
+from invsr_cli.commands import main
 from invsr.files import FileOptions, plan_jobs
 from invsr.image_io import ImageFile, is_image_path, read_image, write_image
 

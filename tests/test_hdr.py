@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from invsr.cli import main
+from invsr_cli.commands import main
 from invsr.image_io import ImageFile, read_image, write_image
 from invsr.request import UpscaleRequest
 from test_sizes_and_pixels import hdr_image

@@ -15,7 +15,7 @@ import pytest
 from PIL import ExifTags, Image, ImageCms
 
 from invsr import __version__
-from invsr.cli import main
+from invsr_cli.commands import main
 from invsr.files import FileOptions, upscale_files
 from invsr.image_io import ImageFile, read_image, write_image
 from invsr.request import UpscaleRequest
