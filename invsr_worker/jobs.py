@@ -137,13 +137,25 @@ class ModelHolder:
         except Exception as error:
             log.exception("compiling the networks failed; serving them uncompiled")
             self.compile_error = {"compile_error": f"{type(error).__name__}: {error}"[:500]}
-            self.pipeline = self._load(None)  # afresh: the failed one is half compiled
+            self._serve_uncompiled()
             return
         self.status = dict(self.status, state="ready", compile_seconds=round(time.perf_counter() - started, 1))
         log.info("networks compiled in %.1f s", self.status["compile_seconds"])
 
 
 PRELOAD = object()  # a queue entry that asks the executor to load the model now
+
+    def _serve_uncompiled(self) -> None:
+        """Put back the networks as loaded (the same modules: no second copy of the weights); should even that
+        fail, drop the half-compiled pipeline, so that the next job loads the model afresh."""
+        try:
+            self.pipeline.undo_optimize()
+        except Exception as error:
+            self.pipeline = None
+            self.status = {"state": "failed", "code": "internal", "error": f"{type(error).__name__}: {error}"}
+            log.exception("cannot restore the uncompiled networks; the next job loads the model again")
+            raise
+        self.status = dict(self.status, state="ready", **self.compile_error)
 
 
 class Executor:

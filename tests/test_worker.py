@@ -623,6 +623,7 @@ def test_a_compiling_worker_compiles_before_jobs_run_and_serves_uncompiled_where
         worker.stop()
     result = np.frombuffer(buffer, np.uint8).reshape(header["height"], header["width"], 3)
     assert model["state"] == "ready" and result.shape == (384, 384, 3)
+    assert worker.log.read_text().count("model loaded") == 1  # a failed compile restores the networks: no second copy
     stages = [fields["stage"] for fields in seen]
     assert stages[: stages.index("tiles")] == ([] if preload else ["loading model", "compiling"])  # the bar says why it waits
     assert "compiling" not in stages[stages.index("tiles") :]  # the job itself compiled nothing
