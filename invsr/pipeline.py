@@ -85,6 +85,8 @@ class InvSRPipeline:
         once per image size; results then differ slightly from the eager ones (tiles placed
         differently), as any change of tiling does."""
         models = self.models
+        if not hasattr(self, "_as_loaded"):  # the networks themselves, for undo_optimize
+            self._as_loaded = (models.unet, models.vae.encoder, models.vae.decoder, models.noise_predictor)
         for network in (models.unet, models.vae, models.noise_predictor) if channels_last else ():
             network.to(memory_format=torch.channels_last)
         if compile:  # one input shape per network (static_shapes), so dynamic shapes buy nothing
@@ -94,6 +96,20 @@ class InvSRPipeline:
             models.noise_predictor = torch.compile(models.noise_predictor, dynamic=False)
         self.compiled_shapes = set() if compile else None
         self.load_report["optimized"] = {"channels_last": channels_last, "compile": compile}
+
+    def undo_optimize(self) -> None:
+        """Return to the networks as loaded, as if `optimize` had never run: the same modules (no second copy
+        of the weights), uncompiled, in the default memory layout, so results are the eager ones again. What
+        a worker does when compiling fails: it serves on, uncompiled."""
+        if not hasattr(self, "_as_loaded"):
+            return
+        models = self.models
+        models.unet, models.vae.encoder, models.vae.decoder, models.noise_predictor = self._as_loaded
+        for network in (models.unet, models.vae, models.noise_predictor):
+            network.to(memory_format=torch.contiguous_format)
+        del self._as_loaded
+        self.compiled_shapes = None
+        self.load_report.pop("optimized", None)
 
     @property
     def static_shapes(self) -> bool:

@@ -88,10 +88,25 @@ def new_key() -> str:
     return secrets.token_hex(32)
 
 
+def make_private_folder(folder: Path) -> Path:
+    """Create `folder`, and each missing folder above it, readable by its owner only (0700, whatever the
+    umask): the worker's run-time files name jobs and hold secrets. A folder that exists keeps its mode
+    (it may be one the user chose, such as /tmp)."""
+    folder = Path(folder)
+    missing = [f for f in (folder, *folder.parents) if not f.exists()]
+    for each in reversed(missing):
+        try:
+            each.mkdir(mode=0o700)
+        except FileExistsError:  # made at the same moment by another process
+            continue
+        each.chmod(0o700)  # mkdir's mode is narrowed by the umask, never widened; say it outright
+    return folder
+
+
 def write(path: Path, connection: Connection) -> None:
     """Write atomically and owner-only: the secret must not be readable by other users."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_private_folder(path.parent)
     write_atomically(path, json.dumps(dataclasses.asdict(connection), indent=2).encode(), mode=0o600)
 
 

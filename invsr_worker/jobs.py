@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import queue
 import threading
 import time
@@ -18,7 +19,7 @@ import zmq
 
 from invsr import UpscaleRequest, locate_weights
 from invsr_wire.contract import PIXEL_DTYPES, WIRE_DTYPES
-from invsr_wire.errors import Busy, Cancelled, Internal, InvSRError
+from invsr_wire.errors import Busy, Cancelled, Internal, InvalidImage, InvSRError
 from invsr_wire.protocol import Message, error_message, new_id
 
 log = logging.getLogger("invsr.worker")
@@ -29,6 +30,7 @@ OUTBOX = "inproc://invsr-worker-outbox"
 class Job:
     id: str
     client: bytes  # the ZeroMQ routing id of the client that sent it
+    owner: str  # who may see and cancel it: its connection, or with CurveZMQ its client's key (worker.py)
     request_id: str
     header: dict
     pixels: memoryview | None  # the received frame, viewed without a copy; dropped when done
@@ -48,13 +50,13 @@ class JobBoard:
         self.lock = threading.Lock()
         self.queue: queue.Queue = queue.Queue()
 
-    def submit(self, client: bytes, request_id: str, header: dict, pixels, request) -> tuple[Job, int]:
+    def submit(self, client: bytes, owner: str, request_id: str, header: dict, pixels, request) -> tuple[Job, int]:
         """Queue a job; raise Busy when the queue is full. Returns the job and its queue position."""
         with self.lock:
             waiting = sum(1 for j in self.jobs.values() if j.state == "queued")
             if waiting >= self.queue_length:
                 raise Busy(f"the worker's queue is full ({self.queue_length} jobs waiting); try again shortly")
-            job = Job(new_id(), client, request_id, header, pixels, request)
+            job = Job(new_id(), client, owner, request_id, header, pixels, request)
             self.jobs[job.id] = job
         self.queue.put(job)
         return job, waiting + 1
@@ -120,6 +122,7 @@ class ModelHolder:
             raise
         except Exception as error:  # a bug or a broken install: say so in `hello`, never stay "loading"
             self.status = {"state": "failed", "code": "internal", "error": f"{type(error).__name__}: {error}"}
+            log.exception("model failed to load")
             raise
         pipeline.max_pixels = self.config.max_pixels
         self.status = {"state": "ready", **pipeline.describe(), "load_seconds": pipeline.load_report["seconds"], **self.compile_error}
@@ -137,10 +140,22 @@ class ModelHolder:
         except Exception as error:
             log.exception("compiling the networks failed; serving them uncompiled")
             self.compile_error = {"compile_error": f"{type(error).__name__}: {error}"[:500]}
-            self.pipeline = self._load(None)  # afresh: the failed one is half compiled
+            self._serve_uncompiled()
             return
         self.status = dict(self.status, state="ready", compile_seconds=round(time.perf_counter() - started, 1))
         log.info("networks compiled in %.1f s", self.status["compile_seconds"])
+
+    def _serve_uncompiled(self) -> None:
+        """Put back the networks as loaded (the same modules: no second copy of the weights); should even that
+        fail, drop the half-compiled pipeline, so that the next job loads the model afresh."""
+        try:
+            self.pipeline.undo_optimize()
+        except Exception as error:
+            self.pipeline = None
+            self.status = {"state": "failed", "code": "internal", "error": f"{type(error).__name__}: {error}"}
+            log.exception("cannot restore the uncompiled networks; the next job loads the model again")
+            raise
+        self.status = dict(self.status, state="ready", **self.compile_error)
 
 
 PRELOAD = object()  # a queue entry that asks the executor to load the model now
@@ -151,6 +166,8 @@ class Executor:
 
     def __init__(self, board: JobBoard, model: ModelHolder, context: zmq.Context, key: bytes, log_file):
         self.board, self.model, self.context, self.key, self.log_file = board, model, context, key, log_file
+        self.running: Job | None = None  # the job taken, until its client has been sent its end
+        self.failure = "it ended"  # why the thread ended, should it ever end before the worker stops
 
     def run(self) -> None:
         push = self.context.socket(zmq.PUSH)
@@ -162,14 +179,17 @@ class Executor:
                     self._preload()
                 else:
                     self._run(job, push)
+        except BaseException as error:  # not expected: the I/O thread notices the end and fails the jobs
+            self.failure = f"{type(error).__name__}: {error}"[:500]
+            log.exception("the executor thread stopped")
         finally:
             push.close(linger=0)
 
     def _preload(self) -> None:
         try:
             self.model.get()
-        except InvSRError:
-            pass  # recorded in the model state; `hello` shows it and the next job tries again
+        except Exception:
+            pass  # recorded in the model state and the log; `hello` shows it and the next job tries again
 
     def _run(self, job: Job, push: zmq.Socket) -> None:
         def send(message: Message) -> None:
@@ -186,6 +206,7 @@ class Executor:
             job.progress = {"stage": update.stage, "done": update.done, "total": update.total, "elapsed": round(update.elapsed, 3), "eta": eta}
             send(Message("progress", dict(job.progress)))
 
+        self.running = job
         try:
             cancel_check()
             job.state = "running"
@@ -203,7 +224,23 @@ class Executor:
             final = error_message(Internal(text), job.request_id)
         finally:
             self.board.finish(job)  # gone from `status` before the client hears the end
-        send(final)
+        try:
+            send(final)
+        except (TypeError, ValueError):  # a report that JSON cannot hold: a bug; the client must still hear the end
+            log.exception("job %s: cannot send its end", job.id)
+            send(error_message(Internal(f"unexpected failure; see the worker log {self.log_file}"), job.request_id))
+        self.running = None
+
+
+def refuse_non_finite(header: dict, frame) -> None:
+    """Refuse float pixels holding NaN or infinity on arrival, without a copy. Finite values outside [0, 1]
+    (highlights) are the library's to judge. The float64 sum of float32 samples cannot overflow (1e9 samples
+    of at most 3.4e38 stay far below 1.8e308), so it is finite exactly when every sample is."""
+    if header["dtype"] != "f32":
+        return
+    samples = np.frombuffer(frame, dtype=np.dtype(PIXEL_DTYPES["f32"][0]))
+    if not math.isfinite(np.sum(samples, dtype=np.float64)):
+        raise InvalidImage("the image holds NaN or infinite values; float pixels must be finite numbers")
 
 
 def _as_array(job: Job) -> np.ndarray:

@@ -15,7 +15,6 @@ docs/PROTOCOL.md describes every message.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import logging
 import logging.handlers
@@ -53,12 +52,12 @@ from invsr_wire.errors import (
 )
 from invsr_wire.protocol import REQUESTS, Message, error_message, pixel_frame_size, version_text
 
-from .jobs import OUTBOX, PRELOAD, Executor, JobBoard, ModelHolder
+from .jobs import OUTBOX, PRELOAD, Executor, Job, JobBoard, ModelHolder, refuse_non_finite
+from .replay import ReplayGuard
 
 log = logging.getLogger("invsr.worker")
-REPLAY_WINDOW = 1800.0  # seconds: older messages are refused, newer ones are remembered to refuse a replay
-REPLAY_MEMORY = 1_000_000  # at most this many signatures remembered (memory bound)
 POLL_MS = 100
+LOG_BYTES, LOG_BACKUPS = 5 * 1024 * 1024, 3  # the log rotates at this size, keeping this many old ones
 
 
 @dataclasses.dataclass
@@ -92,10 +91,11 @@ class Worker:
         self.key = bytes.fromhex(connections.new_key())
         self.board = JobBoard(config.queue_length)
         self.last_seen: dict[bytes, float] = {}
-        self.seen_signatures = collections.OrderedDict()
+        self.replays = ReplayGuard()
         self.stopping = False
         self.model = ModelHolder(config)
         self.authenticator = None
+        self.executor_lost: str | None = None  # why no job can run any more, once the executor thread has ended
 
     # --- start and stop ------------------------------------------------------------------------------
 
@@ -115,8 +115,8 @@ class Worker:
             curve_server_key=self.curve_public_key,
             socket_auth=None if self.curve_public_key else "plain",
         )
-        executor = Executor(self.board, self.model, self.context, self.key, self.config.log_file)
-        thread = threading.Thread(target=executor.run, name="invsr-executor", daemon=True)
+        self.executor = Executor(self.board, self.model, self.context, self.key, self.config.log_file)
+        self.executor_thread = thread = threading.Thread(target=self.executor.run, name="invsr-executor", daemon=True)
         thread.start()
         if self.config.preload:
             self.board.queue.put(PRELOAD)
@@ -199,7 +199,8 @@ class Worker:
             if self.outbox in events:
                 self.router.send_multipart(self.outbox.recv_multipart(copy=False), copy=False)
             if self.router in events:
-                self._receive()
+                self._receive_safely()
+            self._notice_a_lost_executor()
             self._cancel_abandoned_jobs()
             if self.stopping:
                 for job in self.board.all():
@@ -207,51 +208,51 @@ class Worker:
                 if not self.board.all():
                     return
 
+    def _receive_safely(self) -> None:
+        """Nothing a peer sends may end the loop: what escapes the handling of one message is logged."""
+        try:
+            self._receive()
+        except Exception:
+            log.exception("failed to handle a message")
+
     def _receive(self) -> None:
         frames = self.router.recv_multipart(copy=False)
-        client, frames = frames[0].bytes, [frame.buffer for frame in frames[1:]]
+        client, frames = frames[0].bytes, frames[1:]
         request_id = None
         try:
-            message = Message.decode(self.key, frames)
-            request_id = message.fields.get("id")
-            self._refuse_replay(frames[0], message.fields.get("sent"))
+            message = Message.decode(self.key, [frame.buffer for frame in frames])
+            request_id = _request_id(message.fields)
+            self.replays.check(frames[0].buffer, message.fields.get("sent"), time.time())
             self.last_seen[client] = time.monotonic()
-            self._dispatch(client, request_id, message)
+            self._dispatch(client, self._owner(client, frames[0]), request_id, message)
         except InvSRError as error:
             if not isinstance(error, Unauthorized):
                 log.info("refused a request from %s: %s", client.hex(), error)
-            self._send(client, error_message(error, request_id if isinstance(request_id, str) else None))
+            self._send(client, error_message(error, request_id))
         except Exception:  # a bug must not stop the worker: report it and go on
             log.exception("failed to handle a request")
             self._send(client, error_message(Internal("unexpected failure; see the worker log"), request_id))
 
-    def _refuse_replay(self, signature, sent) -> None:
-        """Refuse a message seen before, or sent longer ago than signatures are remembered."""
-        now = time.time()
-        if not isinstance(sent, (int, float)) or isinstance(sent, bool):
-            raise BadMessage("every message needs its sending time, 'sent', in seconds since 1970")
-        if abs(now - sent) > REPLAY_WINDOW:
-            when = f"{now - sent:.0f} s ago" if sent < now else f"{sent - now:.0f} s in the future"
-            raise BadMessage(
-                f"this message says it was sent {when}: a replay, or the two computers' clocks differ; set both clocks right (NTP)"
-            )
-        key = bytes(signature)
-        if key in self.seen_signatures:
-            raise BadMessage("this message was already received (replayed)")
-        self.seen_signatures[key] = now
-        while self.seen_signatures and (len(self.seen_signatures) > REPLAY_MEMORY or next(iter(self.seen_signatures.values())) < now - 2 * REPLAY_WINDOW):
-            self.seen_signatures.popitem(last=False)
+    def _owner(self, client: bytes, frame: zmq.Frame) -> str:
+        """Who may see and cancel a job: with CurveZMQ, whoever holds its client's key (the ZAP handshake's
+        User-Id), on any connection; without it, only its connection (every PLAIN peer has the same user)."""
+        if self.curve_public_key is not None:
+            try:
+                return "key " + frame.get("User-Id")
+            except zmq.ZMQError:  # no user id: fall back to the connection
+                pass
+        return "connection " + client.hex()
 
-    def _dispatch(self, client: bytes, request_id, message: Message) -> None:
-        if not isinstance(request_id, str) or not request_id:
+    def _dispatch(self, client: bytes, owner: str, request_id: str | None, message: Message) -> None:
+        if not request_id:
             raise BadMessage("every request needs a string 'id'")
         handlers = {
             "hello": self._hello,
             "ping": lambda m: Message("pong", {}),
             "echo": lambda m: Message("echo", {"sizes": [memoryview(b).nbytes for b in m.buffers]}, m.buffers),
-            "status": lambda m: Message("status", self._status(client)),
-            "cancel": self._cancel,
-            "upscale": lambda m: self._accept(client, request_id, m),
+            "status": lambda m: Message("status", self._status(owner)),
+            "cancel": lambda m: self._cancel(owner, m),
+            "upscale": lambda m: self._accept(client, owner, request_id, m),
         }
         if message.type not in handlers:
             raise UnknownOperation(f"unknown request type {message.type!r}; this worker knows {', '.join(REQUESTS)}")
@@ -260,7 +261,13 @@ class Worker:
         self._send(client, reply)
 
     def _send(self, client: bytes, message: Message) -> None:
-        self.router.send_multipart([client, *message.encode(self.key)], copy=False)
+        try:
+            frames = message.encode(self.key)
+        except (TypeError, ValueError):  # a field that JSON cannot hold (NaN, bytes): a bug, not the peer's doing
+            log.exception("cannot encode a %s message", message.type)
+            failure = error_message(Internal("unexpected failure; see the worker log"), message.fields.get("re"))
+            frames = failure.encode(self.key)
+        self.router.send_multipart([client, *frames], copy=False)
 
     def _hello(self, message: Message) -> Message:
         config = self.config
@@ -268,7 +275,7 @@ class Worker:
             "protocol": version_text(),
             "worker_version": __version__,
             "pid": os.getpid(),
-            "model": self.model.state(),
+            "model": self._model_state(),
             "capabilities": {
                 "operations": list(REQUESTS),
                 "dtypes": list(PIXEL_DTYPES),
@@ -286,24 +293,28 @@ class Worker:
             },
         })
 
-    def _status(self, asking: bytes) -> dict:
-        jobs = [  # clients' routing ids stay private: whose job it is, only as "yours"
-            {"job": job.id, "state": job.state, "progress": job.progress, "yours": job.client == asking}
-            for job in self.board.all()
-        ]
+    def _model_state(self) -> dict:
+        if self.executor_lost is not None:
+            return {"state": "failed", "code": Internal.code, "error": self.executor_lost}
+        return self.model.state()
+
+    def _status(self, asking: str) -> dict:
+        jobs = [_job_status(job, job.owner == asking) for job in self.board.all()]
         horizon = time.monotonic() - self.config.client_timeout
         return {
             "jobs": jobs,
             "queued": sum(1 for j in jobs if j["state"] == "queued"),
             "running": sum(1 for j in jobs if j["state"] == "running"),
             "clients": sum(1 for seen in self.last_seen.values() if seen >= horizon),
-            "model": self.model.state(),
+            "model": self._model_state(),
             "stopping": self.stopping,
         }
 
-    def _accept(self, client: bytes, request_id: str, message: Message) -> Message:
+    def _accept(self, client: bytes, owner: str, request_id: str, message: Message) -> Message:
         if self.stopping:
             raise ShuttingDown("the worker is stopping; start it again, or wait for the next one")
+        if self.executor_lost is not None:
+            raise Internal(self.executor_lost)
         expected = pixel_frame_size(message.fields, self.config.max_input_pixels)
         if len(message.buffers) != 1 or memoryview(message.buffers[0]).nbytes != expected:
             sizes = [memoryview(b).nbytes for b in message.buffers]
@@ -318,19 +329,39 @@ class Worker:
             check_work_size(header["height"], header["width"], (out_height, out_width), self.config.max_pixels)
         except TypeError as error:  # say, a width given as text
             raise InvalidRequest(str(error)) from None
-        job, position = self.board.submit(client, request_id, header, message.buffers[0], request)
+        except OverflowError:  # say, a width of 10**400: too large to compute a scale with
+            raise InvalidRequest("the requested output size is far too large; InvSR enlarges from 1x to 16x") from None
+        refuse_non_finite(header, message.buffers[0])
+        job, position = self.board.submit(client, owner, request_id, header, message.buffers[0], request)
         log.info("job %s queued: %sx%s %s x%s", job.id, header["width"], header["height"], header["dtype"], header["channels"])
         result_bytes = out_width * out_height * header["channels"] * sample_bytes(header["dtype"])
         return Message("accepted", {"job": job.id, "position": position, "result_bytes": result_bytes})
 
-    def _cancel(self, message: Message) -> Message:
+    def _cancel(self, owner: str, message: Message) -> Message:
         if not isinstance(message.fields.get("job"), str):
             raise BadMessage("a cancel names the job by its id, a string")
         job = self.board.get(message.fields.get("job"))
-        if job is None:
-            raise UnknownJob(f"no queued or running job {message.fields.get('job')!r}")
+        if job is None or job.owner != owner:  # another client's job is not even said to exist
+            raise UnknownJob(f"no queued or running job {message.fields.get('job')[:64]!r} of this client")
         self.board.cancel(job, "cancelled by the client")
         return Message("cancelling", {"job": job.id, "state": job.state})
+
+    def _notice_a_lost_executor(self) -> None:
+        """Should the executor thread ever end, no job would run again: fail the waiting ones rather than leave
+        their clients waiting forever (their heartbeats are still answered), and refuse new ones."""
+        if self.executor_lost is not None or self.executor_thread.is_alive():
+            return
+        self.executor_lost = (
+            f"the worker can no longer run jobs: its executor thread stopped ({self.executor.failure}); "
+            "restart the worker (`invsr serve --stop`; the next upscale starts a new one)"
+        )
+        log.error("%s", self.executor_lost)
+        running = [self.executor.running] if self.executor.running is not None else []
+        for job in {job.id: job for job in [*running, *self.board.all()]}.values():
+            self.board.finish(job)
+            failure = error_message(Internal(self.executor_lost), job.request_id)
+            failure.fields["job"] = job.id
+            self._send(job.client, failure)
 
     def _cancel_abandoned_jobs(self) -> None:
         now = time.monotonic()
@@ -342,9 +373,37 @@ class Worker:
             self.last_seen = {client: seen for client, seen in self.last_seen.items() if seen >= forgotten}
 
 
+def _request_id(fields: dict) -> str | None:
+    """The id to answer with: only a string is an id (anything else would be echoed back, NaN included)."""
+    request_id = fields.get("id")
+    return request_id if isinstance(request_id, str) else None
+
+
+def _job_status(job: Job, yours: bool) -> dict:
+    """A job as `status` shows it: its id, the handle that cancels it, only to its own client."""
+    shown = {"state": job.state, "progress": job.progress, "yours": yours}
+    return {"job": job.id, **shown} if yours else shown
+
+
+class PrivateLog(logging.handlers.RotatingFileHandler):
+    """The rotating log, readable by its owner only (0600): it names jobs and image sizes. Rotation renames
+    the file, so the old logs keep that mode."""
+
+    def _open(self):
+        return open(self.baseFilename, self.mode, encoding=self.encoding, errors=self.errors, opener=_private_opener)
+
+
+def _private_opener(path, flags):
+    return os.open(path, flags, 0o600)
+
+
 def setup_logging(log_file: Path) -> None:
-    Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.handlers.RotatingFileHandler(log_file, maxBytes=5 * 1024 * 1024, backupCount=3)
+    log_file = Path(log_file)
+    connections.make_private_folder(log_file.parent)
+    for old in [log_file, *(log_file.with_name(f"{log_file.name}.{n}") for n in range(1, LOG_BACKUPS + 1))]:
+        if old.exists():  # written by an older version, which left them readable by all
+            old.chmod(0o600)
+    handler = PrivateLog(log_file, maxBytes=LOG_BYTES, backupCount=LOG_BACKUPS)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     console = logging.StreamHandler()
     console.setFormatter(logging.Formatter("invsr worker: %(message)s"))

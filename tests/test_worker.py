@@ -27,16 +27,16 @@ from invsr_wire import errors, protocol
 from invsr_wire.client import Client, connect
 from invsr_wire.protocol import Message, sign
 from test_protocol import signed_as_version_1
-from worker_helpers import WorkerProcess
+from worker_helpers import WorkerProcess, stop_started_worker
 
 LONG_JOB = {"tile": 32, "overlap": 8, "steps": 5}  # about 10 s on the test weights: 121 tiles of a 256 x 256 image
+PROMPT = 5.0  # seconds: a ping answered within the client's own timeout, generous on a busy 2-core machine
 
 
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory, tiny_weights):
-    process = WorkerProcess(tmp_path_factory.mktemp("worker"), tiny_weights.noise_predictor.parent, "--preload").wait_ready()
-    yield process
-    process.stop()
+    with WorkerProcess(tmp_path_factory.mktemp("worker"), tiny_weights.noise_predictor.parent, "--preload") as process:
+        yield process.wait_ready()
 
 
 @pytest.fixture
@@ -71,11 +71,12 @@ def test_round_trip_is_byte_for_byte_the_in_process_result(client, pipeline, sma
 
 
 def test_hello_ping_status_and_echo(client):
+    wait_for_model(client)  # --preload loads in the background: run alone, this test may come first
     hello = client.hello()
     assert hello["protocol"] == protocol.version_text() and hello["model"]["state"] == "ready"
     assert hello["model"]["weights"]["tiny_random"] is True
     assert hello["limits"]["queue_length"] == 8 and "upscale" in hello["capabilities"]["operations"]
-    assert client.ping() < 1.0
+    assert client.ping() < PROMPT
     assert client.status()["jobs"] == []
     payload = [os.urandom(1000), b"", os.urandom(3 * 1024 * 1024)]
     assert [bytes(b) for b in client.echo(payload, note="x")] == payload
@@ -132,7 +133,7 @@ def test_bad_parameters_and_pixels_get_clear_errors_and_the_worker_goes_on(clien
         client.upscale(image, 1_000_000, 1_000_000, 3, "u8", {})
     with pytest.raises(errors.UnknownJob):
         client.cancel("no-such-job")
-    assert client.ping() < 1.0
+    assert client.ping() < PROMPT
 
 
 def test_unknown_operation_is_refused(client):
@@ -178,7 +179,7 @@ def test_wrong_secret_wrong_version_and_garbage_are_refused(worker, client):
     sock.send_multipart([sign(key, b'{"type":"ping","id":1' + b"1" * 5000 + b"}", []), b'{"type":"ping","id":1' + b"1" * 5000 + b"}"])
     assert Message.decode(key, reply_to(sock)).fields["code"] == "bad_message"  # a number Python will not parse
     sock.close()
-    assert client.ping() < 1.0
+    assert client.ping() < PROMPT
 
 
 def test_a_peer_without_the_connection_file_never_reaches_the_worker(worker, client):
@@ -196,7 +197,7 @@ def test_a_peer_without_the_connection_file_never_reaches_the_worker(worker, cli
         sock.send_multipart(signed(key, {"type": "ping", "id": "x"}), flags=zmq.NOBLOCK)  # even signed right
     assert not any(sock.poll(500) for sock in strangers[:5])
     with worker.client() as newcomer:  # a rightful client gets an id now, as the strangers hold theirs
-        assert newcomer.ping() < 1.0 and client.ping() < 1.0
+        assert newcomer.ping() < PROMPT and client.ping() < PROMPT
     for sock in strangers:
         sock.close()
     assert worker.process.poll() is None
@@ -216,7 +217,7 @@ def test_huge_or_nonsense_declared_sizes_are_refused_before_any_allocation(worke
     sock.send_multipart(signed(key, fields, [b"\0" * 12]))
     assert Message.decode(key, reply_to(sock)).fields["code"] in ("too_large", "bad_message", "invalid_image")
     sock.close()
-    assert client.ping() < 1.0
+    assert client.ping() < PROMPT
 
 
 def test_the_client_imports_neither_numpy_nor_torch():
@@ -233,7 +234,7 @@ def test_random_and_truncated_frames_never_stop_the_worker(worker, client, frame
     valid = signed(worker.connection.key_bytes, {"type": "ping", "id": os.urandom(8).hex()})
     sock.send_multipart([frame[:truncate] for frame in valid])  # a real message, cut short
     sock.close()
-    assert client.ping() < 2.0
+    assert client.ping() < PROMPT
 
 
 def test_oversized_message_drops_the_sender_not_the_worker(tmp_path, tiny_weights):
@@ -244,7 +245,7 @@ def test_oversized_message_drops_the_sender_not_the_worker(tmp_path, tiny_weight
         assert not sock.poll(1500)  # dropped unread
         sock.close()
         with small.client() as c:
-            assert c.ping() < 1.0
+            assert c.ping() < PROMPT
             with pytest.raises(errors.TooLarge, match=r"over this worker's limit of 0 MB per message: .*--max-message-mb"):
                 send_upscale(c, noise_image(64))  # the client refuses it rather than wait for a reply that never comes
     finally:
@@ -262,9 +263,12 @@ def test_what_cannot_be_done_is_refused_before_queueing(client):
 
 
 def test_status_says_which_jobs_are_yours_and_nothing_of_other_clients(worker, client):
+    done = threading.Event()
+
     def run_long_job():
         with worker.client() as other, contextlib.suppress(errors.Cancelled):
-            send_upscale(other, noise_image(), **LONG_JOB)  # cancelled below
+            image = noise_image()
+            other.upscale(image.tobytes(), 256, 256, 3, "u8", LONG_JOB, should_cancel=done.is_set)  # cancelled below
 
     thread = threading.Thread(target=run_long_job)
     thread.start()
@@ -273,9 +277,9 @@ def test_status_says_which_jobs_are_yours_and_nothing_of_other_clients(worker, c
         while not client.status()["jobs"] and time.monotonic() < deadline:
             time.sleep(0.1)
         (job,) = client.status()["jobs"]
-        assert job["yours"] is False and set(job) == {"job", "state", "progress", "yours"}
+        assert job["yours"] is False and set(job) == {"state", "progress", "yours"}  # not even the id that cancels it
     finally:
-        client.cancel(job["job"])
+        done.set()  # its own client cancels it: no other may (test_worker_hardening.py)
         thread.join()
 
 
@@ -327,9 +331,10 @@ def test_worker_killed_mid_job_is_reported_within_seconds(tmp_path, tiny_weights
             killed_at.append(time.monotonic())
 
     try:
-        with victim.client() as c, pytest.raises(errors.WorkerLost, match=r"has died"):
+        with victim.client(timeout=30.0) as c, pytest.raises(errors.WorkerLost, match=r"has died"):
             c.upscale(noise_image().tobytes(), 256, 256, 3, "u8", LONG_JOB, on_progress=kill_after_first_progress)
-        assert time.monotonic() - killed_at[0] < 3
+        # "has died" is the process check's finding, made at a heartbeat; the silence timeout (30 s here) never came
+        assert time.monotonic() - killed_at[0] < 15
     finally:
         victim.stop()
 
@@ -403,7 +408,6 @@ def test_full_queue_answers_busy(tmp_path, tiny_weights):
 
 
 def test_sigterm_cancels_the_job_removes_the_connection_file_and_exits(tmp_path, tiny_weights):
-    victim = WorkerProcess(tmp_path, tiny_weights.noise_predictor.parent, "--preload").wait_ready()
     seen = []
 
     def stop_worker(fields):
@@ -411,11 +415,11 @@ def test_sigterm_cancels_the_job_removes_the_connection_file_and_exits(tmp_path,
         if len(seen) == 2:
             victim.signal(signal.SIGTERM)
 
-    with victim.client() as c, pytest.raises(errors.Cancelled, match="the worker is stopping"):
-        c.upscale(noise_image().tobytes(), 256, 256, 3, "u8", LONG_JOB, on_progress=stop_worker)
-    assert victim.process.wait(timeout=20) == 0
-    assert not victim.path.exists()
-    victim.stop()
+    with WorkerProcess(tmp_path, tiny_weights.noise_predictor.parent, "--preload") as victim:
+        with victim.wait_ready().client() as c, pytest.raises(errors.Cancelled, match="the worker is stopping"):
+            c.upscale(noise_image().tobytes(), 256, 256, 3, "u8", LONG_JOB, on_progress=stop_worker)
+        assert victim.process.wait(timeout=20) == 0
+        assert not victim.path.exists()
 
 
 def test_missing_weights_fail_the_job_not_the_worker(tmp_path):
@@ -425,7 +429,7 @@ def test_missing_weights_fail_the_job_not_the_worker(tmp_path):
             with pytest.raises(errors.WeightsMissing, match="invsr weights download"):
                 c.upscale(noise_image(16).tobytes(), 16, 16, 3, "u8", {})
             assert c.hello()["model"]["state"] == "failed"
-            assert c.ping() < 1.0
+            assert c.ping() < PROMPT
     finally:
         empty.stop()
 
@@ -466,16 +470,15 @@ def test_connect_starts_a_worker_when_none_answers(tmp_path, tiny_weights):
     path = tmp_path / "run" / "worker.json"
     command = [sys.executable, "-m", "invsr_cli", "serve", "--bind", "tcp://127.0.0.1:*", "--weights", str(tiny_weights.noise_predictor.parent), "--device", "cpu", "--log-file", str(tmp_path / "w.log")]
     statuses = []
-    client = connect(path, start_command=command, on_status=statuses.append)
     try:
-        assert statuses == ["Starting the InvSR worker..."]
-        assert client.hello()["model"]["state"] in ("not loaded", "ready")
-        again = connect(path, start_command=command, on_status=statuses.append)  # reused, not started twice
-        assert again.connection.pid == client.connection.pid and len(statuses) == 1
-        again.close()
+        with connect(path, start_command=command, on_status=statuses.append) as client:
+            assert statuses == ["Starting the InvSR worker..."]
+            assert client.hello()["model"]["state"] in ("not loaded", "ready")
+            again = connect(path, start_command=command, on_status=statuses.append)  # reused, not started twice
+            assert again.connection.pid == client.connection.pid and len(statuses) == 1
+            again.close()
     finally:
-        os.kill(client.connection.pid, signal.SIGTERM)
-        client.close()
+        stop_started_worker(path)
 
 
 def test_a_worker_of_an_older_protocol_is_named_with_how_to_stop_it(tmp_path):
@@ -543,9 +546,9 @@ def test_two_clients_starting_the_worker_at_once_both_get_it(tmp_path, tiny_weig
         thread.join()
     try:
         assert None not in clients and clients[0].connection.pid == clients[1].connection.pid
-        assert clients[1].ping() < 1.0
+        assert clients[1].ping() < PROMPT
     finally:
-        os.kill(clients[0].connection.pid, signal.SIGTERM)
+        stop_started_worker(tmp_path / "worker.json")
         for client in clients:
             client and client.close()
 
@@ -623,6 +626,7 @@ def test_a_compiling_worker_compiles_before_jobs_run_and_serves_uncompiled_where
         worker.stop()
     result = np.frombuffer(buffer, np.uint8).reshape(header["height"], header["width"], 3)
     assert model["state"] == "ready" and result.shape == (384, 384, 3)
+    assert worker.log.read_text().count("model loaded") == 1  # a failed compile restores the networks: no second copy
     stages = [fields["stage"] for fields in seen]
     assert stages[: stages.index("tiles")] == ([] if preload else ["loading model", "compiling"])  # the bar says why it waits
     assert "compiling" not in stages[stages.index("tiles") :]  # the job itself compiled nothing

@@ -1,7 +1,11 @@
-"""Real worker processes for tests: started with `python -m invsr_cli serve` on a free loopback port."""
+"""Real worker processes for tests: started with `python -m invsr_cli serve` on a free loopback port.
+
+Use one as a context manager (or stop it in a fixture's teardown), so that it is stopped when a test
+fails; `wait_ready` stops it itself when it does not start."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -15,30 +19,48 @@ from invsr_wire import connection
 from invsr_wire.client import Client
 
 
+# `python -c` code that runs the `invsr` command after the statements given before it (see `prelude`)
+RUN_COMMAND = "import sys\nfrom invsr_cli.commands import main\nsys.exit(main(sys.argv[1:]))\n"
+
+
 class WorkerProcess:
-    def __init__(self, folder: Path, weights: Path | None, *options: str, env: dict | None = None):
+    def __init__(self, folder: Path, weights: Path | None, *options: str, env: dict | None = None,
+                 log_file: Path | None = None, prelude: str | None = None):
+        """`prelude`: Python statements run in the worker's process before the command, for a test that
+        must make the worker fail in a way no input can."""
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.path = self.folder / "worker.json"
-        self.log = self.folder / "worker.log"
-        command = [sys.executable, "-m", "invsr_cli", "serve", "--bind", "tcp://127.0.0.1:*", "--connection-file", str(self.path), "--log-file", str(self.log), "--device", "cpu"]
+        self.log = Path(log_file) if log_file is not None else self.folder / "worker.log"
+        program = ["-m", "invsr_cli"] if prelude is None else ["-c", prelude + "\n" + RUN_COMMAND]
+        command = [sys.executable, *program, "serve", "--bind", "tcp://127.0.0.1:*",
+                   "--connection-file", str(self.path), "--log-file", str(self.log), "--device", "cpu"]
         if weights is not None:
             command += ["--weights", str(weights)]
         self.output = open(self.folder / "worker.out", "wb")
         self.process = subprocess.Popen([*command, *options], stdout=self.output, stderr=subprocess.STDOUT, env=env)
 
+    def __enter__(self) -> "WorkerProcess":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
     def wait_ready(self, timeout: float = 120) -> "WorkerProcess":
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self.stop()
                 raise RuntimeError(f"the worker exited with {self.process.returncode}:\n{self.text_output()}")
             if self.path.exists():
                 return self
             time.sleep(0.1)
+        self.stop()
         raise RuntimeError(f"the worker did not start:\n{self.text_output()}")
 
     def text_output(self) -> str:
-        self.output.flush()
+        if not self.output.closed:
+            self.output.flush()
         return (self.folder / "worker.out").read_text(errors="replace")
 
     @property
@@ -72,3 +94,14 @@ class WorkerProcess:
                 self.process.wait()
         self.output.close()
         return self.process.returncode
+
+
+def stop_started_worker(connection_file: Path) -> None:
+    """Stop a worker that a test had started through `connect`, found by its connection file, if it runs."""
+    try:
+        pid = connection.read(connection_file).pid
+    except (OSError, ValueError):
+        return
+    if pid:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
