@@ -132,10 +132,7 @@ def _validated(image) -> np.ndarray:
         bad = ~np.isfinite(image)
         count = int(bad.sum())
         y, x = (int(i) for i in np.argwhere(bad)[0][:2])
-        raise InvalidImage(
-            f"the image holds {count} NaN or infinite value{'s' if count > 1 else ''} (the first at x {x}, y {y}), "
-            "which cannot be upscaled: give those pixels finite values (paint over or replace them) and try again"
-        )
+        raise InvalidImage.non_finite(count, x, y)
     return image
 
 

@@ -240,7 +240,9 @@ def refuse_non_finite(header: dict, frame) -> None:
         return
     samples = np.frombuffer(frame, dtype=np.dtype(PIXEL_DTYPES["f32"][0]))
     if not math.isfinite(np.sum(samples, dtype=np.float64)):
-        raise InvalidImage("the image holds NaN or infinite values; float pixels must be finite numbers")
+        bad = ~np.isfinite(samples)  # the rare path: name how many and where, as the library does
+        first = int(np.argmax(bad)) // header["channels"]
+        raise InvalidImage.non_finite(int(bad.sum()), first % header["width"], first // header["width"])
 
 
 def _as_array(job: Job) -> np.ndarray:
