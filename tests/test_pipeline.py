@@ -161,6 +161,20 @@ def test_gray_alpha_16_bit_and_float_keep_their_layout(pipeline, small_photo):
     assert out.dtype == np.float32 and 0 <= out.min() and out.max() <= 1
 
 
+@pytest.mark.parametrize("scale", [1.4, 2, 3])
+def test_alpha_of_an_image_one_pixel_wide_keeps_its_ramp(pipeline, scale):
+    """Alpha 0..255 down a column 5 high comes back rising from 0 to 255, the same as along a row 5 wide:
+    torch's resampling, used for alpha before, made a column's alpha all 0 at scale 1.4 (1 pixel wide)."""
+    ramp = np.linspace(0, 255, 5).astype(np.uint8)
+    column = np.dstack([np.full((5, 1, 3), 120, np.uint8), ramp[:, None]])
+    alpha = pipeline.upscale(column, UpscaleRequest(scale=scale)).image[..., 3]
+    row_alpha = pipeline.upscale(column.transpose(1, 0, 2).copy(), UpscaleRequest(scale=scale)).image[..., 3]
+    np.testing.assert_array_equal(alpha, row_alpha.T)  # torch was right along a row
+    steps = np.diff(alpha[:, 0].astype(int))
+    assert alpha[0, 0] == 0 and alpha[-1, 0] == 255 and (steps >= 0).all() and steps.sum() == 255
+    assert len(np.unique(alpha)) >= 5
+
+
 def test_sixteen_bit_input_keeps_more_than_256_levels(pipeline):
     ramp = np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)
     out = pipeline.upscale(np.dstack([ramp] * 3), UpscaleRequest(color_fix="none")).image
