@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from invsr.color_fix import apply_color_fix
 
-from invsr.errors import Cancelled, OutOfMemory
+from invsr.errors import Cancelled, InvalidRequest, OutOfMemory
 from invsr.progress import Progress, StageTimer
 from invsr.request import UpscaleRequest
 from invsr.sampling import Noise, sample
@@ -370,6 +370,19 @@ def test_out_of_memory_at_batch_one_retries_with_smaller_tiles(pipeline, photo):
     ]
 
 
+def test_an_overlap_a_smaller_tile_cannot_hold_is_cut_and_the_notices_say_so(pipeline, photo):
+    with LimitedMemory(pipeline.models.unet, max_side=16):  # latents of 16: tiles of 32 input pixels
+        result = pipeline.upscale(photo[:64, :80], UpscaleRequest(tile=64, overlap=24))
+    tiling = result.report["tiling"]
+    assert (tiling["tile"], tiling["overlap"]) == (32, 8)
+    assert tiling["notices"] == [
+        "out of device memory at batch 1: starting again with 48-pixel tiles and 16 pixels of overlap (24 do not "
+        "fit such a tile)",
+        "out of device memory at batch 1: starting again with 32-pixel tiles and 8 pixels of overlap (16 do not "
+        "fit such a tile)",
+    ]
+
+
 def test_other_device_failures_are_not_taken_for_a_lack_of_memory(pipeline, small_photo):
     def illegal_access():
         return RuntimeError("CUDA error: an illegal memory access (simulated)")
@@ -386,7 +399,42 @@ def test_out_of_memory_fails_clearly_when_nothing_fits(pipeline, small_photo):
 
 @pytest.mark.parametrize("free, tile, overlap", [(None, 128, 16), (10**12, 128, 16), (1, 32, 8)])
 def test_automatic_tiles_shrink_on_a_full_device_and_the_overlap_with_them(monkeypatch, free, tile, overlap):
-    """Real SD-Turbo's multiple of 16: a 32-pixel tile keeps 8 pixels of overlap, not an error."""
+    """Real SD-Turbo's multiple of 16: a 32-pixel tile keeps 8 pixels of overlap, not an error. A smaller
+    tile than the default is a choice the report's notices explain."""
     monkeypatch.setattr(tile_settings, "free_memory", lambda device: free)
     chosen = choose_settings(UpscaleRequest(), torch.device("cuda"), torch.float16, 16)
     assert (chosen.tile, chosen.overlap) == (tile, overlap)
+    if tile < 128:
+        assert chosen.notices == ("tile auto: 32 pixels, not 128: the device has 1e-09 GB free, and a 128-pixel "
+                                  "tile needs about 0.68 GB",)
+    else:
+        assert chosen.notices == ()
+
+
+@pytest.mark.parametrize("overlap, tile", [(40, 96), (24, 64), (0, 32)])
+def test_an_overlap_asked_for_is_kept_when_automatic_tiles_shrink(monkeypatch, overlap, tile):
+    """With tile auto on a full device the tile shrinks only as far as the overlap asked for fits (it used to
+    shrink to 32 and quietly cut the overlap to 8)."""
+    monkeypatch.setattr(tile_settings, "free_memory", lambda device: 1)
+    chosen = choose_settings(UpscaleRequest(overlap=overlap), torch.device("cuda"), torch.float16, 16)
+    assert (chosen.tile, chosen.overlap) == (tile, overlap) and f"tile auto: {tile} pixels" in chosen.notices[0]
+
+
+def test_an_overlap_no_automatic_tile_can_hold_is_refused():
+    """overlap=200 with tile auto was accepted and quietly cut to 56."""
+    with pytest.raises(InvalidRequest, match=r"overlap 200 is too large for the automatic tile \(128 pixels at most\)"
+                       r": keep 2 x overlap \+ 16 <= 128, or give a tile of at least 416"):
+        UpscaleRequest(overlap=200)
+    assert UpscaleRequest(overlap=56).overlap == 56  # the largest that fits
+
+
+@pytest.mark.parametrize("fields", [
+    dict(tile=48, overlap=8, tile_batch=3), dict(tile=32, overlap=0), dict(tile=64, overlap=5, tile_batch=2),
+    dict(overlap=24, tile_batch=2), dict(tile=1024, overlap=500),
+])
+def test_explicit_tiling_is_reported_as_asked_without_notices(pipeline, photo, monkeypatch, fields):
+    """What is asked for is done as asked (or refused when the request is made): the report's tiling says so."""
+    monkeypatch.setattr(tile_settings, "free_memory", lambda device: None)  # however full this machine is
+    tiling = pipeline.upscale(photo[:64, :80], UpscaleRequest(**fields)).report["tiling"]
+    asked = {"tile": fields.get("tile", 128), "overlap": fields["overlap"], "batch": fields.get("tile_batch", 1)}
+    assert {k: tiling[k] for k in asked} == asked and tiling["notices"] == []

@@ -72,7 +72,7 @@ class TileDriver:
         self.models, self.device, self.timer = models, device, timer
         self.progress = ProgressReporter(progress)
         self.compiled_shapes = compiled_shapes
-        self.notices: list[str] = []
+        self.notices: list[str] = []  # what was done other than asked or chosen, and why
 
     @property
     def static_shapes(self) -> bool:
@@ -84,6 +84,7 @@ class TileDriver:
         """Upscale `lr` (1, 3, H, W) in [0, 1] x4 and resample it to `out_size` (None: x4)."""
         multiple = self.models.lr_multiple
         tile, overlap, batch = settings.tile, settings.overlap, settings.batch
+        self.notices.extend(settings.notices)
         while True:  # padded and drawn for each tile size: a fallback gives what its tile gives uncapped
             image, offset = pad_for_networks(lr, multiple, self._min_side(tile))
             noise = Noise.draw(image.shape, self.models.noise_predictor.config.latent_channels, seed)
@@ -93,8 +94,12 @@ class TileDriver:
                 return TiledResult(result, plan, batch, self.static_shapes, tuple(self.notices))
             except _TileTooLarge:
                 tile, batch = self._smaller_tile(tile), 1
-                overlap = min(overlap, (tile - multiple) // 2)
-                self.notices.append(f"out of device memory at batch 1: starting again with {tile}-pixel tiles")
+                fitting = min(overlap, (tile - multiple) // 2)
+                notice = f"out of device memory at batch 1: starting again with {tile}-pixel tiles"
+                if fitting < overlap:
+                    notice += f" and {fitting} pixels of overlap ({overlap} do not fit such a tile)"
+                self.notices.append(notice)
+                overlap = fitting
 
     def _min_side(self, tile: int) -> int:
         """Shorter sides are padded to this: the noise predictor's training size, as the reference

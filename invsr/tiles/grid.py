@@ -15,10 +15,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from invsr_wire.contract import DEFAULT_OVERLAP, DEFAULT_TILE  # noqa: F401  (128: 512 x 512 output pixels)
 from invsr_wire.contract import MODEL_SCALE as SCALE  # output pixels per input pixel
-
-DEFAULT_TILE = 128  # the noise predictor's training size: 512 x 512 output pixels
-DEFAULT_OVERLAP = 16  # 64 output pixels of blending between neighbours
 
 
 @dataclasses.dataclass(frozen=True)
