@@ -57,6 +57,8 @@ MAIN = [
     scenario("deleted-meanwhile", [photo_layer()], record_calls=True, delete_during="photo"),
     scenario("group-deleted-meanwhile", [photo_layer(group="Group")], record_calls=True, delete_during="photo", delete_group=True),
     scenario("progress", [photo_layer(size=(64, 48))], canvas=(64, 48), record_calls=True, options={"tile": 32}),
+    scenario("wrong-width", [photo_layer()], record_calls=True, tamper="width"),
+    scenario("wrong-bytes", [photo_layer()], record_calls=True, tamper="bytes"),
 ]
 
 
@@ -248,6 +250,19 @@ def test_the_image_changes_nothing_when_the_layer_went_away_during_the_upscale(m
     for name in ("deleted-meanwhile", "group-deleted-meanwhile"):
         result = main_run[1][name]
         assert "closed or deleted during the upscale; nothing was changed" in result["error"]
+        assert result["size_after"] == [24, 20]
+        assert not {"undo_group_start", "scale", "insert_layer"} & {call[0] for call in result["calls"]}
+
+
+def test_a_result_not_of_the_size_asked_for_never_reaches_the_image(main_run):
+    """The worker's real result, one column wider or a row of pixels short: refused, the image untouched."""
+    expected = {
+        "wrong-width": "the worker returned (49, 40, 3, 'u8'), expected (48, 40, 3, 'u8'); nothing was changed",
+        "wrong-bytes": "the result holds 5616 bytes, expected 5760; nothing was changed",
+    }
+    for name, message in expected.items():
+        result = main_run[1][name]
+        assert message in result["error"], result["error"]
         assert result["size_after"] == [24, 20]
         assert not {"undo_group_start", "scale", "insert_layer"} & {call[0] for call in result["calls"]}
 

@@ -176,11 +176,8 @@ def run_recording(scenario):
     progress calls recorded (in batch mode the progress bar itself shows nothing). `delete_during`: the
     layer to delete (or with `delete_group`, its group) while the worker runs, as a user could."""
     import invsr_plugin.gimp_adapter as adapter
-    from invsr_plugin import flow
+    from invsr_plugin import flow, procedure
 
-    entry = os.path.join(PLAN["plugin"], "invsr-upscale.py")
-    module = {"__file__": entry, "__name__": "invsr_upscale_entry"}
-    exec(open(entry).read().replace("Gimp.main(", "(lambda *a: None)("), module)  # everything but starting a plug-in
     image, layers = build(scenario)
     calls, originals = [], {}
     watched = [(Gimp.Image, name) for name in ("undo_group_start", "undo_group_end", "scale", "insert_layer")]
@@ -202,10 +199,14 @@ def run_recording(scenario):
             return results
 
         flow.upscale_regions = upscale_then_delete
+    if scenario.get("tamper"):  # a worker that answers with what was not asked for: the guard must keep it out
+        flow.upscale_regions = lambda client, regions, options, on_progress: [
+            flow.check(region, *tampered(client, region, options, scenario["tamper"]), options) for region in regions
+        ]
     error = None
     try:
         options = {"scale": 2.0, "server": PLAN["connection_file"], **scenario.get("options", {})}
-        module["upscale"](image, list(layers.values()), flow.Options(**options), adapter)
+        procedure.upscale(image, list(layers.values()), flow.Options(**options), adapter)
     except flow.PluginError as failure:
         error = str(failure)
     finally:
@@ -215,6 +216,23 @@ def run_recording(scenario):
         size = [image.get_width(), image.get_height()]
         image.delete()
     return {"calls": calls, "error": error, "size_after": size}
+
+
+def tampered(client, region, options, how):
+    """The worker's real answer for `region`, then changed as `how` says: "width" (one column more, with
+    its pixels) or "bytes" (the header right, the pixels one row short)."""
+    header, buffer = client.upscale(
+        region.pixels, region.width, region.height, region.channels, region.dtype, options.worker_params()
+    )
+    data = bytes(buffer)
+    row = len(data) // header["height"]
+    if how == "width":
+        pixel = row // header["width"]
+        data = b"".join(data[y * row : (y + 1) * row] + data[y * row : y * row + pixel] for y in range(header["height"]))
+        header = dict(header, width=header["width"] + 1)
+    elif how == "bytes":
+        data = data[:-row]
+    return header, memoryview(data)
 
 
 results = {}
