@@ -24,8 +24,10 @@ _YCBCR_TO_RGB = torch.linalg.inv(_RGB_TO_YCBCR)
 
 
 def reference_for(lr: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """The input resized (bicubic, antialiased) to the output's (height, width)."""
-    return F.interpolate(lr.float(), size=size, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
+    """The input resized (bicubic, antialiased) to the output's (height, width). Not clamped: bicubic
+    overshoots [0, 1] at sharp edges, and the reference implementation keeps that (it clamps only the fixed
+    result, as the fixes here do); clamping it would shift the chroma there by up to 16 levels of 255."""
+    return F.interpolate(lr.float(), size=size, mode="bicubic", antialias=True, align_corners=False)
 
 
 def apply_color_fix(method: str, sr: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:

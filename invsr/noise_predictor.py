@@ -23,12 +23,19 @@ from diffusers.models.downsampling import Downsample2D
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.models.resnet import ResnetBlock2D
 
+from .errors import CheckpointError
+
 LOGVAR_MIN, LOGVAR_MAX = -30.0, 20.0
 
 
 @dataclasses.dataclass(frozen=True)
 class NoisePredictorConfig:
-    """Widths of the network. The defaults are those of the released weights (33,837,576 parameters)."""
+    """Widths of the network. The defaults are those of the released weights (33,837,576 parameters).
+
+    A noise predictor of other widths (a fine-tuned variant) is described by a `.json` beside its weights,
+    in one of two forms (`from_json_file`): this class's fields, flat (what `invsr weights tiny` writes), or
+    the reference implementation's model configuration, its arguments under "params" in its own names.
+    """
 
     block_out_channels: tuple[int, int] = (256, 512)
     layers_per_block: int = 3
@@ -37,16 +44,118 @@ class NoisePredictorConfig:
     time_proj_channels: int = 256
     time_embed_channels: int = 512
     latent_channels: int = 4
+    sample_size: int = 128  # the input side it was trained on: the tile engine pads shorter sides to it
+
+    def __post_init__(self):
+        widths = self.block_out_channels
+        if not (isinstance(widths, tuple) and len(widths) == 2 and all(_is_count(w) for w in widths)):
+            raise ValueError(f"block_out_channels must be two positive whole numbers, got {widths!r}")
+        for field in dataclasses.fields(self)[1:]:
+            if not _is_count(getattr(self, field.name)):
+                raise ValueError(f"{field.name} must be a positive whole number, got {getattr(self, field.name)!r}")
+        for width in widths:
+            if width % self.norm_num_groups or width % self.attention_head_dim:
+                raise ValueError(
+                    f"block width {width} must be a multiple of norm_num_groups ({self.norm_num_groups}) and of "
+                    f"attention_head_dim ({self.attention_head_dim})"
+                )
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
 
     @classmethod
     def from_json_file(cls, path: Path) -> "NoisePredictorConfig":
-        fields = json.loads(Path(path).read_text())
+        """The widths a `.json` describes, in either form (class docstring); a CheckpointError naming the
+        file and the expected forms for anything else."""
+        path = Path(path)
+        try:
+            fields = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise CheckpointError(f"{path}: cannot read it as JSON ({error}). {EXPECTED_FORMS}") from error
+        try:
+            return cls.from_dict(fields)
+        except ValueError as error:
+            raise CheckpointError(f"{path}: {error}. {EXPECTED_FORMS}") from error
+
+    @classmethod
+    def from_dict(cls, fields) -> "NoisePredictorConfig":
+        """From either form; a ValueError that says what does not fit."""
+        if not isinstance(fields, dict):
+            raise ValueError(f"expected an object of named widths, found {type(fields).__name__}")
+        if "params" in fields:
+            return cls._from_reference(fields)
         known = {f.name for f in dataclasses.fields(cls)}
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items() if k in known}
+        _refuse_unknown(fields, known, "")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+
+    @classmethod
+    def _from_reference(cls, fields: dict) -> "NoisePredictorConfig":
+        """The reference implementation's `model_start` form: {"target": ..., "params": {...}}."""
+        _refuse_unknown(fields, {"params", "target", "ckpt_path"}, "")
+        params = fields["params"]
+        if not isinstance(params, dict):
+            raise ValueError(f'"params" must be an object of named widths, found {type(params).__name__}')
+        _refuse_unknown(params, set(_REFERENCE_WIDTHS) | set(_REFERENCE_ARCHITECTURE) | _REFERENCE_IGNORED, "params.")
+        for name, required in _REFERENCE_ARCHITECTURE.items():
+            if name in params and params[name] != required:
+                raise ValueError(
+                    f"params.{name} is {params[name]!r}, but this noise predictor is built as the released one, with "
+                    f"{required!r}: another architecture cannot be loaded"
+                )
+        values = {ours: params[theirs] for theirs, ours in _REFERENCE_WIDTHS.items() if theirs in params}
+        if isinstance(values.get("block_out_channels"), list):
+            values["block_out_channels"] = tuple(values["block_out_channels"])
+            values.setdefault("time_proj_channels", values["block_out_channels"][0])  # as diffusers' blocks do
+        depths = values.get("layers_per_block")
+        if isinstance(depths, list):
+            if len(set(depths)) != 1 or len(depths) != 2:
+                raise ValueError(f"params.layers_per_block must be one depth for both blocks, got {depths!r}")
+            values["layers_per_block"] = depths[0]
         return cls(**values)
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _refuse_unknown(fields: dict, known: set[str], where: str) -> None:
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join(where + k for k in unknown)}")
+
+
+# The reference implementation's names for the widths (configs/sample-sd-turbo.yaml, model_start.params)...
+_REFERENCE_WIDTHS = {
+    "block_out_channels": "block_out_channels",
+    "layers_per_block": "layers_per_block",  # a list there, one depth per block
+    "attention_head_dim": "attention_head_dim",
+    "norm_num_groups": "norm_num_groups",
+    "temb_channels": "time_embed_channels",
+    "latent_channels": "latent_channels",
+    "sample_size": "sample_size",
+}
+# ...the arguments that would change the architecture, with the released one's values...
+_REFERENCE_ARCHITECTURE = {
+    "in_channels": 3,
+    "down_block_types": ["AttnDownBlock2D", "AttnDownBlock2D"],
+    "act_fn": "silu",
+    "mid_block_add_attention": True,
+    "resnet_time_scale_shift": "default",
+    "freq_shift": 0,
+    "flip_sin_to_cos": True,
+    "double_z": True,
+}
+# ...and those that make no weights of the encoder that is run.
+_REFERENCE_IGNORED = {"up_block_types"}
+
+EXPECTED_FORMS = (
+    "A noise predictor's .json must hold its widths in one of two forms: flat, in this program's names, "
+    '{"block_out_channels": [256, 512], "layers_per_block": 3, "attention_head_dim": 64, "norm_num_groups": 32, '
+    '"time_proj_channels": 256, "time_embed_channels": 512, "latent_channels": 4, "sample_size": 128} (any of '
+    'them, the rest as released); or the reference implementation\'s model configuration, {"target": "...", '
+    '"params": {"block_out_channels": [256, 512], "layers_per_block": [3, 3], "temb_channels": 512, ...}}. '
+    "Without a .json the released widths are used"
+)
 
 
 def _attention(channels: int, config: NoisePredictorConfig) -> Attention:

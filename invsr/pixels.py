@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import InvalidImage
-from .resample import AxisResampler
+from .resample import AxisResampler, resize
 
 _MAXIMA = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.float32): 1.0}
 LUMA = (0.299, 0.587, 0.114)  # BT.601, to turn the model's RGB back into gray
@@ -137,8 +137,9 @@ def _validated(image) -> np.ndarray:
 
 
 def resize_alpha(alpha: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resize an alpha plane (bicubic, antialiased), keeping fully opaque and fully transparent exact."""
-    resized = F.interpolate(alpha, size=size, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
+    """Resize an alpha plane with the colour's filter (resample.py: antialiased bicubic, also right for
+    outputs 1 pixel wide, where torch's is not), keeping fully opaque and fully transparent exact."""
+    resized = resize(alpha, size).clamp(0, 1)
     # Bicubic overshoot near edges would make interior pixels 0.999 or 0.001; snap what the source had exact.
     nearest = F.interpolate(alpha, size=size, mode="nearest-exact")
     solid = F.max_pool2d(1 - alpha, 3, stride=1, padding=1) == 0  # source pixel and its neighbours opaque

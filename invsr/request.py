@@ -1,7 +1,19 @@
 """One upscale's parameters as a typed, frozen, validated value: `UpscaleRequest`.
 
-Every field is checked when the request is made, with one clear error per bad field; nothing is
-silently rewritten. The worker builds the same object from a JSON header (`from_dict`).
+Every field is checked when the request is made, with one clear error per bad field. The worker builds the
+same object from a JSON header (`from_dict`), so what can be refused is refused on arrival.
+
+Nothing is rewritten silently:
+- A value given explicitly is honoured as given, or refused here: never adjusted to something else. The
+  one exception happens at run time, where nothing else can be done: out of device memory, the tile engine
+  retries with half the batch, then with smaller tiles (and with the overlap such a tile allows, where the
+  one asked for no longer fits), and records each step in the report's tiling notices.
+- "auto" and None leave the choice to the job, and the report says what it chose: `steps` and
+  `timesteps` (with `steps_auto`'s measurements), and the tiling's `tile`, `overlap` and `batch`. Where the
+  device's free memory makes "auto" choose a smaller tile than the default, a notice says so.
+- An overlap is a least number of shared pixels: tiles start on even pixels, so an odd overlap shares one
+  more, and the last tile of a row or column shares what it needs to reach the edge.
+- The size is exactly as documented: round(side x scale), or the width and height asked for.
 """
 
 from __future__ import annotations
@@ -12,6 +24,7 @@ from invsr_wire import contract
 from invsr_wire.contract import (
     COLOR_FIXES,
     DEFAULT_COLOR_FIX,
+    DEFAULT_TILE,
     MAX_SCALE,
     MAX_SEED,
     MAX_STEPS,
@@ -40,9 +53,11 @@ class UpscaleRequest:
       tiling).
     scale: 1 to 16 (default 4), or width and/or height for an exact output size (one of them alone
       keeps the aspect ratio). The model always enlarges x4; other sizes are resampled from that.
-    tile: "auto" or a tile side in input pixels (a multiple of 16); overlap: input pixels shared by
-      neighbouring tiles, None for 16 or as much as a smaller tile allows; tile_batch: "auto" or tiles
-      per batch on the device.
+    tile: "auto" (128, or smaller where device memory is short, but never too small for the overlap asked
+      for) or a tile side in input pixels (a multiple of 16); overlap: input pixels shared by neighbouring
+      tiles, at least (see the module docstring), None for 16 or as much as a smaller tile allows; an
+      overlap must fit the tile (2 x overlap + 16 <= tile; with "auto", the 128-pixel tile); tile_batch:
+      "auto" or tiles per batch on the device.
     """
 
     steps: int | str | None = None
@@ -100,6 +115,11 @@ class UpscaleRequest:
         if self.overlap is not None and self.tile != "auto" and 2 * self.overlap + multiple > self.tile:
             raise InvalidRequest(
                 f"overlap {self.overlap} is too large for tile {self.tile}: keep 2 x overlap + {multiple} <= tile"
+            )
+        if self.overlap is not None and self.tile == "auto" and 2 * self.overlap + multiple > DEFAULT_TILE:
+            raise InvalidRequest(
+                f"overlap {self.overlap} is too large for the automatic tile ({DEFAULT_TILE} pixels at most): keep "
+                f"2 x overlap + {multiple} <= {DEFAULT_TILE}, or give a tile of at least {2 * self.overlap + multiple}"
             )
         if self.tile_batch != "auto" and (not _is_int(self.tile_batch) or not 1 <= self.tile_batch <= MAX_TILE_BATCH):
             raise InvalidRequest(f"tile_batch must be 'auto' or from 1 to {MAX_TILE_BATCH}, got {self.tile_batch!r}")

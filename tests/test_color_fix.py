@@ -65,6 +65,27 @@ def test_reference_is_built_from_the_unpadded_input(pipeline):
     assert error_misaligned > 1.5 * error_aligned  # measured: 0.092 against 0.041
 
 
+@pytest.mark.parametrize("method, apart", [("ycbcr", 4 / 255), ("wavelet", 0.5 / 255)])  # measured 27.5 and 0.6 levels
+def test_the_reference_overshoots_at_sharp_edges_as_the_reference_implementations_does(pipeline, method, apart):
+    """The colour fix's reference is the input enlarged with antialiased bicubic, not clamped to [0, 1]
+    (the reference implementation clamps only the fixed result): at a sharp edge between saturated
+    colours bicubic overshoots, and clamping that would change the chroma by up to 27 levels of 255 here (ycbcr)."""
+    rows, cols = np.indices((24, 32))
+    image = np.zeros((24, 32, 3), np.float32)
+    image[..., 0] = cols < 16  # red left, blue right, a green bar across
+    image[..., 2] = cols >= 16
+    image[8:12] = (0, 1, 0)
+    none = pipeline.upscale(image, UpscaleRequest(color_fix="none")).image
+    fixed = pipeline.upscale(image, UpscaleRequest(color_fix=method)).image
+    lr = torch.from_numpy(image).permute(2, 0, 1)[None]
+    sr = torch.from_numpy(none).permute(2, 0, 1)[None]
+    overshooting = torch.nn.functional.interpolate(lr, size=(96, 128), mode="bicubic", antialias=True)
+    want = apply_color_fix(method, sr, overshooting)[0].permute(1, 2, 0).numpy()
+    clamped = apply_color_fix(method, sr, overshooting.clamp(0, 1))[0].permute(1, 2, 0).numpy()
+    assert np.abs(want - clamped).max() > apart  # the case tells the two apart
+    np.testing.assert_allclose(fixed, want, atol=2e-6, rtol=0)
+
+
 def test_unknown_method_is_refused(pair):
     from invsr.errors import InvalidRequest
 

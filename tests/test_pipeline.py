@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from invsr.color_fix import apply_color_fix, reference_for, wavelet_split
 from invsr.errors import DeviceError, InvalidImage, InvalidRequest
 from invsr.pipeline import InvSRPipeline
 from invsr.tiles.grid import pad_to_multiple
@@ -15,12 +16,28 @@ from invsr.request import UpscaleRequest
 from invsr.sampling import Noise, sample
 
 
+def as_tensor(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+
+
 def test_output_is_four_times_the_input_in_the_same_dtype_and_range(pipeline, small_photo):
     result = pipeline.upscale(small_photo)
     assert result.image.shape == (96, 160, 3)
     assert result.image.dtype == np.uint8
     assert result.report["input_size"] == [40, 24] and result.report["output_size"] == [160, 96]
-    assert result.image.std() > 5  # an image, not a flat field
+
+
+def test_the_detail_of_the_result_is_the_networks(pipeline, small_photo):
+    """The wavelet colour fix takes the low frequencies from the input, so a result looks like an image even
+    if the networks output a constant: its detail (high frequencies) is what only the networks make. It is
+    theirs (as they give it with no colour fix), and far more than a flat output would leave."""
+    result = as_tensor(pipeline.upscale(small_photo, UpscaleRequest(seed=2)).image)
+    networks = as_tensor(pipeline.upscale(small_photo, UpscaleRequest(seed=2, color_fix="none")).image)
+    detail, their_detail = wavelet_split(result)[0], wavelet_split(networks)[0]
+    correlation = np.corrcoef(detail.flatten().numpy(), their_detail.flatten().numpy())[0, 1]
+    assert correlation > 0.9  # measured 0.96; a constant has no detail (NaN)
+    flat = apply_color_fix("wavelet", torch.full_like(result, 0.5), reference_for(as_tensor(small_photo), (96, 160)))
+    assert detail.abs().mean() > 3 * wavelet_split(flat)[0].abs().mean()  # measured 0.123 against 0.025
 
 
 @pytest.mark.parametrize("height, width", [(1, 1), (1, 37), (13, 7), (16, 16), (33, 2)])
@@ -159,6 +176,20 @@ def test_gray_alpha_16_bit_and_float_keep_their_layout(pipeline, small_photo):
     as_float = small_photo.astype(np.float32) / 255
     out = pipeline.upscale(as_float).image
     assert out.dtype == np.float32 and 0 <= out.min() and out.max() <= 1
+
+
+@pytest.mark.parametrize("scale", [1.4, 2, 3])
+def test_alpha_of_an_image_one_pixel_wide_keeps_its_ramp(pipeline, scale):
+    """Alpha 0..255 down a column 5 high comes back rising from 0 to 255, the same as along a row 5 wide:
+    torch's resampling, used for alpha before, made a column's alpha all 0 at scale 1.4 (1 pixel wide)."""
+    ramp = np.linspace(0, 255, 5).astype(np.uint8)
+    column = np.dstack([np.full((5, 1, 3), 120, np.uint8), ramp[:, None]])
+    alpha = pipeline.upscale(column, UpscaleRequest(scale=scale)).image[..., 3]
+    row_alpha = pipeline.upscale(column.transpose(1, 0, 2).copy(), UpscaleRequest(scale=scale)).image[..., 3]
+    np.testing.assert_array_equal(alpha, row_alpha.T)  # torch was right along a row
+    steps = np.diff(alpha[:, 0].astype(int))
+    assert alpha[0, 0] == 0 and alpha[-1, 0] == 255 and (steps >= 0).all() and steps.sum() == 255
+    assert len(np.unique(alpha)) >= 5
 
 
 def test_sixteen_bit_input_keeps_more_than_256_levels(pipeline):

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from invsr.resample import Canvas
+from invsr.resample import Canvas, resize
 
 
 def cuts(draw, length):
@@ -59,3 +59,14 @@ def test_at_the_same_size_blocks_are_placed_as_they_are():
     canvas.add(0, 0, image[..., :4, :])
     canvas.add(4, 0, image[..., 4:, :])
     assert torch.equal(canvas.image, image)
+
+
+@settings(max_examples=30, deadline=None)
+@given(height=st.integers(1, 40), width=st.integers(1, 40), out_height=st.integers(1, 90), out_width=st.integers(1, 90))
+def test_resizing_a_whole_plane_is_the_colour_filter(height, width, out_height, out_width):
+    """`resize` (what alpha is resized with) gives the colour's resampling of the whole, in blocks of any size,
+    outputs 1 pixel wide included (where torch's own goes wrong)."""
+    plane = torch.rand(1, 1, height, width, generator=torch.Generator().manual_seed(height * 100 + width))
+    expected = torch_resized(plane.double(), (out_height, out_width))
+    for block in (7, 512):
+        torch.testing.assert_close(resize(plane, (out_height, out_width), block).double(), expected, atol=1e-6, rtol=0)

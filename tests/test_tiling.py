@@ -2,6 +2,8 @@
 measure sees them when blending is off), noise is shared, progress and cancellation work per tile, and
 running out of device memory falls back to smaller batches and tiles."""
 
+import contextlib
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -9,16 +11,19 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from invsr.errors import Cancelled, OutOfMemory
+from invsr.color_fix import apply_color_fix
+
+from invsr.errors import Cancelled, InvalidRequest, OutOfMemory
 from invsr.progress import Progress, StageTimer
 from invsr.request import UpscaleRequest
+from invsr.sampling import Noise, sample
 from invsr.tiles import TileDriver, TilePlan, TileRecipe, TileSettings, choose_settings
 from invsr.tiles import settings as tile_settings
 from invsr.tiles.blend import ramp_weights
-from invsr.tiles.grid import plan_axis
+from invsr.tiles.grid import pad_for_networks, plan_axis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import tile_variants  # noqa: E402  (the benchmarks' comparison tilings, and their seam measure)
@@ -37,8 +42,7 @@ AXES = dict(  # axis lengths, tile sizes and overlaps, in input pixels
 @settings(max_examples=300, deadline=None)
 @given(**AXES)
 def test_plan_covers_everything_with_bounded_overlap(length, tile, overlap):
-    if 2 * overlap + 16 > tile:
-        return
+    assume(2 * overlap + 16 <= tile)
     spans = plan_axis(length, tile, overlap, 16)
     assert spans[0].start == 0 and spans[-1].end == length
     for span in spans:
@@ -53,8 +57,7 @@ def test_plan_covers_everything_with_bounded_overlap(length, tile, overlap):
 @settings(max_examples=300, deadline=None)
 @given(**AXES)
 def test_uniform_plan_is_full_tiles_spread_evenly(length, tile, overlap):
-    if 2 * overlap + 16 > tile:
-        return
+    assume(2 * overlap + 16 <= tile)
     spans = plan_axis(length, tile, overlap, 16, uniform=True)
     assert spans[0].start == 0 and spans[-1].end == length
     assert all(span.size == min(tile, length) and span.start % 2 == 0 for span in spans)
@@ -159,7 +162,94 @@ def test_tiled_result_stays_close_to_the_one_tile_result(pipeline, photo):
     assert tiling_difference < 0.5 * seed_difference  # measured 0.044 against 0.142
 
 
-def test_one_tile_is_the_untiled_result_whatever_the_tile_setting(pipeline, small_photo):
+def reference_padding(lr: torch.Tensor, min_side: int) -> tuple[torch.Tensor, int, int]:
+    """The reference implementation's padding (sampler_invsr.py, rewritten from its description): while a
+    side is shorter than `min_side`, mirror it out on both sides, half before, each step at most the side
+    less one pixel; then mirror the far ends out to multiples of 16. Returns the padded image and the
+    image's top and left in it. (A 1-pixel side would loop forever there; its pixel is repeated here.)"""
+    height, width = lr.shape[-2:]
+    up, before = ((min_side - 1) // 2 if side == 1 else 0 for side in (height, width))
+    down, after = (min_side - 1 - pad if side == 1 else 0 for side, pad in ((height, up), (width, before)))
+    lr, top, left = F.pad(lr, (before, after, up, down), mode="replicate"), up, before
+    while min(lr.shape[-2:]) < min_side:
+        height, width = lr.shape[-2:]
+        up = max(min((min_side - height) // 2, height - 1), 0)
+        down = max(min(min_side - height - up, height - 1), 0)
+        before = max(min((min_side - width) // 2, width - 1), 0)
+        after = max(min(min_side - width - before, width - 1), 0)
+        lr = F.pad(lr, (before, after, up, down), mode="reflect")
+        top, left = top + up, left + before
+    height, width = lr.shape[-2:]
+    return F.pad(lr, (0, -width % 16, 0, -height % 16), mode="reflect"), top, left
+
+
+@pytest.mark.parametrize(
+    "height, width, min_side", [(100, 600, 128), (2, 3, 32), (5, 130, 128), (127, 40, 128), (24, 40, 32), (1, 7, 32)]
+)
+def test_short_sides_are_padded_as_the_reference_pads_them(height, width, min_side):
+    lr = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(height + width))
+    want, top, left = reference_padding(lr, min_side)
+    padded, offset = pad_for_networks(lr, 16, min_side)
+    assert offset == (top, left) and torch.equal(padded, want)
+
+
+def test_one_pixel_sides_repeat_their_pixel_centred():
+    lr = torch.rand(1, 3, 1, 5)
+    padded, (top, left) = pad_for_networks(lr, 16, 32)
+    assert padded.shape == (1, 3, 32, 32) and (top, left) == (15, 13)
+    assert torch.equal(padded[..., top : top + 1, left : left + 5], lr)
+    assert torch.equal(padded[..., :, left : left + 5], lr.expand(1, 3, 32, 5))  # the row repeated up and down
+
+
+def test_a_short_side_costs_at_most_one_row_of_full_tiles():
+    """100 x 600 at the default tile: the rows are padded to 128, so every tile is the training size; the
+    extra work is that row's padding, not a tile more."""
+    plan = TilePlan.make((100, 600), (128, 608), 128, 16, 16, offset=(14, 0))
+    assert list(plan.rows) == [plan.rows[0]] and plan.rows[0].size == 128
+    assert {(t.crop.height, t.visible.top, t.visible.height) for t in plan.tiles} == {(128, 14, 100)}
+    assert all(t.around.top == 14 and t.around.height == 100 for t in plan.tiles)  # the reference: image pixels only
+    assert plan.describe()["tiles"] == 6 and plan.describe()["work_ratio"] < 1.35 * 128 / 100
+
+
+@contextlib.contextmanager
+def training_size(pipeline, side: int):
+    """The noise predictor declares another training size (the released one's is 128; the tiny one's 32)."""
+    predictor = pipeline.models.noise_predictor
+    config = predictor.config
+    predictor.config = dataclasses.replace(config, sample_size=side)
+    try:
+        yield
+    finally:
+        predictor.config = config
+
+
+@pytest.mark.parametrize("height, width, side, color_fix", [
+    (24, 40, 32, "wavelet"),  # padded centred to the (tiny) training size, 32
+    (24, 40, 64, "ycbcr"),  # a larger training size: both sides padded to it
+    (60, 100, 32, "wavelet"),  # no side short: padded only at the far ends, to multiples of 16
+    (1, 1, 32, "none"),  # a pixel: repeated
+])
+def test_a_one_tile_image_is_exactly_the_sampler_on_the_padded_whole(pipeline, photo, height, width, side, color_fix):
+    """What the tile engine gives for an image of one tile is, byte for byte, the sampler (sampling.sample)
+    run directly on the input padded as the reference implementation pads it, with the image's noise draw,
+    cut back to the image and colour-fixed as a whole against the unpadded input."""
+    image = photo[:height, :width].astype(np.float32) / 255
+    with training_size(pipeline, side):
+        result = pipeline.upscale(image, UpscaleRequest(seed=11, color_fix=color_fix))
+    assert result.report["tiling"]["tiles"] == 1
+    lr = torch.from_numpy(image).permute(2, 0, 1)[None]
+    padded, top, left = reference_padding(lr, side)
+    noise = Noise.draw(padded.shape, pipeline.models.noise_predictor.config.latent_channels, 11)
+    sr = sample(pipeline.models, padded, (200,), noise)
+    sr = sr[..., 4 * top : 4 * (top + height), 4 * left : 4 * (left + width)]
+    reference = F.interpolate(lr, size=sr.shape[-2:], mode="bicubic", antialias=True, align_corners=False)
+    want = apply_color_fix(color_fix, sr, reference).clamp(0, 1)[0].permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(result.image, want)
+
+
+def test_one_tile_is_the_same_result_whatever_tile_setting_holds_it(pipeline, small_photo):
+    """A tile at least the training size (32 for the tiny weights) holds the 40 x 24 photo whole: its size
+    changes nothing (a smaller tile would: the image is padded to the tile then, as the reference does)."""
     a = pipeline.upscale(small_photo, UpscaleRequest(tile=64)).image
     b = pipeline.upscale(small_photo, UpscaleRequest(tile=256, overlap=32)).image
     np.testing.assert_array_equal(a, b)
@@ -283,6 +373,19 @@ def test_out_of_memory_at_batch_one_retries_with_smaller_tiles(pipeline, photo):
     ]
 
 
+def test_an_overlap_a_smaller_tile_cannot_hold_is_cut_and_the_notices_say_so(pipeline, photo):
+    with LimitedMemory(pipeline.models.unet, max_side=16):  # latents of 16: tiles of 32 input pixels
+        result = pipeline.upscale(photo[:64, :80], UpscaleRequest(tile=64, overlap=24))
+    tiling = result.report["tiling"]
+    assert (tiling["tile"], tiling["overlap"]) == (32, 8)
+    assert tiling["notices"] == [
+        "out of device memory at batch 1: starting again with 48-pixel tiles and 16 pixels of overlap (24 do not "
+        "fit such a tile)",
+        "out of device memory at batch 1: starting again with 32-pixel tiles and 8 pixels of overlap (16 do not "
+        "fit such a tile)",
+    ]
+
+
 def test_other_device_failures_are_not_taken_for_a_lack_of_memory(pipeline, small_photo):
     def illegal_access():
         return RuntimeError("CUDA error: an illegal memory access (simulated)")
@@ -299,7 +402,42 @@ def test_out_of_memory_fails_clearly_when_nothing_fits(pipeline, small_photo):
 
 @pytest.mark.parametrize("free, tile, overlap", [(None, 128, 16), (10**12, 128, 16), (1, 32, 8)])
 def test_automatic_tiles_shrink_on_a_full_device_and_the_overlap_with_them(monkeypatch, free, tile, overlap):
-    """Real SD-Turbo's multiple of 16: a 32-pixel tile keeps 8 pixels of overlap, not an error."""
+    """Real SD-Turbo's multiple of 16: a 32-pixel tile keeps 8 pixels of overlap, not an error. A smaller
+    tile than the default is a choice the report's notices explain."""
     monkeypatch.setattr(tile_settings, "free_memory", lambda device: free)
     chosen = choose_settings(UpscaleRequest(), torch.device("cuda"), torch.float16, 16)
     assert (chosen.tile, chosen.overlap) == (tile, overlap)
+    if tile < 128:
+        assert chosen.notices == ("tile auto: 32 pixels, not 128: the device has 1e-09 GB free, and a 128-pixel "
+                                  "tile needs about 0.68 GB",)
+    else:
+        assert chosen.notices == ()
+
+
+@pytest.mark.parametrize("overlap, tile", [(40, 96), (24, 64), (0, 32)])
+def test_an_overlap_asked_for_is_kept_when_automatic_tiles_shrink(monkeypatch, overlap, tile):
+    """With tile auto on a full device the tile shrinks only as far as the overlap asked for fits (it used to
+    shrink to 32 and quietly cut the overlap to 8)."""
+    monkeypatch.setattr(tile_settings, "free_memory", lambda device: 1)
+    chosen = choose_settings(UpscaleRequest(overlap=overlap), torch.device("cuda"), torch.float16, 16)
+    assert (chosen.tile, chosen.overlap) == (tile, overlap) and f"tile auto: {tile} pixels" in chosen.notices[0]
+
+
+def test_an_overlap_no_automatic_tile_can_hold_is_refused():
+    """overlap=200 with tile auto was accepted and quietly cut to 56."""
+    with pytest.raises(InvalidRequest, match=r"overlap 200 is too large for the automatic tile \(128 pixels at most\)"
+                       r": keep 2 x overlap \+ 16 <= 128, or give a tile of at least 416"):
+        UpscaleRequest(overlap=200)
+    assert UpscaleRequest(overlap=56).overlap == 56  # the largest that fits
+
+
+@pytest.mark.parametrize("fields", [
+    dict(tile=48, overlap=8, tile_batch=3), dict(tile=32, overlap=0), dict(tile=64, overlap=5, tile_batch=2),
+    dict(overlap=24, tile_batch=2), dict(tile=1024, overlap=500),
+])
+def test_explicit_tiling_is_reported_as_asked_without_notices(pipeline, photo, monkeypatch, fields):
+    """What is asked for is done as asked (or refused when the request is made): the report's tiling says so."""
+    monkeypatch.setattr(tile_settings, "free_memory", lambda device: None)  # however full this machine is
+    tiling = pipeline.upscale(photo[:64, :80], UpscaleRequest(**fields)).report["tiling"]
+    asked = {"tile": fields.get("tile", 128), "overlap": fields["overlap"], "batch": fields.get("tile_batch", 1)}
+    assert {k: tiling[k] for k in asked} == asked and tiling["notices"] == []

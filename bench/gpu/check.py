@@ -3,15 +3,18 @@
     python bench/gpu/check.py [--device cuda] [--json FILE] [--skip compile,...]   # --device cpu: checks the script
 
 - dtypes: `auto` picks bf16 where the card has it; bf16, fp16 and fp32 results beside the CPU's fp32 one
-  (PSNR: the GPU must agree with the CPU, up to the precision's rounding);
+  (PSNR: the GPU must agree with the CPU up to the precision's rounding, MIN_PSNR);
 - out of memory: with the process's share of the card capped at 1.5x what a 64-pixel tile needs, a job
   at 256-pixel tiles in batches of 4 must fall back (halving the batch, then smaller tiles) and give
-  what the settings it fell back to give uncapped;
-- resampling: scales 2 and 3.3 (resampled per tile on the device) against the CPU's result;
-- batching: tile_batch 8 must give what tile_batch 1 gives;
-- torch.compile and channels-last (`--compile`): same result as eager, the first and second job's time,
-  and an image of another size served without compiling again (static shapes);
-- the worker on the GPU: a real `invsr serve --device DEVICE` process and its client give the in-process result.
+  exactly what the settings it fell back to give uncapped;
+- resampling: scales 2 and 3.3 (resampled per tile on the device) against the CPU's result, to float32
+  rounding;
+- batching: tile_batch 8 must give what tile_batch 1 gives, to float32 rounding (other kernels for
+  another batch size: not bit for bit);
+- torch.compile and channels-last (`--compile`): the eager result to the precision's rounding, the first
+  and second job's time, and an image of another size served without compiling again (static shapes);
+- the worker on the GPU: a real `invsr serve --device DEVICE` process and its client give exactly the
+  in-process result.
 
 Each check records its figures and whether it passed; one failing does not stop the others.
 """
@@ -35,7 +38,11 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-MIN_PSNR = {"float32": 40.0, "bfloat16": 25.0, "float16": 30.0}  # dB against the CPU's float32 result
+# dB against a float32 result computed otherwise (on the CPU, in another batch, uncompiled): what each
+# precision's rounding allows, with a margin under what an H100 measured (float32 63.2 to 65.2, bf16 45.7
+# and 46.1, fp16 58.6: bench/results/gpu-check-H100-2026-11-26.json). Where README says "exactly", the
+# check compares bytes.
+MIN_PSNR = {"float32": 55.0, "bfloat16": 40.0, "float16": 50.0}
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -101,8 +108,12 @@ def check_out_of_memory_fallback(weights, device: str, image) -> dict:
         torch.cuda.set_per_process_memory_fraction(1.0)
     tiling = capped.report["tiling"]
     same = pipeline.upscale(image, _request(seed=4, tile=tiling["tile"], overlap=tiling["overlap"], tile_batch=tiling["batch"]))
-    agreement = psnr(capped.image, same.image)
-    return {"allowed_bytes": allowed, "tiling": tiling, "psnr_vs_uncapped_at_those_settings": round(agreement, 2), "passed": bool(tiling["notices"]) and agreement >= 40}
+    identical = bool(np.array_equal(capped.image, same.image))
+    return {
+        "allowed_bytes": allowed, "tiling": tiling, "identical_to_uncapped_at_those_settings": identical,
+        "psnr_vs_uncapped_at_those_settings": round(psnr(capped.image, same.image), 2),
+        "passed": bool(tiling["notices"]) and identical,
+    }
 
 
 def check_batching(weights, device: str, image) -> dict:
@@ -110,7 +121,9 @@ def check_batching(weights, device: str, image) -> dict:
     one = pipeline.upscale(image, _request(seed=5, tile_batch=1))
     eight = pipeline.upscale(image, _request(seed=5, tile_batch=8))
     agreement = psnr(one.image, eight.image)
-    return {"psnr_batch8_vs_batch1": round(agreement, 2), "seconds": {"batch1": one.report["seconds"], "batch8": eight.report["seconds"]}, "passed": agreement >= 40}
+    seconds = {"batch1": one.report["seconds"], "batch8": eight.report["seconds"]}
+    passed = agreement >= MIN_PSNR["float32"]
+    return {"psnr_batch8_vs_batch1": round(agreement, 2), "seconds": seconds, "passed": passed}
 
 
 def check_compile(weights, device: str, image) -> dict:
@@ -126,7 +139,11 @@ def check_compile(weights, device: str, image) -> dict:
         if len(times) == 1:
             agreement = psnr(compiled.image, eager.image)
     no_recompile = times[2] < max(1.0, 3 * times[1])  # compiling again would take about as long as the first job
-    return {"first_job_seconds": times[0], "second_job_seconds": times[1], "other_size_job_seconds": times[2], "psnr_vs_eager": round(agreement, 2), "passed": agreement >= 30 and no_recompile}
+    dtype = str(pipeline.dtype).removeprefix("torch.")
+    return {
+        "first_job_seconds": times[0], "second_job_seconds": times[1], "other_size_job_seconds": times[2],
+        "dtype": dtype, "psnr_vs_eager": round(agreement, 2), "passed": agreement >= MIN_PSNR[dtype] and no_recompile,
+    }
 
 
 def check_worker(weights, device: str, image, folder: Path) -> dict:
@@ -143,8 +160,10 @@ def check_worker(weights, device: str, image, folder: Path) -> dict:
             hello = client.hello()
     finally:
         worker.stop()
-    agreement = psnr(remote, local)
-    return {"worker_model": hello["model"], "identical": bool(np.array_equal(remote, local)), "psnr_vs_in_process": round(agreement, 2), "passed": agreement >= 40}
+    identical = bool(np.array_equal(remote, local))
+    agreement = round(psnr(remote, local), 2)
+    return {"worker_model": hello["model"], "identical": identical, "psnr_vs_in_process": agreement,
+            "passed": identical}
 
 
 def _request(**fields):

@@ -23,8 +23,8 @@ class TileAccumulator:
     def __init__(self, plan: TilePlan, out_size: tuple[int, int] | None = None, weights: AxisWeights = ramp_weights):
         self.plan = plan
         x4_size = plan.output_size
-        self.rows = AxisBlend(list(plan.rows), x4_size[0], SCALE, weights)
-        self.cols = AxisBlend(list(plan.cols), x4_size[1], SCALE, weights)
+        self.rows = AxisBlend(list(plan.rows), SCALE, weights)
+        self.cols = AxisBlend(list(plan.cols), SCALE, weights)
         self.canvas = Canvas(x4_size, out_size or x4_size)
         self.waiting: dict[int, torch.Tensor] = {}  # arrived before their turn, by position in the plan
         self.committed = 0  # tiles of the canonical order added to the canvas
@@ -54,7 +54,10 @@ class TileAccumulator:
     def _commit(self, position: int, output: torch.Tensor) -> None:
         """Add the tile, weighted so that all tiles' weights sum to 1 at every pixel."""
         tile = self.plan.tiles[position]
-        h, w = output.shape[-2:]
-        rows, cols = self.rows.of(tile.row, h), self.cols.of(tile.col, w)
+        visible, (top, left) = tile.visible.scaled(SCALE), self.plan.offset
+        crop = tile.crop.scaled(SCALE)
+        rows = self.rows.of(tile.row, visible.top - crop.top, visible.height)
+        cols = self.cols.of(tile.col, visible.left - crop.left, visible.width)
         weighted = output * (rows[:, None] * cols[None, :]).to(output.device)
-        self.canvas.add(SCALE * tile.crop.top, SCALE * tile.crop.left, weighted)  # resampled where the tile is
+        # resampled where the tile is, in the image's own coordinates (the padding's offset taken off)
+        self.canvas.add(visible.top - SCALE * top, visible.left - SCALE * left, weighted)

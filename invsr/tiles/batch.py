@@ -25,10 +25,11 @@ from .grid import SCALE, Box
 
 @dataclasses.dataclass(frozen=True)
 class ColorReference:
-    """What one tile's colour-fix reference is made from."""
+    """What one tile's output is cut to, and what its colour-fix reference is made from."""
 
     around: torch.Tensor  # (1, 3, h, w) in [0, 1]: the input pixels the reference of the tile depends on
     visible: Box  # the tile's part inside the image, within `around` (input pixels)
+    cut: Box  # the same part within the tile's crop: the part of its output that is kept (x4)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +69,7 @@ def compute_batch(
 def _color_fixed(sr: torch.Tensor, reference: ColorReference, method: str, stage) -> torch.Tensor:
     visible = reference.visible
     with stage("color_fix"):
-        sr = sr[..., : SCALE * visible.height, : SCALE * visible.width]
+        sr = reference.cut.scaled(SCALE).of(sr)
         height, width = reference.around.shape[-2:]
         around = reference_for(reference.around.to(sr.device), (SCALE * height, SCALE * width))
         return apply_color_fix(method, sr, visible.scaled(SCALE).of(around))

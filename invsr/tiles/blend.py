@@ -40,14 +40,15 @@ class AxisBlend:
     """One axis's weights, divided by their sum over all spans, so that they sum to 1 at every pixel
     (the ramps nearly do; the division makes it exact, and makes any `weights` a partition of unity)."""
 
-    def __init__(self, spans: list[Span], length: int, scale: int, weights: AxisWeights = ramp_weights):
+    def __init__(self, spans: list[Span], scale: int, weights: AxisWeights = ramp_weights):
         self.spans, self.scale, self.weights = spans, scale, weights
         total = torch.zeros(scale * spans[-1].end)
         for index, span in enumerate(spans):
             total[scale * span.start : scale * span.end] += weights(spans, index, scale)
-        self.total = total[:length]  # `length` output pixels: the padding's share is cut off
+        self.total = total
 
-    def of(self, index: int, size: int) -> torch.Tensor:
-        """The normalised weights of span `index`'s first `size` output pixels (those inside the image)."""
-        start = self.scale * self.spans[index].start
-        return self.weights(self.spans, index, self.scale)[:size] / self.total[start : start + size]
+    def of(self, index: int, start: int, size: int) -> torch.Tensor:
+        """The normalised weights of `size` output pixels of span `index` from its pixel `start` (the part
+        inside the image)."""
+        first = self.scale * self.spans[index].start + start
+        return self.weights(self.spans, index, self.scale)[start : start + size] / self.total[first : first + size]

@@ -1,5 +1,9 @@
 """One image through the tile engine on one device: plan, batches, accumulation, and what goes wrong.
 
+- The image is padded as the reference implementation pads it (grid.pad_for_networks): a side shorter
+  than the noise predictor's training size (128 pixels for the released weights; or than the tile, if
+  smaller) is mirrored out to it on both sides, so that the networks see what they were trained on; the
+  colour-fix reference is made from the unpadded image, and the padding is cut off again.
 - Device memory holds one batch of tiles, whatever the image size; the host holds the output-sized
   result (accumulator.py).
 - Out of device memory, the failing batch is retried at half the batch size, and at batch 1 the image
@@ -25,7 +29,7 @@ from ..progress import ProgressCallback, ProgressReporter, StageTimer
 from ..sampling import Models, Noise
 from .accumulator import TileAccumulator
 from .batch import TileRecipe, compute_batch
-from .grid import pad_to_multiple
+from .grid import pad_for_networks
 from .plan import TilePlan
 from .settings import TileSettings, smaller_tile
 
@@ -68,7 +72,7 @@ class TileDriver:
         self.models, self.device, self.timer = models, device, timer
         self.progress = ProgressReporter(progress)
         self.compiled_shapes = compiled_shapes
-        self.notices: list[str] = []
+        self.notices: list[str] = []  # what was done other than asked or chosen, and why
 
     @property
     def static_shapes(self) -> bool:
@@ -80,17 +84,28 @@ class TileDriver:
         """Upscale `lr` (1, 3, H, W) in [0, 1] x4 and resample it to `out_size` (None: x4)."""
         multiple = self.models.lr_multiple
         tile, overlap, batch = settings.tile, settings.overlap, settings.batch
-        image = pad_to_multiple(lr, multiple, tile if self.static_shapes else 0)
-        noise = Noise.draw(image.shape, self.models.noise_predictor.config.latent_channels, seed)
-        while True:
-            plan = TilePlan.make(lr.shape[-2:], image.shape[-2:], tile, overlap, multiple, self.static_shapes)
+        self.notices.extend(settings.notices)
+        while True:  # padded and drawn for each tile size: a fallback gives what its tile gives uncapped
+            image, offset = pad_for_networks(lr, multiple, self._min_side(tile))
+            noise = Noise.draw(image.shape, self.models.noise_predictor.config.latent_channels, seed)
+            plan = TilePlan.make(lr.shape[-2:], image.shape[-2:], tile, overlap, multiple, self.static_shapes, offset)
             try:
                 result, batch = self._run_plan(plan, image, noise, recipe, batch, out_size)
                 return TiledResult(result, plan, batch, self.static_shapes, tuple(self.notices))
             except _TileTooLarge:
                 tile, batch = self._smaller_tile(tile), 1
-                overlap = min(overlap, (tile - multiple) // 2)
-                self.notices.append(f"out of device memory at batch 1: starting again with {tile}-pixel tiles")
+                fitting = min(overlap, (tile - multiple) // 2)
+                notice = f"out of device memory at batch 1: starting again with {tile}-pixel tiles"
+                if fitting < overlap:
+                    notice += f" and {fitting} pixels of overlap ({overlap} do not fit such a tile)"
+                self.notices.append(notice)
+                overlap = fitting
+
+    def _min_side(self, tile: int) -> int:
+        """Shorter sides are padded to this: the noise predictor's training size, as the reference
+        implementation pads them (or the tile, if smaller: its tiles are no larger anyway); compiled, the
+        tile, so that the networks see one shape."""
+        return tile if self.static_shapes else min(tile, self.models.noise_predictor.config.sample_size)
 
     def _smaller_tile(self, tile: int) -> int:
         smaller = smaller_tile(tile, self.models.lr_multiple)

@@ -15,10 +15,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from invsr_wire.contract import DEFAULT_OVERLAP, DEFAULT_TILE  # noqa: F401  (128: 512 x 512 output pixels)
 from invsr_wire.contract import MODEL_SCALE as SCALE  # output pixels per input pixel
-
-DEFAULT_TILE = 128  # the noise predictor's training size: 512 x 512 output pixels
-DEFAULT_OVERLAP = 16  # 64 output pixels of blending between neighbours
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +73,45 @@ def plan_axis(length: int, tile: int, overlap: int, multiple: int, uniform: bool
     rest = length - spans[-1].end  # not yet covered
     last = min(tile, _round_up(rest + overlap, multiple))
     return spans + [Span(length - last, last)]
+
+
+def pad_for_networks(x: torch.Tensor, multiple: int, min_side: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """`x` (..., H, W) padded for the networks, and the (top, left) of the image inside the result.
+
+    As the reference implementation pads: a side shorter than `min_side` (the noise predictor's training
+    size, or a smaller tile) is padded to it, centred and mirrored (`pad_centred`); then every side is
+    padded at its far end to a multiple of `multiple` (`pad_to_multiple`). The result is at most one tile
+    larger along each short side."""
+    x, offset = pad_centred(x, min_side)
+    return pad_to_multiple(x, multiple), offset
+
+
+def pad_centred(x: torch.Tensor, min_side: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Sides shorter than `min_side` padded to it, half before and half after (the extra pixel after).
+
+    Mirroring cannot pad more than the side has less one pixel, so it is repeated, as the reference does,
+    on the grown image until the side is long enough; a 1-pixel side, which cannot be mirrored at all (the
+    reference never ends there), repeats its pixel instead."""
+    top = left = 0
+    while True:
+        (up, down), (before, after) = (_centred_pads(side, min_side) for side in x.shape[-2:])
+        if not (up or down or before or after):
+            return x, (top, left)
+        if before or after:
+            x = F.pad(x, (before, after, 0, 0), mode="reflect" if x.shape[-1] > 1 else "replicate")
+        if up or down:
+            x = F.pad(x, (0, 0, up, down), mode="reflect" if x.shape[-2] > 1 else "replicate")
+        top, left = top + up, left + before
+
+
+def _centred_pads(side: int, min_side: int) -> tuple[int, int]:
+    """One step's (before, after) padding of a side towards `min_side`."""
+    if side >= min_side:
+        return 0, 0
+    if side == 1:
+        return (min_side - 1) // 2, min_side - 1 - (min_side - 1) // 2
+    before = min((min_side - side) // 2, side - 1)
+    return before, min(min_side - side - before, side - 1)
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int, min_side: int = 0) -> torch.Tensor:

@@ -29,8 +29,8 @@ class PlannedTile:
     col: int
     crop: Box  # the input pixels the networks see, in the padded image
     noise: Box  # its part of the image's noise, on the latent grid (half the input's)
-    visible: Box  # the part of `crop` inside the image: what its output covers, x4
-    around: Box  # the input pixels the colour-fix reference of `visible` is resized from
+    visible: Box  # the part of `crop` inside the image, in the padded image: what its output covers, x4
+    around: Box  # the image pixels the colour-fix reference of `visible` is resized from, in the padded image
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,16 +42,20 @@ class TilePlan:
     rows: tuple[Span, ...]  # the grid's spans down and across
     cols: tuple[Span, ...]
     tiles: tuple[PlannedTile, ...]  # in the canonical order
+    offset: tuple[int, int] = (0, 0)  # (top, left) of the image in the padded image (grid.pad_for_networks)
 
     @classmethod
-    def make(cls, image_size, padded_size, tile: int, overlap: int, multiple: int, uniform: bool = False) -> "TilePlan":
-        """The plan for an image of `image_size`, padded to `padded_size` (multiples of `multiple`);
-        `uniform`: full-size tiles only (grid.plan_axis), for compiled networks."""
+    def make(
+        cls, image_size, padded_size, tile: int, overlap: int, multiple: int, uniform: bool = False, offset=(0, 0)
+    ) -> "TilePlan":
+        """The plan for an image of `image_size`, padded to `padded_size` (multiples of `multiple`) with its
+        top left corner at `offset`; `uniform`: full-size tiles only (grid.plan_axis), for compiled networks."""
         rows = tuple(plan_axis(padded_size[0], tile, overlap, multiple, uniform))
         cols = tuple(plan_axis(padded_size[1], tile, overlap, multiple, uniform))
-        tiles = [_planned(i, j, r, c, image_size) for i, r in enumerate(rows) for j, c in enumerate(cols)]
+        inside = Box(*offset, *image_size)
+        tiles = [_planned(i, j, r, c, inside) for i, r in enumerate(rows) for j, c in enumerate(cols)]
         tiles.sort(key=lambda t: tuple(-side for side in _shape(t)))  # stable: row by row within a size
-        return cls(tuple(image_size), tuple(padded_size), tile, overlap, rows, cols, tuple(tiles))
+        return cls(tuple(image_size), tuple(padded_size), tile, overlap, rows, cols, tuple(tiles), tuple(offset))
 
     @property
     def output_size(self) -> tuple[int, int]:
@@ -86,7 +90,10 @@ class TilePlan:
                 torch.cat([t.noise.of(noise.predictor) for t in filled]),
                 torch.cat([t.noise.of(noise.encoder) for t in filled]),
             ),
-            references=tuple(ColorReference(t.around.of(image).clone(), _within(t.visible, t.around)) for t in tiles),
+            references=tuple(
+                ColorReference(t.around.of(image).clone(), _within(t.visible, t.around), _within(t.visible, t.crop))
+                for t in tiles
+            ),
         )
 
     def describe(self) -> dict:
@@ -117,17 +124,25 @@ class TilePlan:
             tuple(Span(**s) for s in fields["rows"]),
             tuple(Span(**s) for s in fields["cols"]),
             tuple(tile(t) for t in fields["tiles"]),
+            tuple(fields["offset"]),
         )
 
 
-def _planned(i: int, j: int, rows: Span, cols: Span, image_size: tuple[int, int]) -> PlannedTile:
-    height, width = image_size
+def _planned(i: int, j: int, rows: Span, cols: Span, inside: Box) -> PlannedTile:
+    """Tile (i, j) of the spans, for an image at `inside` of the padded image."""
     crop = Box(rows.start, cols.start, rows.size, cols.size)
     noise = Box(rows.start // 2, cols.start // 2, rows.size // 2, cols.size // 2)  # tiles start on even pixels
-    visible = Box(rows.start, cols.start, min(rows.end, height) - rows.start, min(cols.end, width) - cols.start)
-    top, left = max(0, visible.top - REFERENCE_MARGIN), max(0, visible.left - REFERENCE_MARGIN)
-    bottom, right = min(height, visible.bottom + REFERENCE_MARGIN), min(width, visible.right + REFERENCE_MARGIN)
-    return PlannedTile(i, j, crop, noise, visible, Box(top, left, bottom - top, right - left))
+    visible = _intersection(crop, inside)
+    return PlannedTile(i, j, crop, noise, visible, _intersection(_grown(visible, REFERENCE_MARGIN), inside))
+
+
+def _intersection(a: Box, b: Box) -> Box:
+    top, left = max(a.top, b.top), max(a.left, b.left)
+    return Box(top, left, min(a.bottom, b.bottom) - top, min(a.right, b.right) - left)
+
+
+def _grown(box: Box, margin: int) -> Box:
+    return Box(box.top - margin, box.left - margin, box.height + 2 * margin, box.width + 2 * margin)
 
 
 def _shape(tile: PlannedTile) -> tuple[int, int]:
