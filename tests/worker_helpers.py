@@ -1,4 +1,5 @@
-"""Real worker processes for tests: started with `python -m invsr_cli serve` on a free loopback port."""
+"""Real worker processes for tests: started with `python -m invsr_cli serve` on a free loopback port, or on the
+default endpoint (`bind=None`: a Unix socket beside the connection file where ZeroMQ has ipc)."""
 
 from __future__ import annotations
 
@@ -16,16 +17,21 @@ from invsr_wire.client import Client
 
 
 class WorkerProcess:
-    def __init__(self, folder: Path, weights: Path | None, *options: str, env: dict | None = None):
+    def __init__(self, folder: Path, weights: Path | None, *options: str, env: dict | None = None,
+                 bind: str | None = "tcp://127.0.0.1:*", preexec_fn=None):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.path = self.folder / "worker.json"
         self.log = self.folder / "worker.log"
-        command = [sys.executable, "-m", "invsr_cli", "serve", "--bind", "tcp://127.0.0.1:*", "--connection-file", str(self.path), "--log-file", str(self.log), "--device", "cpu"]
+        command = [sys.executable, "-m", "invsr_cli", "serve", "--connection-file", str(self.path),
+                   "--log-file", str(self.log), "--device", "cpu"]
+        if bind is not None:
+            command += ["--bind", bind]
         if weights is not None:
             command += ["--weights", str(weights)]
         self.output = open(self.folder / "worker.out", "wb")
-        self.process = subprocess.Popen([*command, *options], stdout=self.output, stderr=subprocess.STDOUT, env=env)
+        self.process = subprocess.Popen([*command, *options], stdout=self.output, stderr=subprocess.STDOUT, env=env,
+                                        preexec_fn=preexec_fn)
 
     def wait_ready(self, timeout: float = 120) -> "WorkerProcess":
         deadline = time.monotonic() + timeout
