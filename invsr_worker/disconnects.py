@@ -18,6 +18,7 @@ import zmq
 # Seconds after a disconnection during which clients with jobs are probed: libzmq forgets the peer's
 # routing id a moment after it reports the event, not before.
 RECHECK_SECONDS = 2.0
+PROBE_EVERY = 0.1  # seconds: the worker's loop may turn far more often than that while messages flow
 
 
 class DisconnectWatch:
@@ -25,14 +26,17 @@ class DisconnectWatch:
         self.router = router
         self.monitor = router.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         self.last_disconnection = -RECHECK_SECONDS
+        self.last_probe = -PROBE_EVERY
 
     def gone(self, clients: set[bytes], probe) -> list[bytes]:
         """Those of `clients` (routing ids) whose connection has closed. `probe()` makes the message to try."""
         while self.monitor.poll(0):
             self.monitor.recv_multipart()
             self.last_disconnection = time.monotonic()
-        if not clients or time.monotonic() - self.last_disconnection > RECHECK_SECONDS:
+        now = time.monotonic()
+        if not clients or now - self.last_disconnection > RECHECK_SECONDS or now - self.last_probe < PROBE_EVERY:
             return []
+        self.last_probe = now
         return [client for client in clients if not self._connected(client, probe())]
 
     def _connected(self, client: bytes, message: list) -> bool:
