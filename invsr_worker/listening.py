@@ -68,6 +68,7 @@ class SocketClaim:
 
     def __init__(self, socket_file: Path):
         connections.make_socket_folder(socket_file.parent)
+        self.socket_file = socket_file
         self.path = socket_file.with_name(socket_file.name + ".lock")
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         if not _lock(self.fd):
@@ -78,6 +79,11 @@ class SocketClaim:
             )
 
     def release(self) -> None:
+        """Remove the socket file (libzmq 4.3 leaves it), then let go of the claim."""
+        try:
+            self.socket_file.unlink()
+        except FileNotFoundError:
+            pass
         os.close(self.fd)  # the lock file stays: removing it would let two workers lock two different files
 
 

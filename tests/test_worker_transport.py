@@ -206,6 +206,8 @@ def test_other_users_cannot_even_connect_to_a_local_worker(weights, started):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700 and folder.stat().st_uid == os.getuid()
         with worker.client() as own:  # while its own user gets in as before
             assert own.hello()["pid"] == worker.process.pid
+        worker.stop()
+        assert not os.path.exists(endpoint[len("ipc://"):])  # libzmq leaves it; the worker does not
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
