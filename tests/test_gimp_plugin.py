@@ -478,8 +478,13 @@ def test_doctor_names_a_missing_settings_file_and_a_moved_python(tmp_path, monke
     out = capsys.readouterr().out
     assert "[FAIL] the worker: cannot run " in out and "moved-venv" in out and "run `invsr gimp install` again" in out
     settings.unlink()
-    assert main(["gimp", "doctor", "--gimp-dir", str(tmp_path)]) == 1
-    assert "[FAIL] the plug-in's settings cannot be read" in capsys.readouterr().out
+    try:
+        assert main(["gimp", "doctor", "--gimp-dir", str(tmp_path)]) == 1
+        assert "[FAIL] the plug-in's settings cannot be read" in capsys.readouterr().out
+    finally:  # that doctor started the default worker in tmp_path/run to round-trip a job: stop it
+        from invsr_wire.client import stop_worker
+
+        stop_worker(tmp_path / "run" / "worker.json")
 
 
 def test_the_plugin_reaches_a_curve_worker_with_the_key_given_at_install(tmp_path, monkeypatch, tiny_weights):
