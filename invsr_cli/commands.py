@@ -142,7 +142,11 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stop", action="store_true", help="stop the worker of the connection file (of any version) and exit")
-    parser.add_argument("--bind", default=connection.DEFAULT_ENDPOINT, help="endpoint to listen on (default: %(default)s)")
+    parser.add_argument(
+        "--bind", default=None, metavar="ENDPOINT",
+        help="endpoint to listen on, e.g. tcp://127.0.0.1:47290 (default: a Unix socket in an owner-only folder beside "
+        f"the connection file, which other users cannot reach; {connection.DEFAULT_ENDPOINT} on Windows)",
+    )
     parser.add_argument("--connection-file", type=Path, default=None, help="where to write the connection file (default: the user's runtime folder)")
     parser.add_argument("--log-file", type=Path, default=None, help="the worker's log, rotated at 5 MB (default: beside the connection file)")
     parser.add_argument("--preload", action="store_true", help="load the model now rather than at the first job")

@@ -4,8 +4,11 @@
     header, pixels = client.upscale(data, width, height, channels, "u16", {"seed": 1}, on_progress=print)
 
 It never hangs: while it waits it sends a heartbeat every second, and a worker that has not answered
-for `timeout` seconds (5 by default) is reported as lost; for a local worker, whether it died or froze,
-with the tail of its log. The worker in turn cancels the jobs of a client whose heartbeats stop.
+for `timeout` seconds (5 by default) is reported as lost; a local worker whose process died or was stopped
+(SIGSTOP) at once, with the tail of its log. A worker that refuses this client in ZeroMQ's handshake (a key
+it does not allow, the password of another worker's connection file) is reported as such at once, from the
+socket monitor's events. The worker in turn cancels the jobs of a client whose connection closes or whose
+heartbeats stop.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 import zmq
 
 from . import connection as connection_file
-from .errors import InvSRError, TooLarge, VersionMismatch, WorkerLost, error_for
+from .errors import InvSRError, TooLarge, Unauthorized, VersionMismatch, WorkerLost, error_for
 from .protocol import Message, new_id
 
 HEARTBEAT = 1.0
@@ -28,6 +31,11 @@ TIMEOUT = 5.0
 START_TIMEOUT = 180.0  # a first start imports PyTorch and may initialise a GPU
 SLOWEST_LINK = 2e6  # bytes per second: while pixels travel, heartbeats wait behind them; allow this slow a link
 LOG_TAIL_LINES = 15
+# What the socket monitor reports of each handshake (older libzmq lacks these events: then only the timeout speaks).
+HANDSHAKE_REFUSED = getattr(zmq, "EVENT_HANDSHAKE_FAILED_AUTH", 0)
+HANDSHAKE_BROKEN = getattr(zmq, "EVENT_HANDSHAKE_FAILED_PROTOCOL", 0)
+HANDSHAKE_CUT = getattr(zmq, "EVENT_HANDSHAKE_FAILED_NO_DETAIL", 0)
+HANDSHAKE_DONE = getattr(zmq, "EVENT_HANDSHAKE_SUCCEEDED", 0)
 
 
 class Client:
@@ -42,15 +50,21 @@ class Client:
         self.socket.setsockopt(zmq.LINGER, 0)
         # A DEALER blocks sending while no connection is up (a worker gone, a refused CurveZMQ key): never wait forever.
         self.socket.setsockopt(zmq.SNDTIMEO, int(timeout * 1000))
+        self.monitor = None
+        self.handshakes_cut = 0  # connections closed during the handshake, since the last one that succeeded
         try:
             if connection.curve_server_key:
                 if client_keys is None:
                     raise WorkerLost("this worker requires CurveZMQ: give the client's key pair (made by `invsr keys`)")
                 self.socket.curve_serverkey = connection.curve_server_key.encode("ascii")
                 self.socket.curve_publickey, self.socket.curve_secretkey = client_keys
+                self.client_public_key = bytes(client_keys[0]).decode("ascii")
             elif connection.socket_auth == "plain":
                 self.socket.plain_username = connection_file.SOCKET_USER
                 self.socket.plain_password = connection.socket_password
+            events = HANDSHAKE_REFUSED | HANDSHAKE_BROKEN | HANDSHAKE_CUT | HANDSHAKE_DONE
+            if events:  # before connecting, so as to hear about the first handshake
+                self.monitor = self.socket.get_monitor_socket(events)
             self.socket.connect(connection.endpoint)
         except zmq.ZMQError as error:
             self.close()
@@ -64,6 +78,10 @@ class Client:
         return cls(connection_file.read(path or connection_file.default_path()), **options)
 
     def close(self) -> None:
+        if self.monitor is not None:
+            self.socket.disable_monitor()
+            self.monitor.close(linger=0)
+            self.monitor = None
         self.socket.close(linger=0)
 
     def __enter__(self):
@@ -128,16 +146,26 @@ class Client:
         last_heard = next_beat = time.monotonic()
         job, cancel_sent, result_bytes = None, False, 0
         in_flight = sum(memoryview(b).nbytes for b in buffers)  # bytes that may hold up the worker's answers
+        poller = zmq.Poller()
+        for sock in (self.socket, self.monitor):
+            if sock is not None:
+                poller.register(sock, zmq.POLLIN)
         while True:
             now = time.monotonic()
+            allowed = self.timeout + in_flight / SLOWEST_LINK
+            if now >= next_beat or now - last_heard > allowed:
+                self._check_alive(now - last_heard, allowed)
             if now >= next_beat:
-                self._check_alive(now - last_heard, self.timeout + in_flight / SLOWEST_LINK)
                 if should_cancel is not None and job and not cancel_sent and should_cancel():
                     self._send(Message("cancel", {"id": new_id(), "job": job}))
                     cancel_sent = True
                 self._send(Message("ping", {"id": new_id()}))
                 next_beat = now + self.heartbeat
-            if not self.socket.poll(int(max(0.0, next_beat - time.monotonic()) * 1000) + 1):
+            wake = min(next_beat, last_heard + allowed)  # at the next heartbeat, or when silence becomes loss
+            ready = dict(poller.poll(int(max(0.0, wake - time.monotonic()) * 1000) + 1))
+            if self.monitor in ready:
+                self._check_handshakes()
+            if self.socket not in ready:
                 continue
             message = self._receive()
             last_heard = time.monotonic()
@@ -171,18 +199,64 @@ class Client:
         frames = self.socket.recv_multipart(copy=False)
         return Message.decode(self.key, [frame.buffer for frame in frames])
 
-    def _check_alive(self, silent_for: float, allowed: float) -> None:
-        """Raise WorkerLost when a local worker's process is gone, or when any worker is silent too long."""
-        died = self.connection.is_local and self.connection.pid and not _process_alive(self.connection.pid)
-        if died or silent_for > allowed:
-            raise WorkerLost(self._lost_message(died, silent_for), {"log_tail": self.log_tail()})
+    def _check_handshakes(self) -> None:
+        """Read the socket monitor's events; raise at once when the worker refused this client."""
+        from zmq.utils.monitor import parse_monitor_message
 
-    def _lost_message(self, died: bool, silent_for: float) -> str:
+        while self.monitor.poll(0):
+            event = parse_monitor_message(self.monitor.recv_multipart())["event"]
+            if event == HANDSHAKE_REFUSED:
+                raise Unauthorized(self._refused_message())
+            if event == HANDSHAKE_BROKEN:
+                raise WorkerLost(
+                    f"the handshake with {self.connection.endpoint} failed (ZeroMQ protocol error): it is not an "
+                    "InvSR worker of this connection file, or one that expects another kind of client (CurveZMQ or not)"
+                )
+            self.handshakes_cut = 0 if event == HANDSHAKE_DONE else self.handshakes_cut + 1
+
+    def _refused_message(self) -> str:
         where = f"the worker at {self.connection.endpoint}"
+        if self.connection.curve_server_key:
+            return (
+                f"{where} refused this client's CurveZMQ key {self.client_public_key}: it is not among the keys the "
+                "worker allows. Ask whoever runs the worker to put this client's public key file (NAME.key, made with its "
+                "NAME.key_secret by `invsr keys`) into the worker's --allowed-keys folder and restart it, or use a "
+                "key pair it allows"
+            )
+        return (
+            f"{where} refused this client's password (derived from the secret in the connection file): the "
+            "connection file is not that worker's, a stale one or another worker's. Use the file the worker "
+            "wrote at its last start (`invsr serve` names it), or start the worker again"
+        )
+
+    def _check_alive(self, silent_for: float, allowed: float) -> None:
+        """Raise WorkerLost when a local worker's process is gone or stopped, or when any worker is silent
+        too long."""
+        pid = self.connection.pid if self.connection.is_local else None
+        died = bool(pid) and not _process_alive(pid)
+        # A stopped process answers nothing until resumed: say so once a heartbeat has gone unanswered.
+        stopped = bool(pid) and not died and silent_for > 1.5 * self.heartbeat and _process_stopped(pid)
+        if died or stopped or silent_for > allowed:
+            raise WorkerLost(self._lost_message(died, stopped, silent_for), {"log_tail": self.log_tail()})
+
+    def _lost_message(self, died: bool, stopped: bool, silent_for: float) -> str:
+        where = f"the worker at {self.connection.endpoint}"
+        pid = self.connection.pid
         if died:
-            text = f"{where} (process {self.connection.pid}) has died"
-        elif self.connection.is_local and self.connection.pid:
-            text = f"{where} (process {self.connection.pid}) has not answered for {silent_for:.0f} s: it is frozen or overloaded"
+            text = f"{where} (process {pid}) has died"
+        elif stopped:
+            text = (
+                f"{where} (process {pid}) is stopped (by SIGSTOP, Ctrl-Z in its terminal, or a debugger): resume it "
+                f"with `kill -CONT {pid}`, or end it with `invsr serve --stop`"
+            )
+        elif self.handshakes_cut:
+            text = (
+                f"{where} closed the connection during ZeroMQ's handshake {self.handshakes_cut} time(s) and has not "
+                f"answered for {silent_for:.0f} s: its connection file may be stale (the worker started again since), "
+                "or its CurveZMQ server key is not this worker's"
+            )
+        elif self.connection.is_local and pid:
+            text = f"{where} (process {pid}) has not answered for {silent_for:.0f} s: it is frozen or overloaded"
         else:
             text = f"{where} has not answered for {silent_for:.0f} s"
         tail = self.log_tail()
@@ -202,6 +276,21 @@ def tail_of(path: Path, lines: int = LOG_TAIL_LINES) -> str:
             return "\n".join(f.read().decode("utf-8", "replace").splitlines()[-lines:])
     except OSError:
         return ""
+
+
+def _process_stopped(pid: int) -> bool:
+    """Whether the process is stopped (SIGSTOP, Ctrl-Z, a debugger): alive, but silent until resumed."""
+    if sys.platform == "win32":
+        return False
+    try:  # Linux: the state letter follows the parenthesised command name
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("T", "t")
+    except (OSError, IndexError):
+        pass
+    try:  # macOS and the BSDs: asked only once a heartbeat has gone unanswered
+        state = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True, timeout=2).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return state.strip().startswith("T")
 
 
 def _process_alive(pid: int) -> bool:

@@ -4,6 +4,9 @@ A worker writes it at start (owner-only, mode 0600) and removes it when it stops
 the protocol version, the per-start secret that signs every message, the worker's process id and log
 file (for a local client's diagnostics), and, when CurveZMQ is on, the worker's public key.
 
+A local worker listens by default on a Unix socket (ZeroMQ's ipc) in an owner-only folder beside this file,
+so that other users of the machine cannot even connect to it (see `default_endpoint`).
+
 Standard library only: this module also runs inside GIMP's Python.
 """
 
@@ -15,6 +18,7 @@ import hmac
 import json
 import os
 import secrets
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -23,8 +27,11 @@ from .atomic import write_atomically
 
 SOCKET_USER = b"invsr"  # the PLAIN handshake's user name (the password is what proves access)
 DEFAULT_PORT = 47290
-DEFAULT_ENDPOINT = f"tcp://127.0.0.1:{DEFAULT_PORT}"
+DEFAULT_ENDPOINT = f"tcp://127.0.0.1:{DEFAULT_PORT}"  # where ZeroMQ has no ipc, and on Windows
 FILE_NAME = "worker.json"
+SOCKET_FOLDER = "sockets"  # beside the connection file, owner-only: the ipc sockets of the workers there
+# The longest Unix socket path (sockaddr_un.sun_path, less its terminating zero): 103 bytes on macOS, 107 on Linux.
+MAX_SOCKET_PATH = 103 if sys.platform == "darwin" else 107
 
 
 def runtime_dir() -> Path:
@@ -76,6 +83,59 @@ def socket_password(key: bytes) -> bytes:
     return hmac.new(key, b"invsr socket password", hashlib.sha256).hexdigest().encode("ascii")
 
 
+def default_endpoint(connection_file: Path, has_ipc: bool, platform: str = sys.platform) -> str:
+    """Where a worker listens unless told otherwise (`--bind`): a Unix socket in an owner-only folder beside
+    its connection file (`sockets/NAME.sock`), so that other users cannot connect at all, and nothing they
+    send can cost the worker memory or open files. A path too long for a Unix socket goes to a folder of
+    this user's own in the temporary folder instead.
+
+    On Windows, and where ZeroMQ lacks ipc (`has_ipc`, from `zmq.has("ipc")`), loopback TCP: libzmq has
+    AF_UNIX sockets on Windows 10 only in some builds (pyzmq 22's wheels had them, 24 and 25 dropped them
+    for crashes, 26 brought them back), and GIMP's Python may hold another pyzmq than the worker's, so a
+    worker there could be unreachable from GIMP."""
+    if platform == "win32" or not has_ipc:
+        return DEFAULT_ENDPOINT
+    path = Path(connection_file).absolute().parent / SOCKET_FOLDER / f"{Path(connection_file).stem}.sock"
+    if len(os.fsencode(str(path))) > MAX_SOCKET_PATH:
+        digest = hashlib.sha256(os.fsencode(str(path))).hexdigest()[:16]
+        path = Path(tempfile.gettempdir()) / f"invsr-{os.getuid()}" / f"{digest}.sock"
+    return f"ipc://{path}"
+
+
+def make_socket_folder(folder: Path) -> Path:
+    """Create the folder of an ipc socket owner-only (0700), or make an existing one so: connecting to a Unix
+    socket needs search permission on its folder, so then only this user (and root) can. Refuses a folder
+    that another user owns, or a symbolic link, which someone else could have put there."""
+    folder = make_private_folder(folder)
+    if os.name != "posix":
+        return folder  # on Windows the user's own folders are private by their access lists
+    info = os.stat(folder, follow_symlinks=False)
+    if stat.S_ISLNK(info.st_mode) or info.st_uid != os.getuid():
+        raise PermissionError(
+            f"{folder} is not a folder of this user's own, so other users might reach the worker's socket "
+            "there: remove it, or choose another --connection-file or --bind"
+        )
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        folder.chmod(0o700)
+    return folder
+
+
+def ipc_path(endpoint: str) -> Path | None:
+    """The socket file of an ipc:// endpoint, or None for other transports."""
+    return Path(endpoint[len("ipc://"):]) if endpoint.startswith("ipc://") else None
+
+
+def reachable_endpoint(endpoint: str, connection_file: Path) -> str:
+    """An ipc endpoint as this process can reach it. In a container or a chroot (GIMP's, in the tests) the
+    worker's folder has another path than the worker wrote: the socket is then looked for at the same place
+    relative to the connection file (`sockets/NAME.sock` beside it)."""
+    socket_file = ipc_path(endpoint)
+    if socket_file is None or os.path.exists(socket_file):
+        return endpoint
+    beside = Path(connection_file).parent / socket_file.parent.name / socket_file.name
+    return f"ipc://{beside}" if os.path.exists(beside) else endpoint
+
+
 def is_loopback(endpoint: str) -> bool:
     """Whether a ZeroMQ endpoint stays on this machine."""
     if endpoint.startswith(("ipc://", "inproc://")):
@@ -116,7 +176,10 @@ def read(path: Path) -> Connection:
     if not isinstance(data, dict) or not {"endpoint", "key", "protocol"} <= set(data):
         raise ValueError(f"{path}: not an InvSR worker connection file")
     known = {f.name for f in dataclasses.fields(Connection)}
-    return Connection(**{k: v for k, v in data.items() if k in known})
+    connection = Connection(**{k: v for k, v in data.items() if k in known})
+    if not isinstance(connection.endpoint, str):
+        raise ValueError(f"{path}: the endpoint is not text")
+    return dataclasses.replace(connection, endpoint=reachable_endpoint(connection.endpoint, path))
 
 
 def remove(path: Path, connection: Connection) -> None:

@@ -52,6 +52,9 @@ from invsr_wire.errors import (
 )
 from invsr_wire.protocol import REQUESTS, Message, error_message, pixel_frame_size, version_text
 
+from . import listening
+from .access import Gatekeeper, allowed_curve_keys, unpredictable_routing_ids
+from .disconnects import DisconnectWatch
 from .jobs import OUTBOX, PRELOAD, Executor, Job, JobBoard, ModelHolder, refuse_non_finite
 from .replay import ReplayGuard
 
@@ -62,7 +65,7 @@ LOG_BYTES, LOG_BACKUPS = 5 * 1024 * 1024, 3  # the log rotates at this size, kee
 
 @dataclasses.dataclass
 class WorkerConfig:
-    bind: str = connections.DEFAULT_ENDPOINT
+    bind: str | None = None  # None: connections.default_endpoint (an owner-only ipc socket, else loopback TCP)
     connection_file: Path = dataclasses.field(default_factory=connections.default_path)
     log_file: Path = dataclasses.field(default_factory=connections.default_log_path)
     weights: Path | None = None
@@ -94,8 +97,10 @@ class Worker:
         self.replays = ReplayGuard()
         self.stopping = False
         self.model = ModelHolder(config)
-        self.authenticator = None
         self.executor_lost: str | None = None  # why no job can run any more, once the executor thread has ended
+        self.gatekeeper: Gatekeeper | None = None
+        self.socket_claim: listening.SocketClaim | None = None
+        self.disconnects: DisconnectWatch | None = None
 
     # --- start and stop ------------------------------------------------------------------------------
 
@@ -135,44 +140,46 @@ class Worker:
         return 0
 
     def _bind(self) -> zmq.Socket:
+        config = self.config
+        self.endpoint = config.bind or connections.default_endpoint(config.connection_file, zmq.has("ipc"))
+        unpredictable_routing_ids()  # before the ROUTER exists: its counter starts from rand()
+        listening.raise_open_file_limit()
         router = self.context.socket(zmq.ROUTER)
-        router.setsockopt(zmq.LINGER, 0)
-        router.setsockopt(zmq.MAXMSGSIZE, self.config.max_message_bytes)  # bigger messages: peer dropped
+        listening.limit_unproven_peers(router, config.max_message_bytes)
         self.curve_public_key = self._configure_access(router)
+        self.socket_claim = listening.claim(self.endpoint)
         try:
-            router.bind(self.config.bind)
+            router.bind(self.endpoint)
         except zmq.ZMQError as error:
             raise SystemExit(
-                f"invsr serve: cannot bind {self.config.bind}: {error.strerror}. If another InvSR worker is "
-                f"running, its connection file is {self.config.connection_file}; or choose --bind tcp://127.0.0.1:PORT"
+                f"invsr serve: cannot bind {self.endpoint}: {error.strerror}. If another InvSR worker is "
+                f"running, its connection file is {config.connection_file}; or choose --bind tcp://127.0.0.1:PORT"
             ) from None
+        self.disconnects = DisconnectWatch(router)
         return router
 
     def _configure_access(self, router: zmq.Socket) -> str | None:
-        """Admit to the socket only peers that prove access in ZeroMQ's handshake (ZAP): an allowed
-        CurveZMQ key, or else the PLAIN password derived from the secret. A peer without it never gets
-        a routing id, so it can neither flood the worker nor take another client's place (ROUTER ids are
-        predictable) nor reach libzmq's assertion on a colliding id. Returns the CurveZMQ public key."""
-        import zmq.auth
-        from zmq.auth.thread import ThreadAuthenticator
-
+        """Admit to the socket only peers that prove access in ZeroMQ's handshake (access.Gatekeeper): an
+        allowed CurveZMQ key, or else the PLAIN password derived from the secret. A peer without it never
+        gets a routing id and cannot send a message. Returns the CurveZMQ public key."""
         config = self.config
-        if config.curve_keys is None and not connections.is_loopback(config.bind) and not config.insecure:
+        if config.curve_keys is None and not connections.is_loopback(self.endpoint) and not config.insecure:
             raise SystemExit(
-                f"invsr serve: refusing to bind {config.bind} beyond this machine without encryption: give "
+                f"invsr serve: refusing to bind {self.endpoint} beyond this machine without encryption: give "
                 "--curve-keys DIR and --allowed-keys DIR (make keys with `invsr keys DIR`), or --insecure"
             )
         if config.curve_keys is not None and config.allowed_keys is None:
             raise SystemExit("invsr serve: --curve-keys needs --allowed-keys DIR, the public keys of allowed clients")
-        self.authenticator = ThreadAuthenticator(self.context)
-        self.authenticator.start()
         if config.curve_keys is None:
-            password = connections.socket_password(self.key).decode()
-            self.authenticator.configure_plain(domain="*", passwords={connections.SOCKET_USER.decode(): password})
+            self.gatekeeper = Gatekeeper(self.context, password=connections.socket_password(self.key))
+            self.gatekeeper.start()
             router.plain_server = True
             return None
+        import zmq.auth
+
         public, secret = zmq.auth.load_certificate(Path(config.curve_keys) / "server.key_secret")
-        self.authenticator.configure_curve(domain="*", location=str(config.allowed_keys))
+        self.gatekeeper = Gatekeeper(self.context, allowed_keys=allowed_curve_keys(config.allowed_keys))
+        self.gatekeeper.start()
         router.curve_server = True
         router.curve_publickey, router.curve_secretkey = public, secret
         return public.decode("ascii")
@@ -182,9 +189,13 @@ class Worker:
         self.stopping = True
 
     def _close(self) -> None:
-        if self.authenticator is not None:
-            self.authenticator.stop()
+        if self.disconnects is not None:
+            self.disconnects.close()
         self.router.close(linger=0)
+        if self.gatekeeper is not None:  # only once the socket it guards is closed
+            self.gatekeeper.stop()
+        if self.socket_claim is not None:
+            self.socket_claim.release()
         self.outbox.close(linger=0)
         self.context.term()
 
@@ -364,9 +375,16 @@ class Worker:
             self._send(job.client, failure)
 
     def _cancel_abandoned_jobs(self) -> None:
+        """Cancel the jobs of clients whose connection closed (at once), or that sent no heartbeat for
+        `client_timeout` seconds (a client across a network may vanish without closing it)."""
         now = time.monotonic()
-        for job in self.board.all():
-            if self.last_seen.get(job.client, 0.0) < now - self.config.client_timeout:
+        jobs = self.board.all()
+        closed = set(self.disconnects.gone({job.client for job in jobs}, lambda: Message("pong", {}).encode(self.key)))
+        for job in jobs:
+            if job.client in closed:
+                self.board.cancel(job, "the client disconnected")
+                self.last_seen.pop(job.client, None)
+            elif self.last_seen.get(job.client, 0.0) < now - self.config.client_timeout:
                 self.board.cancel(job, f"the client sent no heartbeat for {self.config.client_timeout:g} s")
         if len(self.last_seen) > 1000:  # forget clients long gone
             forgotten = now - 60 * self.config.client_timeout

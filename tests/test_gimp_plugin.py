@@ -79,7 +79,8 @@ def workspace(gimp, tiny_weights):
 
 @pytest.fixture(scope="module")
 def worker(workspace):
-    process = WorkerProcess(workspace / "run", workspace / "weights", "--preload").wait_ready()
+    # the default endpoint, as a user's worker has it: an ipc socket that GIMP reaches inside its chroot
+    process = WorkerProcess(workspace / "run", workspace / "weights", "--preload", bind=None).wait_ready()
     yield process
     process.stop()
 
@@ -383,7 +384,8 @@ def test_missing_zmq_in_gimps_python_is_explained(gimp, workspace):
 
 def test_the_plugin_starts_the_local_worker_and_reuses_it(gimp, workspace, pipeline):
     run_dir = workspace / "auto-run"
-    command = [sys.executable, "-m", "invsr_cli", "serve", "--bind", "tcp://127.0.0.1:*", "--weights", gimp.inside(workspace / "weights"), "--device", "cpu"]
+    weights = gimp.inside(workspace / "weights")
+    command = [sys.executable, "-m", "invsr_cli", "serve", "--weights", weights, "--device", "cpu"]  # the default bind
     (workspace / "start.json").write_text(json.dumps({"start_command": command}))
     env = {"INVSR_RUNTIME_DIR": gimp.inside(run_dir), "INVSR_GIMP_SETTINGS": gimp.inside(workspace / "start.json"), "HF_HUB_OFFLINE": "1"}
     first = scenario("first", [photo_layer()], record_calls=True, options={"server": ""})  # as GIMP runs it, with the bar recorded
@@ -491,8 +493,13 @@ def test_doctor_names_a_missing_settings_file_and_a_moved_python(tmp_path, monke
     out = capsys.readouterr().out
     assert "[FAIL] the worker: cannot run " in out and "moved-venv" in out and "run `invsr gimp install` again" in out
     settings.unlink()
-    assert main(["gimp", "doctor", "--gimp-dir", str(tmp_path)]) == 1
-    assert "[FAIL] the plug-in's settings cannot be read" in capsys.readouterr().out
+    try:
+        assert main(["gimp", "doctor", "--gimp-dir", str(tmp_path)]) == 1
+        assert "[FAIL] the plug-in's settings cannot be read" in capsys.readouterr().out
+    finally:  # that doctor started the default worker in tmp_path/run to round-trip a job: stop it
+        from invsr_wire.client import stop_worker
+
+        stop_worker(tmp_path / "run" / "worker.json")
 
 
 def test_the_plugin_reaches_a_curve_worker_with_the_key_given_at_install(tmp_path, monkeypatch, tiny_weights):

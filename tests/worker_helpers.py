@@ -1,4 +1,5 @@
-"""Real worker processes for tests: started with `python -m invsr_cli serve` on a free loopback port.
+"""Real worker processes for tests: started with `python -m invsr_cli serve` on a free loopback port, or on the
+default endpoint (`bind=None`: a Unix socket beside the connection file where ZeroMQ has ipc).
 
 Use one as a context manager (or stop it in a fixture's teardown), so that it is stopped when a test
 fails; `wait_ready` stops it itself when it does not start."""
@@ -25,7 +26,8 @@ RUN_COMMAND = "import sys\nfrom invsr_cli.commands import main\nsys.exit(main(sy
 
 class WorkerProcess:
     def __init__(self, folder: Path, weights: Path | None, *options: str, env: dict | None = None,
-                 log_file: Path | None = None, prelude: str | None = None):
+                 log_file: Path | None = None, prelude: str | None = None, bind: str | None = "tcp://127.0.0.1:*",
+                 preexec_fn=None):
         """`prelude`: Python statements run in the worker's process before the command, for a test that
         must make the worker fail in a way no input can."""
         self.folder = Path(folder)
@@ -33,12 +35,15 @@ class WorkerProcess:
         self.path = self.folder / "worker.json"
         self.log = Path(log_file) if log_file is not None else self.folder / "worker.log"
         program = ["-m", "invsr_cli"] if prelude is None else ["-c", prelude + "\n" + RUN_COMMAND]
-        command = [sys.executable, *program, "serve", "--bind", "tcp://127.0.0.1:*",
-                   "--connection-file", str(self.path), "--log-file", str(self.log), "--device", "cpu"]
+        command = [sys.executable, *program, "serve", "--connection-file", str(self.path),
+                   "--log-file", str(self.log), "--device", "cpu"]
+        if bind is not None:
+            command += ["--bind", bind]
         if weights is not None:
             command += ["--weights", str(weights)]
         self.output = open(self.folder / "worker.out", "wb")
-        self.process = subprocess.Popen([*command, *options], stdout=self.output, stderr=subprocess.STDOUT, env=env)
+        self.process = subprocess.Popen([*command, *options], stdout=self.output, stderr=subprocess.STDOUT, env=env,
+                                        preexec_fn=preexec_fn)
 
     def __enter__(self) -> "WorkerProcess":
         return self
