@@ -17,11 +17,10 @@ from pathlib import Path
 
 import invsr_wire
 from invsr import __version__
+from invsr_gimp import PLUGIN_DIR, PLUGIN_NAME
 from invsr_wire.errors import InvSRError
 from invsr_wire.keys import load_key_pair
 
-PLUGIN_NAME = "invsr-upscale"
-SOURCE = Path(__file__).resolve().parent.parent / "plugin" / PLUGIN_NAME
 SETTINGS_FILE = "invsr-settings.json"
 GIMP_PYTHON_CHECK = "import sys, gi, zmq; gi.require_version('Gimp', '3.0'); from gi.repository import Gimp; print(sys.executable, zmq.__version__)"
 
@@ -67,8 +66,8 @@ def start_command(weights: Path | None = None, device: str = "auto", dtype: str 
 
 def install(gimp_dir: Path | None, weights: Path | None = None, device: str = "auto", dtype: str = "auto", client_key: Path | None = None) -> list[Path]:
     """`client_key`: this computer's .key_secret, for a remote worker that requires CurveZMQ."""
-    if not (SOURCE / f"{PLUGIN_NAME}.py").is_file():
-        raise InvSRError(f"the plug-in's source is not at {SOURCE}: install invsr from a source checkout (pip install -e .)")
+    if not (PLUGIN_DIR / f"{PLUGIN_NAME}.py").is_file():
+        raise InvSRError(f"the plug-in's files are missing from {PLUGIN_DIR}: reinstall invsr-gimp with pip")
     settings = {"start_command": start_command(weights, device, dtype), "python": sys.executable, "version": __version__}
     if client_key is not None:
         settings["client_key"] = str(_checked_key(client_key))
@@ -92,9 +91,9 @@ def _checked_key(path: Path) -> Path:
 
 
 def _plugin_files() -> dict[str, Path]:
-    """Each file of the installed plug-in (relative path) and its source in this package."""
-    files = {f"{PLUGIN_NAME}.py": SOURCE / f"{PLUGIN_NAME}.py"}
-    files |= {f"invsr_plugin/{module.name}": module for module in sorted((SOURCE / "invsr_plugin").glob("*.py"))}
+    """Each file of the installed plug-in (relative path) and its source in the installed packages."""
+    files = {f"{PLUGIN_NAME}.py": PLUGIN_DIR / f"{PLUGIN_NAME}.py"}
+    files |= {f"invsr_plugin/{module.name}": module for module in sorted((PLUGIN_DIR / "invsr_plugin").glob("*.py"))}
     wire = Path(invsr_wire.__file__).parent
     return files | {f"invsr_wire/{module.name}": module for module in sorted(wire.glob("*.py"))}
 

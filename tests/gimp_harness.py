@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+PLUGINS = REPO / "invsr_gimp"  # the folder holding the plug-in's folder, as GIMP's plug-in path lists it
 DEFAULT_ROOT = Path(os.environ.get("INVSR_GIMP_ROOT", "/var/cache/invsr-gimp/trixie"))
 GIMP_CONSOLE = "gimp-console-3.0"
 
@@ -88,7 +89,7 @@ class GimpRunner:
             return str(path)
         return "/" + str(path.relative_to(self.root)) if self.root in path.parents else str(path)
 
-    def run_batch(self, script: Path, home: Path, env: dict, plugin_path: Path | None = REPO / "plugin", timeout: float = 600, screen: bool = False) -> subprocess.CompletedProcess:
+    def run_batch(self, script: Path, home: Path, env: dict, plugin_path: Path | None = PLUGINS, timeout: float = 600, screen: bool = False) -> subprocess.CompletedProcess:
         """Run `script` in GIMP's Python batch interpreter with a throw-away configuration in `home`;
         plug-ins load from `plugin_path` (the source tree) besides GIMP's own folders; with `screen`, on
         a virtual X screen, where plug-ins can open their dialogs."""

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from gimp_harness import REPO, GimpRunner
+from gimp_harness import PLUGINS, REPO, GimpRunner
 from invsr.request import UpscaleRequest
 from worker_helpers import WorkerProcess
 
@@ -90,7 +90,7 @@ def run_gimp(gimp, workspace, name, scenarios, env=None, installed=None, screen=
     out.mkdir()
     plan = {
         "out": gimp.inside(out),
-        "plugin": gimp.inside(installed / "invsr-upscale" if installed else REPO / "plugin" / "invsr-upscale"),
+        "plugin": gimp.inside(installed / "invsr-upscale" if installed else PLUGINS / "invsr-upscale"),
         "connection_file": gimp.inside(workspace / "run" / "worker.json"),
         "scenarios": scenarios,
     }
@@ -99,7 +99,7 @@ def run_gimp(gimp, workspace, name, scenarios, env=None, installed=None, screen=
     if installed:
         (out / "gimp-config").mkdir()
         (out / "gimp-config" / "plug-ins").symlink_to(gimp.inside(installed))  # as GIMP sees it
-    done = gimp.run_batch(SCENARIOS, out, variables, plugin_path=None if installed else REPO / "plugin", timeout=180 if screen else 600, screen=screen)
+    done = gimp.run_batch(SCENARIOS, out, variables, plugin_path=None if installed else PLUGINS, timeout=180 if screen else 600, screen=screen)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (out / "gimp-stderr.txt").write_text(done.stderr)
     results = json.loads((out / "results.json").read_text())
@@ -452,10 +452,10 @@ def test_reinstalling_keeps_the_users_vendor_folder_and_replaces_a_link(tmp_path
 
     linked = tmp_path / "linked"
     linked.mkdir()
-    (linked / "invsr-upscale").symlink_to(REPO / "plugin" / "invsr-upscale")  # a developer's set-up
+    (linked / "invsr-upscale").symlink_to(PLUGINS / "invsr-upscale")  # a developer's set-up
     assert main(["gimp", "install", "--gimp-dir", str(linked)]) == 0
     assert not (linked / "invsr-upscale").is_symlink() and (linked / "invsr-upscale" / "invsr_wire" / "client.py").is_file()
-    assert (REPO / "plugin" / "invsr-upscale" / "invsr_wire").is_symlink()  # the source tree untouched
+    assert (PLUGINS / "invsr-upscale" / "invsr_wire").is_symlink()  # the source tree untouched
 
 
 def test_install_finds_gimps_folder_under_xdg_config_home(tmp_path, monkeypatch):
@@ -504,7 +504,7 @@ def test_the_plugin_reaches_a_curve_worker_with_the_key_given_at_install(tmp_pat
     _, laptop = make_key_pair(tmp_path / "allowed", "laptop")
     plugins = tmp_path / "plug-ins"
     assert main(["gimp", "install", "--gimp-dir", str(plugins), "--client-key", str(tmp_path / "server" / "server.key")]) == 1  # a public key
-    monkeypatch.syspath_prepend(str(REPO / "plugin" / "invsr-upscale"))
+    monkeypatch.syspath_prepend(str(PLUGINS / "invsr-upscale"))
     from invsr_plugin import flow
 
     worker = WorkerProcess(tmp_path / "w", tiny_weights.noise_predictor.parent, "--curve-keys", str(tmp_path / "server"), "--allowed-keys", str(tmp_path / "allowed")).wait_ready()
@@ -524,7 +524,7 @@ def test_the_plugin_reaches_a_curve_worker_with_the_key_given_at_install(tmp_pat
 def test_a_mistyped_endpoint_in_the_worker_file_is_named(tmp_path, monkeypatch):
     from invsr_wire import connection
 
-    monkeypatch.syspath_prepend(str(REPO / "plugin" / "invsr-upscale"))
+    monkeypatch.syspath_prepend(str(PLUGINS / "invsr-upscale"))
     from invsr_plugin import flow
 
     path = tmp_path / "worker.json"
@@ -534,7 +534,7 @@ def test_a_mistyped_endpoint_in_the_worker_file_is_named(tmp_path, monkeypatch):
 
 
 def test_the_progress_bar_pulses_while_the_worker_loads_or_compiles_and_counts_tiles_otherwise(monkeypatch):
-    monkeypatch.syspath_prepend(str(REPO / "plugin" / "invsr-upscale"))
+    monkeypatch.syspath_prepend(str(PLUGINS / "invsr-upscale"))
     from invsr_plugin.flow import progress_update
 
     assert progress_update({"stage": "loading model", "done": 0, "total": 0}, 0, 1) == (None, "InvSR: loading the model (once, after the worker starts)")
