@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from gimp_harness import PLUGINS, REPO, GimpRunner
+from gimp_harness import PLUGINS, REPO, VERSIONS, GimpRunner
 from invsr.request import UpscaleRequest
 from worker_helpers import WorkerProcess
 
@@ -62,9 +62,10 @@ MAIN = [
 ]
 
 
-@pytest.fixture(scope="module")
-def gimp():
-    with GimpRunner.find_or_build() as runner:
+@pytest.fixture(scope="module", params=VERSIONS)
+def gimp(request):
+    """Every scenario runs in each GIMP version the plug-in supports."""
+    with GimpRunner.find_or_build(request.param) as runner:
         yield runner
 
 

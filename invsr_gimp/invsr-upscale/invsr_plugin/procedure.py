@@ -112,8 +112,11 @@ def upscale(image, drawables, options: Options, adapter):
 
 
 def _dialog_accepted(procedure, config) -> bool:
+    from .gimp_adapter import choices_as_combo_boxes
+
     GimpUi.init(PROCEDURE)
     dialog = GimpUi.ProcedureDialog.new(procedure, config, "Upscale (InvSR)")
+    choices_as_combo_boxes(dialog, ("color-fix", "output"))
     dialog.fill(None)
     accepted = dialog.run()
     dialog.destroy()
