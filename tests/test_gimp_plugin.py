@@ -69,6 +69,13 @@ def gimp(request):
         yield runner
 
 
+@pytest.fixture(autouse=True)
+def gimp_python_is_this_one(monkeypatch):
+    """Where a test installs the plug-in but runs no GIMP, this Python (which has pyzmq) stands for GIMP's:
+    the installer then has no pyzmq to fetch. Tests of GIMP's own Python name it themselves."""
+    monkeypatch.setenv("INVSR_GIMP_PYTHON", sys.executable)
+
+
 @pytest.fixture(scope="module")
 def workspace(gimp, tiny_weights):
     folder = gimp.workspace()
@@ -404,11 +411,14 @@ def test_the_plugin_starts_the_local_worker_and_reuses_it(gimp, workspace, pipel
             os.kill(json.loads((run_dir / "worker.json").read_text())["pid"], signal.SIGTERM)
 
 
-def test_installed_plugin_works_in_gimp_and_doctor_finds_every_link(gimp, workspace, worker, pipeline):
+def test_installed_plugin_works_in_gimp_and_doctor_finds_every_link(gimp, workspace, worker, pipeline, monkeypatch):
     from invsr_cli.commands import main
 
+    monkeypatch.delenv("INVSR_GIMP_PYTHON")
     plugins = workspace / "installed-plug-ins"
-    assert main(["gimp", "install", "--gimp-dir", str(plugins), "--weights", gimp.inside(workspace / "weights"), "--device", "cpu"]) == 0
+    python = ["--gimp-python", gimp.python_command()] if gimp.python_command() else []  # the Python GIMP runs
+    weights = gimp.inside(workspace / "weights")
+    assert main(["gimp", "install", "--gimp-dir", str(plugins), "--weights", weights, "--device", "cpu", *python]) == 0
     env = {"INVSR_RUNTIME_DIR": gimp.inside(workspace / "run")}
     folder, results = run_gimp(gimp, workspace, "installed", [scenario("rgb8", [photo_layer()], arguments={"scale": 2.0})], env, installed=plugins)
     result = results["rgb8"]
@@ -465,13 +475,28 @@ def test_install_finds_gimps_folder_under_xdg_config_home(tmp_path, monkeypatch)
     monkeypatch.delenv("GIMP3_DIRECTORY", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))  # no GIMP on it
     assert plugin_dirs(None) == [tmp_path / "config" / "GIMP" / "3.0" / "plug-ins"]  # GIMP's default there
     (tmp_path / "config" / "GIMP" / "3.2").mkdir(parents=True)
     assert plugin_dirs(None) == [tmp_path / "config" / "GIMP" / "3.2" / "plug-ins"]
 
 
+def test_before_gimp_32_first_starts_the_plugin_goes_to_its_folder(tmp_path, monkeypatch):
+    """No configuration folder yet (GIMP never started): the folder of the newest GIMP 3 installed."""
+    from invsr_cli.gimp_setup import plugin_dirs
+
+    monkeypatch.delenv("GIMP3_DIRECTORY", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    console = tmp_path / "bin" / "gimp-console-3.2"
+    console.parent.mkdir()
+    console.write_text("#!/bin/sh\n")
+    console.chmod(0o755)
+    monkeypatch.setenv("PATH", str(console.parent))
+    assert plugin_dirs(None) == [tmp_path / "config" / "GIMP" / "3.2" / "plug-ins"]
+
+
 def test_doctor_checks_the_python_gimp_runs_not_this_environments(monkeypatch):
-    from invsr_cli.gimp_setup import _path_without_environments
+    from invsr_cli.gimp_python import path_without_environments as _path_without_environments
 
     monkeypatch.setenv("VIRTUAL_ENV", "/home/me/venv")
     ours = os.path.join(sys.prefix, "bin")  # the tests' own environment, activated or not
