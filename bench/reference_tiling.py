@@ -1,4 +1,4 @@
-"""The reference implementation's tiling scheme, rebuilt from its description (INVSR.md) on our sampler,
+"""The reference implementation's tiling scheme, rebuilt from its description (docs/METHOD.md) on our sampler,
 so that both schemes are measured side by side: 128-pixel input tiles at a stride of 64 (half a tile),
 fresh noise drawn for every tile, results blended after decoding with a separable Gaussian weight
 (sigma 0.15 of the tile), and the colour fix applied to the blended whole.

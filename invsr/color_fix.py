@@ -1,4 +1,4 @@
-"""Colour correction of a super-resolved image against its low-resolution source (INVSR.md, "Colour fix").
+"""Colour correction of a super-resolved image against its low-resolution source (docs/METHOD.md, "Colour fix").
 
 Diffusion decoders drift in tone; these keep the detail of the result and take the colours from the
 input. The reference is built from the unpadded input resized to the output size, so it lines up with

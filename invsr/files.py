@@ -2,35 +2,65 @@
 one report entry per image, and a bad file reported and skipped rather than stopping the others.
 
 `pipeline` is anything with `upscale(array, request, progress)`: InvSRPipeline in-process, or
-remote.RemotePipeline through the worker.
+remote.RemotePipeline through the worker. What the input file says besides its pixels (EXIF, XMP, IPTC,
+resolution) is written into the output, made true for it (metadata.py), unless `strip_metadata`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
+from . import __version__
 from .errors import DeviceError, ImageFileError, InvSRError
 
 
-def plan_jobs(inputs: list[Path], output: Path, is_image) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
+@dataclasses.dataclass(frozen=True)
+class FileOptions:
+    """How files are found, named and written, besides the upscale itself."""
+
+    recursive: bool = False  # folders with their subfolders, the tree kept under the output folder
+    suffix: str = ""  # added to each output's name before its extension (photo.jpg -> photo_x4.jpg)
+    skip_existing: bool = False  # an output that exists is done: resume an interrupted run
+    strip_metadata: bool = False  # write no EXIF, XMP, IPTC, resolution or provenance
+    keep_print_size: bool = False  # scale the resolution (DPI) with the pixels, rather than keep it
+
+
+Jobs = list[tuple[Path, Path]]
+
+
+def plan_jobs(
+    inputs: list[Path], output: Path | None, is_image, options: FileOptions = FileOptions()
+) -> tuple[Jobs, list[tuple[Path, str]]]:
     """(input, output) pairs, and (input, reason) for what cannot be done. One file may go to a file;
-    anything else goes into the output folder under its own name."""
-    sources, failures = [], []
+    anything else goes into the output folder under its own name (with `recursive`, under its path in
+    the folder given), or with no output folder next to its input; `suffix` is added to the names."""
+    found, failures = [], []  # (source, its name or path relative to the output folder, whether a folder's)
     for given in inputs:
         if given.is_dir():
-            sources += sorted(p for p in given.iterdir() if p.is_file() and is_image(p))
+            images = _images_in(given, is_image, options.recursive, output)
+            found += [(path, path.relative_to(given), True) for path in images]
         elif given.exists() or is_image(given):
-            sources.append(given)  # a missing file is reported when it is read, like a damaged one
+            found.append((given, Path(given.name), False))  # a missing file is reported when read, like a damaged one
         else:
             failures.append((given, "no such file or folder"))
-    single_file = len(inputs) == 1 and not inputs[0].is_dir() and not output.is_dir() and is_image(output)
+    one_file = len(inputs) == 1 and not inputs[0].is_dir()
+    single_file = one_file and output is not None and not output.is_dir() and is_image(output)
     if single_file:
-        pairs = [(sources[0], output)] if sources else []
+        pairs = [(found[0][0], output)] if found else []
     else:
-        pairs = [(source, output / source.name) for source in sources]
+        base = {source: (output / relative if output is not None else source) for source, relative, _ in found}
+        named = {source: path.with_name(path.stem + options.suffix + path.suffix) for source, path in base.items()}
+        pairs = [(source, named[source]) for source, _, _ in found]
+        produced = {target for _, target in pairs}  # a folder's file that this run writes is an output, not an input
+        from_folders = {source for source, _, in_folder in found if in_folder}
+        pairs = [(source, target) for source, target in pairs if not (source in from_folders and source in produced)]
+    sources = [source for source, _ in pairs]
     inputs_seen = {_file_identity(source) for source in sources}  # none may be overwritten, even one not yet read
     jobs, taken = [], set()
     for source, target in pairs:
@@ -44,6 +74,31 @@ def plan_jobs(inputs: list[Path], output: Path, is_image) -> tuple[list[tuple[Pa
     return jobs, failures
 
 
+def _images_in(folder: Path, is_image, recursive: bool, output: Path | None) -> list[Path]:
+    """The image files in `folder`, sorted; with `recursive` in its subfolders too, but not in `output`
+    (where an earlier run's results are) and not through links to folders."""
+    if not recursive:
+        return sorted(p for p in folder.iterdir() if p.is_file() and is_image(p))
+    skipped = _file_identity(output) if output is not None and output.is_dir() else None
+    found = []
+    for top, folders, files in os.walk(folder):
+        folders[:] = sorted(name for name in folders if _file_identity(Path(top) / name) != skipped)
+        paths = [Path(top) / name for name in sorted(files)]
+        found += [path for path in paths if is_image(path) and path.is_file()]
+    return found
+
+
+def pending(jobs: Jobs) -> tuple[Jobs, Jobs]:
+    """(to do, done): a job is done when its output exists, as only a finished output does (outputs are
+    written to a temporary name and renamed). Temporary files that interrupted runs left are removed."""
+    done = [(source, target) for source, target in jobs if target.is_file() and target.stat().st_size > 0]
+    from .image_io import remove_stale_partials
+
+    for folder in {target.parent for _, target in jobs}:
+        remove_stale_partials(folder)
+    return [job for job in jobs if job not in done], done
+
+
 def _file_identity(path: Path):
     """The same value for two names of one file: through links, and on case-insensitive disks."""
     try:
@@ -53,7 +108,7 @@ def _file_identity(path: Path):
         return os.path.normcase(path.resolve())
 
 
-def upscale_files(pipeline, jobs, request) -> list[dict]:
+def upscale_files(pipeline, jobs, request, options: FileOptions = FileOptions()) -> list[dict]:
     from tqdm import tqdm
 
     entries = []
@@ -62,8 +117,8 @@ def upscale_files(pipeline, jobs, request) -> list[dict]:
             bar.set_description(source.name)
             entry = {"input": str(source), "output": str(target)}
             try:
-                entry.update(upscale_file(pipeline, source, target, request, bar))
-                for notice in entry["tiling"]["notices"]:
+                entry.update(upscale_file(pipeline, source, target, request, bar, options))
+                for notice in entry["tiling"]["notices"] + entry.pop("file_notes"):
                     bar.write(f"invsr: {source.name}: {notice}", file=sys.stderr)
                 bar.write(f"{source} -> {target} ({entry['seconds']['total']:.1f} s)")
             except DeviceError:  # the device (or its compiler) can do no image: stop at the first
@@ -75,7 +130,8 @@ def upscale_files(pipeline, jobs, request) -> list[dict]:
     return entries
 
 
-def upscale_file(pipeline, source: Path, target: Path, request, bar=None) -> dict:
+def upscale_file(pipeline, source: Path, target: Path, request, bar=None, options: FileOptions = FileOptions()) -> dict:
+    """Upscale one file; the report's entry, with `file_notes`: what the output could not keep."""
     from .image_io import (
         EIGHT_BIT_ONLY,
         JPEG_SUFFIXES,
@@ -85,6 +141,7 @@ def upscale_file(pipeline, source: Path, target: Path, request, bar=None) -> dic
         without_opaque_alpha,
         write_image,
     )
+    from .metadata import Metadata, Provenance, for_output
 
     if _file_identity(source) == _file_identity(target):
         raise ImageFileError(f"{source}: refusing to overwrite the input with its upscale; choose another output")
@@ -103,10 +160,32 @@ def upscale_file(pipeline, source: Path, target: Path, request, bar=None) -> dic
 
     result = pipeline.upscale(pixels, request, progress=show)
     notes = {"invsr": result.report["warning"]} if "warning" in result.report else {}
+    file_notes = []
     if target.suffix.lower() in EIGHT_BIT_ONLY and result.image.dtype != "uint8":
-        print(f"invsr: note: {target.name} holds 8 bits per channel; use PNG or TIFF to keep all {result.image.dtype} precision", file=sys.stderr)
+        precision = result.image.dtype
+        file_notes.append(
+            f"note: {target.name} holds 8 bits per channel; use PNG or TIFF to keep all {precision} precision"
+        )
+    keeps_floats = target.suffix.lower() in (".tif", ".tiff")
+    if result.image.dtype == np.float32 and not keeps_floats and _beyond_one(result.image):
+        file_notes.append(
+            f"note: {target.name} holds values from 0 to 1 only, so values above 1 or below 0 are clipped; "
+            "write TIFF to keep them"
+        )
+    metadata = None
+    if not options.strip_metadata:
+        size = lambda array: (array.shape[1], array.shape[0])  # noqa: E731 (width, height)
+        provenance = Provenance.of(result.report, __version__)
+        read = image.metadata or Metadata()
+        metadata = for_output(read, size(pixels), size(result.image), provenance, options.keep_print_size)
     written = time.perf_counter()
-    write_image(target, ImageFile(result.image, image.icc_profile), notes)
+    file_notes += write_image(target, ImageFile(result.image, image.icc_profile, metadata), notes)
     seconds = dict(result.report["seconds"], read=round(read_seconds, 4), write=round(time.perf_counter() - written, 4))
     seconds["total"] = round(time.perf_counter() - started, 4)
-    return dict(result.report, seconds=seconds)
+    return dict(result.report, seconds=seconds, file_notes=file_notes)
+
+
+def _beyond_one(pixels: np.ndarray) -> bool:
+    """Whether a colour value lies outside [0, 1] (alpha, the last of 2 or 4 channels, does not count)."""
+    colour = pixels[..., : 3 if pixels.shape[2] >= 3 else 1] if pixels.ndim == 3 else pixels
+    return bool(colour.min() < 0 or colour.max() > 1)

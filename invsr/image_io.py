@@ -7,8 +7,9 @@ JPEG and WebP go through Pillow, and so do CMYK images (converted to RGB through
 gray + alpha TIFFs, which OpenCV would flatten. EXIF orientation is applied on reading, for every format
 (by OpenCV for TIFF, by Pillow for JPEG and WebP, here for PNG).
 ICC profiles are read from every format and written into PNG, JPEG and WebP (not TIFF), but only where
-the profile's colour space is the image's (gray or RGB). Files are written to a temporary name and
-renamed, so an interrupted run never leaves half an image.
+the profile's colour space is the image's (gray or RGB). EXIF, XMP, IPTC and the resolution are read
+and written by metadata.py (into TIFF by adding tags to OpenCV's file: tiff_tags.py). Files are written
+to a temporary name and renamed, so an interrupted run never leaves half an image.
 """
 
 from __future__ import annotations
@@ -17,12 +18,15 @@ import dataclasses
 import io
 import os
 import struct
+import warnings
 import zlib
 from pathlib import Path
 
 import numpy as np
 
 from .errors import ImageFileError
+from .metadata import IPTC_TAG, Metadata, fitted, pillow_options, png_chunks, png_chunks_for, read_metadata, tiff_tags
+from .tiff_tags import add_tags
 
 OPENCV_SUFFIXES = (".png", ".tif", ".tiff")
 PILLOW_SUFFIXES = (".jpg", ".jpeg", ".webp")
@@ -36,6 +40,7 @@ MAX_SIDE = {".jpg": 65500, ".jpeg": 65500, ".webp": 16383}  # what libjpeg and l
 class ImageFile:
     pixels: np.ndarray  # (H, W) or (H, W, C), C in 1..4, RGB(A) order; uint8, uint16 or float32
     icc_profile: bytes | None = None
+    metadata: Metadata | None = None  # EXIF, XMP, IPTC and resolution; None: none written
 
 
 def is_image_path(path: Path) -> bool:
@@ -57,8 +62,8 @@ def read_image(path: str | Path) -> ImageFile:
     try:
         if suffix in OPENCV_SUFFIXES and not header.needs_pillow:
             pixels = _oriented(_decode_opencv(data), header.png_orientation)
-            return ImageFile(pixels, header.icc_profile)
-        return _decode_pillow(data)
+            return ImageFile(pixels, header.icc_profile, read_metadata(data))
+        return dataclasses.replace(_decode_pillow(data), metadata=read_metadata(data))
     except ImageFileError as error:
         raise ImageFileError(f"{path}: {error}") from None
     except Exception as error:  # decoders raise many types for damaged files
@@ -79,7 +84,8 @@ class _Header:
         from PIL import Image
 
         try:
-            with Image.open(io.BytesIO(data)) as image:  # reads headers only
+            with warnings.catch_warnings(), Image.open(io.BytesIO(data)) as image:  # reads headers only
+                warnings.simplefilter("ignore")  # Pillow's warnings of tags it takes as damaged
                 icc = image.info.get("icc_profile") or None
                 return cls(image.format, image.mode, icc, _png_orientation(data) if image.format == "PNG" else 1)
         except Exception:  # a format Pillow cannot parse: OpenCV decodes it, with no profile we could use
@@ -135,16 +141,8 @@ def _with_gray_transparency(gray: np.ndarray, data: bytes) -> np.ndarray:
 
 
 def _png_chunk_body(data: bytes, kind: bytes) -> bytes | None:
-    """The body of the first chunk of this kind, or None (a walk from length to length, reading nothing else)."""
-    offset = len(_PNG_SIGNATURE)
-    while offset + 8 <= len(data):
-        length, found = struct.unpack(">I4s", data[offset : offset + 8])
-        if found == kind:
-            return data[offset + 8 : offset + 8 + length]
-        if found == b"IEND":
-            return None
-        offset += 12 + length
-    return None
+    """The body of the first chunk of this kind, or None."""
+    return next((body for found, body in png_chunks(data) if found == kind), None)
 
 
 def _oriented(pixels: np.ndarray, orientation: int) -> np.ndarray:
@@ -182,8 +180,9 @@ def _cmyk_to_rgb(image, icc: bytes | None):
     return image.convert("RGB")
 
 
-def write_image(path: str | Path, image: ImageFile, notes: dict[str, str] | None = None) -> None:
+def write_image(path: str | Path, image: ImageFile, notes: dict[str, str] | None = None) -> list[str]:
     """Write `image` in the format the suffix names; `notes` become PNG text chunks or a JPEG comment.
+    Returns a note for each part of the metadata that the format cannot hold (left out).
 
     A fully opaque alpha channel is dropped for JPEG (it holds nothing); any other alpha is refused there.
     """
@@ -192,16 +191,18 @@ def write_image(path: str | Path, image: ImageFile, notes: dict[str, str] | None
     pixels = without_opaque_alpha(image.pixels) if suffix in JPEG_SUFFIXES else image.pixels
     check_format(path, *pixels.shape[:2], _channels(pixels))
     icc = image.icc_profile if _profile_fits(image.icc_profile, _channels(pixels)) else None
+    metadata, left_out = fitted(image.metadata or Metadata(), suffix, path.name)
     try:
         if suffix == ".png":
-            data = encode_png(pixels, icc, notes or {})
+            data = encode_png(pixels, icc, notes or {}, metadata)
         elif suffix in OPENCV_SUFFIXES:
-            data = _encode_opencv(pixels, suffix)
+            data = _encode_opencv(pixels, suffix, metadata)
         else:
-            data = _encode_pillow(pixels, suffix, icc, notes or {})
+            data = _encode_pillow(pixels, suffix, icc, notes or {}, metadata)
     except ImageFileError as error:
         raise ImageFileError(f"{path}: {error}") from None
     _write_atomically(path, data)
+    return left_out
 
 
 def check_format(path: Path, height: int, width: int, channels: int) -> None:
@@ -253,7 +254,7 @@ def _profile_fits(icc: bytes | None, channels: int) -> bool:
     return colour_space == (b"GRAY" if channels <= 2 else b"RGB ")
 
 
-def _encode_opencv(pixels: np.ndarray, suffix: str) -> bytes:
+def _encode_opencv(pixels: np.ndarray, suffix: str, metadata: Metadata) -> bytes:
     import cv2
 
     if pixels.ndim == 3 and pixels.shape[2] == 2:  # OpenCV cannot write gray + alpha TIFFs
@@ -263,16 +264,16 @@ def _encode_opencv(pixels: np.ndarray, suffix: str) -> bytes:
     ok, encoded = cv2.imencode(suffix, np.ascontiguousarray(pixels))
     if not ok:
         raise ImageFileError(f"OpenCV could not encode a {pixels.dtype} image as {suffix}")
-    return encoded.tobytes()
+    return add_tags(encoded.tobytes(), tiff_tags(metadata), as_longs=(IPTC_TAG,))
 
 
-def _encode_pillow(pixels: np.ndarray, suffix: str, icc: bytes | None, notes: dict[str, str]) -> bytes:
+def _encode_pillow(pixels: np.ndarray, suffix: str, icc: bytes | None, notes: dict, metadata: Metadata) -> bytes:
     from PIL import Image
 
     if pixels.dtype != np.uint8:
         pixels = to_integer(pixels, np.uint8)
     image = Image.fromarray(pixels[..., 0] if pixels.ndim == 3 and pixels.shape[2] == 1 else pixels)
-    options = {"quality": 95}
+    options = {"quality": 95, **pillow_options(metadata)}
     if icc:
         options["icc_profile"] = icc
     if notes and suffix in JPEG_SUFFIXES:
@@ -300,8 +301,11 @@ _PNG_COLOR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type
 _PNG_BAND = 64  # rows filtered at a time
 
 
-def encode_png(pixels: np.ndarray, icc: bytes | None = None, notes: dict[str, str] | None = None) -> bytes:
-    """A PNG of 1 to 4 channels at 8 or 16 bits (float is stored as 16 bits), with Paeth-filtered rows."""
+def encode_png(
+    pixels: np.ndarray, icc: bytes | None = None, notes: dict[str, str] | None = None, metadata: Metadata | None = None
+) -> bytes:
+    """A PNG of 1 to 4 channels at 8 or 16 bits (float is stored as 16 bits), with Paeth-filtered rows;
+    `metadata` (EXIF, XMP, IPTC, resolution) in chunks before the pixels."""
     if pixels.dtype == np.float32:  # PNG has no float samples: 16 bits keep the detail
         pixels = to_integer(pixels, np.uint16)
     planes = pixels if pixels.ndim == 3 else pixels[:, :, None]
@@ -312,6 +316,7 @@ def encode_png(pixels: np.ndarray, icc: bytes | None = None, notes: dict[str, st
     chunks = [_png_chunk(b"IHDR", header)]
     if icc:
         chunks.append(_png_chunk(b"iCCP", b"ICC profile\0\0" + zlib.compress(icc)))
+    chunks += [_png_chunk(kind, body) for kind, body in png_chunks_for(metadata or Metadata())]
     for key, value in (notes or {}).items():
         chunks.append(_png_chunk(b"tEXt", key.encode("latin-1", "replace")[:79] + b"\0" + value.encode("latin-1", "replace")))
     compressor, compressed = zlib.compressobj(6), []
@@ -350,6 +355,30 @@ def _partial_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.partial")
 
 
+def remove_stale_partials(folder: Path) -> list[Path]:
+    """Remove the temporary files (`_partial_name`) that runs killed while writing left in `folder`: those
+    of processes that no longer run (checked on POSIX only, where asking costs nothing). Returns them."""
+    removed = []
+    if os.name != "posix" or not folder.is_dir():
+        return removed
+    for path in folder.glob(".*.partial"):
+        pid = path.name[: -len(".partial")].rpartition(".")[2]
+        if pid.isdigit() and int(pid) != os.getpid() and not _process_runs(int(pid)):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _process_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, but is another user's
+        return True
+    return True
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
     partial = _partial_name(path)
     try:
@@ -358,3 +387,6 @@ def _write_atomically(path: Path, data: bytes) -> None:
     except OSError as error:
         partial.unlink(missing_ok=True)
         raise ImageFileError(f"{path}: cannot write ({error.strerror or error})") from error
+    except BaseException:  # interrupted (Ctrl-C): no half-written temporary file is left behind either
+        partial.unlink(missing_ok=True)
+        raise

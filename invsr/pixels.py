@@ -1,9 +1,16 @@
 """The array contract between callers and the model: what pixels we accept and how they come back.
 
 In: an array of shape (H, W) or (H, W, C) with C from 1 to 4 (gray, gray + alpha, RGB, RGBA), of dtype
-uint8, uint16 or float32 (float values in [0, 1]). Out: the same channel layout and dtype at the new size.
-Colour goes through the model as RGB in [0, 1] float32; alpha is resized on its own (see `resize_alpha`).
-Nothing is quantised on the way: a 16-bit input keeps 16-bit precision until the final rounding.
+uint8, uint16 or float32 (float values finite, of any size). Out: the same channel layout and dtype at the
+new size. Colour goes through the model as RGB in [0, 1] float32; alpha is resized on its own (see
+`resize_alpha`). Nothing is quantised on the way: a 16-bit input keeps 16-bit precision until the final
+rounding.
+
+Float colour may lie outside [0, 1]: highlights of linear light above 1, out-of-gamut colours below 0.
+The model sees the image clipped to [0, 1]; what lies outside, the excess x - clip(x, 0, 1), is resampled
+on its own from the input size straight to the output size (resample.py's bicubic filter) and added to
+the model's result, so highlights and negative values survive and pixels in range get the model's
+detail. Float alpha is clipped to [0, 1].
 """
 
 from __future__ import annotations
@@ -15,21 +22,25 @@ import torch
 import torch.nn.functional as F
 
 from .errors import InvalidImage
+from .resample import AxisResampler
 
 _MAXIMA = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.float32): 1.0}
 LUMA = (0.299, 0.587, 0.114)  # BT.601, to turn the model's RGB back into gray
 _BAND_ROWS = 256
+_EXCESS_BLOCK = 256  # input pixels per side of a block of excess resampled at once
 
 
 @dataclasses.dataclass(frozen=True)
 class Pixels:
-    """An image split for the model: `rgb` (1, 3, H, W) and optional `alpha` (1, 1, H, W), float32 in [0, 1]."""
+    """An image split for the model: `rgb` (1, 3, H, W) and optional `alpha` (1, 1, H, W), float32 in [0, 1],
+    and `excess` (1, 3, H, W), what the colour of a float input had beyond [0, 1] (None where nothing)."""
 
     rgb: torch.Tensor
     alpha: torch.Tensor | None
     gray: bool
     dtype: np.dtype
     two_dimensional: bool  # the input was (H, W), not (H, W, 1)
+    excess: torch.Tensor | None = None
 
     @property
     def channels(self) -> int:
@@ -50,14 +61,23 @@ class Pixels:
         channels = values.shape[1]
         gray = channels <= 2
         color = values[:, :1].expand(-1, 3, -1, -1) if gray else values[:, :3]
-        alpha = values[:, -1:] if channels in (2, 4) else None
-        return cls(color.contiguous(), alpha, gray, array.dtype, two_dimensional)
+        alpha = values[:, -1:].clamp(0, 1) if channels in (2, 4) else None
+        excess = None
+        if array.dtype == np.float32 and bool(((color < 0) | (color > 1)).any()):
+            clipped = color.clamp(0, 1)
+            excess, color = color - clipped, clipped
+        return cls(color.contiguous(), alpha, gray, array.dtype, two_dimensional, excess)
 
     def to_array(self, rgb: torch.Tensor, alpha: torch.Tensor | None) -> np.ndarray:
-        """Assemble results (float in [0, 1], on the host) into this image's channel layout and dtype.
+        """Assemble results (float, on the host) into this image's channel layout and dtype: the model's
+        colour clipped to [0, 1], plus this image's excess resampled (floats are not clipped after that).
 
-        Works in bands of rows, so that besides the result only a band's worth of temporaries exists.
+        `rgb` is used up: clipped and added to in place. Works in bands of rows, so that besides the
+        result only a band's worth of temporaries exists.
         """
+        rgb.clamp_(0, 1)
+        if self.excess is not None:
+            add_resampled(rgb, self.excess)
         color = rgb
         if self.gray:
             weights = torch.tensor(LUMA, dtype=rgb.dtype).view(1, 3, 1, 1)
@@ -66,7 +86,7 @@ class Pixels:
         height, width = color.shape[-2:]
         out = np.empty((height, width, sum(p.shape[1] for p in planes)), dtype=self.dtype)
         for top in range(0, height, _BAND_ROWS):
-            band = torch.cat([p[0, :, top : top + _BAND_ROWS] for p in planes]).float().clamp(0, 1)
+            band = torch.cat([p[0, :, top : top + _BAND_ROWS] for p in planes]).float()
             out[top : top + _BAND_ROWS] = _quantized(band.permute(1, 2, 0).numpy(), self.dtype)
         return out[:, :, 0] if self.two_dimensional else out
 
@@ -75,7 +95,24 @@ def _quantized(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     if dtype == np.float32:
         return values
     maximum = _MAXIMA[dtype]
-    return np.rint(values * maximum).astype(dtype)
+    return np.rint(np.clip(values, 0, 1) * maximum).astype(dtype)
+
+
+def add_resampled(target: torch.Tensor, excess: torch.Tensor) -> None:
+    """Add `excess` (1, C, h, w), resampled to the size of `target` (1, C, H, W) with resample.py's
+    filter, to `target` in place. Block by block: the filter is linear, so the resampled blocks sum to the
+    resampled whole; blocks that are all zero (most, in a photo with a few highlights) cost nothing."""
+    (height, width), (out_height, out_width) = excess.shape[-2:], target.shape[-2:]
+    rows, cols = AxisResampler.between(height, out_height), AxisResampler.between(width, out_width)
+    for y in range(0, height, _EXCESS_BLOCK):
+        for x in range(0, width, _EXCESS_BLOCK):
+            block = excess[..., y : y + _EXCESS_BLOCK, x : x + _EXCESS_BLOCK]
+            if not bool(block.any()):
+                continue
+            row_matrix, top = rows.matrix(y, block.shape[-2], block.device)
+            col_matrix, left = cols.matrix(x, block.shape[-1], block.device)
+            values = row_matrix @ block @ col_matrix.T
+            target[..., top : top + values.shape[-2], left : left + values.shape[-1]] += values.to(target.dtype)
 
 
 def _validated(image) -> np.ndarray:
@@ -91,12 +128,14 @@ def _validated(image) -> np.ndarray:
         raise InvalidImage(f"expected 1 to 4 channels (gray, gray+alpha, RGB, RGBA), got {channels}")
     if image.dtype not in _MAXIMA:
         raise InvalidImage(f"expected pixels of dtype uint8, uint16 or float32, got {image.dtype}")
-    if image.dtype == np.float32:
-        if not np.isfinite(image).all():
-            raise InvalidImage("the image holds NaN or infinite values; float pixels must be finite, in [0, 1]")
-        low, high = float(image.min()), float(image.max())
-        if low < 0.0 or high > 1.0:
-            raise InvalidImage(f"float pixels must lie in [0, 1], found values from {low:g} to {high:g}")
+    if image.dtype == np.float32 and not np.isfinite(image).all():
+        bad = ~np.isfinite(image)
+        count = int(bad.sum())
+        y, x = (int(i) for i in np.argwhere(bad)[0][:2])
+        raise InvalidImage(
+            f"the image holds {count} NaN or infinite value{'s' if count > 1 else ''} (the first at x {x}, y {y}), "
+            "which cannot be upscaled: give those pixels finite values (paint over or replace them) and try again"
+        )
     return image
 
 

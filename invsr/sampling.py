@@ -1,7 +1,7 @@
 """InvSR's sampler: diffusion inversion by a predicted noise map, then a few Euler steps of SD-Turbo.
 
 Yue et al., "Arbitrary-steps Image Super-resolution via Diffusion Inversion", CVPR 2025, Sec. 3; the
-numbered steps below are those of INVSR.md, "Inference". Everything runs on whole tensors of one image
+numbered steps below are those of docs/METHOD.md, "Inference". Everything runs on whole tensors of one image
 or tile; padding, tiling and colour are the callers' business.
 """
 

@@ -1,4 +1,4 @@
-"""Timesteps and noise levels of InvSR's sampler (INVSR.md, "Inference", steps 2 and 3).
+"""Timesteps and noise levels of InvSR's sampler (docs/METHOD.md, "Inference", steps 2 and 3).
 
 Pure functions over SD's scaled-linear schedule: which timesteps a step count uses, whether a user's
 list is acceptable, and the sigma of each timestep.

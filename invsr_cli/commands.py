@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     upscale = commands.add_parser("upscale", help="upscale image files or folders (x4 by default)")
     upscale.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files or folders of images")
-    upscale.add_argument("-o", "--output", required=True, type=Path, help="output file (one input) or folder")
+    upscale.add_argument("-o", "--output", type=Path, help="output file (one input) or folder (or --suffix)")
+    _add_file_options(upscale)
     _add_request_options(upscale)
     _add_model_options(upscale)
     upscale.add_argument("--report", type=Path, metavar="FILE", help="write a JSON report of what was done")
@@ -113,6 +114,16 @@ def _add_gimp_python_option(parser: argparse.ArgumentParser) -> None:
         "--gimp-python", default=None, metavar="COMMAND",
         help="the command that runs GIMP's own Python, when it is not found by itself (default: $INVSR_GIMP_PYTHON)",
     )
+
+
+def _add_file_options(parser: argparse.ArgumentParser) -> None:
+    files = parser.add_argument_group("files and folders")
+    add = files.add_argument
+    add("--recursive", action="store_true", help="also the images in subfolders; the tree is kept under -o")
+    add("--suffix", default="", metavar="TEXT", help="added to output names (photo_x4.jpg); without -o, beside inputs")
+    add("--skip-existing", action="store_true", help="leave outputs that exist alone: resume an interrupted run")
+    add("--strip-metadata", action="store_true", help="write no EXIF, XMP, IPTC, resolution or provenance (ICC stays)")
+    add("--keep-print-size", action="store_true", help="scale the DPI with the pixels (default: the DPI is kept)")
 
 
 def _add_request_options(parser: argparse.ArgumentParser) -> None:
@@ -206,24 +217,38 @@ def _banner(text: str) -> None:
 
 
 def run_upscale(args) -> int:
-    from invsr.files import plan_jobs, upscale_files
+    from invsr.files import FileOptions, pending, plan_jobs, upscale_files
     from invsr.image_io import is_image_path
 
     request = _request(args)  # bad parameters fail before the model loads
-    _check_output_option(args.inputs, args.output)
-    jobs, failures = plan_jobs(args.inputs, args.output, is_image_path)
+    options = FileOptions(
+        recursive=args.recursive, suffix=args.suffix, skip_existing=args.skip_existing,
+        strip_metadata=args.strip_metadata, keep_print_size=args.keep_print_size,
+    )
+    _check_file_options(args.output, options)
+    if args.output is not None:
+        _check_output_option(args.inputs, args.output)
+    jobs, failures = plan_jobs(args.inputs, args.output, is_image_path, options)
     for source, message in failures:
         print(f"invsr: {source}: {message}", file=sys.stderr)
+    done = []
+    if options.skip_existing:
+        jobs, done = pending(jobs)
+        if done:
+            count = f"{len(done)} of {len(jobs) + len(done)}"
+            print(f"invsr: {count} outputs exist already and are left alone (--skip-existing)", file=sys.stderr)
     if not jobs:
-        print("invsr: nothing to upscale", file=sys.stderr)
-        return 1
+        all_done = " (every output exists)" if done and not failures else ""
+        print(f"invsr: nothing to upscale{all_done}", file=sys.stderr)
+        return 1 if failures or not done else 0
     if args.server is not None:
         from .remote import connect_to_worker
 
         pipeline = connect_to_worker(args.server, args)
     else:
         pipeline = _load(args)
-    entries = upscale_files(pipeline, jobs, request)
+    entries = upscale_files(pipeline, jobs, request, options)
+    entries += [{"input": str(s), "output": str(t), "skipped": "the output exists"} for s, t in done]
     entries += [{"input": str(source), "error": message} for source, message in failures]
     failed = sum(1 for entry in entries if "error" in entry)
     if args.report:
@@ -232,6 +257,13 @@ def run_upscale(args) -> int:
     if failed:
         print(f"invsr: {failed} of {len(entries)} image(s) failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _check_file_options(output: Path | None, options) -> None:
+    if output is None and not options.suffix:
+        raise UsageError("give -o OUTPUT (a file or folder), or --suffix TEXT to write next to the inputs")
+    if any(separator in options.suffix for separator in ("/", "\\")) or options.suffix in (".", ".."):
+        raise UsageError(f"--suffix is added to file names and cannot hold a folder separator, got {options.suffix!r}")
 
 
 def _check_output_option(inputs: list[Path], output: Path) -> None:

@@ -139,7 +139,7 @@ def test_a_small_tile_without_an_overlap_gets_as_much_overlap_as_it_allows(pipel
         (np.zeros((4, 4, 5), np.uint8), "1 to 4 channels"),
         (np.zeros((4, 4, 3), np.int32), "uint8, uint16 or float32"),
         (np.full((4, 4, 3), np.nan, np.float32), "NaN or infinite"),
-        (np.full((4, 4, 3), 1.5, np.float32), r"\[0, 1\], found values from 1.5"),
+        (np.full((4, 4, 3), -np.inf, np.float32), "NaN or infinite"),  # values beyond [0, 1] are upscaled (issue 15)
         (np.zeros((2, 2, 2, 2), np.uint8), "shape"),
         ([[0, 1]], "numpy array"),
     ],

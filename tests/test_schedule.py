@@ -1,4 +1,4 @@
-"""Timesteps and sigmas: the numbers of INVSR.md, the default table, and validation of explicit lists."""
+"""Timesteps and sigmas: the numbers of docs/METHOD.md, the default table, and validation of explicit lists."""
 
 import warnings
 

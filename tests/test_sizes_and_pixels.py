@@ -116,7 +116,7 @@ def test_float_precision_is_not_quantised(pipeline):
     "image, message",
     [
         (np.full((8, 8, 3), np.inf, np.float32), "NaN or infinite"),
-        (np.full((8, 8, 3), -0.1, np.float32), "must lie in"),
+        (np.full((8, 8, 3), np.nan, np.float32), "NaN or infinite"),
         (np.zeros((8, 8, 6), np.uint8), "1 to 4 channels"),
         (np.zeros((8, 0), np.uint8), "empty"),
     ],
@@ -138,3 +138,65 @@ def test_pixel_limit_refuses_before_any_work(pipeline, small_photo):
         assert pipeline.upscale(small_photo, UpscaleRequest(scale=2)).image.shape == (48, 80, 3)
     finally:
         pipeline.max_pixels = saved
+
+
+def hdr_image(channels=3):
+    """Mid gray with three blocks outside [0, 1]: highlights of 1.5 and 4.0, and an out-of-gamut -0.1."""
+    image = np.full((32, 40, channels), 0.5, np.float32)
+    image[4:14, 4:14], image[4:14, 20:30], image[20:30, 4:14] = 1.5, 4.0, -0.1
+    return image
+
+
+def resampled_excess(image, size):
+    """What lies outside [0, 1], resampled by torch's own antialiased bicubic (resample.py's filter)."""
+    import torch
+    import torch.nn.functional as F
+
+    excess = torch.from_numpy(image - np.clip(image, 0, 1)).permute(2, 0, 1)[None].double()
+    resampled = F.interpolate(excess, size=size, mode="bicubic", antialias=True, align_corners=False)
+    return resampled[0].permute(1, 2, 0).numpy()
+
+
+@pytest.mark.parametrize("scale", [2, 2.5])
+def test_values_outside_zero_to_one_survive_and_the_rest_gets_the_models_detail(pipeline, scale):
+    """The model sees the image clipped to [0, 1]; the excess is resampled on its own and added back."""
+    image = hdr_image()
+    request = UpscaleRequest(scale=scale)
+    out = pipeline.upscale(image, request).image
+    clipped = pipeline.upscale(np.clip(image, 0, 1), request).image
+    assert out.dtype == np.float32 and out.shape == clipped.shape
+    np.testing.assert_allclose(out - clipped, resampled_excess(image, out.shape[:2]), atol=2e-5)
+    far = (slice(round(34 * scale), None), slice(round(34 * scale), None))  # beyond the filter's reach of any block
+    np.testing.assert_array_equal(out[far], clipped[far])  # in range: exactly the model's result
+    s = lambda v: round(v * scale)  # noqa: E731
+    for (top, left), beyond in (((8, 24), 3.0), ((8, 8), 0.5), ((24, 8), -0.1)):  # inside each block: all of it
+        block = np.s_[s(top) : s(top + 2), s(left) : s(left + 2)]
+        assert np.abs(out[block] - clipped[block] - beyond).max() < 1e-5
+    assert out.max() > 3.9 and (out[s(24) : s(26), s(8) : s(10)] < 0).any()
+
+
+def test_gray_float_beyond_one_and_float_alpha(pipeline):
+    gray = hdr_image(1)[..., 0]
+    out = pipeline.upscale(gray, UpscaleRequest(scale=2)).image
+    assert out.shape == (64, 80) and out.max() > 3.9 and out.min() < 0
+    with_alpha = np.dstack([gray, np.full_like(gray, 1.25)])  # alpha beyond 1 means opaque: it is clipped
+    out = pipeline.upscale(with_alpha, UpscaleRequest(scale=2)).image
+    assert out[..., 0].max() > 3.9 and (out[..., 1] == 1.0).all()
+
+
+def test_integers_and_floats_in_range_are_as_before(pipeline, small_photo):
+    """Nothing beyond [0, 1]: no excess, and float results stay in [0, 1] as the model gives them."""
+    floats = small_photo.astype(np.float32) / 255
+    out = pipeline.upscale(floats).image
+    assert 0 <= out.min() and out.max() <= 1
+    assert pipeline.upscale(small_photo).image.dtype == np.uint8
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_and_infinity_are_refused_with_where_and_what_to_do(pipeline, bad):
+    image = hdr_image()
+    image[5, 7, 1] = bad
+    image[9, 2, 0] = bad
+    message = r"holds 2 NaN or infinite values \(the first at x 7, y 5\).*give those pixels finite values"
+    with pytest.raises(InvalidImage, match=message):
+        pipeline.upscale(image)

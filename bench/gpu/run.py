@@ -31,7 +31,7 @@ and no row starts after --deadline seconds (bench/gpu/device.sh runs this within
 
 Per row: milliseconds per 512 x 512 output tile of the image (the image's output area over 512^2, so
 the reference's extra overlap counts against it), output megapixels per second, peak GPU memory, and the
-fraction of the compute limit: 5.76 TFLOP per 512^2 tile for one step (INVSR.md) at the card's peak
+fraction of the compute limit: 5.76 TFLOP per 512^2 tile for one step (docs/METHOD.md, "Cost") at the card's peak
 dense bf16/fp16 rate.
 """
 
@@ -52,10 +52,10 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-TFLOP_PER_TILE = 5.76  # one step, 512 x 512 output (INVSR.md)
+TFLOP_PER_TILE = 5.76  # one step, 512 x 512 output (docs/METHOD.md, "Cost")
 SWEEP_BATCHES = (1, 2, 4, 16, 32)  # and 8, the default row's
 DEFAULT_ROWS = "reference,default,batch1,batch2,batch4,batch16,batch32,unsynced,fp16,compiled,compiled-unsynced,channels-last"
-PEAK_TFLOPS = {"H100": 790.0, "H200": 790.0, "A100": 312.0}  # dense bf16/fp16 tensor-core peaks (INVSR.md's figures)
+PEAK_TFLOPS = {"H100": 790.0, "H200": 790.0, "A100": 312.0}  # dense bf16/fp16 tensor-core peaks (docs/METHOD.md, "Cost")
 
 # SD-Turbo's CLIP text encoder (SD 2.1's OpenCLIP ViT-H text tower); the UNet and VAE shapes are in invsr.tiny_weights.
 SD_TEXT = dict(vocab_size=49408, hidden_size=1024, intermediate_size=4096, num_hidden_layers=23, num_attention_heads=16, max_position_embeddings=77, hidden_act="gelu", projection_dim=512)

@@ -149,6 +149,10 @@ def upscale_regions(client, regions: list[Region], options: Options, on_progress
         try:
             header, buffer = client.upscale(region.pixels, region.width, region.height, region.channels, region.dtype, options.worker_params(), on_progress=show)
         except InvSRError as error:
+            if error.code == "invalid_image":  # its pixels (NaN or infinity, say): name the layer to fix
+                corner = f" (x and y count from the selection's corner, at {region.x}, {region.y} in the layer)"
+                where = corner if region.selected else ""
+                raise PluginError(f"InvSR: the layer {region.layer_name!r}: {error}{where}") from None
             raise PluginError(f"InvSR: {error}") from None
         results.append(check(region, header, buffer, options))
     return results
