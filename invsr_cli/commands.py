@@ -6,7 +6,7 @@
     invsr upscale ... --server [CONNECTION-FILE|ENDPOINT]    (through the worker)
     invsr serve [--bind ENDPOINT] [--preload] [...] | --stop   (the worker)
     invsr keys DIR [--name NAME]                               (CurveZMQ key pairs)
-    invsr gimp install [--gimp-dir DIR] | uninstall | doctor  (the GIMP 3 plug-in)
+    invsr gimp install [--gimp-dir DIR] [--offline-wheel FILE] | uninstall | doctor  (the GIMP 3 plug-in)
     invsr weights download [DIR] | check [--weights DIR] | tiny DIR
     invsr demo [-o sample_x4.png]
 
@@ -73,12 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
     gimp_install.add_argument("--device", default="auto", help="the device that worker should use")
     gimp_install.add_argument("--dtype", default="auto", help="the dtype that worker should use")
     gimp_install.add_argument("--client-key", type=Path, default=None, metavar="FILE", help="this computer's .key_secret, for a remote worker that requires CurveZMQ")
+    _add_gimp_python_option(gimp_install)
+    gimp_install.add_argument("--offline-wheel", type=Path, default=None, metavar="FILE", help="a pyzmq wheel for GIMP's Python, on a machine without internet")
     gimp_install.set_defaults(run=run_gimp_install)
     gimp_uninstall = gimp_actions.add_parser("uninstall", help="remove the plug-in")
     gimp_uninstall.add_argument("--gimp-dir", type=Path, default=None)
     gimp_uninstall.set_defaults(run=run_gimp_uninstall)
     gimp_doctor = gimp_actions.add_parser("doctor", help="check each link: GIMP, plug-in, GIMP's Python, worker, weights")
     gimp_doctor.add_argument("--gimp-dir", type=Path, default=None)
+    _add_gimp_python_option(gimp_doctor)
     gimp_doctor.set_defaults(run=run_gimp_doctor)
 
     keys = commands.add_parser("keys", help="make a CurveZMQ key pair (for a worker reachable beyond this machine)")
@@ -104,6 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("folder", type=Path)
     tiny.set_defaults(run=run_tiny)
     return parser
+
+
+def _add_gimp_python_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--gimp-python", default=None, metavar="COMMAND",
+        help="the command that runs GIMP's own Python, when it is not found by itself (default: $INVSR_GIMP_PYTHON)",
+    )
 
 
 def _add_file_options(parser: argparse.ArgumentParser) -> None:
@@ -362,10 +372,16 @@ def stop_serving(connection_file: Path) -> int:
 
 
 def run_gimp_install(args) -> int:
+    from invsr_wire.flatpak import flatpak_connection_file
+
     from .gimp_setup import install
 
-    for target in install(args.gimp_dir, args.weights, args.device, args.dtype, args.client_key):
-        print(f"installed the plug-in in {target}")
+    options = (args.client_key, args.gimp_python, args.offline_wheel)
+    for installed in install(args.gimp_dir, args.weights, args.device, args.dtype, *options):
+        print(f"installed the plug-in in {installed.folder}\n  {installed.pyzmq}")
+        if installed.flatpak:
+            print(f"  GIMP's flatpak cannot start the worker: start it yourself and leave it running:\n"
+                  f"  invsr serve --connection-file {flatpak_connection_file()}")
     print("restart GIMP; then: Filters > Enhance > Upscale (InvSR). `invsr gimp doctor` checks the whole chain.")
     return 0
 
@@ -384,7 +400,7 @@ def run_gimp_uninstall(args) -> int:
 def run_gimp_doctor(args) -> int:
     from .gimp_setup import doctor
 
-    return 0 if doctor(args.gimp_dir) else 1
+    return 0 if doctor(args.gimp_dir, args.gimp_python) else 1
 
 
 def run_keys(args) -> int:

@@ -1,13 +1,15 @@
-"""`invsr gimp install | uninstall | doctor`: put the plug-in where GIMP 3 looks, and check every link of
-the chain from GIMP to the worker.
+"""`invsr gimp install | uninstall | doctor`: put the plug-in where GIMP 3 looks, make GIMP's own Python
+load pyzmq, and check every link of the chain from GIMP to the worker.
 
 The installed plug-in is a folder `invsr-upscale/` in GIMP's user plug-in folder: the entry file, its
-own modules, a copy of the wire package invsr_wire (standard library and pyzmq only), and `invsr-settings.json`,
-which records how to start the worker with this very Python.
+own modules (the package data of invsr_gimp), a copy of the wire package invsr_wire (standard library and
+pyzmq only), `invsr-settings.json`, which records how to start the worker with this very Python, and,
+when GIMP's Python has no pyzmq of its own, `vendor/` with one that fits it (gimp_python.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -17,42 +19,47 @@ from pathlib import Path
 
 import invsr_wire
 from invsr import __version__
+from invsr_gimp import PLUGIN_DIR, PLUGIN_NAME
 from invsr_wire.errors import InvSRError
+from invsr_wire.flatpak import flatpak_connection_file
 from invsr_wire.keys import load_key_pair
 
-PLUGIN_NAME = "invsr-upscale"
-SOURCE = Path(__file__).resolve().parent.parent / "plugin" / PLUGIN_NAME
+from . import gimp_python
+
 SETTINGS_FILE = "invsr-settings.json"
-GIMP_PYTHON_CHECK = "import sys, gi, zmq; gi.require_version('Gimp', '3.0'); from gi.repository import Gimp; print(sys.executable, zmq.__version__)"
+VENDOR = "vendor"  # the entry script puts it on sys.path: pyzmq for GIMP's Python, when it has none
+GIMP_VERSIONS = ("3.2", "3.0")  # newest first
+GIMP_BINARIES = (*(f"{name}-{v}" for v in GIMP_VERSIONS for name in ("gimp-console", "gimp")), "gimp-console", "gimp")
 
 
 def gimp_config_dirs() -> list[Path]:
     """GIMP 3 user configuration folders that exist here (3.0, 3.2, ..., flatpak), newest first."""
     if os.environ.get("GIMP3_DIRECTORY"):
         return [Path(os.environ["GIMP3_DIRECTORY"])]
-    home = Path.home()
-    bases = [_config_home() / "GIMP", home / ".var" / "app" / "org.gimp.GIMP" / "config" / "GIMP"]
-    if sys.platform == "darwin":
-        bases.insert(0, home / "Library" / "Application Support" / "GIMP")
-    if sys.platform == "win32" and os.environ.get("APPDATA"):
-        bases.insert(0, Path(os.environ["APPDATA"]) / "GIMP")
+    bases = [_config_base(), Path.home() / ".var" / "app" / "org.gimp.GIMP" / "config" / "GIMP"]
     found = [d for base in bases if base.is_dir() for d in base.glob("3.*") if d.is_dir()]
     return sorted(found, key=lambda d: d.name, reverse=True)
 
 
 def plugin_dirs(gimp_dir: Path | None) -> list[Path]:
     """Where to install: --gimp-dir, else the plug-ins folder of every GIMP 3 configuration found, else
-    GIMP 3.0's default (created)."""
+    (GIMP not started yet) the default one of the newest GIMP 3 on PATH, or of GIMP 3.0 (created)."""
     if gimp_dir is not None:
         return [Path(gimp_dir)]
     found = [d / "plug-ins" for d in gimp_config_dirs()]
-    default = _config_home() / "GIMP" / "3.0" / "plug-ins"
+    on_path = [v for v in GIMP_VERSIONS if shutil.which(f"gimp-{v}") or shutil.which(f"gimp-console-{v}")]
+    default = _config_base() / (on_path[0] if on_path else "3.0") / "plug-ins"
     return found or [default]
 
 
-def _config_home() -> Path:
-    """Where GIMP keeps its configuration on Linux: $XDG_CONFIG_HOME, else ~/.config (GLib's rule)."""
-    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+def _config_base() -> Path:
+    """Where GIMP keeps its versions' configuration folders: on Linux $XDG_CONFIG_HOME, else ~/.config (GLib's
+    rule); on Windows %APPDATA%; on macOS ~/Library/Application Support."""
+    if sys.platform == "win32" and os.environ.get("APPDATA"):
+        return Path(os.environ["APPDATA"]) / "GIMP"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "GIMP"
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "GIMP"
 
 
 def start_command(weights: Path | None = None, device: str = "auto", dtype: str = "auto") -> list[str]:
@@ -65,11 +72,24 @@ def start_command(weights: Path | None = None, device: str = "auto", dtype: str 
     return command
 
 
-def install(gimp_dir: Path | None, weights: Path | None = None, device: str = "auto", dtype: str = "auto", client_key: Path | None = None) -> list[Path]:
-    """`client_key`: this computer's .key_secret, for a remote worker that requires CurveZMQ."""
-    if not (SOURCE / f"{PLUGIN_NAME}.py").is_file():
-        raise InvSRError(f"the plug-in's source is not at {SOURCE}: install invsr from a source checkout (pip install -e .)")
-    settings = {"start_command": start_command(weights, device, dtype), "python": sys.executable, "version": __version__}
+@dataclasses.dataclass(frozen=True)
+class Installed:
+    folder: Path
+    pyzmq: str  # what GIMP's Python loads, or why that could not be checked
+    flatpak: bool  # GIMP's sandbox cannot start the worker: the user starts it
+
+
+def install(
+    gimp_dir: Path | None, weights: Path | None = None, device: str = "auto", dtype: str = "auto",
+    client_key: Path | None = None, gimp_python_command: str | None = None, offline_wheel: Path | None = None,
+) -> list[Installed]:
+    """`client_key`: this computer's .key_secret, for a remote worker that requires CurveZMQ;
+    `gimp_python_command`: the command that runs GIMP's Python, when it is not found by itself;
+    `offline_wheel`: a pyzmq wheel for GIMP's Python, for a machine without internet."""
+    if not (PLUGIN_DIR / f"{PLUGIN_NAME}.py").is_file():
+        raise InvSRError(f"the plug-in's files are missing from {PLUGIN_DIR}: reinstall invsr-gimp with pip")
+    command = start_command(weights, device, dtype)
+    settings = {"start_command": command, "python": sys.executable, "version": __version__}
     if client_key is not None:
         settings["client_key"] = str(_checked_key(client_key))
     installed = []
@@ -77,8 +97,25 @@ def install(gimp_dir: Path | None, weights: Path | None = None, device: str = "a
         target = folder / PLUGIN_NAME
         _copy_plugin(target)
         (target / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
-        installed.append(target)
+        pyzmq = _provide_pyzmq(target, gimp_python_command, offline_wheel)
+        installed.append(Installed(target, pyzmq, gimp_python.is_flatpak_folder(folder)))
     return installed
+
+
+def _provide_pyzmq(target: Path, gimp_python_command: str | None, offline_wheel: Path | None) -> str:
+    python = gimp_python.find(target.parent, gimp_python_command)
+    if python is None:
+        return (
+            "GIMP's Python was not found, so whether it loads pyzmq is not known: install GIMP and run "
+            "`invsr gimp install` again, or name GIMP's Python with --gimp-python COMMAND"
+        )
+    try:
+        probe = gimp_python.vendor_pyzmq(python, target / VENDOR, offline_wheel)
+    except InvSRError as error:
+        raise InvSRError(
+            f"the plug-in is installed in {target}, but GIMP's Python cannot import zmq: {error}"
+        ) from None
+    return f"GIMP's Python ({probe.summary()}) imports zmq {probe.zmq['version']} ({probe.zmq_origin(target / VENDOR)})"
 
 
 def _checked_key(path: Path) -> Path:
@@ -92,9 +129,9 @@ def _checked_key(path: Path) -> Path:
 
 
 def _plugin_files() -> dict[str, Path]:
-    """Each file of the installed plug-in (relative path) and its source in this package."""
-    files = {f"{PLUGIN_NAME}.py": SOURCE / f"{PLUGIN_NAME}.py"}
-    files |= {f"invsr_plugin/{module.name}": module for module in sorted((SOURCE / "invsr_plugin").glob("*.py"))}
+    """Each file of the installed plug-in (relative path) and its source in the installed packages."""
+    files = {f"{PLUGIN_NAME}.py": PLUGIN_DIR / f"{PLUGIN_NAME}.py"}
+    files |= {f"invsr_plugin/{module.name}": module for module in sorted((PLUGIN_DIR / "invsr_plugin").glob("*.py"))}
     wire = Path(invsr_wire.__file__).parent
     return files | {f"invsr_wire/{module.name}": module for module in sorted(wire.glob("*.py"))}
 
@@ -143,85 +180,128 @@ def _remove(path: Path) -> None:
 # --- doctor --------------------------------------------------------------------------------------------
 
 
-def doctor(gimp_dir: Path | None) -> bool:
+def doctor(gimp_dir: Path | None, gimp_python_command: str | None = None) -> bool:
     """Check each link and print it; True only when every link holds."""
-    checks = [_gimp_found, _plugin_installed, _gimp_python, _worker_round_trip]
-    state = {"gimp_dir": gimp_dir}
+    checks = [_gimp_found, _plugin_installed, _gimp_pythons, _workers]
+    state = {"gimp_dir": gimp_dir, "gimp_python": gimp_python_command, "installed": []}
     ok = True
     for check in checks:
-        good, text = check(state)
-        print(f"[{'ok' if good else 'FAIL':^4}] {text}")
-        ok &= good
+        for good, text in check(state):
+            print(f"[{'ok' if good else 'FAIL':^4}] {text}")
+            ok &= good
     return ok
 
 
-def _gimp_found(state) -> tuple[bool, str]:
-    for name in ("gimp-console-3.0", "gimp-3.0", "gimp-console", "gimp"):
+def _gimp_found(state) -> list[tuple[bool, str]]:
+    for name in GIMP_BINARIES:
         path = shutil.which(name)
         if path:
             version = _run([path, "--version"])
             if version and " 3." in version:
-                return True, f"GIMP 3 found: {path} ({version.strip().splitlines()[-1]})"
+                return [(True, f"GIMP 3 found: {path} ({version.strip().splitlines()[-1]})")]
     if shutil.which("flatpak") and _run(["flatpak", "info", "org.gimp.GIMP"]):
-        state["flatpak"] = True
-        return True, "GIMP found as the flatpak org.gimp.GIMP (its Python is inside the flatpak)"
-    return False, "GIMP 3 not found on PATH (Debian 13: sudo apt install gimp; elsewhere see gimp.org)"
+        return [(True, "GIMP found as the flatpak org.gimp.GIMP (its Python is inside the flatpak)")]
+    bundled = gimp_python.bundled_pythons()
+    if bundled:
+        return [(True, f"GIMP 3 found: the installation of {bundled[0].parent.parent}")]
+    return [(False, "GIMP 3 not found on PATH (Debian 13: sudo apt install gimp; elsewhere see gimp.org)")]
 
 
-def _plugin_installed(state) -> tuple[bool, str]:
+def _plugin_installed(state) -> list[tuple[bool, str]]:
     targets = [d / PLUGIN_NAME / f"{PLUGIN_NAME}.py" for d in plugin_dirs(state["gimp_dir"])]
     found = [t for t in targets if t.is_file()]
     if not found:
-        return False, f"plug-in not installed in {', '.join(str(t.parent.parent) for t in targets)}: run `invsr gimp install`"
+        folders = ", ".join(str(t.parent.parent) for t in targets)
+        return [(False, f"plug-in not installed in {folders}: run `invsr gimp install`")]
+    state["installed"] = [t.parent for t in found]
     not_executable = [t for t in found if not os.access(t, os.X_OK)]
     if not_executable:
-        return False, f"{not_executable[0]} is not executable, so GIMP ignores it: run `invsr gimp install` again"
+        return [(False, f"{not_executable[0]} is not executable, so GIMP ignores it: run `invsr gimp install` again")]
     outdated = [(t.parent, _outdated_files(t.parent)) for t in found]
     outdated = [(folder, files) for folder, files in outdated if files]
     if outdated:
         folder, files = outdated[0]
-        return False, f"the plug-in in {folder} is not this invsr's ({', '.join(files)} differ): run `invsr gimp install` again"
+        differ = f"{', '.join(files)} differ"
+        return [(False, f"the plug-in in {folder} is not this invsr's ({differ}): run `invsr gimp install` again")]
     try:
         state["settings"] = json.loads((found[0].parent / SETTINGS_FILE).read_text())
     except (OSError, ValueError) as error:
-        return False, f"the plug-in's settings cannot be read ({error}): run `invsr gimp install` again"
-    return True, f"plug-in installed and up to date: {', '.join(str(t.parent) for t in found)}"
+        return [(False, f"the plug-in's settings cannot be read ({error}): run `invsr gimp install` again")]
+    return [(True, f"plug-in installed and up to date: {', '.join(str(t.parent) for t in found)}")]
 
 
-def _gimp_python(state) -> tuple[bool, str]:
-    if state.get("flatpak"):
-        command = ["flatpak", "run", "--command=python3", "org.gimp.GIMP", "-c", GIMP_PYTHON_CHECK]
-    else:  # what the plug-in's first line runs when GIMP is started from the desktop, not from this shell
-        command = ["/usr/bin/env", f"PATH={_path_without_environments()}", "python3", "-c", GIMP_PYTHON_CHECK]
-    output = _run(command)
-    if output:
-        python, version = output.split()
-        return True, f"GIMP's Python ({python}) imports gi (Gimp 3.0) and zmq {version}"
-    return False, "GIMP's Python cannot import gi with Gimp 3.0, or zmq: on Debian/Ubuntu sudo apt install python3-gi gir1.2-gimp-3.0 python3-zmq; see the README for flatpak, Windows and macOS"
+def _gimp_pythons(state) -> list[tuple[bool, str]]:
+    """For each installed plug-in, the Python that GIMP runs it with: gi for GIMP 3, and which pyzmq."""
+    targets = state["installed"] or [d / PLUGIN_NAME for d in plugin_dirs(state["gimp_dir"])]
+    return [_gimp_python(target, state["gimp_python"]) for target in targets]
 
 
-def _path_without_environments() -> str:
-    """PATH without the active virtual or conda environment, whose python3 GIMP does not run."""
-    active = {os.environ.get("VIRTUAL_ENV"), os.environ.get("CONDA_PREFIX")}
-    if sys.prefix != sys.base_prefix:
-        active.add(sys.prefix)
-    ignored = {str(Path(prefix) / folder) for prefix in active if prefix for folder in ("bin", "Scripts")}
-    return os.pathsep.join(entry for entry in os.environ.get("PATH", "").split(os.pathsep) if entry.rstrip("/\\") not in ignored)
+def _gimp_python(target: Path, command: str | None) -> tuple[bool, str]:
+    python = gimp_python.find(target.parent, command)
+    if python is None:
+        return False, f"GIMP's Python for {target} was not found: name it with --gimp-python COMMAND"
+    try:
+        probe = gimp_python.probe(python, target / VENDOR)
+    except InvSRError as error:
+        return False, f"GIMP's Python: {error}"
+    if "gimp_error" in probe.facts:
+        return False, (
+            f"GIMP's Python ({probe.summary()}) cannot import gi with Gimp 3.0 ({probe.facts['gimp_error']}): "
+            "on Debian/Ubuntu sudo apt install python3-gi gir1.2-gimp-3.0"
+        )
+    if probe.zmq is None:
+        return False, (
+            f"GIMP's Python ({probe.summary()}) cannot import zmq ({probe.facts['zmq_error']}): run "
+            f"`invsr gimp install` again, which puts a pyzmq for it into {target / VENDOR}"
+        )
+    zmq = f"zmq {probe.zmq['version']} ({probe.zmq_origin(target / VENDOR)})"
+    return True, f"GIMP's Python ({probe.summary()}) imports gi (Gimp 3.0) and {zmq}"
 
 
-def _worker_round_trip(state) -> tuple[bool, str]:
+def _workers(state) -> list[tuple[bool, str]]:
+    """The worker the plug-in starts (a GIMP outside flatpak), and the one a flatpak GIMP's plug-in finds."""
+    flatpak = [target for target in state["installed"] if gimp_python.is_flatpak_folder(target.parent)]
+    checks = [_flatpak_worker()] if flatpak else []
+    if len(flatpak) < len(state["installed"]) or not state["installed"]:
+        checks.insert(0, _local_worker(state))
+    return checks
+
+
+def _local_worker(state) -> tuple[bool, str]:
     from invsr_wire.client import connect
 
     command = (state.get("settings") or {}).get("start_command") or start_command()
     try:
         with connect(start_command=command) as client:
-            header, _ = client.upscale(bytes(8 * 8 * 3), 8, 8, 3, "u8", {"scale": 2})
-            model = client.hello()["model"]
+            return True, _round_trip(client)
     except InvSRError as error:
         moved = "unrunnable_command" in error.details  # the recorded Python is gone (a moved or deleted environment)
-        return False, f"the worker: {error}" + ("; run `invsr gimp install` again from the Python environment that has invsr" if moved else "")
+        again = "; run `invsr gimp install` again from the Python environment that has invsr" if moved else ""
+        return False, f"the worker: {error}{again}"
+
+
+def _flatpak_worker() -> tuple[bool, str]:
+    """GIMP's sandbox cannot start a program of this computer: the user starts the worker, which writes its
+    connection file where the sandbox sees it."""
+    from invsr_wire.client import connect
+
+    path = flatpak_connection_file()
+    try:
+        with connect(path) as client:
+            return True, "for GIMP's flatpak: " + _round_trip(client)
+    except InvSRError as error:
+        return False, (
+            f"GIMP's flatpak cannot start the worker from its sandbox, and none answers ({error}): start it on "
+            f"this computer and leave it running: invsr serve --connection-file {path}"
+        )
+
+
+def _round_trip(client) -> str:
+    header, _ = client.upscale(bytes(8 * 8 * 3), 8, 8, 3, "u8", {"scale": 2})
+    model = client.hello()["model"]
     tiny = " (random tiny test weights: not real upscales)" if model.get("weights", {}).get("tiny_random") else ""
-    return True, f"the worker answers, its weights load and a tiny job round-trips ({header['width']}x{header['height']}) on {model.get('device')}{tiny}"
+    size = f"{header['width']}x{header['height']}"
+    return f"the worker answers, its weights load and a tiny job round-trips ({size}) on {model.get('device')}{tiny}"
 
 
 def _run(command: list[str]) -> str | None:

@@ -1,14 +1,17 @@
-"""GIMP 3 for the plug-in's end-to-end tests: this machine's own gimp-console-3.0 (Debian 13 has it), or
-a Debian trixie root file system built once by tests/gimp/build-root.sh and reused after.
+"""GIMP 3 for the plug-in's end-to-end tests, in each version the tests cover: GIMP 3.0 (Debian 13, trixie)
+and GIMP 3.2 (Debian 14, forky). This machine's own gimp-console-3.X where it has one, else a Debian root
+file system built once by tests/gimp/build-root.sh and reused after, at $INVSR_GIMP_ROOTS/SUITE (default
+/var/cache/invsr-gimp/trixie and /var/cache/invsr-gimp/forky).
 
-In the root, GIMP runs under chroot and shares this machine's network, so the plug-in reaches a worker
+In a root, GIMP runs under chroot and shares this machine's network, so the plug-in reaches a worker
 started here on 127.0.0.1. The source tree, this Python and its virtual environment are bind-mounted
 read-only at their own paths, so the plug-in loads from the source tree and can start a worker with
-this very interpreter.
+this very interpreter; `share` mounts more folders the same way.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -19,25 +22,32 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_ROOT = Path(os.environ.get("INVSR_GIMP_ROOT", "/var/cache/invsr-gimp/trixie"))
-GIMP_CONSOLE = "gimp-console-3.0"
+PLUGINS = REPO / "invsr_gimp"  # the folder holding the plug-in's folder, as GIMP's plug-in path lists it
+ROOTS = Path(os.environ.get("INVSR_GIMP_ROOTS", "/var/cache/invsr-gimp"))
+SUITES = {"3.0": "trixie", "3.2": "forky"}  # the Debian release that ships each GIMP version
+VERSIONS = tuple(SUITES)
 
 
 class GimpRunner:
-    def __init__(self, root: Path | None):
+    def __init__(self, version: str, root: Path | None):
+        self.version = version
         self.root = root
+        self.console = f"gimp-console-{version}"
         self.mounted: list[Path] = []
 
     @classmethod
-    def find_or_build(cls) -> "GimpRunner":
-        if shutil.which(GIMP_CONSOLE):
-            return cls(None)
-        runner = cls(DEFAULT_ROOT)
-        if not (runner.has_screen and (DEFAULT_ROOT / "usr" / "bin" / GIMP_CONSOLE).exists()):
+    def find_or_build(cls, version: str) -> "GimpRunner":
+        console = f"gimp-console-{version}"
+        if shutil.which(console):
+            return cls(version, None)
+        root = ROOTS / SUITES[version]
+        runner = cls(version, root)
+        if not (runner.has_screen and (root / "usr" / "bin" / console).exists()):
             if os.geteuid() == 0:  # builds the root, or adds what an older one lacks
-                subprocess.run(["bash", str(REPO / "tests" / "gimp" / "build-root.sh"), str(DEFAULT_ROOT)], check=True)
-            elif not (DEFAULT_ROOT / "usr" / "bin" / GIMP_CONSOLE).exists():
-                pytest.skip(f"no {GIMP_CONSOLE} here, and building a Debian trixie root with it needs root")
+                build = REPO / "tests" / "gimp" / "build-root.sh"
+                subprocess.run(["bash", str(build), SUITES[version], str(root)], check=True)
+            elif not (root / "usr" / "bin" / console).exists():
+                pytest.skip(f"no {console} here, and building a Debian {SUITES[version]} root with it needs root")
         return runner
 
     @property
@@ -62,12 +72,19 @@ class GimpRunner:
             subprocess.run(["umount", "-l", str(target)], check=False)
         self.mounted.clear()
 
-    def _bind(self, path: Path) -> None:
+    def share(self, path: Path, writable: bool = False) -> Path:
+        """Make a folder of this machine visible where GIMP runs, at the same path. Returns it."""
+        if self.root is not None:
+            self._bind(Path(path).resolve(), writable)
+        return Path(path)
+
+    def _bind(self, path: Path, writable: bool = False) -> None:
         target = self.root / path.relative_to("/")
         if target.is_mount():
             return  # left from an earlier run, still valid
         self._mount(["--bind", str(path)], target)
-        subprocess.run(["mount", "-o", "remount,ro,bind", str(target)], check=True)
+        if not writable:
+            subprocess.run(["mount", "-o", "remount,ro,bind", str(target)], check=True)
 
     def _mount(self, options: list[str], target: Path) -> None:
         if target.is_mount():
@@ -75,6 +92,32 @@ class GimpRunner:
         target.mkdir(parents=True, exist_ok=True)
         subprocess.run(["mount", *options, str(target)], check=True)
         self.mounted.append(target)
+
+    @contextlib.contextmanager
+    def without_zmq(self):
+        """This GIMP with python3-zmq removed from its Python: the root seen through an overlay whose upper
+        layer (a few MB, thrown away after) holds the removal, so the root itself stays as it is."""
+        if self.root is None:
+            pytest.skip("removing pyzmq from this machine's own GIMP is not for a test")
+        layers = Path(tempfile.mkdtemp(prefix=f"invsr-gimp-{SUITES[self.version]}-no-zmq-", dir=ROOTS))
+        merged = layers / "root"
+        for name in ("upper", "work", "root"):
+            (layers / name).mkdir()
+        variant = GimpRunner(self.version, merged)
+        try:
+            options = f"lowerdir={self.root},upperdir={layers / 'upper'},workdir={layers / 'work'}"
+            variant._mount(["-t", "overlay", "overlay", "-o", options], merged)
+            subprocess.run(["chroot", str(merged), "dpkg", "--purge", "python3-zmq"], check=True, capture_output=True)
+            with variant:
+                yield variant
+        finally:
+            variant.__exit__()
+            shutil.rmtree(layers, ignore_errors=True)
+
+    def python_command(self) -> str | None:
+        """The command that runs GIMP's Python from this machine (`invsr gimp install --gimp-python`);
+        None where GIMP is this machine's own and the installer finds its Python by itself."""
+        return None if self.root is None else f"chroot {self.root} /usr/bin/python3"
 
     def workspace(self) -> Path:
         """A folder that GIMP (inside the root) and this process both see."""
@@ -88,16 +131,20 @@ class GimpRunner:
             return str(path)
         return "/" + str(path.relative_to(self.root)) if self.root in path.parents else str(path)
 
-    def run_batch(self, script: Path, home: Path, env: dict, plugin_path: Path | None = REPO / "plugin", timeout: float = 600, screen: bool = False) -> subprocess.CompletedProcess:
-        """Run `script` in GIMP's Python batch interpreter with a throw-away configuration in `home`;
-        plug-ins load from `plugin_path` (the source tree) besides GIMP's own folders; with `screen`, on
-        a virtual X screen, where plug-ins can open their dialogs."""
-        config = home / "gimp-config"
+    def run_batch(
+        self, script: Path, home: Path, env: dict, plugin_path: Path | None = PLUGINS, timeout: float = 600,
+        screen: bool = False, config: Path | None = None,
+    ) -> subprocess.CompletedProcess:
+        """Run `script` in GIMP's Python batch interpreter with a throw-away configuration in `home`
+        (or `config`); plug-ins load from `plugin_path` (the source tree) besides GIMP's own folders; with
+        `screen`, on a virtual X screen, where plug-ins can open their dialogs."""
+        config = config or home / "gimp-config"
         config.mkdir(parents=True, exist_ok=True)
         extra = f":{self.inside(plugin_path)}" if plugin_path is not None else ""
-        (config / "gimprc").write_text(f'(plug-in-path "${{gimp_dir}}/plug-ins:${{gimp_plug_in_dir}}/plug-ins{extra}")\n')
+        search = f"${{gimp_dir}}/plug-ins:${{gimp_plug_in_dir}}/plug-ins{extra}"
+        (config / "gimprc").write_text(f'(plug-in-path "{search}")\n')
         batch = f"exec(open({self.inside(script)!r}).read())"
-        command = [GIMP_CONSOLE, "-i", "-n", "-d", "-f", "--batch-interpreter=python-fu-eval", "-b", batch, "--quit"]
+        command = [self.console, "-i", "-n", "-d", "-f", "--batch-interpreter=python-fu-eval", "-b", batch, "--quit"]
         command = ["xvfb-run", "-a", *command] if screen else command
         return self.run(command, dict(env, HOME=self.inside(home), GIMP3_DIRECTORY=self.inside(config)), timeout)
 

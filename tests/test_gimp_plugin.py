@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from gimp_harness import REPO, GimpRunner
+from gimp_harness import PLUGINS, REPO, VERSIONS, GimpRunner
 from invsr.request import UpscaleRequest
 from worker_helpers import WorkerProcess
 
@@ -62,10 +62,18 @@ MAIN = [
 ]
 
 
-@pytest.fixture(scope="module")
-def gimp():
-    with GimpRunner.find_or_build() as runner:
+@pytest.fixture(scope="module", params=VERSIONS)
+def gimp(request):
+    """Every scenario runs in each GIMP version the plug-in supports."""
+    with GimpRunner.find_or_build(request.param) as runner:
         yield runner
+
+
+@pytest.fixture(autouse=True)
+def gimp_python_is_this_one(monkeypatch):
+    """Where a test installs the plug-in but runs no GIMP, this Python (which has pyzmq) stands for GIMP's:
+    the installer then has no pyzmq to fetch. Tests of GIMP's own Python name it themselves."""
+    monkeypatch.setenv("INVSR_GIMP_PYTHON", sys.executable)
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +99,7 @@ def run_gimp(gimp, workspace, name, scenarios, env=None, installed=None, screen=
     out.mkdir()
     plan = {
         "out": gimp.inside(out),
-        "plugin": gimp.inside(installed / "invsr-upscale" if installed else REPO / "plugin" / "invsr-upscale"),
+        "plugin": gimp.inside(installed / "invsr-upscale" if installed else PLUGINS / "invsr-upscale"),
         "connection_file": gimp.inside(workspace / "run" / "worker.json"),
         "scenarios": scenarios,
     }
@@ -100,7 +108,7 @@ def run_gimp(gimp, workspace, name, scenarios, env=None, installed=None, screen=
     if installed:
         (out / "gimp-config").mkdir()
         (out / "gimp-config" / "plug-ins").symlink_to(gimp.inside(installed))  # as GIMP sees it
-    done = gimp.run_batch(SCENARIOS, out, variables, plugin_path=None if installed else REPO / "plugin", timeout=180 if screen else 600, screen=screen)
+    done = gimp.run_batch(SCENARIOS, out, variables, plugin_path=None if installed else PLUGINS, timeout=180 if screen else 600, screen=screen)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (out / "gimp-stderr.txt").write_text(done.stderr)
     results = json.loads((out / "results.json").read_text())
@@ -405,11 +413,14 @@ def test_the_plugin_starts_the_local_worker_and_reuses_it(gimp, workspace, pipel
             os.kill(json.loads((run_dir / "worker.json").read_text())["pid"], signal.SIGTERM)
 
 
-def test_installed_plugin_works_in_gimp_and_doctor_finds_every_link(gimp, workspace, worker, pipeline):
+def test_installed_plugin_works_in_gimp_and_doctor_finds_every_link(gimp, workspace, worker, pipeline, monkeypatch):
     from invsr_cli.commands import main
 
+    monkeypatch.delenv("INVSR_GIMP_PYTHON")
     plugins = workspace / "installed-plug-ins"
-    assert main(["gimp", "install", "--gimp-dir", str(plugins), "--weights", gimp.inside(workspace / "weights"), "--device", "cpu"]) == 0
+    python = ["--gimp-python", gimp.python_command()] if gimp.python_command() else []  # the Python GIMP runs
+    weights = gimp.inside(workspace / "weights")
+    assert main(["gimp", "install", "--gimp-dir", str(plugins), "--weights", weights, "--device", "cpu", *python]) == 0
     env = {"INVSR_RUNTIME_DIR": gimp.inside(workspace / "run")}
     folder, results = run_gimp(gimp, workspace, "installed", [scenario("rgb8", [photo_layer()], arguments={"scale": 2.0})], env, installed=plugins)
     result = results["rgb8"]
@@ -454,10 +465,10 @@ def test_reinstalling_keeps_the_users_vendor_folder_and_replaces_a_link(tmp_path
 
     linked = tmp_path / "linked"
     linked.mkdir()
-    (linked / "invsr-upscale").symlink_to(REPO / "plugin" / "invsr-upscale")  # a developer's set-up
+    (linked / "invsr-upscale").symlink_to(PLUGINS / "invsr-upscale")  # a developer's set-up
     assert main(["gimp", "install", "--gimp-dir", str(linked)]) == 0
     assert not (linked / "invsr-upscale").is_symlink() and (linked / "invsr-upscale" / "invsr_wire" / "client.py").is_file()
-    assert (REPO / "plugin" / "invsr-upscale" / "invsr_wire").is_symlink()  # the source tree untouched
+    assert (PLUGINS / "invsr-upscale" / "invsr_wire").is_symlink()  # the source tree untouched
 
 
 def test_install_finds_gimps_folder_under_xdg_config_home(tmp_path, monkeypatch):
@@ -466,13 +477,28 @@ def test_install_finds_gimps_folder_under_xdg_config_home(tmp_path, monkeypatch)
     monkeypatch.delenv("GIMP3_DIRECTORY", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))  # no GIMP on it
     assert plugin_dirs(None) == [tmp_path / "config" / "GIMP" / "3.0" / "plug-ins"]  # GIMP's default there
     (tmp_path / "config" / "GIMP" / "3.2").mkdir(parents=True)
     assert plugin_dirs(None) == [tmp_path / "config" / "GIMP" / "3.2" / "plug-ins"]
 
 
+def test_before_gimp_32_first_starts_the_plugin_goes_to_its_folder(tmp_path, monkeypatch):
+    """No configuration folder yet (GIMP never started): the folder of the newest GIMP 3 installed."""
+    from invsr_cli.gimp_setup import plugin_dirs
+
+    monkeypatch.delenv("GIMP3_DIRECTORY", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    console = tmp_path / "bin" / "gimp-console-3.2"
+    console.parent.mkdir()
+    console.write_text("#!/bin/sh\n")
+    console.chmod(0o755)
+    monkeypatch.setenv("PATH", str(console.parent))
+    assert plugin_dirs(None) == [tmp_path / "config" / "GIMP" / "3.2" / "plug-ins"]
+
+
 def test_doctor_checks_the_python_gimp_runs_not_this_environments(monkeypatch):
-    from invsr_cli.gimp_setup import _path_without_environments
+    from invsr_cli.gimp_python import path_without_environments as _path_without_environments
 
     monkeypatch.setenv("VIRTUAL_ENV", "/home/me/venv")
     ours = os.path.join(sys.prefix, "bin")  # the tests' own environment, activated or not
@@ -511,7 +537,7 @@ def test_the_plugin_reaches_a_curve_worker_with_the_key_given_at_install(tmp_pat
     _, laptop = make_key_pair(tmp_path / "allowed", "laptop")
     plugins = tmp_path / "plug-ins"
     assert main(["gimp", "install", "--gimp-dir", str(plugins), "--client-key", str(tmp_path / "server" / "server.key")]) == 1  # a public key
-    monkeypatch.syspath_prepend(str(REPO / "plugin" / "invsr-upscale"))
+    monkeypatch.syspath_prepend(str(PLUGINS / "invsr-upscale"))
     from invsr_plugin import flow
 
     worker = WorkerProcess(tmp_path / "w", tiny_weights.noise_predictor.parent, "--curve-keys", str(tmp_path / "server"), "--allowed-keys", str(tmp_path / "allowed")).wait_ready()
@@ -531,7 +557,7 @@ def test_the_plugin_reaches_a_curve_worker_with_the_key_given_at_install(tmp_pat
 def test_a_mistyped_endpoint_in_the_worker_file_is_named(tmp_path, monkeypatch):
     from invsr_wire import connection
 
-    monkeypatch.syspath_prepend(str(REPO / "plugin" / "invsr-upscale"))
+    monkeypatch.syspath_prepend(str(PLUGINS / "invsr-upscale"))
     from invsr_plugin import flow
 
     path = tmp_path / "worker.json"
@@ -541,7 +567,7 @@ def test_a_mistyped_endpoint_in_the_worker_file_is_named(tmp_path, monkeypatch):
 
 
 def test_the_progress_bar_pulses_while_the_worker_loads_or_compiles_and_counts_tiles_otherwise(monkeypatch):
-    monkeypatch.syspath_prepend(str(REPO / "plugin" / "invsr-upscale"))
+    monkeypatch.syspath_prepend(str(PLUGINS / "invsr-upscale"))
     from invsr_plugin.flow import progress_update
 
     assert progress_update({"stage": "loading model", "done": 0, "total": 0}, 0, 1) == (None, "InvSR: loading the model (once, after the worker starts)")

@@ -12,7 +12,8 @@ import gi
 gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
 gi.require_version("Babl", "0.1")
-from gi.repository import Babl, Gegl, Gimp  # noqa: E402
+gi.require_version("Gtk", "3.0")
+from gi.repository import Babl, Gegl, Gimp, Gtk  # noqa: E402
 
 from invsr_wire.contract import scaled_side  # noqa: E402
 
@@ -178,6 +179,14 @@ def _new_layer(image, result: Upscaled, options: Options):
     data = record(result, options).encode("ascii")
     layer.attach_parasite(Gimp.Parasite.new(PARASITE, Gimp.PARASITE_PERSISTENT | Gimp.PARASITE_UNDOABLE, list(data)))
     return layer
+
+
+def choices_as_combo_boxes(dialog, names) -> None:
+    """Show these choice arguments of a GimpUi.ProcedureDialog as labelled combo boxes, in every GIMP 3.
+    GIMP 3.0 does so by default; GIMP 3.2 shows a choice of up to three as radio buttons in a frame, whose
+    title takes no mnemonic (GIMP then warns "no mnemonic for property"). Call before `fill`."""
+    for name in names:
+        dialog.get_widget(name, Gtk.ComboBox.__gtype__)
 
 
 class Progress:

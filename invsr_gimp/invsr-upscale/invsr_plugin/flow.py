@@ -11,6 +11,7 @@ import json
 import os
 from pathlib import Path
 
+from invsr_wire import flatpak
 from invsr_wire.contract import DEFAULT_COLOR_FIX, DEFAULT_SCALE, sample_bytes, scaled_side
 from invsr_wire.errors import InvSRError
 
@@ -89,6 +90,8 @@ def connect(options: Options, on_status):
     settings = load_settings()
     if options.server:
         return _remote_client(Path(options.server), settings)
+    if flatpak.in_flatpak_sandbox():
+        return _flatpak_client()
     try:
         return client.connect(start_command=settings.get("start_command"), on_status=on_status)
     except InvSRError as error:
@@ -99,6 +102,22 @@ def connect(options: Options, on_status):
         else:
             hint = ""
         raise PluginError(f"No InvSR worker is running and none could be started{hint}: {error}") from None
+
+
+def _flatpak_client():
+    """GIMP's flatpak sandbox cannot start a program of the computer: the user starts the worker outside,
+    with its connection file in the one folder both sides see."""
+    from invsr_wire import client
+
+    path = flatpak.flatpak_connection_file()
+    try:
+        return client.connect(path)
+    except InvSRError as error:
+        raise PluginError(
+            "GIMP runs as a flatpak, whose sandbox cannot start the InvSR worker. Start it on this computer, "
+            "outside GIMP, and leave it running: invsr serve --connection-file "
+            f"\"$XDG_RUNTIME_DIR/app/{flatpak.GIMP_APP_ID}/invsr/worker.json\" ({error})"
+        ) from None
 
 
 def _remote_client(path: Path, settings: dict):

@@ -20,9 +20,9 @@ from .flow import OUTPUTS, Options, PluginError  # noqa: E402
 PROCEDURE = "python-fu-invsr-upscale"
 ZMQ_MISSING = (
     "Upscale (InvSR) needs the Python module zmq (pyzmq) in the Python that GIMP runs plug-ins with, and it "
-    "is missing. On Debian or Ubuntu: sudo apt install python3-zmq; on Fedora: sudo dnf install python3-zmq. "
-    "For GIMP's own bundled Python (Windows, macOS, flatpak), see the README section 'In GIMP': it installs "
-    "pyzmq into the plug-in's vendor folder. `invsr gimp doctor` checks this."
+    "is missing. Run `invsr gimp install` again: it puts a pyzmq that fits GIMP's Python into the plug-in's "
+    "vendor folder (or, on Debian or Ubuntu: sudo apt install python3-zmq; on Fedora: sudo dnf install "
+    "python3-zmq). `invsr gimp doctor` checks this."
 )
 ARGUMENTS = ("scale", "steps", "color-fix", "seed", "tile", "output", "server")  # as `define` adds them
 
@@ -112,8 +112,11 @@ def upscale(image, drawables, options: Options, adapter):
 
 
 def _dialog_accepted(procedure, config) -> bool:
+    from .gimp_adapter import choices_as_combo_boxes
+
     GimpUi.init(PROCEDURE)
     dialog = GimpUi.ProcedureDialog.new(procedure, config, "Upscale (InvSR)")
+    choices_as_combo_boxes(dialog, ("color-fix", "output"))
     dialog.fill(None)
     accepted = dialog.run()
     dialog.destroy()
