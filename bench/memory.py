@@ -66,12 +66,20 @@ def main() -> None:
         from invsr.tiny_weights import write_tiny_weights
 
         write_tiny_weights(folder)
-        rows = [run_job(folder, int(side), args.device, scale) for scale in args.scales.split(",") for side in args.sizes.split(",")]
-    print(f"{'scale':>5} {'input':>10} {'output':>12} {'tiles':>6} {'output MB':>10} {'host peak +MB':>14} {'x output':>9} {'device MB':>10} {'largest VAE input':>18}")
+        rows = [
+            run_job(folder, int(side), args.device, scale)
+            for scale in args.scales.split(",")
+            for side in args.sizes.split(",")
+        ]
+    print(
+        f"{'scale':>5} {'input':>10} {'output':>12} {'tiles':>6} {'output MB':>10} {'host peak +MB':>14} "
+        f"{'x output':>9} {'device MB':>10} {'largest VAE input':>18}"
+    )
     for row in rows:
         device = "-" if row["device_peak_bytes"] is None else f"{row['device_peak_bytes'] / 1e6:.0f}"
         print(
-            f"{row['scale']:>5g} {'x'.join(map(str, row['input'])):>10} {'x'.join(map(str, row['output'])):>12} {row['tiles']:>6} "
+            f"{row['scale']:>5g} {'x'.join(map(str, row['input'])):>10} {'x'.join(map(str, row['output'])):>12} "
+            f"{row['tiles']:>6} "
             f"{row['output_bytes'] / 1e6:>10.1f} {row['host_peak_increase_bytes'] / 1e6:>14.1f} "
             f"{row['host_peak_increase_bytes'] / row['output_bytes']:>9.1f} {device:>10} "
             f"{row['largest_network_inputs']['vae_decoder_input']:>18,}"
@@ -82,7 +90,9 @@ def main() -> None:
 
 
 def run_job(weights: str, side: int, device: str, scale: str = "4") -> dict:
-    done = subprocess.run([sys.executable, "-c", JOB, weights, str(side), device, scale], capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", JOB, weights, str(side), device, scale], capture_output=True, text=True, check=False
+    )
     if done.returncode != 0:
         raise SystemExit(f"the {side}-pixel job failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])

@@ -44,7 +44,9 @@ def upscale(models, device, lr: torch.Tensor, timesteps, seed: int, color_fix: s
         group = tiles[first : first + batch]
         crops = torch.cat([padded[..., r.start : r.end, c.start : c.end] for r, c in group]).to(device)
         noise = Noise.draw(crops.shape, models.noise_predictor.config.latent_channels, seed + first)  # fresh per tile
-        out = sample(models, crops, timesteps, Noise(noise.predictor.to(device), noise.encoder.to(device)), timer.stage).cpu()
+        out = sample(
+            models, crops, timesteps, Noise(noise.predictor.to(device), noise.encoder.to(device)), timer.stage
+        ).cpu()
         for k, (r, c) in enumerate(group):
             weight = (gaussian(SCALE * r.size)[:, None] * gaussian(SCALE * c.size)[None, :])[None, None]
             y, x = SCALE * r.start, SCALE * c.start

@@ -54,23 +54,33 @@ def bench_bridge(worker, runs: int, sizes=(1, 16, 64)) -> list[dict]:
                 payload = np.frombuffer(np.random.default_rng(0).bytes(nbytes), np.uint8)
                 target = np.empty_like(payload)
                 client.echo([payload])  # warm up: buffers, connection
-                echo = median_seconds(lambda: client.echo([payload]), runs)
-                copy = median_seconds(lambda: np.copyto(target, payload), runs)
-                signature = median_seconds(lambda: sign(client.key, b"{}", [payload]), runs)
-                rows.append({
-                    "megapixels": megapixels, "bits": bits, "bytes": nbytes,
-                    "echo_seconds": echo, "copy_seconds": copy, "sign_seconds": signature,
-                    "echo_GBps": nbytes / echo / 1e9, "copy_GBps": nbytes / copy / 1e9, "sign_GBps": nbytes / signature / 1e9,
-                    "ratio": (nbytes / echo) / (nbytes / copy),
-                })
+                # each lambda is called within its line, while the loop variables hold this row's values
+                echo = median_seconds(lambda: client.echo([payload]), runs)  # noqa: B023
+                copy = median_seconds(lambda: np.copyto(target, payload), runs)  # noqa: B023
+                signature = median_seconds(lambda: sign(client.key, b"{}", [payload]), runs)  # noqa: B023
+                rows.append(
+                    {
+                        "megapixels": megapixels,
+                        "bits": bits,
+                        "bytes": nbytes,
+                        "echo_seconds": echo,
+                        "copy_seconds": copy,
+                        "sign_seconds": signature,
+                        "echo_GBps": nbytes / echo / 1e9,
+                        "copy_GBps": nbytes / copy / 1e9,
+                        "sign_GBps": nbytes / signature / 1e9,
+                        "ratio": (nbytes / echo) / (nbytes / copy),
+                    }
+                )
     return rows
 
 
 def bench_tiling(pipeline, runs: int, side: int) -> dict:
     import reference_tiling
+    from seams import seam_positions, seam_score
+
     from invsr.progress import StageTimer
     from invsr.tiles import DEFAULT_OVERLAP, DEFAULT_TILE, TileDriver, TileRecipe, TileSettings
-    from seams import seam_positions, seam_score
 
     image = torch.from_numpy(_photo(side)).permute(2, 0, 1)[None].float() / 255
     models, device = pipeline.models, pipeline.device
@@ -102,8 +112,8 @@ def bench_tiling(pipeline, runs: int, side: int) -> dict:
 def bench_end_to_end(pipeline, worker, runs: int, side: int) -> dict:
     from invsr.files import upscale_file
     from invsr.image_io import ImageFile, write_image
-    from invsr_cli.remote import RemotePipeline
     from invsr.request import UpscaleRequest
+    from invsr_cli.remote import RemotePipeline
 
     folder = Path(tempfile.mkdtemp())
     write_image(folder / "in.png", ImageFile(_photo(side)))
@@ -114,14 +124,22 @@ def bench_end_to_end(pipeline, worker, runs: int, side: int) -> dict:
         upscale_file(remote, folder / "in.png", folder / "warm.png", request)  # the worker's first job loads the model
         local_times, remote_times = [], []
         for _ in range(runs):  # alternated, so that drifts of a shared machine hit both alike
-            local_times.append(median_seconds(lambda: upscale_file(pipeline, folder / "in.png", folder / "local.png", request), 1))
-            remote_times.append(median_seconds(lambda: upscale_file(remote, folder / "in.png", folder / "remote.png", request), 1))
+            local_times.append(
+                median_seconds(lambda: upscale_file(pipeline, folder / "in.png", folder / "local.png", request), 1)
+            )
+            remote_times.append(
+                median_seconds(lambda: upscale_file(remote, folder / "in.png", folder / "remote.png", request), 1)
+            )
         local, through = statistics.median(local_times), statistics.median(remote_times)
     identical = (folder / "local.png").read_bytes() == (folder / "remote.png").read_bytes()
     return {
-        "input": [side, side], "output_megapixels": megapixels,
-        "in_process_seconds_per_mp": local / megapixels, "worker_seconds_per_mp": through / megapixels,
-        "bridge_share": (through - local) / through, "bridge_seconds": through - local, "identical_output": identical,
+        "input": [side, side],
+        "output_megapixels": megapixels,
+        "in_process_seconds_per_mp": local / megapixels,
+        "worker_seconds_per_mp": through / megapixels,
+        "bridge_share": (through - local) / through,
+        "bridge_seconds": through - local,
+        "identical_output": identical,
     }
 
 
@@ -136,22 +154,39 @@ def print_tables(results: dict) -> None:
     print("\nBridge: echo round trips through the worker vs an in-memory copy of the same bytes")
     print(f"{'frame':>16} {'MB':>8} {'echo GB/s':>10} {'copy GB/s':>10} {'echo/copy':>10} {'sign GB/s':>10}")
     for row in results["bridge"]:
-        print(f"{row['megapixels']:>5} MP RGBA {row['bits']:>2}-bit {row['bytes'] / 1e6:>8.0f} {row['echo_GBps']:>10.2f} {row['copy_GBps']:>10.2f} {row['ratio']:>10.3f} {row['sign_GBps']:>10.2f}")
+        print(
+            f"{row['megapixels']:>5} MP RGBA {row['bits']:>2}-bit {row['bytes'] / 1e6:>8.0f} {row['echo_GBps']:>10.2f} "
+            f"{row['copy_GBps']:>10.2f} {row['ratio']:>10.3f} {row['sign_GBps']:>10.2f}"
+        )
     tiling = results["tiling"]
-    print(f"\nTiling of a {tiling['input'][0]} x {tiling['input'][1]} input (tiny weights): ours vs the reference scheme")
+    print(
+        f"\nTiling of a {tiling['input'][0]} x {tiling['input'][1]} input (tiny weights): ours vs the reference scheme"
+    )
     print(f"{'scheme':>10} {'tiles':>6} {'work ratio':>11} {'seam score':>11} {'seconds':>8}")
     for name in ("ours", "reference"):
         row = tiling[name]
-        print(f"{name:>10} {row['tiles']:>6} {row['work_ratio']:>11.3f} {row['seam_score']:>11.3f} {row['seconds']:>8.2f}")
+        print(
+            f"{name:>10} {row['tiles']:>6} {row['work_ratio']:>11.3f} {row['seam_score']:>11.3f} {row['seconds']:>8.2f}"
+        )
     print(f"time ratio (reference / ours): {tiling['time_ratio']:.2f}")
     e2e = results["end_to_end"]
-    print(f"\nEnd to end through the CLI's file path, {e2e['input'][0]}^2 -> {e2e['output_megapixels']:.2f} MP (tiny weights)")
-    print(f"in-process {e2e['in_process_seconds_per_mp']:.2f} s/MP, through the worker {e2e['worker_seconds_per_mp']:.2f} s/MP, "
-          f"bridge share {100 * e2e['bridge_share']:.1f}%, outputs identical: {e2e['identical_output']}")
+    print(
+        f"\nEnd to end through the CLI's file path, {e2e['input'][0]}^2 -> {e2e['output_megapixels']:.2f} MP "
+        "(tiny weights)"
+    )
+    print(
+        f"in-process {e2e['in_process_seconds_per_mp']:.2f} s/MP, "
+        f"through the worker {e2e['worker_seconds_per_mp']:.2f} s/MP, "
+        f"bridge share {100 * e2e['bridge_share']:.1f}%, outputs identical: {e2e['identical_output']}"
+    )
     print("\nMemory (fresh process per size, tiny weights)")
     for row in results["memory"]:
-        print(f"{row['input'][0]}^2 x{row['scale']:g} -> {row['output'][0]}^2: output {row['output_bytes'] / 1e6:.1f} MB, host peak +{row['host_peak_increase_bytes'] / 1e6:.0f} MB, "
-              f"largest network input {row['largest_network_inputs']['vae_decoder_input']:,}")
+        print(
+            f"{row['input'][0]}^2 x{row['scale']:g} -> {row['output'][0]}^2: "
+            f"output {row['output_bytes'] / 1e6:.1f} MB, "
+            f"host peak +{row['host_peak_increase_bytes'] / 1e6:.0f} MB, "
+            f"largest network input {row['largest_network_inputs']['vae_decoder_input']:,}"
+        )
 
 
 def main() -> None:
@@ -162,9 +197,10 @@ def main() -> None:
     runs = 2 if args.quick else 5
 
     import memory
+    from worker_helpers import WorkerProcess
+
     from invsr.pipeline import InvSRPipeline
     from invsr.tiny_weights import write_tiny_weights
-    from worker_helpers import WorkerProcess
 
     folder = Path(tempfile.mkdtemp(prefix="invsr-bench-"))
     weights = write_tiny_weights(folder / "weights")
@@ -173,7 +209,12 @@ def main() -> None:
     try:
         results = {
             "date": str(datetime.date.today()),
-            "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": torch.get_num_threads(), "torch": torch.__version__},
+            "machine": {
+                "platform": platform.platform(),
+                "processor": platform.processor(),
+                "cpus": torch.get_num_threads(),
+                "torch": torch.__version__,
+            },
             "bridge": bench_bridge(worker, runs, sizes=(1, 16) if args.quick else (1, 16, 64)),
             "tiling": bench_tiling(pipeline, runs, side=192 if args.quick else 384),
             "end_to_end": bench_end_to_end(pipeline, worker, runs, side=64 if args.quick else 128),

@@ -27,8 +27,17 @@ def hard_cut_weights(spans: list[Span], index: int, scale: int) -> torch.Tensor:
     return weights
 
 
-def upscale(models, device, lr: torch.Tensor, recipe: TileRecipe, seed: int, settings: TileSettings, timer,
-            hard_cut: bool = False, fresh_noise: bool = False) -> tuple[torch.Tensor, TilePlan]:
+def upscale(
+    models,
+    device,
+    lr: torch.Tensor,
+    recipe: TileRecipe,
+    seed: int,
+    settings: TileSettings,
+    timer,
+    hard_cut: bool = False,
+    fresh_noise: bool = False,
+) -> tuple[torch.Tensor, TilePlan]:
     """x4 of `lr` (1, 3, H, W) on the host, and the plan it was made with."""
     channels = models.noise_predictor.config.latent_channels
     image = pad_to_multiple(lr, models.lr_multiple)

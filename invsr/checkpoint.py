@@ -98,9 +98,7 @@ def load_strict(module: nn.Module, state: dict[str, torch.Tensor], source: Path 
     ]
     problems = [p for p in problems if p]
     if problems:
-        raise CheckpointError(
-            f"{source}: does not match the {type(module).__name__} layout: " + "; ".join(problems)
-        )
+        raise CheckpointError(f"{source}: does not match the {type(module).__name__} layout: " + "; ".join(problems))
     module.load_state_dict(state, strict=True)
 
 

@@ -65,7 +65,12 @@ def plan_jobs(
     jobs, taken = [], set()
     for source, target in pairs:
         if _file_identity(target) in inputs_seen:
-            failures.append((source, f"refusing to overwrite the input {target} with the upscale of {source}; choose another output"))
+            failures.append(
+                (
+                    source,
+                    f"refusing to overwrite the input {target} with the upscale of {source}; choose another output",
+                )
+            )
         elif target in taken:
             failures.append((source, f"another input already writes {target}; upscale it separately"))
         else:

@@ -57,7 +57,9 @@ def read_image(path: str | Path) -> ImageFile:
     try:
         data = path.read_bytes()
     except OSError as error:
-        raise ImageFileError(f"{path}: cannot read the file ({error.strerror or error}); check that it is readable") from error
+        raise ImageFileError(
+            f"{path}: cannot read the file ({error.strerror or error}); check that it is readable"
+        ) from error
     header = _Header.of(data)
     try:
         if suffix in OPENCV_SUFFIXES and not header.needs_pillow:
@@ -211,7 +213,10 @@ def check_format(path: Path, height: int, width: int, channels: int) -> None:
     if suffix not in SUFFIXES:
         raise ImageFileError(f"{path}: cannot write {suffix or 'files without a suffix'}; use {', '.join(SUFFIXES)}")
     if suffix in JPEG_SUFFIXES and channels in (2, 4):
-        raise ImageFileError(f"{path}: JPEG has no alpha channel and this image is partly transparent; write PNG, TIFF or WebP to keep transparency")
+        raise ImageFileError(
+            f"{path}: JPEG has no alpha channel and this image is partly transparent; "
+            "write PNG, TIFF or WebP to keep transparency"
+        )
     limit = MAX_SIDE.get(suffix)
     if limit is not None and max(height, width) > limit:
         raise ImageFileError(
@@ -232,7 +237,9 @@ def check_output(path: Path, height: int, width: int, channels: int) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as error:
-        raise ImageFileError(f"{path}: cannot write there ({error.strerror or error}); choose another output folder") from error
+        raise ImageFileError(
+            f"{path}: cannot write there ({error.strerror or error}); choose another output folder"
+        ) from error
 
 
 def without_opaque_alpha(pixels: np.ndarray) -> np.ndarray:
@@ -282,7 +289,9 @@ def _encode_pillow(pixels: np.ndarray, suffix: str, icc: bytes | None, notes: di
     try:
         image.save(out, format="JPEG" if suffix in JPEG_SUFFIXES else "WEBP", **options)
     except (OSError, ValueError) as error:  # the encoder's own limits, past what check_format knows
-        raise ImageFileError(f"Pillow could not encode a {image.width} x {image.height} image as {suffix} ({error}); write PNG or TIFF") from error
+        raise ImageFileError(
+            f"Pillow could not encode a {image.width} x {image.height} image as {suffix} ({error}); write PNG or TIFF"
+        ) from error
     return out.getvalue()
 
 
@@ -318,7 +327,9 @@ def encode_png(
         chunks.append(_png_chunk(b"iCCP", b"ICC profile\0\0" + zlib.compress(icc)))
     chunks += [_png_chunk(kind, body) for kind, body in png_chunks_for(metadata or Metadata())]
     for key, value in (notes or {}).items():
-        chunks.append(_png_chunk(b"tEXt", key.encode("latin-1", "replace")[:79] + b"\0" + value.encode("latin-1", "replace")))
+        chunks.append(
+            _png_chunk(b"tEXt", key.encode("latin-1", "replace")[:79] + b"\0" + value.encode("latin-1", "replace"))
+        )
     compressor, compressed = zlib.compressobj(6), []
     for top in range(0, height, _PNG_BAND):  # in bands of rows, so memory stays small for big images
         above = rows[top - 1] if top else None

@@ -30,10 +30,27 @@ PIXEL_X, PIXEL_Y = 0xA002, 0xA003
 XMP_TAG, IPTC_TAG, YCBCR_POSITIONING = 700, 33723, 0x0213
 _NOT_IN_TIFF = {0x9101, 0x9102, PIXEL_X, PIXEL_Y, INTEROP_IFD}  # EXIF's tags for compressed files only
 _IFD0_KEPT = {
-    0x000B, 0x010D, 0x010E, 0x010F, 0x0110,  # processing software, document name, description, make, model
-    ORIENTATION, X_RESOLUTION, Y_RESOLUTION, RESOLUTION_UNIT, SOFTWARE,
-    0x0132, 0x013B, 0x013C, 0x4746, 0x4749, 0x8298,  # date, artist, host computer, rating (two), copyright
-    0x9C9B, 0x9C9C, 0x9C9D, 0x9C9E, 0x9C9F,  # Windows' title, comment, author, keywords, subject
+    0x000B,
+    0x010D,
+    0x010E,
+    0x010F,
+    0x0110,  # processing software, document name, description, make, model
+    ORIENTATION,
+    X_RESOLUTION,
+    Y_RESOLUTION,
+    RESOLUTION_UNIT,
+    SOFTWARE,
+    0x0132,
+    0x013B,
+    0x013C,
+    0x4746,
+    0x4749,
+    0x8298,  # date, artist, host computer, rating (two), copyright
+    0x9C9B,
+    0x9C9C,
+    0x9C9D,
+    0x9C9E,
+    0x9C9F,  # Windows' title, comment, author, keywords, subject
 }
 _EXIF_DROPPED = {0x9214, 0xA214}  # SubjectArea, SubjectLocation: positions in the source's pixels
 _INCH, _CENTIMETRE = 2, 3  # EXIF and TIFF resolution units
@@ -109,7 +126,7 @@ def _read_png(data: bytes) -> Metadata:
     texts, exif, dpi = {}, None, None
     for kind, body in png_chunks(data):
         if kind in (b"tEXt", b"zTXt", b"iTXt"):
-            key, text = _quietly(lambda: _png_text(kind, body)) or (None, None)
+            key, text = _quietly(lambda: _png_text(kind, body)) or (None, None)  # noqa: B023 (called at once)
             texts.setdefault(key, text)
         elif kind == b"eXIf":
             exif = body

@@ -17,11 +17,11 @@ import json
 from pathlib import Path
 
 import torch
-from torch import nn
 from diffusers.models.attention_processor import Attention
 from diffusers.models.downsampling import Downsample2D
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.models.resnet import ResnetBlock2D
+from torch import nn
 
 from .errors import CheckpointError
 
@@ -64,7 +64,7 @@ class NoisePredictorConfig:
         return json.dumps(dataclasses.asdict(self), indent=2)
 
     @classmethod
-    def from_json_file(cls, path: Path) -> "NoisePredictorConfig":
+    def from_json_file(cls, path: Path) -> NoisePredictorConfig:
         """The widths a `.json` describes, in either form (class docstring); a CheckpointError naming the
         file and the expected forms for anything else."""
         path = Path(path)
@@ -78,7 +78,7 @@ class NoisePredictorConfig:
             raise CheckpointError(f"{path}: {error}. {EXPECTED_FORMS}") from error
 
     @classmethod
-    def from_dict(cls, fields) -> "NoisePredictorConfig":
+    def from_dict(cls, fields) -> NoisePredictorConfig:
         """From either form; a ValueError that says what does not fit."""
         if not isinstance(fields, dict):
             raise ValueError(f"expected an object of named widths, found {type(fields).__name__}")
@@ -89,7 +89,7 @@ class NoisePredictorConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
 
     @classmethod
-    def _from_reference(cls, fields: dict) -> "NoisePredictorConfig":
+    def _from_reference(cls, fields: dict) -> NoisePredictorConfig:
         """The reference implementation's `model_start` form: {"target": ..., "params": {...}}."""
         _refuse_unknown(fields, {"params", "target", "ckpt_path"}, "")
         params = fields["params"]
@@ -194,7 +194,9 @@ class _AttnDownBlock(nn.Module):
         # padding=0 makes diffusers pad (0, 1, 0, 1) asymmetrically, as the released weights expect;
         # name="op" registers the conv once (the default name adds a `Conv2d_0` alias to the state dict).
         self.downsamplers = nn.ModuleList(
-            [Downsample2D(out_channels, use_conv=True, out_channels=out_channels, padding=0, name="op")] if downsample else []
+            [Downsample2D(out_channels, use_conv=True, out_channels=out_channels, padding=0, name="op")]
+            if downsample
+            else []
         )
 
     def forward(self, x, temb):
@@ -226,7 +228,10 @@ class _TimeAwareEncoder(nn.Module):
         self.time_embedding = TimestepEmbedding(config.time_proj_channels, config.time_embed_channels)
         self.conv_in = nn.Conv2d(3, first, kernel_size=3, padding=1)
         self.down_blocks = nn.ModuleList(
-            [_AttnDownBlock(first, first, config, downsample=True), _AttnDownBlock(first, second, config, downsample=False)]
+            [
+                _AttnDownBlock(first, first, config, downsample=True),
+                _AttnDownBlock(first, second, config, downsample=False),
+            ]
         )
         self.mid_block = _MidBlock(second, config)
         self.conv_norm_out = nn.GroupNorm(config.norm_num_groups, second, eps=1e-6)

@@ -37,7 +37,10 @@ from .schedule import resolve_timesteps
 from .tiles import DEFAULT_TILE, TileDriver, TileRecipe, choose_settings
 from .weights import WeightPaths, locate, variant_of, weight_file
 
-TINY_WARNING = "NOT A REAL UPSCALE: made with random tiny test weights (invsr weights tiny); get real ones with `invsr weights download`"
+TINY_WARNING = (
+    "NOT A REAL UPSCALE: made with random tiny test weights (invsr weights tiny); "
+    "get real ones with `invsr weights download`"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,14 +50,16 @@ class UpscaleResult:
 
 
 class InvSRPipeline:
-    def __init__(self, models: Models, weights: WeightPaths, device: torch.device, dtype: torch.dtype, load_report: dict):
+    def __init__(
+        self, models: Models, weights: WeightPaths, device: torch.device, dtype: torch.dtype, load_report: dict
+    ):
         self.models, self.weights, self.device, self.dtype = models, weights, device, dtype
         self.load_report = load_report
         self.max_pixels = DEFAULT_MAX_PIXELS  # the x4 intermediate or the output, whichever is larger
         self.compiled_shapes: set | None = None  # when compiled: the (tile, batch) shapes compiled so far
 
     @classmethod
-    def load(cls, weights: WeightPaths | None = None, device: str = "auto", dtype: str = "auto") -> "InvSRPipeline":
+    def load(cls, weights: WeightPaths | None = None, device: str = "auto", dtype: str = "auto") -> InvSRPipeline:
         """Load every part onto `device` in `dtype` ('auto' picks, see devices.py)."""
         weights = weights or locate()
         torch_device = resolve_device(device)
@@ -135,7 +140,13 @@ class InvSRPipeline:
         that a worker can do it before its first job rather than during it."""
         self.upscale(np.zeros((DEFAULT_TILE, DEFAULT_TILE, 3), np.uint8))
 
-    def upscale(self, image: np.ndarray, request: UpscaleRequest = UpscaleRequest(), progress: ProgressCallback | None = None, cancel_check: Callable[[], None] | None = None) -> UpscaleResult:
+    def upscale(
+        self,
+        image: np.ndarray,
+        request: UpscaleRequest = UpscaleRequest(),
+        progress: ProgressCallback | None = None,
+        cancel_check: Callable[[], None] | None = None,
+    ) -> UpscaleResult:
         """Upscale an (H, W[, C]) array (see pixels.py for what is accepted) to the request's size.
         `progress` hears after each batch; `cancel_check` is called before each stage (progress.py)."""
         pixels = Pixels.from_array(image)
@@ -196,9 +207,13 @@ def load_sd_turbo_part(class_name: str, weights: WeightPaths, part: str, dtype: 
     folder = weights.sd_turbo / part
     found = weight_file(folder, "diffusion_pytorch_model")
     try:
-        model = getattr(diffusers, class_name).from_pretrained(str(folder), variant=variant_of(found) if found else None, torch_dtype=dtype)
+        model = getattr(diffusers, class_name).from_pretrained(
+            str(folder), variant=variant_of(found) if found else None, torch_dtype=dtype
+        )
     except (OSError, ValueError, RuntimeError, KeyError) as error:
-        raise CheckpointError(f"{folder}: cannot load the SD-Turbo {part} ({error}); run `invsr weights check` for details") from error
+        raise CheckpointError(
+            f"{folder}: cannot load the SD-Turbo {part} ({error}); run `invsr weights check` for details"
+        ) from error
     return model.eval().requires_grad_(False)
 
 
@@ -208,10 +223,14 @@ def check_compatible(models: Models, weights: WeightPaths) -> None:
     width = models.prompt_embedding.shape[-1]
     latent = models.noise_predictor.config.latent_channels
     if unet.cross_attention_dim != width:
-        raise CheckpointError(f"{weights.sd_turbo}: the UNet expects text features of width {unet.cross_attention_dim}, the text encoder gives {width}")
+        raise CheckpointError(
+            f"{weights.sd_turbo}: the UNet expects text features of width {unet.cross_attention_dim}, "
+            f"the text encoder gives {width}"
+        )
     if not unet.in_channels == vae.latent_channels == latent:
         raise CheckpointError(
-            f"{weights.sd_turbo}: latent channels disagree (UNet {unet.in_channels}, VAE {vae.latent_channels}, noise predictor {latent})"
+            f"{weights.sd_turbo}: latent channels disagree "
+            f"(UNet {unet.in_channels}, VAE {vae.latent_channels}, noise predictor {latent})"
         )
 
 

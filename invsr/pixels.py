@@ -52,11 +52,13 @@ class Pixels:
         return tuple(self.rgb.shape[-2:])
 
     @classmethod
-    def from_array(cls, image: np.ndarray) -> "Pixels":
+    def from_array(cls, image: np.ndarray) -> Pixels:
         array = _validated(image)
         two_dimensional = array.ndim == 2
         array = array[:, :, None] if two_dimensional else array
-        values = torch.from_numpy(array.astype(np.float32)) / _MAXIMA[array.dtype]  # a copy: the caller's array stays theirs
+        values = (
+            torch.from_numpy(array.astype(np.float32)) / _MAXIMA[array.dtype]
+        )  # a copy: the caller's array stays theirs
         values = values.permute(2, 0, 1)[None]  # (1, C, H, W)
         channels = values.shape[1]
         gray = channels <= 2

@@ -33,7 +33,11 @@ class Progress:
         """Seconds left, extrapolated from the pace since `paced_since` (a compiling batch would make
         every later estimate minutes too long)."""
         since, done_then = self.paced_since
-        return (self.elapsed - since) * (self.total - self.done) / (self.done - done_then) if self.done > done_then else None
+        return (
+            (self.elapsed - since) * (self.total - self.done) / (self.done - done_then)
+            if self.done > done_then
+            else None
+        )
 
 
 ProgressCallback = Callable[[Progress], None]

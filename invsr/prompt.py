@@ -84,7 +84,9 @@ def _write_cache(path: Path, embedding: torch.Tensor, stamp: str) -> None:
         data = save({"prompt_embedding": embedding.contiguous()}, metadata={"text_encoder": stamp})
         write_atomically(path, data)  # a concurrent reader sees the old file or the whole new one
     except OSError as error:
-        warnings.warn(f"could not cache the prompt embedding in {path.parent} ({error}); it will be recomputed")
+        warnings.warn(
+            f"could not cache the prompt embedding in {path.parent} ({error}); it will be recomputed", stacklevel=2
+        )
 
 
 def encode_prompt(sd_turbo: Path) -> torch.Tensor:
@@ -92,7 +94,9 @@ def encode_prompt(sd_turbo: Path) -> torch.Tensor:
     from transformers import CLIPTextModel, CLIPTokenizer
 
     sd_turbo = Path(sd_turbo)
-    missing = [m for m in missing_parts(sd_turbo, with_text_encoder=True) if m.startswith(("text_encoder", "tokenizer"))]
+    missing = [
+        m for m in missing_parts(sd_turbo, with_text_encoder=True) if m.startswith(("text_encoder", "tokenizer"))
+    ]
     if missing:
         raise WeightsMissing(
             f"the text encoder is needed once to compute the prompt embedding, but {', '.join(missing)} "

@@ -89,7 +89,9 @@ class UpscaleRequest:
             if self.timesteps is not None:
                 raise InvalidRequest("steps='auto' chooses the timesteps itself; do not give timesteps as well")
         elif self.steps is not None and not _is_int(self.steps):
-            raise InvalidRequest(f"steps must be an integer from {MIN_STEPS} to {MAX_STEPS} or 'auto', got {self.steps!r}")
+            raise InvalidRequest(
+                f"steps must be an integer from {MIN_STEPS} to {MAX_STEPS} or 'auto', got {self.steps!r}"
+            )
         else:
             resolve_timesteps(self.steps, self.timesteps)  # raises on a bad count, range or order
 
@@ -97,7 +99,11 @@ class UpscaleRequest:
         if self.scale is not None:
             if self.width is not None or self.height is not None:
                 raise InvalidRequest("give scale, or width and/or height, not both")
-            if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)) or not MIN_SCALE <= self.scale <= MAX_SCALE:
+            if (
+                isinstance(self.scale, bool)
+                or not isinstance(self.scale, (int, float))
+                or not MIN_SCALE <= self.scale <= MAX_SCALE
+            ):
                 raise InvalidRequest(f"scale must be a number from {MIN_SCALE:g} to {MAX_SCALE:g}, got {self.scale!r}")
         for name in ("width", "height"):
             value = getattr(self, name)
@@ -106,9 +112,12 @@ class UpscaleRequest:
 
     def _check_tiling(self):
         multiple = TILE_MULTIPLE
-        if self.tile != "auto" and (not _is_int(self.tile) or not multiple <= self.tile <= MAX_TILE or self.tile % multiple):
+        if self.tile != "auto" and (
+            not _is_int(self.tile) or not multiple <= self.tile <= MAX_TILE or self.tile % multiple
+        ):
             raise InvalidRequest(
-                f"tile must be 'auto' or a multiple of {multiple} from {multiple} to {MAX_TILE} (input pixels), got {self.tile!r}"
+                f"tile must be 'auto' or a multiple of {multiple} from {multiple} to {MAX_TILE} (input pixels), "
+                f"got {self.tile!r}"
             )
         if self.overlap is not None and (not _is_int(self.overlap) or self.overlap < 0):
             raise InvalidRequest(f"overlap must be a whole number of input pixels, 0 or more, got {self.overlap!r}")
@@ -129,7 +138,7 @@ class UpscaleRequest:
         return contract.output_size(height, width, self.scale, self.width, self.height)
 
     @classmethod
-    def from_dict(cls, fields: dict) -> "UpscaleRequest":
+    def from_dict(cls, fields: dict) -> UpscaleRequest:
         """Build from JSON-like data, ignoring unknown keys (newer clients may send more)."""
         if not isinstance(fields, dict):
             raise InvalidRequest(f"a request must be an object of named fields, got {type(fields).__name__}")

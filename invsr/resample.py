@@ -35,12 +35,14 @@ class AxisResampler:
     weights: torch.Tensor  # (out, taps) float32; zero past each pixel's own taps
 
     @classmethod
-    def between(cls, in_size: int, out_size: int) -> "AxisResampler":
+    def between(cls, in_size: int, out_size: int) -> AxisResampler:
         scale = in_size / out_size  # input pixels per output pixel
         support = 2.0 * max(scale, 1.0)  # the cubic's radius, stretched when reducing
         taps = math.ceil(support) * 2 + 1
         center = scale * (torch.arange(out_size, dtype=torch.float64) + 0.5)
-        first = (center - support + 0.5).floor().clamp(min=0).long()  # floor = C's truncation here: only values >= 0 matter
+        first = (
+            (center - support + 0.5).floor().clamp(min=0).long()
+        )  # floor = C's truncation here: only values >= 0 matter
         last = (center + support + 0.5).floor().clamp(max=in_size).long()
         positions = first[:, None] + torch.arange(taps)[None, :]
         weights = _cubic((positions - center[:, None] + 0.5) / max(scale, 1.0))

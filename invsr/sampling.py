@@ -48,7 +48,7 @@ class Noise:
     encoder: torch.Tensor  # samples the VAE encoder's latent Gaussian
 
     @classmethod
-    def draw(cls, lr_shape, channels: int, seed: int) -> "Noise":
+    def draw(cls, lr_shape, channels: int, seed: int) -> Noise:
         """Both draws for an input of `lr_shape` (N, 3, h, w), from a CPU generator seeded with `seed`:
         the same numbers on every device, and no global random state touched."""
         generator = torch.Generator().manual_seed(seed)
@@ -91,7 +91,9 @@ def sample(models: Models, lr: torch.Tensor, timesteps: tuple[int, ...], noise: 
     for i, t in enumerate(timesteps):  # step 6: Euler steps with epsilon prediction
         with stage("unet"):
             model_input = (x / math.sqrt(sigma[i] ** 2 + 1)).to(dtype)
-            eps = models.unet(model_input, _timestep(t - 1, lr.device), encoder_hidden_states=prompt, return_dict=False)[0].float()
+            eps = models.unet(
+                model_input, _timestep(t - 1, lr.device), encoder_hidden_states=prompt, return_dict=False
+            )[0].float()
             denoised = x - sigma[i] * eps
             x = denoised + sigma[i + 1] * eps
 

@@ -65,8 +65,7 @@ def resolve_timesteps(steps: int | None = None, timesteps=None) -> tuple[int, ..
     chosen = validate_timesteps(timesteps)
     if steps is not None and steps != len(chosen):
         raise InvalidRequest(
-            f"steps={steps} disagrees with the {len(chosen)} timesteps given ({_show(chosen)}); "
-            "give one or the other"
+            f"steps={steps} disagrees with the {len(chosen)} timesteps given ({_show(chosen)}); give one or the other"
         )
     return chosen
 

@@ -110,7 +110,9 @@ def _write_vae(path: Path) -> None:
 
 def _byte_symbols() -> list[str]:
     """The 256 printable stand-ins that byte-level BPE (GPT-2, CLIP) uses for the bytes 0..255."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    printable = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     symbols, extra = {}, 0
     for byte in range(256):
         if byte in printable:
@@ -131,7 +133,12 @@ def _write_tokenizer(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
     (path / "vocab.json").write_text(json.dumps(_vocabulary(), ensure_ascii=False))
     (path / "merges.txt").write_text("#version: 0.2\n")
-    special = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}
+    special = {
+        "bos_token": "<|startoftext|>",
+        "eos_token": "<|endoftext|>",
+        "unk_token": "<|endoftext|>",
+        "pad_token": "<|endoftext|>",
+    }
     (path / "special_tokens_map.json").write_text(json.dumps(special, indent=2))
     config = dict(special, tokenizer_class="CLIPTokenizer", model_max_length=77, do_lower_case=True)
     (path / "tokenizer_config.json").write_text(json.dumps(config, indent=2))

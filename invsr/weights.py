@@ -172,7 +172,9 @@ def download(weights_dir: str | Path | None = None) -> WeightPaths:
     sd_local = folder / SD_TURBO_FOLDER if folder else None
     sd_turbo = Path(snapshot_download(SD_TURBO_REPO, allow_patterns=DOWNLOAD_PATTERNS, local_dir=sd_local))
     parts = dict(_DIFFUSERS_PARTS, **_TEXT_PARTS)
-    full_precision = [f"{part}/{stem}.safetensors" for part, stem in parts.items() if not weight_file(sd_turbo / part, stem)]
+    full_precision = [
+        f"{part}/{stem}.safetensors" for part, stem in parts.items() if not weight_file(sd_turbo / part, stem)
+    ]
     if full_precision:  # no fp16 variant published for these parts
         snapshot_download(SD_TURBO_REPO, allow_patterns=full_precision, local_dir=sd_local)
     hf_hub_download(INVSR_REPO, NOISE_PREDICTOR_FILE, local_dir=folder)

@@ -71,7 +71,9 @@ def _check_part(name: str, paths: WeightPaths):
         _line("missing", f"SD-Turbo {name}: {', '.join(missing)} in {paths.sd_turbo}")
         return None
     try:
-        model = load_sd_turbo_part("UNet2DConditionModel" if name == "unet" else "AutoencoderKL", paths, name, torch.float32)
+        model = load_sd_turbo_part(
+            "UNet2DConditionModel" if name == "unet" else "AutoencoderKL", paths, name, torch.float32
+        )
     except InvSRError as error:
         _line("error", f"SD-Turbo {name}: {error}")
         return None

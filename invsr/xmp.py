@@ -58,7 +58,7 @@ def _first(document, namespace: str, name: str):
 
 
 def _edit(description, values: dict, removed: set) -> None:
-    for (namespace, name), attribute in list(description.attributes.itemsNS()):
+    for namespace, name in list(description.attributes.keysNS()):
         key = (namespace, name)
         if key in removed:
             description.removeAttributeNS(namespace, name)

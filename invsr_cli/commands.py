@@ -56,8 +56,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_request_options(upscale)
     _add_model_options(upscale)
     upscale.add_argument("--report", type=Path, metavar="FILE", help="write a JSON report of what was done")
-    upscale.add_argument("--server", nargs="?", const="", default=None, metavar="FILE|ENDPOINT", help="run through the worker: the local one (started if none answers), or the one a connection file or endpoint names")
-    upscale.add_argument("--client-key", type=Path, default=None, metavar="FILE", help="this client's .key_secret, for a worker that requires CurveZMQ")
+    upscale.add_argument(
+        "--server",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="FILE|ENDPOINT",
+        help="run through the worker: the local one (started if none answers), "
+        "or the one a connection file or endpoint names",
+    )
+    upscale.add_argument(
+        "--client-key",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="this client's .key_secret, for a worker that requires CurveZMQ",
+    )
     upscale.set_defaults(run=run_upscale)
 
     serve = commands.add_parser("serve", help="run the worker: keep the model warm and serve jobs over ZeroMQ")
@@ -69,17 +83,33 @@ def build_parser() -> argparse.ArgumentParser:
     gimp_actions = gimp.add_subparsers(dest="action", required=True, metavar="ACTION")
     gimp_install = gimp_actions.add_parser("install", help="install the plug-in into GIMP 3's user plug-in folders")
     gimp_install.add_argument("--gimp-dir", type=Path, default=None, help="a plug-ins folder to install into instead")
-    gimp_install.add_argument("--weights", type=Path, default=None, help="the weights folder the worker it starts should use")
+    gimp_install.add_argument(
+        "--weights", type=Path, default=None, help="the weights folder the worker it starts should use"
+    )
     gimp_install.add_argument("--device", default="auto", help="the device that worker should use")
     gimp_install.add_argument("--dtype", default="auto", help="the dtype that worker should use")
-    gimp_install.add_argument("--client-key", type=Path, default=None, metavar="FILE", help="this computer's .key_secret, for a remote worker that requires CurveZMQ")
+    gimp_install.add_argument(
+        "--client-key",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="this computer's .key_secret, for a remote worker that requires CurveZMQ",
+    )
     _add_gimp_python_option(gimp_install)
-    gimp_install.add_argument("--offline-wheel", type=Path, default=None, metavar="FILE", help="a pyzmq wheel for GIMP's Python, on a machine without internet")
+    gimp_install.add_argument(
+        "--offline-wheel",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="a pyzmq wheel for GIMP's Python, on a machine without internet",
+    )
     gimp_install.set_defaults(run=run_gimp_install)
     gimp_uninstall = gimp_actions.add_parser("uninstall", help="remove the plug-in")
     gimp_uninstall.add_argument("--gimp-dir", type=Path, default=None)
     gimp_uninstall.set_defaults(run=run_gimp_uninstall)
-    gimp_doctor = gimp_actions.add_parser("doctor", help="check each link: GIMP, plug-in, GIMP's Python, worker, weights")
+    gimp_doctor = gimp_actions.add_parser(
+        "doctor", help="check each link: GIMP, plug-in, GIMP's Python, worker, weights"
+    )
     gimp_doctor.add_argument("--gimp-dir", type=Path, default=None)
     _add_gimp_python_option(gimp_doctor)
     gimp_doctor.set_defaults(run=run_gimp_doctor)
@@ -111,7 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_gimp_python_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--gimp-python", default=None, metavar="COMMAND",
+        "--gimp-python",
+        default=None,
+        metavar="COMMAND",
         help="the command that runs GIMP's own Python, when it is not found by itself (default: $INVSR_GIMP_PYTHON)",
     )
 
@@ -130,41 +162,94 @@ def _add_request_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", default=None, help="1 to 5, or auto (measure noise and blur); default 1")
     parser.add_argument("--timesteps", default=None, help="explicit descending timesteps, e.g. 200,100")
     parser.add_argument("--color-fix", default=DEFAULT_COLOR_FIX, choices=COLOR_FIXES, help="default: %(default)s")
-    parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, input and device give the same output")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="random seed; same seed, input and device give the same output"
+    )
     size = parser.add_argument_group("output size (default: 4x)")
-    size.add_argument("--scale", type=float, default=None, help="enlargement from 1 to 16; the output is round(side * scale)")
+    size.add_argument(
+        "--scale", type=float, default=None, help="enlargement from 1 to 16; the output is round(side * scale)"
+    )
     size.add_argument("--width", type=int, default=None, help="exact output width (with --height alone or both)")
     size.add_argument("--height", type=int, default=None, help="exact output height")
     tiles = parser.add_argument_group("tiling (for any image size, in bounded device memory)")
     tiles.add_argument("--tile", default="auto", help="tile side in input pixels, a multiple of 16, or auto (default)")
-    tiles.add_argument("--overlap", type=int, default=None, help="input pixels shared by neighbouring tiles (default: 16, less for tiles under 48)")
+    tiles.add_argument(
+        "--overlap",
+        type=int,
+        default=None,
+        help="input pixels shared by neighbouring tiles (default: 16, less for tiles under 48)",
+    )
     tiles.add_argument("--tile-batch", default="auto", help="tiles per batch on the device, or auto (default)")
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--weights", type=Path, default=None, help="weights folder (default: $INVSR_WEIGHTS or the Hugging Face cache)")
-    parser.add_argument("--noise-predictor", type=Path, default=None, help="a noise predictor file other than the default v5")
+    parser.add_argument(
+        "--weights", type=Path, default=None, help="weights folder (default: $INVSR_WEIGHTS or the Hugging Face cache)"
+    )
+    parser.add_argument(
+        "--noise-predictor", type=Path, default=None, help="a noise predictor file other than the default v5"
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     parser.add_argument("--dtype", default="auto", help="auto, fp16, bf16 or fp32 (default: auto)")
-    parser.add_argument("--max-pixels", type=float, default=None, metavar="MP", help="refuse jobs over this many megapixels of x4 result or output (default 512)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the networks: a slow first job, faster later ones (for a GPU worker, which compiles right after loading; with --preload at start)")
+    parser.add_argument(
+        "--max-pixels",
+        type=float,
+        default=None,
+        metavar="MP",
+        help="refuse jobs over this many megapixels of x4 result or output (default 512)",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the networks: a slow first job, faster later ones "
+        "(for a GPU worker, which compiles right after loading; with --preload at start)",
+    )
 
 
 def _add_serve_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--stop", action="store_true", help="stop the worker of the connection file (of any version) and exit")
     parser.add_argument(
-        "--bind", default=None, metavar="ENDPOINT",
+        "--stop", action="store_true", help="stop the worker of the connection file (of any version) and exit"
+    )
+    parser.add_argument(
+        "--bind",
+        default=None,
+        metavar="ENDPOINT",
         help="endpoint to listen on, e.g. tcp://127.0.0.1:47290 (default: a Unix socket in an owner-only folder beside "
         f"the connection file, which other users cannot reach; {connection.DEFAULT_ENDPOINT} on Windows)",
     )
-    parser.add_argument("--connection-file", type=Path, default=None, help="where to write the connection file (default: the user's runtime folder)")
-    parser.add_argument("--log-file", type=Path, default=None, help="the worker's log, rotated at 5 MB (default: beside the connection file)")
+    parser.add_argument(
+        "--connection-file",
+        type=Path,
+        default=None,
+        help="where to write the connection file (default: the user's runtime folder)",
+    )
+    parser.add_argument(
+        "--log-file",
+        type=Path,
+        default=None,
+        help="the worker's log, rotated at 5 MB (default: beside the connection file)",
+    )
     parser.add_argument("--preload", action="store_true", help="load the model now rather than at the first job")
     parser.add_argument("--queue-length", type=int, default=8, help="jobs that may wait (default: %(default)s)")
-    parser.add_argument("--max-message-mb", type=float, default=1024, help="largest message accepted, in MB (default: %(default)s)")
-    parser.add_argument("--client-timeout", type=float, default=5.0, help="seconds without heartbeats before a client's jobs are cancelled")
-    parser.add_argument("--curve-keys", type=Path, default=None, metavar="DIR", help="folder with server.key_secret: encrypt with CurveZMQ")
-    parser.add_argument("--allowed-keys", type=Path, default=None, metavar="DIR", help="folder of the public keys of allowed clients")
+    parser.add_argument(
+        "--max-message-mb", type=float, default=1024, help="largest message accepted, in MB (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--client-timeout",
+        type=float,
+        default=5.0,
+        help="seconds without heartbeats before a client's jobs are cancelled",
+    )
+    parser.add_argument(
+        "--curve-keys",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="folder with server.key_secret: encrypt with CurveZMQ",
+    )
+    parser.add_argument(
+        "--allowed-keys", type=Path, default=None, metavar="DIR", help="folder of the public keys of allowed clients"
+    )
     parser.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without CurveZMQ")
 
 
@@ -226,8 +311,11 @@ def run_upscale(args) -> int:
 
     request = _request(args)  # bad parameters fail before the model loads
     options = FileOptions(
-        recursive=args.recursive, suffix=args.suffix, skip_existing=args.skip_existing,
-        strip_metadata=args.strip_metadata, keep_print_size=args.keep_print_size,
+        recursive=args.recursive,
+        suffix=args.suffix,
+        skip_existing=args.skip_existing,
+        strip_metadata=args.strip_metadata,
+        keep_print_size=args.keep_print_size,
     )
     _check_file_options(args.output, options)
     if args.output is not None:
@@ -256,7 +344,13 @@ def run_upscale(args) -> int:
     entries += [{"input": str(source), "error": message} for source, message in failures]
     failed = sum(1 for entry in entries if "error" in entry)
     if args.report:
-        report = {"invsr": __version__, "model": pipeline.describe(), "load": pipeline.load_report, "images": entries, "failed": failed}
+        report = {
+            "invsr": __version__,
+            "model": pipeline.describe(),
+            "load": pipeline.load_report,
+            "images": entries,
+            "failed": failed,
+        }
         args.report.write_text(json.dumps(report, indent=2))
     if failed:
         print(f"invsr: {failed} of {len(entries)} image(s) failed", file=sys.stderr)
@@ -303,7 +397,10 @@ def run_demo(args) -> int:
         return 1
     print(f"wrote {args.output} ({entry['output_size'][0]} x {entry['output_size'][1]}) from the bundled sample photo")
     if weights.is_tiny:
-        _banner(f"{args.output} was made with random tiny weights: NOT a real upscale. For real weights: invsr weights download")
+        _banner(
+            f"{args.output} was made with random tiny weights: NOT a real upscale. "
+            "For real weights: invsr weights download"
+        )
     return 0
 
 
@@ -367,7 +464,11 @@ def stop_serving(connection_file: Path) -> int:
     except InvSRError as error:
         print(f"invsr serve --stop: {error}", file=sys.stderr)
         return 1
-    print(f"stopped the InvSR worker (process {pid})" if pid else f"no InvSR worker runs (connection file {connection_file})")
+    print(
+        f"stopped the InvSR worker (process {pid})"
+        if pid
+        else f"no InvSR worker runs (connection file {connection_file})"
+    )
     return 0
 
 
@@ -380,8 +481,10 @@ def run_gimp_install(args) -> int:
     for installed in install(args.gimp_dir, args.weights, args.device, args.dtype, *options):
         print(f"installed the plug-in in {installed.folder}\n  {installed.pyzmq}")
         if installed.flatpak:
-            print(f"  GIMP's flatpak cannot start the worker: start it yourself and leave it running:\n"
-                  f"  invsr serve --connection-file {flatpak_connection_file()}")
+            print(
+                f"  GIMP's flatpak cannot start the worker: start it yourself and leave it running:\n"
+                f"  invsr serve --connection-file {flatpak_connection_file()}"
+            )
     print("restart GIMP; then: Filters > Enhance > Upscale (InvSR). `invsr gimp doctor` checks the whole chain.")
     return 0
 
@@ -418,7 +521,9 @@ def run_download(args) -> int:
     from invsr.weights import download, hub_reachable
 
     if not hub_reachable():
-        raise InvSRError("cannot reach the Hugging Face hub (offline, or HF_HUB_OFFLINE is set); connect to the internet and retry")
+        raise InvSRError(
+            "cannot reach the Hugging Face hub (offline, or HF_HUB_OFFLINE is set); connect to the internet and retry"
+        )
     weights = download(args.folder)
     print(f"SD-Turbo:        {weights.sd_turbo}\nnoise predictor: {weights.noise_predictor}")
     return 0
@@ -428,7 +533,10 @@ def run_tiny(args) -> int:
     from invsr.tiny_weights import write_tiny_weights
 
     weights = write_tiny_weights(args.folder)
-    print(f"wrote random tiny weights to {args.folder} (SD-Turbo layout in {weights.sd_turbo}, noise predictor {weights.noise_predictor})")
+    print(
+        f"wrote random tiny weights to {args.folder} "
+        f"(SD-Turbo layout in {weights.sd_turbo}, noise predictor {weights.noise_predictor})"
+    )
     _banner("these weights are random: anything made with them is NOT a real upscale")
     return 0
 

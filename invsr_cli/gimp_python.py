@@ -157,7 +157,7 @@ def probe(python: GimpPython, vendor: Path) -> Probe:
     if done.returncode != 0 or not lines:
         said = (done.stderr or done.stdout).strip().splitlines()[-3:]
         raise InvSRError(f"{python.description} did not answer (exit status {done.returncode}): {' '.join(said)}")
-    return Probe(python, json.loads(lines[-1][len("INVSR-PROBE "):]))
+    return Probe(python, json.loads(lines[-1][len("INVSR-PROBE ") :]))
 
 
 def pyzmq_requirement() -> str:

@@ -80,8 +80,13 @@ class Installed:
 
 
 def install(
-    gimp_dir: Path | None, weights: Path | None = None, device: str = "auto", dtype: str = "auto",
-    client_key: Path | None = None, gimp_python_command: str | None = None, offline_wheel: Path | None = None,
+    gimp_dir: Path | None,
+    weights: Path | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    client_key: Path | None = None,
+    gimp_python_command: str | None = None,
+    offline_wheel: Path | None = None,
 ) -> list[Installed]:
     """`client_key`: this computer's .key_secret, for a remote worker that requires CurveZMQ;
     `gimp_python_command`: the command that runs GIMP's Python, when it is not found by itself;
@@ -150,6 +155,7 @@ def _copy_plugin(target: Path) -> None:
 
 def _outdated_files(target: Path) -> list[str]:
     """The installed plug-in's files that differ from this invsr's (say, after an update)."""
+
     def differs(relative: str, source: Path) -> bool:
         try:
             return (target / relative).read_bytes() != source.read_bytes()

@@ -47,8 +47,13 @@ class RemotePipeline:
 
         height, width, channels = array.shape
         header, buffer = self.client.upscale(
-            memoryview(array).cast("B"), width, height, channels, WIRE_DTYPES[str(array.dtype)],
-            request.to_dict(), on_progress=on_progress,
+            memoryview(array).cast("B"),
+            width,
+            height,
+            channels,
+            WIRE_DTYPES[str(array.dtype)],
+            request.to_dict(),
+            on_progress=on_progress,
         )
         shape = (header["height"], header["width"], header["channels"])
         out = np.frombuffer(buffer, dtype=PIXEL_DTYPES[header["dtype"]][0]).reshape(shape)

@@ -31,7 +31,7 @@ class PythonTarget:
     free_threaded: bool = False  # a 3.13t-style build: loads only cpXYt wheels, never abi3
 
     @classmethod
-    def from_probe(cls, probe: dict) -> "PythonTarget":
+    def from_probe(cls, probe: dict) -> PythonTarget:
         """From what gimp_python.PROBE printed."""
         return cls(
             implementation=probe["implementation"],

@@ -41,7 +41,15 @@ HANDSHAKE_DONE = getattr(zmq, "EVENT_HANDSHAKE_SUCCEEDED", 0)
 class Client:
     """One connection to a worker. Not thread-safe: use it from one thread."""
 
-    def __init__(self, connection: connection_file.Connection, *, heartbeat: float = HEARTBEAT, timeout: float = TIMEOUT, client_keys: tuple[bytes, bytes] | None = None, context: zmq.Context | None = None):
+    def __init__(
+        self,
+        connection: connection_file.Connection,
+        *,
+        heartbeat: float = HEARTBEAT,
+        timeout: float = TIMEOUT,
+        client_keys: tuple[bytes, bytes] | None = None,
+        context: zmq.Context | None = None,
+    ):
         self.connection, self.heartbeat, self.timeout = connection, heartbeat, timeout
         self.limits: dict | None = None  # the worker's, from `hello`
         self.key = connection.key_bytes
@@ -68,13 +76,15 @@ class Client:
             self.socket.connect(connection.endpoint)
         except zmq.ZMQError as error:
             self.close()
-            raise ValueError(f"cannot connect to {connection.endpoint!r} ({error}): an endpoint looks like tcp://HOST:PORT") from None
+            raise ValueError(
+                f"cannot connect to {connection.endpoint!r} ({error}): an endpoint looks like tcp://HOST:PORT"
+            ) from None
         except WorkerLost:
             self.close()
             raise
 
     @classmethod
-    def from_file(cls, path: Path | None = None, **options) -> "Client":
+    def from_file(cls, path: Path | None = None, **options) -> Client:
         return cls(connection_file.read(path or connection_file.default_path()), **options)
 
     def close(self) -> None:
@@ -112,7 +122,17 @@ class Client:
     def cancel(self, job: str) -> dict:
         return self.request("cancel", {"job": job}).fields
 
-    def upscale(self, pixels, width: int, height: int, channels: int, dtype: str, params: dict, on_progress=None, should_cancel=None) -> tuple[dict, memoryview]:
+    def upscale(
+        self,
+        pixels,
+        width: int,
+        height: int,
+        channels: int,
+        dtype: str,
+        params: dict,
+        on_progress=None,
+        should_cancel=None,
+    ) -> tuple[dict, memoryview]:
         """Send raw pixels (any buffer: bytes, memoryview, a NumPy array) and wait for the result.
 
         `on_progress(fields)` gets each progress message ({stage, done, total, elapsed, eta}).
@@ -121,7 +141,9 @@ class Client:
         """
         self._check_message_size(memoryview(pixels).nbytes)
         header = {"width": width, "height": height, "channels": channels, "dtype": dtype, "params": params}
-        reply = self.request("upscale", header, [pixels], on_progress=on_progress, should_cancel=should_cancel, final=("result",))
+        reply = self.request(
+            "upscale", header, [pixels], on_progress=on_progress, should_cancel=should_cancel, final=("result",)
+        )
         return reply.fields, reply.buffers[0]
 
     def _check_message_size(self, size: int) -> None:
@@ -131,15 +153,19 @@ class Client:
         limit = self.limits.get("max_message_bytes")
         if limit and size > limit:
             raise TooLarge(
-                f"the image is {size / 1e6:.0f} MB of pixels, over this worker's limit of {limit / 1e6:.0f} MB per message: "
+                f"the image is {size / 1e6:.0f} MB of pixels, "
+                f"over this worker's limit of {limit / 1e6:.0f} MB per message: "
                 "send part of it, or start the worker with a larger --max-message-mb",
                 {"max_message_bytes": limit},
             )
 
     # --- the waiting loop ----------------------------------------------------------------------------
 
-    def request(self, kind: str, fields: dict | None = None, buffers=(), *, on_progress=None, should_cancel=None, final=None) -> Message:
-        """Send one request and wait for its final reply, heartbeating; raise the error (errors.py) of an error reply."""
+    def request(
+        self, kind: str, fields: dict | None = None, buffers=(), *, on_progress=None, should_cancel=None, final=None
+    ) -> Message:
+        """Send one request and wait for its final reply, heartbeating; raise the error (errors.py) of an error
+        reply."""
         request_id = new_id()
         self._send(Message(kind, dict(fields or {}, id=request_id), list(buffers)), wait=True)
         final = final or ("hello", "pong", "echo", "status", "cancelling")
@@ -173,7 +199,11 @@ class Client:
                 continue  # a pong, or a reply to a cancel: only proof of life
             in_flight = 0  # the request has arrived
             if message.type == "error":
-                raise error_for(message.fields.get("code", "internal"), message.fields.get("message", ""), message.fields.get("details"))
+                raise error_for(
+                    message.fields.get("code", "internal"),
+                    message.fields.get("message", ""),
+                    message.fields.get("details"),
+                )
             if message.type == "accepted":
                 job, result_bytes = message.fields.get("job"), message.fields.get("result_bytes", 0)
             elif message.type == "progress":
@@ -191,7 +221,8 @@ class Client:
         except zmq.Again:
             if wait:
                 raise WorkerLost(
-                    f"cannot reach the worker at {self.connection.endpoint} within {self.timeout:g} s: it is not running, "
+                    f"cannot reach the worker at {self.connection.endpoint} within {self.timeout:g} s: "
+                    "it is not running, "
                     "or it refused this client's CurveZMQ key or secret (a connection file of another worker)"
                 ) from None
 
@@ -219,7 +250,8 @@ class Client:
         if self.connection.curve_server_key:
             return (
                 f"{where} refused this client's CurveZMQ key {self.client_public_key}: it is not among the keys the "
-                "worker allows. Ask whoever runs the worker to put this client's public key file (NAME.key, made with its "
+                "worker allows. Ask whoever runs the worker to put this client's public key file "
+                "(NAME.key, made with its "
                 "NAME.key_secret by `invsr keys`) into the worker's --allowed-keys folder and restart it, or use a "
                 "key pair it allows"
             )
@@ -316,7 +348,13 @@ def _process_alive(pid: int) -> bool:
 # --- finding or starting the local worker --------------------------------------------------------------
 
 
-def connect(path: Path | None = None, start_command: list[str] | None = None, on_status=None, start_timeout: float = START_TIMEOUT, **options) -> Client:
+def connect(
+    path: Path | None = None,
+    start_command: list[str] | None = None,
+    on_status=None,
+    start_timeout: float = START_TIMEOUT,
+    **options,
+) -> Client:
     """A client of the worker described by the connection file at `path` (default: the user's).
 
     When none answers and `start_command` is given (say [python, "-m", "invsr_cli", "serve", ...]), start
@@ -366,7 +404,9 @@ def _start(path: Path, command: list[str], timeout: float, **options) -> Client:
                 start_new_session=True,  # outlives the caller, and a Cancel in GIMP does not kill it
             )
         except OSError as error:  # say, the Python environment named in the command was moved or deleted
-            raise WorkerLost(f"cannot run {command[0]} to start the InvSR worker: {error.strerror}", {"unrunnable_command": command}) from None
+            raise WorkerLost(
+                f"cannot run {command[0]} to start the InvSR worker: {error.strerror}", {"unrunnable_command": command}
+            ) from None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -374,7 +414,9 @@ def _start(path: Path, command: list[str], timeout: float, **options) -> Client:
             if client is not None:
                 return client
             tail = tail_of(startup_log)
-            raise WorkerLost(f"the InvSR worker could not start (exit status {process.returncode}):\n{tail}", {"log_tail": tail})
+            raise WorkerLost(
+                f"the InvSR worker could not start (exit status {process.returncode}):\n{tail}", {"log_tail": tail}
+            )
         if path.exists():
             client = _answering(path, **options)
             if client is not None and client.connection.pid == process.pid:

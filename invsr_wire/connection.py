@@ -122,7 +122,7 @@ def make_socket_folder(folder: Path) -> Path:
 
 def ipc_path(endpoint: str) -> Path | None:
     """The socket file of an ipc:// endpoint, or None for other transports."""
-    return Path(endpoint[len("ipc://"):]) if endpoint.startswith("ipc://") else None
+    return Path(endpoint[len("ipc://") :]) if endpoint.startswith("ipc://") else None
 
 
 def reachable_endpoint(endpoint: str, connection_file: Path) -> str:

@@ -41,8 +41,9 @@ def scaled_side(side: int, scale: float) -> int:
     return max(1, round(side * scale))
 
 
-def output_size(height: int, width: int, scale: float | None = None, out_width: int | None = None,
-                out_height: int | None = None) -> tuple[int, int]:
+def output_size(
+    height: int, width: int, scale: float | None = None, out_width: int | None = None, out_height: int | None = None
+) -> tuple[int, int]:
     """(height, width) of the result: each side times `scale` (default x4), or the exact width and/or height
     asked for (one alone keeps the aspect ratio). Raises when the enlargement is outside 1 to 16."""
     if out_width is None and out_height is None:

@@ -40,7 +40,7 @@ class InvalidImage(InvSRError):
     code = "invalid_image"
 
     @classmethod
-    def non_finite(cls, count: int, x: int, y: int) -> "InvalidImage":
+    def non_finite(cls, count: int, x: int, y: int) -> InvalidImage:
         """The one wording for float pixels holding NaN or infinity, whether the library or the worker finds them."""
         return cls(
             f"the image holds {count} NaN or infinite value{'s' if count > 1 else ''} (the first at x {x}, y {y}), "

@@ -55,7 +55,7 @@ def new_id() -> str:
 def sign(key: bytes, header: bytes, buffers) -> bytes:
     """HMAC(key, for each frame: its length as 8 bytes big-endian || SHA-256 of each of its pieces)."""
     frames = [_bytes_view(frame) for frame in (header, *buffers)]
-    pieces = [frame[start:start + PIECE_BYTES] for frame in frames for start in range(0, frame.nbytes, PIECE_BYTES)]
+    pieces = [frame[start : start + PIECE_BYTES] for frame in frames for start in range(0, frame.nbytes, PIECE_BYTES)]
     digests = iter(_hash_pieces(pieces, sum(frame.nbytes for frame in frames)))
     mac = hmac.new(key, digestmod=hashlib.sha256)
     for frame in frames:
@@ -98,7 +98,7 @@ class Message:
         return [sign(key, data, self.buffers), data, *self.buffers]
 
     @classmethod
-    def decode(cls, key: bytes, frames: list) -> "Message":
+    def decode(cls, key: bytes, frames: list) -> Message:
         """Verify, then parse. Raises Unauthorized, BadMessage or VersionMismatch."""
         if len(frames) < 2:
             raise BadMessage(f"a message has a signature and a header frame, got {len(frames)} frame(s)")

@@ -145,8 +145,12 @@ class Gatekeeper:
         self.refused += 1
         now = time.monotonic()
         if now - self.refusals_logged_at >= REFUSALS_LOGGED_EVERY:
-            log.info("refused %d handshake(s) since the last such line; the latest from %s: %s",
-                     self.refused, address.decode(errors="replace"), what)
+            log.info(
+                "refused %d handshake(s) since the last such line; the latest from %s: %s",
+                self.refused,
+                address.decode(errors="replace"),
+                what,
+            )
             self.refused, self.refusals_logged_at = 0, now
         return self._reply(head, b"400", b"not allowed"), 0.0
 

@@ -125,7 +125,12 @@ class ModelHolder:
             log.exception("model failed to load")
             raise
         pipeline.max_pixels = self.config.max_pixels
-        self.status = {"state": "ready", **pipeline.describe(), "load_seconds": pipeline.load_report["seconds"], **self.compile_error}
+        self.status = {
+            "state": "ready",
+            **pipeline.describe(),
+            "load_seconds": pipeline.load_report["seconds"],
+            **self.compile_error,
+        }
         log.info("model loaded: %s", self.status)
         return pipeline
 
@@ -203,7 +208,13 @@ class Executor:
         def progress(update) -> None:
             cancel_check()
             eta = None if update.eta is None else round(update.eta, 3)
-            job.progress = {"stage": update.stage, "done": update.done, "total": update.total, "elapsed": round(update.elapsed, 3), "eta": eta}
+            job.progress = {
+                "stage": update.stage,
+                "done": update.done,
+                "total": update.total,
+                "elapsed": round(update.elapsed, 3),
+                "eta": eta,
+            }
             send(Message("progress", dict(job.progress)))
 
         self.running = job

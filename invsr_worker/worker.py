@@ -282,27 +282,30 @@ class Worker:
 
     def _hello(self, message: Message) -> Message:
         config = self.config
-        return Message("hello", {
-            "protocol": version_text(),
-            "worker_version": __version__,
-            "pid": os.getpid(),
-            "model": self._model_state(),
-            "capabilities": {
-                "operations": list(REQUESTS),
-                "dtypes": list(PIXEL_DTYPES),
-                "channels": list(CHANNELS),
-                "color_fix": list(COLOR_FIXES),
-                "steps": [MIN_STEPS, MAX_STEPS],
-                "scale": [MIN_SCALE, MAX_SCALE],
-                "curve": self.curve_public_key is not None,
+        return Message(
+            "hello",
+            {
+                "protocol": version_text(),
+                "worker_version": __version__,
+                "pid": os.getpid(),
+                "model": self._model_state(),
+                "capabilities": {
+                    "operations": list(REQUESTS),
+                    "dtypes": list(PIXEL_DTYPES),
+                    "channels": list(CHANNELS),
+                    "color_fix": list(COLOR_FIXES),
+                    "steps": [MIN_STEPS, MAX_STEPS],
+                    "scale": [MIN_SCALE, MAX_SCALE],
+                    "curve": self.curve_public_key is not None,
+                },
+                "limits": {
+                    "max_pixels": config.max_pixels,
+                    "max_input_pixels": config.max_input_pixels,
+                    "max_message_bytes": config.max_message_bytes,
+                    "queue_length": config.queue_length,
+                },
             },
-            "limits": {
-                "max_pixels": config.max_pixels,
-                "max_input_pixels": config.max_input_pixels,
-                "max_message_bytes": config.max_message_bytes,
-                "queue_length": config.queue_length,
-            },
-        })
+        )
 
     def _model_state(self) -> dict:
         if self.executor_lost is not None:
@@ -344,7 +347,14 @@ class Worker:
             raise InvalidRequest("the requested output size is far too large; InvSR enlarges from 1x to 16x") from None
         refuse_non_finite(header, message.buffers[0])
         job, position = self.board.submit(client, owner, request_id, header, message.buffers[0], request)
-        log.info("job %s queued: %sx%s %s x%s", job.id, header["width"], header["height"], header["dtype"], header["channels"])
+        log.info(
+            "job %s queued: %sx%s %s x%s",
+            job.id,
+            header["width"],
+            header["height"],
+            header["dtype"],
+            header["channels"],
+        )
         result_bytes = out_width * out_height * header["channels"] * sample_bytes(header["dtype"])
         return Message("accepted", {"job": job.id, "position": position, "result_bytes": result_bytes})
 

@@ -36,7 +36,7 @@ class GimpRunner:
         self.mounted: list[Path] = []
 
     @classmethod
-    def find_or_build(cls, version: str) -> "GimpRunner":
+    def find_or_build(cls, version: str) -> GimpRunner:
         console = f"gimp-console-{version}"
         if shutil.which(console):
             return cls(version, None)
@@ -58,7 +58,7 @@ class GimpRunner:
             return all(shutil.which(tool) for tool in tools)
         return all((self.root / "usr" / "bin" / tool).exists() for tool in tools)
 
-    def __enter__(self) -> "GimpRunner":
+    def __enter__(self) -> GimpRunner:
         if self.root is not None:
             paths = {REPO, Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()}
             for path in sorted(paths):
@@ -132,8 +132,14 @@ class GimpRunner:
         return "/" + str(path.relative_to(self.root)) if self.root in path.parents else str(path)
 
     def run_batch(
-        self, script: Path, home: Path, env: dict, plugin_path: Path | None = PLUGINS, timeout: float = 600,
-        screen: bool = False, config: Path | None = None,
+        self,
+        script: Path,
+        home: Path,
+        env: dict,
+        plugin_path: Path | None = PLUGINS,
+        timeout: float = 600,
+        screen: bool = False,
+        config: Path | None = None,
     ) -> subprocess.CompletedProcess:
         """Run `script` in GIMP's Python batch interpreter with a throw-away configuration in `home`
         (or `config`); plug-ins load from `plugin_path` (the source tree) besides GIMP's own folders; with

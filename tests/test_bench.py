@@ -15,13 +15,21 @@ def run_script(*arguments: str) -> subprocess.CompletedProcess:
 
 def test_gpu_benchmark_runs_every_row_at_reduced_size(tmp_path):
     # The deadline is the GPU session's; here every row must run, however busy the machine.
-    done = run_script("bench/gpu/run.py", "--small", "--budget", "3", "--deadline", "3000", "--json", str(tmp_path / "gpu.json"))
+    done = run_script(
+        "bench/gpu/run.py", "--small", "--budget", "3", "--deadline", "3000", "--json", str(tmp_path / "gpu.json")
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     result = json.loads((tmp_path / "gpu.json").read_text())
     names = [row["name"].split(" (")[0] for row in result["rows"]]
     assert names == [
-        "reference", "ours", *[f"ours, batch {n}" for n in (1, 2, 4, 16, 32)], "ours, default, stages not waited for",
-        "ours, fp16", "ours, compiled", "ours, compiled, stages not waited for", "ours, channels-last, batch 16",
+        "reference",
+        "ours",
+        *[f"ours, batch {n}" for n in (1, 2, 4, 16, 32)],
+        "ours, default, stages not waited for",
+        "ours, fp16",
+        "ours, compiled",
+        "ours, compiled, stages not waited for",
+        "ours, channels-last, batch 16",
     ]
     assert all(row["seconds"] > 0 and row["output_mp_per_s"] > 0 for row in result["rows"])
     ours = result["rows"][1:]
@@ -31,7 +39,9 @@ def test_gpu_benchmark_runs_every_row_at_reduced_size(tmp_path):
 
 
 def test_gpu_checks_run_and_pass_on_the_cpu(tmp_path):
-    done = run_script("bench/gpu/check.py", "--device", "cpu", "--skip", "compile,worker", "--json", str(tmp_path / "check.json"))
+    done = run_script(
+        "bench/gpu/check.py", "--device", "cpu", "--skip", "compile,worker", "--json", str(tmp_path / "check.json")
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     result = json.loads((tmp_path / "check.json").read_text())
     assert result["dtypes"]["passed"] and result["batching"]["passed"] and result["resample"]["passed"]

@@ -6,11 +6,11 @@ import os
 import pytest
 import torch
 from safetensors.torch import save_file
+from test_noise_predictor import official_shapes
 
 from invsr.checkpoint import load_strict, read_state_dict
 from invsr.errors import CheckpointError
 from invsr.noise_predictor import NoisePredictor
-from test_noise_predictor import official_shapes
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,9 @@ def test_safetensors_loads_strictly(tmp_path, full_state, model, wrapping):
 def test_missing_tensor_is_named(full_state, model):
     state = dict(full_state)
     del state["encoder.down_blocks.1.resnets.0.conv_shortcut.weight"]
-    with pytest.raises(CheckpointError, match=r"1 tensor\(s\) missing: encoder\.down_blocks\.1\.resnets\.0\.conv_shortcut\.weight"):
+    with pytest.raises(
+        CheckpointError, match=r"1 tensor\(s\) missing: encoder\.down_blocks\.1\.resnets\.0\.conv_shortcut\.weight"
+    ):
         load_strict(model, state, "np.pth")
 
 
@@ -66,7 +68,10 @@ def test_unexpected_tensor_is_named(full_state, model):
 
 def test_misshaped_tensor_is_named_with_both_shapes(full_state, model):
     state = dict(full_state, **{"encoder.conv_in.weight": torch.zeros(256, 4, 3, 3)})
-    with pytest.raises(CheckpointError, match=r"wrong shape: encoder\.conv_in\.weight \(file \(256, 4, 3, 3\), model \(256, 3, 3, 3\)\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"wrong shape: encoder\.conv_in\.weight \(file \(256, 4, 3, 3\), model \(256, 3, 3, 3\)\)",
+    ):
         load_strict(model, state, "np.pth")
 
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from invsr_cli.commands import main
 from invsr.image_io import ImageFile, read_image, write_image
+from invsr_cli.commands import main
 
 
 @pytest.fixture
@@ -35,7 +35,21 @@ def upscale(*args, weights):
 
 def test_one_file_to_one_file_with_report(tmp_path, files, tiny_weights):
     out, report = tmp_path / "out.png", tmp_path / "report.json"
-    assert upscale(files / "a.png", "-o", out, "--report", report, "--seed", "5", "--steps", "2", weights=tiny_weights.noise_predictor.parent) == 0
+    assert (
+        upscale(
+            files / "a.png",
+            "-o",
+            out,
+            "--report",
+            report,
+            "--seed",
+            "5",
+            "--steps",
+            "2",
+            weights=tiny_weights.noise_predictor.parent,
+        )
+        == 0
+    )
     assert read_image(out).pixels.shape == (96, 160, 3)
     entry = json.loads(report.read_text())["images"][0]
     assert entry["input_size"] == [40, 24] and entry["output_size"] == [160, 96]
@@ -78,7 +92,14 @@ def test_bad_file_in_a_folder_is_skipped_and_reported(tmp_path, files, tiny_weig
 def test_missing_and_corrupt_inputs_fail_but_others_are_done(tmp_path, files, tiny_weights, capsys):
     (tmp_path / "corrupt.jpg").write_bytes(b"\xff\xd8\xff" + os.urandom(64))
     out = tmp_path / "out"
-    code = upscale(tmp_path / "absent.png", tmp_path / "corrupt.jpg", files / "a.png", "-o", out, weights=tiny_weights.noise_predictor.parent)
+    code = upscale(
+        tmp_path / "absent.png",
+        tmp_path / "corrupt.jpg",
+        files / "a.png",
+        "-o",
+        out,
+        weights=tiny_weights.noise_predictor.parent,
+    )
     err = capsys.readouterr().err
     assert code == 1
     assert (out / "a.png").is_file() and not (out / "corrupt.jpg").exists()
@@ -93,14 +114,31 @@ def test_input_is_never_overwritten(tmp_path, files, tiny_weights, capsys):
 
 
 def test_bad_options_fail_before_loading_anything(tmp_path, files, capsys):
-    assert main(["upscale", str(files / "a.png"), "-o", str(tmp_path / "x.png"), "--steps", "9", "--weights", str(tmp_path / "nothing")]) == 1
+    assert (
+        main(
+            [
+                "upscale",
+                str(files / "a.png"),
+                "-o",
+                str(tmp_path / "x.png"),
+                "--steps",
+                "9",
+                "--weights",
+                str(tmp_path / "nothing"),
+            ]
+        )
+        == 1
+    )
     assert "steps must be an integer from 1 to 5" in capsys.readouterr().err
     assert main(["upscale", str(files / "a.png"), "-o", str(tmp_path / "x.png"), "--timesteps", "100,200"]) == 1
     assert "strictly descending" in capsys.readouterr().err
 
 
 def test_missing_weights_say_what_where_and_how_to_fix(tmp_path, files, capsys):
-    assert main(["upscale", str(files / "a.png"), "-o", str(tmp_path / "x.png"), "--weights", str(tmp_path / "empty")]) == 1
+    assert (
+        main(["upscale", str(files / "a.png"), "-o", str(tmp_path / "x.png"), "--weights", str(tmp_path / "empty")])
+        == 1
+    )
     err = capsys.readouterr().err
     assert "missing sd-turbo/unet/config.json" in err and str(tmp_path / "empty") in err
     assert f"invsr weights download {tmp_path / 'empty'}" in err
@@ -125,10 +163,20 @@ def test_weights_check_passes_on_good_weights_and_names_a_broken_part(tmp_path, 
 
 def test_weights_tiny_writes_the_real_layout(tmp_path):
     assert main(["weights", "tiny", str(tmp_path / "t")]) == 0
-    for part in ("unet/config.json", "vae/config.json", "text_encoder/config.json", "tokenizer/vocab.json", "scheduler/scheduler_config.json", "model_index.json"):
+    for part in (
+        "unet/config.json",
+        "vae/config.json",
+        "text_encoder/config.json",
+        "tokenizer/vocab.json",
+        "scheduler/scheduler_config.json",
+        "model_index.json",
+    ):
         assert (tmp_path / "t" / "sd-turbo" / part).is_file(), part
     assert (tmp_path / "t" / "noise_predictor_sd_turbo_v5.pth").is_file()
-    assert json.loads((tmp_path / "t" / "noise_predictor_sd_turbo_v5.json").read_text())["block_out_channels"] == [32, 64]
+    assert json.loads((tmp_path / "t" / "noise_predictor_sd_turbo_v5.json").read_text())["block_out_channels"] == [
+        32,
+        64,
+    ]
 
 
 def test_weights_download_offline_says_so(capsys):
@@ -139,7 +187,10 @@ def test_weights_download_offline_says_so(capsys):
 def test_weights_are_found_in_the_hugging_face_cache(tmp_path, tiny_weights, files):
     """The cache layout huggingface_hub writes (refs/main -> snapshots/<commit>/...), found with no network."""
     cache = tmp_path / "hf"
-    for repo, source in (("models--stabilityai--sd-turbo", tiny_weights.sd_turbo), ("models--OAOA--InvSR", tiny_weights.noise_predictor.parent)):
+    for repo, source in (
+        ("models--stabilityai--sd-turbo", tiny_weights.sd_turbo),
+        ("models--OAOA--InvSR", tiny_weights.noise_predictor.parent),
+    ):
         snapshot = cache / repo / "snapshots" / ("a" * 40)
         shutil.copytree(source, snapshot, ignore=shutil.ignore_patterns("sd-turbo"))
         (cache / repo / "refs").mkdir()
@@ -147,8 +198,21 @@ def test_weights_are_found_in_the_hugging_face_cache(tmp_path, tiny_weights, fil
     env = dict(os.environ, HF_HUB_CACHE=str(cache), HF_ENDPOINT="http://127.0.0.1:9")  # no hub to reach
     env.pop("HF_HUB_OFFLINE", None)
     result = subprocess.run(
-        [sys.executable, "-m", "invsr_cli", "upscale", str(files / "a.png"), "-o", str(tmp_path / "x.png"), "--device", "cpu"],
-        env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "invsr_cli",
+            "upscale",
+            str(files / "a.png"),
+            "-o",
+            str(tmp_path / "x.png"),
+            "--device",
+            "cpu",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     assert read_image(tmp_path / "x.png").pixels.shape == (96, 160, 3)
@@ -158,7 +222,13 @@ def test_console_script_and_demo_run_offline_with_tiny_weights(tmp_path):
     """The quick start's main job: no weights, no network -> tiny weights, loudly labelled."""
     env = dict(os.environ, INVSR_CACHE=str(tmp_path / "cache"), HF_HUB_OFFLINE="1")
     script = shutil.which("invsr", path=os.path.dirname(sys.executable)) or shutil.which("invsr")
-    result = subprocess.run([script, "demo", "-o", str(tmp_path / "demo.png"), "--device", "cpu"], env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [script, "demo", "-o", str(tmp_path / "demo.png"), "--device", "cpu"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "NOT a real upscale" in result.stderr
     assert read_image(tmp_path / "demo.png").pixels.shape == (512, 512, 3)
@@ -167,7 +237,23 @@ def test_console_script_and_demo_run_offline_with_tiny_weights(tmp_path):
 def test_scale_size_and_tiling_options(tmp_path, files, tiny_weights):
     weights = tiny_weights.noise_predictor.parent
     report = tmp_path / "r.json"
-    assert upscale(files / "a.png", "-o", tmp_path / "s.png", "--scale", "1.5", "--tile", "32", "--overlap", "8", "--report", report, weights=weights) == 0
+    assert (
+        upscale(
+            files / "a.png",
+            "-o",
+            tmp_path / "s.png",
+            "--scale",
+            "1.5",
+            "--tile",
+            "32",
+            "--overlap",
+            "8",
+            "--report",
+            report,
+            weights=weights,
+        )
+        == 0
+    )
     assert read_image(tmp_path / "s.png").pixels.shape == (36, 60, 3)
     tiling = json.loads(report.read_text())["images"][0]["tiling"]
     assert tiling["tile"] == 32 and tiling["overlap"] == 8 and tiling["grid"] == [1, 2]  # 24 x 40, padded 32 x 48
@@ -191,11 +277,21 @@ def test_no_input_is_overwritten_by_another_inputs_upscale(tmp_path, small_photo
         (tmp_path / folder).mkdir()
         write_image(tmp_path / folder / ("b.png" if folder == "z" else "a.png"), ImageFile(pixels.copy()))
     before = (tmp_path / "x" / "a.png").read_bytes()
-    code = upscale(tmp_path / "y" / "a.png", tmp_path / "x" / "a.png", tmp_path / "z" / "b.png", "-o", tmp_path / "x", weights=tiny_weights.noise_predictor.parent)
+    code = upscale(
+        tmp_path / "y" / "a.png",
+        tmp_path / "x" / "a.png",
+        tmp_path / "z" / "b.png",
+        "-o",
+        tmp_path / "x",
+        weights=tiny_weights.noise_predictor.parent,
+    )
     err = capsys.readouterr().err
     assert code == 1
     assert (tmp_path / "x" / "a.png").read_bytes() == before
-    assert f"refusing to overwrite the input {tmp_path / 'x' / 'a.png'} with the upscale of {tmp_path / 'y' / 'a.png'}" in err
+    assert (
+        f"refusing to overwrite the input {tmp_path / 'x' / 'a.png'} with the upscale of {tmp_path / 'y' / 'a.png'}"
+        in err
+    )
     assert read_image(tmp_path / "x" / "b.png").pixels.shape == (96, 160, 3)
 
 
@@ -216,7 +312,10 @@ def test_output_that_is_not_a_folder_or_an_image_we_write_is_a_usage_error(tmp_p
     assert "names a file, but several images are to be written; give a folder" in capsys.readouterr().err
     assert existing.read_bytes() == b"keep me"
     assert upscale(files / "a.png", "-o", tmp_path / "out.bmp", weights=weights) == 2
-    assert "cannot write .bmp files; -o takes a file ending in .png, .tif, .tiff, .jpg, .jpeg, .webp" in capsys.readouterr().err
+    assert (
+        "cannot write .bmp files; -o takes a file ending in .png, .tif, .tiff, .jpg, .jpeg, .webp"
+        in capsys.readouterr().err
+    )
     assert not (tmp_path / "out.bmp").exists()
 
 
@@ -232,7 +331,10 @@ def test_what_a_format_cannot_hold_fails_before_the_upscale(tmp_path, small_phot
     write_image(transparent, ImageFile(np.dstack([small_photo, alpha])))
     write_image(opaque, ImageFile(np.dstack([small_photo, np.full_like(alpha, 255)])))
     assert upscale(strip, "-o", tmp_path / "strip.webp", weights=tiny_weights.noise_predictor.parent) == 1
-    assert "WEBP holds at most 16383 pixels per side, and the output would be 16388 x 8; write PNG or TIFF" in capsys.readouterr().err
+    assert (
+        "WEBP holds at most 16383 pixels per side, and the output would be 16388 x 8; write PNG or TIFF"
+        in capsys.readouterr().err
+    )
     upscaled = []
 
     class Watched:  # the real pipeline, with a record of what it was asked to upscale
@@ -280,7 +382,9 @@ def test_png_orientation_is_applied(tmp_path, small_photo, tiny_weights):
     exif = Image.Exif()
     exif[0x0112] = 6  # displayed turned a quarter clockwise
     Image.fromarray(small_photo).save(tmp_path / "turned.png", exif=exif)
-    assert upscale(tmp_path / "turned.png", "-o", tmp_path / "out.png", weights=tiny_weights.noise_predictor.parent) == 0
+    assert (
+        upscale(tmp_path / "turned.png", "-o", tmp_path / "out.png", weights=tiny_weights.noise_predictor.parent) == 0
+    )
     assert read_image(tmp_path / "out.png").pixels.shape == (160, 96, 3)  # upright, as viewers show the input
 
 
@@ -291,14 +395,18 @@ def test_demo_checks_its_options_before_looking_for_weights(tmp_path, capsys):
     assert "sd-turbo" not in err and "tiny weights" not in err
 
 
-def test_a_failing_compiler_stops_a_folder_at_its_first_image_with_what_to_do(tmp_path, files, tiny_weights, monkeypatch, capsys):
+def test_a_failing_compiler_stops_a_folder_at_its_first_image_with_what_to_do(
+    tmp_path, files, tiny_weights, monkeypatch, capsys
+):
     import torch
 
     def failing_backend(graph, example_inputs):
         raise RuntimeError("simulated: no C++ compiler found")
 
     compile_ = torch.compile
-    monkeypatch.setattr(torch, "compile", lambda module, **options: compile_(module, backend=failing_backend, **options))
+    monkeypatch.setattr(
+        torch, "compile", lambda module, **options: compile_(module, backend=failing_backend, **options)
+    )
     torch._dynamo.reset()
     try:
         assert upscale(files, "-o", tmp_path / "out", "--compile", weights=tiny_weights.noise_predictor.parent) == 1

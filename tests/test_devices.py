@@ -42,7 +42,10 @@ def test_cpu_memory_counts_the_page_cache_the_kernel_gives_back(tmp_path, monkey
     """The automatic tile follows this number, and the result follows the tile: reading files (which
     fills the page cache and lowers MemFree) must not change it. MemAvailable includes that cache."""
     meminfo = tmp_path / "meminfo"
-    meminfo.write_text("MemTotal:       33554432 kB\nMemFree:         1048576 kB\nMemAvailable:   25165824 kB\nCached:         20971520 kB\n")
+    meminfo.write_text(
+        "MemTotal:       33554432 kB\nMemFree:         1048576 kB\n"
+        "MemAvailable:   25165824 kB\nCached:         20971520 kB\n"
+    )
     monkeypatch.setattr(devices, "MEMINFO", meminfo, raising=False)
     assert free_memory(torch.device("cpu")) == 24 * 2**30
 

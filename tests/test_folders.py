@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import tqdm as tqdm_module
 
-from invsr_cli.commands import main
 from invsr.files import FileOptions, plan_jobs
 from invsr.image_io import ImageFile, is_image_path, read_image, write_image
+from invsr_cli.commands import main
 
 
 @pytest.fixture
@@ -51,7 +51,9 @@ def test_an_output_folder_inside_the_input_folder_is_not_read_as_input(tree):
     again, _ = plan_jobs([tree], tree / "up", is_image_path, FileOptions(recursive=True))
     assert failures == [] and again == jobs
     assert relative(jobs, tree) == [
-        ("a.png", "up/a.png"), ("sub/b.jpg", "up/sub/b.jpg"), ("sub/deeper/c.tif", "up/sub/deeper/c.tif")
+        ("a.png", "up/a.png"),
+        ("sub/b.jpg", "up/sub/b.jpg"),
+        ("sub/deeper/c.tif", "up/sub/deeper/c.tif"),
     ]
 
 
@@ -79,8 +81,9 @@ def dead_pid() -> int:
     return child.pid
 
 
-def test_skip_existing_resumes_an_interrupted_run_and_counts_what_remains(tmp_path, tree, tiny_weights, monkeypatch,
-        capsys):
+def test_skip_existing_resumes_an_interrupted_run_and_counts_what_remains(
+    tmp_path, tree, tiny_weights, monkeypatch, capsys
+):
     weights, out, report = tiny_weights.noise_predictor.parent, tmp_path / "out", tmp_path / "report.json"
     import invsr.image_io
 

@@ -12,7 +12,6 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-
 from gimp_harness import PLUGINS
 from worker_helpers import WorkerProcess
 

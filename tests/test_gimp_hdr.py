@@ -8,9 +8,18 @@ import sys
 
 import numpy as np
 import pytest
-
-from test_gimp_plugin import by_name, expected, photo_layer, pixels, run_gimp, same_image, scenario
-from test_gimp_plugin import gimp, worker, workspace  # noqa: F401 (the fixtures: GIMP, a worker, a shared folder)
+from test_gimp_plugin import (  # noqa: F401 (the fixtures: GIMP, a worker, a shared folder)
+    by_name,
+    expected,
+    gimp,
+    photo_layer,
+    pixels,
+    run_gimp,
+    same_image,
+    scenario,
+    worker,
+    workspace,
+)
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the GIMP harness uses a Linux chroot or Debian's GIMP")
 SIZE = (24, 20)

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from gimp_harness import REPO, ROOTS, GimpRunner
 from test_gimp_plugin import SCENARIOS, by_name, expected, photo_layer, pixels, scenario
 
@@ -147,7 +146,9 @@ def free_port(settings_file: Path) -> None:
 
 def gimp_env(shared: Path) -> dict:
     return {
-        "HOME": str(shared / "home"), "INVSR_RUNTIME_DIR": str(shared / "run"), "INVSR_CACHE": str(shared / "cache"),
+        "HOME": str(shared / "home"),
+        "INVSR_RUNTIME_DIR": str(shared / "run"),
+        "INVSR_CACHE": str(shared / "cache"),
         "HF_HUB_OFFLINE": "1",
     }
 
@@ -156,8 +157,12 @@ def upscale_in_gimp(gimp, shared: Path, config: Path):
     """Scale a layer 2x through the installed plug-in in GIMP's own configuration folder, as a user would."""
     out = shared / "gimp-run"
     out.mkdir()
-    plan = {"out": str(out), "plugin": str(config / "plug-ins" / "invsr-upscale"), "connection_file": "",
-            "scenarios": [scenario("rgb8", [photo_layer()], arguments={"scale": 2.0})]}
+    plan = {
+        "out": str(out),
+        "plugin": str(config / "plug-ins" / "invsr-upscale"),
+        "connection_file": "",
+        "scenarios": [scenario("rgb8", [photo_layer()], arguments={"scale": 2.0})],
+    }
     (out / "plan.json").write_text(json.dumps(plan))
     env = dict(gimp_env(shared), INVSR_SCENARIOS=str(out / "plan.json"))
     done = gimp.run_batch(SCENARIOS, shared / "home", env, plugin_path=None, config=config)

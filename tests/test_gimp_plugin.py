@@ -13,10 +13,10 @@ import sys
 
 import numpy as np
 import pytest
-
 from gimp_harness import PLUGINS, REPO, VERSIONS, GimpRunner
-from invsr.request import UpscaleRequest
 from worker_helpers import WorkerProcess
+
+from invsr.request import UpscaleRequest
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the GIMP harness uses a Linux chroot or Debian's GIMP")
 SCENARIOS = REPO / "tests" / "gimp" / "scenarios.py"
@@ -35,27 +35,55 @@ MAIN = [
     scenario("rgb8", [photo_layer()], arguments={"scale": 2.0, "seed": 5}),
     scenario("rgba8", [photo_layer(alpha=True)], arguments={"scale": 2.0}),
     scenario("gray8", [photo_layer()], gray=True, arguments={"scale": 2.0}),
-    scenario("gray-alpha16", [photo_layer(sample="u16", alpha=True)], gray=True, precision="u16", arguments={"scale": 3.0}),
+    scenario(
+        "gray-alpha16", [photo_layer(sample="u16", alpha=True)], gray=True, precision="u16", arguments={"scale": 3.0}
+    ),
     scenario("rgb16", [photo_layer(sample="u16")], precision="u16", arguments={"scale": 1.5, "steps": 2}),
     scenario("float", [photo_layer(sample="float")], precision="float", arguments={"scale": 2.0, "color-fix": "ycbcr"}),
     scenario("float-linear", [photo_layer(sample="float")], precision="float-linear", arguments={"scale": 2.0}),
     scenario("half", [photo_layer(sample="float", alpha=True)], precision="half", arguments={"scale": 2.0}),
     scenario("u32", [photo_layer(sample="float")], precision="u32", arguments={"scale": 2.0}),
     scenario("double", [photo_layer(sample="float")], gray=True, precision="double", arguments={"scale": 2.0}),
-    scenario("adobe-rgb", [photo_layer(size=(8, 4), pixels=[0, 255, 0] * 16 + [255, 0, 0] * 16)], canvas=(8, 4), profile="adobe", arguments={"scale": 2.0}),
+    scenario(
+        "adobe-rgb",
+        [photo_layer(size=(8, 4), pixels=[0, 255, 0] * 16 + [255, 0, 0] * 16)],
+        canvas=(8, 4),
+        profile="adobe",
+        arguments={"scale": 2.0},
+    ),
     scenario("offsets", [photo_layer(offsets=[5, 3])], canvas=(40, 30), arguments={"scale": 2.0}),
     scenario("in-group", [photo_layer(group="Group")], arguments={"scale": 2.0}),
     scenario("selection", [photo_layer()], select=[4, 3, 10, 8], arguments={"scale": 2.0}),
-    scenario("two-layers", [photo_layer("lower", seed=1), photo_layer("upper", size=(16, 12), seed=2, offsets=[2, 2])], targets=["lower", "upper"], arguments={"scale": 2.0}),
-    scenario("new-image", [photo_layer(offsets=[3, 1])], canvas=(30, 24), arguments={"scale": 2.0, "output": "new-image"}),
+    scenario(
+        "two-layers",
+        [photo_layer("lower", seed=1), photo_layer("upper", size=(16, 12), seed=2, offsets=[2, 2])],
+        targets=["lower", "upper"],
+        arguments={"scale": 2.0},
+    ),
+    scenario(
+        "new-image", [photo_layer(offsets=[3, 1])], canvas=(30, 24), arguments={"scale": 2.0, "output": "new-image"}
+    ),
     scenario("indexed", [photo_layer()], indexed=True, arguments={"scale": 2.0}),
     scenario("look", [photo_layer(mask="left-half", opacity=40.0, mode="MULTIPLY")], arguments={"scale": 2.0}),
-    scenario("look-selection", [photo_layer(mask="left-half", opacity=40.0)], select=[4, 3, 10, 8], arguments={"scale": 2.0}),
+    scenario(
+        "look-selection", [photo_layer(mask="left-half", opacity=40.0)], select=[4, 3, 10, 8], arguments={"scale": 2.0}
+    ),
     scenario("hidden", [photo_layer(visible=False)], arguments={"scale": 2.0}),
-    scenario("new-image-order", [photo_layer("lower", seed=1), photo_layer("upper", size=(16, 12), seed=2, offsets=[2, 2])], targets=["upper", "lower"], arguments={"scale": 2.0, "output": "new-image"}),
+    scenario(
+        "new-image-order",
+        [photo_layer("lower", seed=1), photo_layer("upper", size=(16, 12), seed=2, offsets=[2, 2])],
+        targets=["upper", "lower"],
+        arguments={"scale": 2.0, "output": "new-image"},
+    ),
     scenario("undo-group", [photo_layer()], record_calls=True),
     scenario("deleted-meanwhile", [photo_layer()], record_calls=True, delete_during="photo"),
-    scenario("group-deleted-meanwhile", [photo_layer(group="Group")], record_calls=True, delete_during="photo", delete_group=True),
+    scenario(
+        "group-deleted-meanwhile",
+        [photo_layer(group="Group")],
+        record_calls=True,
+        delete_during="photo",
+        delete_group=True,
+    ),
     scenario("progress", [photo_layer(size=(64, 48))], canvas=(64, 48), record_calls=True, options={"tile": 32}),
     scenario("wrong-width", [photo_layer()], record_calls=True, tamper="width"),
     scenario("wrong-bytes", [photo_layer()], record_calls=True, tamper="bytes"),
@@ -104,11 +132,22 @@ def run_gimp(gimp, workspace, name, scenarios, env=None, installed=None, screen=
         "scenarios": scenarios,
     }
     (out / "plan.json").write_text(json.dumps(plan))
-    variables = {"INVSR_SCENARIOS": gimp.inside(out / "plan.json"), "INVSR_CACHE": gimp.inside(workspace / "cache"), **(env or {})}
+    variables = {
+        "INVSR_SCENARIOS": gimp.inside(out / "plan.json"),
+        "INVSR_CACHE": gimp.inside(workspace / "cache"),
+        **(env or {}),
+    }
     if installed:
         (out / "gimp-config").mkdir()
         (out / "gimp-config" / "plug-ins").symlink_to(gimp.inside(installed))  # as GIMP sees it
-    done = gimp.run_batch(SCENARIOS, out, variables, plugin_path=None if installed else PLUGINS, timeout=180 if screen else 600, screen=screen)
+    done = gimp.run_batch(
+        SCENARIOS,
+        out,
+        variables,
+        plugin_path=None if installed else PLUGINS,
+        timeout=180 if screen else 600,
+        screen=screen,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (out / "gimp-stderr.txt").write_text(done.stderr)
     results = json.loads((out / "results.json").read_text())
@@ -119,7 +158,10 @@ def run_gimp(gimp, workspace, name, scenarios, env=None, installed=None, screen=
 
 @pytest.fixture(scope="module")
 def main_run(gimp, workspace, worker):
-    env = {"INVSR_RUNTIME_DIR": gimp.inside(workspace / "run"), "INVSR_GIMP_SETTINGS": gimp.inside(workspace / "absent.json")}
+    env = {
+        "INVSR_RUNTIME_DIR": gimp.inside(workspace / "run"),
+        "INVSR_GIMP_SETTINGS": gimp.inside(workspace / "absent.json"),
+    }
     return run_gimp(gimp, workspace, "main", MAIN, env)
 
 
@@ -131,9 +173,12 @@ def pixels(folder, layer) -> np.ndarray:
 
 def same_image(folder, before, after) -> bool:
     """The same size, layers, offsets and pixels (pixel files compared by content)."""
+
     def essence(described):
         layers = [{k: v for k, v in layer.items() if k != "pixels"} for layer in described["layers"]]
-        contents = [(folder / layer["pixels"]).read_bytes() if "pixels" in layer else None for layer in described["layers"]]
+        contents = [
+            (folder / layer["pixels"]).read_bytes() if "pixels" in layer else None for layer in described["layers"]
+        ]
         return described["size"], layers, contents
 
     return essence(before) == essence(after)
@@ -145,7 +190,9 @@ def by_name(described, name):
 
 def expected(pipeline, source: np.ndarray, arguments: dict) -> np.ndarray:
     request = UpscaleRequest(
-        scale=arguments.get("scale", 4.0), steps=arguments.get("steps", 1), seed=arguments.get("seed", 0),
+        scale=arguments.get("scale", 4.0),
+        steps=arguments.get("steps", 1),
+        seed=arguments.get("seed", 0),
         color_fix=arguments.get("color-fix", "wavelet"),
     )
     return pipeline.upscale(source, request).image
@@ -160,7 +207,9 @@ def check_lossless(main_run, pipeline, name, source_name="photo", crop=None):
         x, y, w, h = crop
         source = source[y : y + h, x : x + w]
     upscaled = by_name(result["after"], f"{source_name} (InvSR x{case['arguments']['scale']:g})")
-    np.testing.assert_array_equal(pixels(folder, upscaled), expected(pipeline, source, case["arguments"]).reshape(pixels(folder, upscaled).shape))
+    np.testing.assert_array_equal(
+        pixels(folder, upscaled), expected(pipeline, source, case["arguments"]).reshape(pixels(folder, upscaled).shape)
+    )
     return result, upscaled
 
 
@@ -280,7 +329,12 @@ def test_two_selected_layers_are_both_upscaled(main_run, pipeline):
     check_lossless(main_run, pipeline, "two-layers", source_name="lower")
     result, upscaled = check_lossless(main_run, pipeline, "two-layers", source_name="upper")
     assert upscaled["offsets"] == [4, 4]
-    assert [layer["name"] for layer in result["after"]["layers"]] == ["upper (InvSR x2)", "upper", "lower (InvSR x2)", "lower"]
+    assert [layer["name"] for layer in result["after"]["layers"]] == [
+        "upper (InvSR x2)",
+        "upper",
+        "lower (InvSR x2)",
+        "lower",
+    ]
 
 
 def test_new_image_output_leaves_the_image_alone(main_run, pipeline):
@@ -337,17 +391,34 @@ def test_the_progress_bar_counts_the_tiles_then_says_what_is_left_to_do(main_run
     counted = [text for text in texts if text.startswith("InvSR: tile ")]
     tiles = int(counted[0].split("/")[1].split(",")[0])
     assert tiles >= 4 and len(counted) >= 3 and any(text.endswith(" s left") for text in counted)
-    assert texts[-3:] == [f"InvSR: all {tiles} tiles done, assembling the result", "InvSR: receiving the result", "InvSR: adding the result to the image"]
+    assert texts[-3:] == [
+        f"InvSR: all {tiles} tiles done, assembling the result",
+        "InvSR: receiving the result",
+        "InvSR: adding the result to the image",
+    ]
     last_text = max(i for i, name in enumerate(names) if name == "progress_set_text")
-    assert last_text < names.index("undo_group_start") < names.index("undo_group_end") < names.index("progress_end") == len(names) - 1
+    assert (
+        last_text
+        < names.index("undo_group_start")
+        < names.index("undo_group_end")
+        < names.index("progress_end")
+        == len(names) - 1
+    )
 
 
 def test_the_dialog_opens_and_ok_upscales_with_its_values_cancel_changes_nothing(gimp, workspace, worker, pipeline):
     """The real plug-in, run interactively on a virtual screen, its dialog answered with the keyboard."""
     if not gimp.has_screen:
         pytest.skip("needs xvfb-run and xdotool where GIMP runs (tests/gimp/build-root.sh installs them)")
-    env = {"INVSR_RUNTIME_DIR": gimp.inside(workspace / "run"), "INVSR_GIMP_SETTINGS": gimp.inside(workspace / "absent.json")}
-    arguments = {"scale": 2.0, "seed": 7, "server": gimp.inside(workspace / "run" / "worker.json")}  # the dialog's initial values
+    env = {
+        "INVSR_RUNTIME_DIR": gimp.inside(workspace / "run"),
+        "INVSR_GIMP_SETTINGS": gimp.inside(workspace / "absent.json"),
+    }
+    arguments = {
+        "scale": 2.0,
+        "seed": 7,
+        "server": gimp.inside(workspace / "run" / "worker.json"),
+    }  # the dialog's initial values
     dialogs = [
         scenario("ok", [photo_layer()], arguments=arguments, dialog_key="Return"),
         scenario("cancel", [photo_layer()], arguments=arguments, dialog_key="Escape"),
@@ -356,23 +427,40 @@ def test_the_dialog_opens_and_ok_upscales_with_its_values_cancel_changes_nothing
     ok, cancel = results["ok"], results["cancel"]
     assert ok["status"] == "success", ok["error"]
     source = pixels(folder, by_name(ok["before"], "photo"))
-    np.testing.assert_array_equal(pixels(folder, by_name(ok["after"], "photo (InvSR x2)")), expected(pipeline, source, {"scale": 2.0, "seed": 7}))
+    np.testing.assert_array_equal(
+        pixels(folder, by_name(ok["after"], "photo (InvSR x2)")), expected(pipeline, source, {"scale": 2.0, "seed": 7})
+    )
     assert cancel["status"] == "cancel" and same_image(folder, cancel["before"], cancel["after"])
     stderr = (folder / "gimp-stderr.txt").read_text()
-    assert "mnemonic" not in stderr, [line for line in stderr.splitlines() if "mnemonic" in line]  # each underlined letter once
+    assert "mnemonic" not in stderr, [
+        line for line in stderr.splitlines() if "mnemonic" in line
+    ]  # each underlined letter once
 
 
 @pytest.mark.parametrize(
     "case, command, says",
     [
-        ("fails", ["python3", "-c", "import sys; sys.exit('simulated: the GPU driver is missing')"], ["simulated: the GPU driver is missing"]),
-        ("gone", ["/moved/venv/bin/python", "-m", "invsr_cli", "serve"], ["cannot run /moved/venv/bin/python", "run `invsr gimp install` again"]),
+        (
+            "fails",
+            ["python3", "-c", "import sys; sys.exit('simulated: the GPU driver is missing')"],
+            ["simulated: the GPU driver is missing"],
+        ),
+        (
+            "gone",
+            ["/moved/venv/bin/python", "-m", "invsr_cli", "serve"],
+            ["cannot run /moved/venv/bin/python", "run `invsr gimp install` again"],
+        ),
     ],
 )
 def test_no_worker_and_none_startable_leaves_the_image_unchanged(gimp, workspace, case, command, says):
     (workspace / f"{case}.json").write_text(json.dumps({"start_command": command}))
-    env = {"INVSR_RUNTIME_DIR": gimp.inside(workspace / f"empty-run-{case}"), "INVSR_GIMP_SETTINGS": gimp.inside(workspace / f"{case}.json")}
-    folder, results = run_gimp(gimp, workspace, f"no-worker-{case}", [scenario("rgb8", [photo_layer()], arguments={"scale": 2.0})], env)
+    env = {
+        "INVSR_RUNTIME_DIR": gimp.inside(workspace / f"empty-run-{case}"),
+        "INVSR_GIMP_SETTINGS": gimp.inside(workspace / f"{case}.json"),
+    }
+    folder, results = run_gimp(
+        gimp, workspace, f"no-worker-{case}", [scenario("rgb8", [photo_layer()], arguments={"scale": 2.0})], env
+    )
     result = results["rgb8"]
     assert result["status"] == "execution-error"
     assert "none could be started" in result["error"] and all(text in result["error"] for text in says), result["error"]
@@ -384,7 +472,9 @@ def test_missing_zmq_in_gimps_python_is_explained(gimp, workspace):
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("raise ImportError('simulated: no pyzmq here')\n")
     env = {"PYTHONPATH": gimp.inside(workspace / "fake-modules"), "INVSR_RUNTIME_DIR": gimp.inside(workspace / "run")}
-    folder, results = run_gimp(gimp, workspace, "no-zmq", [scenario("rgb8", [photo_layer()], arguments={"scale": 2.0})], env)
+    folder, results = run_gimp(
+        gimp, workspace, "no-zmq", [scenario("rgb8", [photo_layer()], arguments={"scale": 2.0})], env
+    )
     result = results["rgb8"]
     assert result["status"] == "execution-error" and "sudo apt install python3-zmq" in result["error"]
     assert same_image(folder, result["before"], result["after"])
@@ -395,8 +485,14 @@ def test_the_plugin_starts_the_local_worker_and_reuses_it(gimp, workspace, pipel
     weights = gimp.inside(workspace / "weights")
     command = [sys.executable, "-m", "invsr_cli", "serve", "--weights", weights, "--device", "cpu"]  # the default bind
     (workspace / "start.json").write_text(json.dumps({"start_command": command}))
-    env = {"INVSR_RUNTIME_DIR": gimp.inside(run_dir), "INVSR_GIMP_SETTINGS": gimp.inside(workspace / "start.json"), "HF_HUB_OFFLINE": "1"}
-    first = scenario("first", [photo_layer()], record_calls=True, options={"server": ""})  # as GIMP runs it, with the bar recorded
+    env = {
+        "INVSR_RUNTIME_DIR": gimp.inside(run_dir),
+        "INVSR_GIMP_SETTINGS": gimp.inside(workspace / "start.json"),
+        "HF_HUB_OFFLINE": "1",
+    }
+    first = scenario(
+        "first", [photo_layer()], record_calls=True, options={"server": ""}
+    )  # as GIMP runs it, with the bar recorded
     twice = [first, scenario("second", [photo_layer()], arguments={"scale": 2.0})]
     try:
         folder, results = run_gimp(gimp, workspace, "auto-start", twice, env)
@@ -405,7 +501,10 @@ def test_the_plugin_starts_the_local_worker_and_reuses_it(gimp, workspace, pipel
         assert texts[:2] == ["Starting the InvSR worker...", "InvSR: loading the model (once, after the worker starts)"]
         assert texts[2] == "InvSR: 1 tile done, assembling the result"
         source = pixels(folder, by_name(results["second"]["before"], "photo"))
-        np.testing.assert_array_equal(pixels(folder, by_name(results["second"]["after"], "photo (InvSR x2)")), expected(pipeline, source, {"scale": 2.0}))
+        np.testing.assert_array_equal(
+            pixels(folder, by_name(results["second"]["after"], "photo (InvSR x2)")),
+            expected(pipeline, source, {"scale": 2.0}),
+        )
         log = (run_dir / "worker.log").read_text()
         assert log.count("serving on") == 1 and log.count("done in") == 2  # started once, reused
     finally:
@@ -422,17 +521,33 @@ def test_installed_plugin_works_in_gimp_and_doctor_finds_every_link(gimp, worksp
     weights = gimp.inside(workspace / "weights")
     assert main(["gimp", "install", "--gimp-dir", str(plugins), "--weights", weights, "--device", "cpu", *python]) == 0
     env = {"INVSR_RUNTIME_DIR": gimp.inside(workspace / "run")}
-    folder, results = run_gimp(gimp, workspace, "installed", [scenario("rgb8", [photo_layer()], arguments={"scale": 2.0})], env, installed=plugins)
+    folder, results = run_gimp(
+        gimp,
+        workspace,
+        "installed",
+        [scenario("rgb8", [photo_layer()], arguments={"scale": 2.0})],
+        env,
+        installed=plugins,
+    )
     result = results["rgb8"]
     assert result["status"] == "success", result["error"]
     source = pixels(folder, by_name(result["before"], "photo"))
-    np.testing.assert_array_equal(pixels(folder, by_name(result["after"], "photo (InvSR x2)")), expected(pipeline, source, {"scale": 2.0}))
+    np.testing.assert_array_equal(
+        pixels(folder, by_name(result["after"], "photo (InvSR x2)")), expected(pipeline, source, {"scale": 2.0})
+    )
 
-    doctor = gimp.run([sys.executable, "-m", "invsr_cli", "gimp", "doctor", "--gimp-dir", gimp.inside(plugins)], dict(env, HOME=gimp.inside(workspace)))
+    doctor = gimp.run(
+        [sys.executable, "-m", "invsr_cli", "gimp", "doctor", "--gimp-dir", gimp.inside(plugins)],
+        dict(env, HOME=gimp.inside(workspace)),
+    )
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     lines = doctor.stdout.strip().splitlines()
     assert len(lines) == 4 and all(line.startswith("[ ok ]") for line in lines), doctor.stdout
-    assert "GIMP 3 found" in lines[0] and "imports gi (Gimp 3.0) and zmq" in lines[2] and "tiny job round-trips" in lines[3]
+    assert (
+        "GIMP 3 found" in lines[0]
+        and "imports gi (Gimp 3.0) and zmq" in lines[2]
+        and "tiny job round-trips" in lines[3]
+    )
 
     assert main(["gimp", "uninstall", "--gimp-dir", str(plugins)]) == 0
     assert not (plugins / "invsr-upscale").exists()
@@ -449,7 +564,7 @@ def test_doctor_names_the_broken_link(tmp_path, capsys):
     stale.write_text(stale.read_text().replace("PROTOCOL_VERSION = (", "PROTOCOL_VERSION = (0 * 1 + "))  # an older copy
     main(["gimp", "doctor", "--gimp-dir", str(tmp_path)])
     out = capsys.readouterr().out
-    assert f"is not this invsr's (invsr_wire/protocol.py differ): run `invsr gimp install` again" in out
+    assert "is not this invsr's (invsr_wire/protocol.py differ): run `invsr gimp install` again" in out
 
 
 def test_reinstalling_keeps_the_users_vendor_folder_and_replaces_a_link(tmp_path):
@@ -467,7 +582,10 @@ def test_reinstalling_keeps_the_users_vendor_folder_and_replaces_a_link(tmp_path
     linked.mkdir()
     (linked / "invsr-upscale").symlink_to(PLUGINS / "invsr-upscale")  # a developer's set-up
     assert main(["gimp", "install", "--gimp-dir", str(linked)]) == 0
-    assert not (linked / "invsr-upscale").is_symlink() and (linked / "invsr-upscale" / "invsr_wire" / "client.py").is_file()
+    assert (
+        not (linked / "invsr-upscale").is_symlink()
+        and (linked / "invsr-upscale" / "invsr_wire" / "client.py").is_file()
+    )
     assert (PLUGINS / "invsr-upscale" / "invsr_wire").is_symlink()  # the source tree untouched
 
 
@@ -514,7 +632,9 @@ def test_doctor_names_a_missing_settings_file_and_a_moved_python(tmp_path, monke
     monkeypatch.setenv("INVSR_RUNTIME_DIR", str(tmp_path / "run"))  # no worker answers there
     assert main(["gimp", "install", "--gimp-dir", str(tmp_path)]) == 0
     settings = tmp_path / "invsr-upscale" / "invsr-settings.json"
-    settings.write_text(json.dumps({"start_command": [str(tmp_path / "moved-venv" / "bin" / "python"), "-m", "invsr_cli", "serve"]}))
+    settings.write_text(
+        json.dumps({"start_command": [str(tmp_path / "moved-venv" / "bin" / "python"), "-m", "invsr_cli", "serve"]})
+    )
     assert main(["gimp", "doctor", "--gimp-dir", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "[FAIL] the worker: cannot run " in out and "moved-venv" in out and "run `invsr gimp install` again" in out
@@ -536,11 +656,21 @@ def test_the_plugin_reaches_a_curve_worker_with_the_key_given_at_install(tmp_pat
     make_key_pair(tmp_path / "server", "server")
     _, laptop = make_key_pair(tmp_path / "allowed", "laptop")
     plugins = tmp_path / "plug-ins"
-    assert main(["gimp", "install", "--gimp-dir", str(plugins), "--client-key", str(tmp_path / "server" / "server.key")]) == 1  # a public key
+    assert (
+        main(["gimp", "install", "--gimp-dir", str(plugins), "--client-key", str(tmp_path / "server" / "server.key")])
+        == 1
+    )  # a public key
     monkeypatch.syspath_prepend(str(PLUGINS / "invsr-upscale"))
     from invsr_plugin import flow
 
-    worker = WorkerProcess(tmp_path / "w", tiny_weights.noise_predictor.parent, "--curve-keys", str(tmp_path / "server"), "--allowed-keys", str(tmp_path / "allowed")).wait_ready()
+    worker = WorkerProcess(
+        tmp_path / "w",
+        tiny_weights.noise_predictor.parent,
+        "--curve-keys",
+        str(tmp_path / "server"),
+        "--allowed-keys",
+        str(tmp_path / "allowed"),
+    ).wait_ready()
     try:
         monkeypatch.setenv("INVSR_GIMP_SETTINGS", str(tmp_path / "none.json"))
         options = flow.Options(server=str(worker.folder / "worker.json"))
@@ -562,7 +692,9 @@ def test_a_mistyped_endpoint_in_the_worker_file_is_named(tmp_path, monkeypatch):
 
     path = tmp_path / "worker.json"
     connection.write(path, connection.Connection(endpoint="192.168.1.20:47290", key="00" * 32, pid=1, protocol="2.0"))
-    with pytest.raises(flow.PluginError, match=r"Cannot use the worker's connection file .*'192.168.1.20:47290'.*tcp://HOST:PORT"):
+    with pytest.raises(
+        flow.PluginError, match=r"Cannot use the worker's connection file .*'192.168.1.20:47290'.*tcp://HOST:PORT"
+    ):
         flow.connect(flow.Options(server=str(path)), on_status=print)
 
 
@@ -570,7 +702,13 @@ def test_the_progress_bar_pulses_while_the_worker_loads_or_compiles_and_counts_t
     monkeypatch.syspath_prepend(str(PLUGINS / "invsr-upscale"))
     from invsr_plugin.flow import progress_update
 
-    assert progress_update({"stage": "loading model", "done": 0, "total": 0}, 0, 1) == (None, "InvSR: loading the model (once, after the worker starts)")
+    assert progress_update({"stage": "loading model", "done": 0, "total": 0}, 0, 1) == (
+        None,
+        "InvSR: loading the model (once, after the worker starts)",
+    )
     fraction, text = progress_update({"stage": "compiling", "done": 0, "total": 82, "eta": None}, 1, 2)
     assert fraction is None and text.startswith("InvSR: layer 2/2: compiling the networks")
-    assert progress_update({"stage": "tiles", "done": 16, "total": 82, "eta": 8.25}, 1, 2) == (pytest.approx(0.5 + 16 / 82 / 2), "InvSR: layer 2/2: tile 16/81, 8 s left")
+    assert progress_update({"stage": "tiles", "done": 16, "total": 82, "eta": 8.25}, 1, 2) == (
+        pytest.approx(0.5 + 16 / 82 / 2),
+        "InvSR: layer 2/2: tile 16/81, 8 s left",
+    )

@@ -6,12 +6,12 @@ import time
 
 import numpy as np
 import pytest
-
-from invsr_cli.commands import main
-from invsr.image_io import ImageFile, read_image, write_image
-from invsr.request import UpscaleRequest
 from test_sizes_and_pixels import hdr_image
 from worker_helpers import WorkerProcess
+
+from invsr.image_io import ImageFile, read_image, write_image
+from invsr.request import UpscaleRequest
+from invsr_cli.commands import main
 
 
 @pytest.fixture

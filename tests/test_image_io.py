@@ -70,7 +70,9 @@ def test_icc_profile_survives(tmp_path, suffix):
         assert image.info.get("icc_profile") == profile
 
 
-@pytest.mark.parametrize("mode, dtype", [("L", np.uint8), ("LA", np.uint8), ("RGB", np.uint8), ("RGBA", np.uint8), ("I;16", np.uint16)])
+@pytest.mark.parametrize(
+    "mode, dtype", [("L", np.uint8), ("LA", np.uint8), ("RGB", np.uint8), ("RGBA", np.uint8), ("I;16", np.uint16)]
+)
 def test_our_png_encoder_is_read_correctly_by_pillow(tmp_path, mode, dtype):
     channels = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "I;16": 1}[mode]
     pixels = gradient(dtype, channels)
@@ -137,9 +139,11 @@ def test_cmyk_becomes_rgb_through_its_own_profile(tmp_path, suffix, gray_cmyk_pr
 def test_a_profile_of_another_colour_space_is_not_written(tmp_path, gray_cmyk_profile):
     lab = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
     srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
-    for name, pixels, profile in (("cmyk_on_rgb", gradient(np.uint8, 3), gray_cmyk_profile),
-                                  ("lab_on_rgb", gradient(np.uint8, 3), lab),
-                                  ("rgb_on_gray", gradient(np.uint8, 2), srgb)):
+    for name, pixels, profile in (
+        ("cmyk_on_rgb", gradient(np.uint8, 3), gray_cmyk_profile),
+        ("lab_on_rgb", gradient(np.uint8, 3), lab),
+        ("rgb_on_gray", gradient(np.uint8, 2), srgb),
+    ):
         for suffix in (".png", ".jpg", ".webp"):
             if suffix == ".jpg" and pixels.shape[2] == 2:
                 continue

@@ -15,10 +15,10 @@ import pytest
 from PIL import ExifTags, Image, ImageCms
 
 from invsr import __version__
-from invsr_cli.commands import main
 from invsr.files import FileOptions, upscale_files
 from invsr.image_io import ImageFile, read_image, write_image
 from invsr.request import UpscaleRequest
+from invsr_cli.commands import main
 
 EXIFTOOL = shutil.which("exiftool")
 needs_exiftool = pytest.mark.skipif(
@@ -48,9 +48,18 @@ def camera_exif() -> Image.Exif:
     exif.update({0x010F: "Canon", 0x0110: "EOS R5", 0x013B: "Jane Doe", 0x8298: "(c) 2025 Jane Doe", 0x0112: 6})
     exif.update({0x011A: IFDRational(300), 0x011B: IFDRational(300), 0x0128: 2})
     exif[0x8769] = {
-        0x9000: b"0232", 0x9101: b"\x01\x02\x03\x00", 0xA000: b"0100", 0xA001: 1,  # versions, YCbCr, sRGB
-        0x9003: "2025:06:01 10:11:12", 0x829A: IFDRational(1, 250), 0x829D: IFDRational(56, 10), 0x8827: 400,
-        0xA434: "RF24-70mm F2.8 L IS USM", 0xA002: 40, 0xA003: 24, 0x9214: (10, 10, 5, 5),
+        0x9000: b"0232",
+        0x9101: b"\x01\x02\x03\x00",
+        0xA000: b"0100",
+        0xA001: 1,  # versions, YCbCr, sRGB
+        0x9003: "2025:06:01 10:11:12",
+        0x829A: IFDRational(1, 250),
+        0x829D: IFDRational(56, 10),
+        0x8827: 400,
+        0xA434: "RF24-70mm F2.8 L IS USM",
+        0xA002: 40,
+        0xA003: 24,
+        0x9214: (10, 10, 5, 5),
     }
     degrees = lambda d, m, s: (IFDRational(d), IFDRational(m), IFDRational(round(s * 100), 100))  # noqa: E731
     exif[0x8825] = {0: b"\x02\x03\x00\x00", 1: "N", 2: degrees(48, 51, 29.88), 3: "E", 4: degrees(2, 17, 40.2)}
@@ -119,8 +128,9 @@ def _xmp_fields(packet) -> dict:
         if description.find("xmp:Thumbnails", ns) is not None:
             found["XMP-xmp:ThumbnailsWidth"] = 8
     items = [item for item in root.iter(f"{{{ns['rdf']}}}li") if item.find("stEvt:action", ns) is not None]
-    events = [(e.findtext("stEvt:softwareAgent", namespaces=ns), e.findtext("stEvt:parameters", namespaces=ns))
-              for e in items]
+    events = [
+        (e.findtext("stEvt:softwareAgent", namespaces=ns), e.findtext("stEvt:parameters", namespaces=ns)) for e in items
+    ]
     if events:
         found["XMP-xmpMM:HistorySoftwareAgent"], found["XMP-xmpMM:HistoryParameters"] = events[-1]
     return found

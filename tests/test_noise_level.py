@@ -14,7 +14,9 @@ def gaussian_blur(rgb: torch.Tensor, sigma: float) -> torch.Tensor:
     kernel = torch.exp(-(x**2) / (2 * sigma**2))
     kernel = (kernel / kernel.sum()).view(1, 1, 1, -1).expand(rgb.shape[1], 1, 1, -1)
     rows = F.conv2d(F.pad(rgb, (radius, radius, 0, 0), mode="replicate"), kernel, groups=rgb.shape[1])
-    return F.conv2d(F.pad(rows, (0, 0, radius, radius), mode="replicate"), kernel.transpose(-1, -2), groups=rgb.shape[1])
+    return F.conv2d(
+        F.pad(rows, (0, 0, radius, radius), mode="replicate"), kernel.transpose(-1, -2), groups=rgb.shape[1]
+    )
 
 
 def add_noise(rgb: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -50,7 +50,10 @@ def test_timestep_changes_the_prediction():
         assert not torch.allclose(model(lr, 199), model(lr, 99))
 
 
-@pytest.mark.parametrize("logvar, expected_std", [(0.0, 1.0), (100.0, torch.exp(torch.tensor(10.0)).item()), (-100.0, torch.exp(torch.tensor(-15.0)).item())])
+@pytest.mark.parametrize(
+    "logvar, expected_std",
+    [(0.0, 1.0), (100.0, torch.exp(torch.tensor(10.0)).item()), (-100.0, torch.exp(torch.tensor(-15.0)).item())],
+)
 def test_sample_noise_is_mean_plus_clamped_std_times_normal(logvar, expected_std):
     mean = torch.full((1, 4, 2, 2), 0.5)
     moments = torch.cat([mean, torch.full_like(mean, logvar)], dim=1)
@@ -64,21 +67,38 @@ REFERENCE_CONFIG = {
     "target": "diffusers.models.autoencoders.NoisePredictor",
     "ckpt_path": None,
     "params": {
-        "in_channels": 3, "down_block_types": ["AttnDownBlock2D", "AttnDownBlock2D"],
-        "up_block_types": ["AttnUpBlock2D", "AttnUpBlock2D"], "block_out_channels": [256, 512],
-        "layers_per_block": [3, 3], "act_fn": "silu", "latent_channels": 4, "norm_num_groups": 32, "sample_size": 128,
-        "mid_block_add_attention": True, "resnet_time_scale_shift": "default", "temb_channels": 512,
-        "attention_head_dim": 64, "freq_shift": 0, "flip_sin_to_cos": True, "double_z": True,
+        "in_channels": 3,
+        "down_block_types": ["AttnDownBlock2D", "AttnDownBlock2D"],
+        "up_block_types": ["AttnUpBlock2D", "AttnUpBlock2D"],
+        "block_out_channels": [256, 512],
+        "layers_per_block": [3, 3],
+        "act_fn": "silu",
+        "latent_channels": 4,
+        "norm_num_groups": 32,
+        "sample_size": 128,
+        "mid_block_add_attention": True,
+        "resnet_time_scale_shift": "default",
+        "temb_channels": 512,
+        "attention_head_dim": 64,
+        "freq_shift": 0,
+        "flip_sin_to_cos": True,
+        "double_z": True,
     },
 }
 
 
 def reference_form(config) -> dict:
     """`config` in the reference implementation's form."""
-    params = dict(REFERENCE_CONFIG["params"], block_out_channels=list(config.block_out_channels),
-                  layers_per_block=[config.layers_per_block] * 2, attention_head_dim=config.attention_head_dim,
-                  norm_num_groups=config.norm_num_groups, temb_channels=config.time_embed_channels,
-                  latent_channels=config.latent_channels, sample_size=config.sample_size)
+    params = dict(
+        REFERENCE_CONFIG["params"],
+        block_out_channels=list(config.block_out_channels),
+        layers_per_block=[config.layers_per_block] * 2,
+        attention_head_dim=config.attention_head_dim,
+        norm_num_groups=config.norm_num_groups,
+        temb_channels=config.time_embed_channels,
+        latent_channels=config.latent_channels,
+        sample_size=config.sample_size,
+    )
     return dict(REFERENCE_CONFIG, params=params)
 
 
@@ -106,18 +126,27 @@ def test_a_variant_described_in_either_form_loads(variant, form):
     assert sum(p.numel() for p in model.parameters()) == count
 
 
-@pytest.mark.parametrize("text, message", [
-    ("{ not json", r"cannot read it as JSON \(Expecting property name"),
-    ("[256, 512]", "expected an object of named widths, found list"),
-    ('{"block_out_channel": [32, 64]}', "unknown key\\(s\\) block_out_channel"),
-    ('{"model_start": {"params": {}}}', "unknown key\\(s\\) model_start"),
-    ('{"params": {"block_out_channels": [32, 64], "temb": 64}}', "unknown key\\(s\\) params.temb"),
-    ('{"params": {"in_channels": 4}}', "params.in_channels is 4, but this noise predictor is built as the released"),
-    ('{"params": {"layers_per_block": [3, 2]}}', r"one depth for both blocks, got \[3, 2\]"),
-    ('{"block_out_channels": [32, 64, 128]}', "block_out_channels must be two positive whole numbers"),
-    ('{"norm_num_groups": "32"}', "norm_num_groups must be a positive whole number, got '32'"),
-    ('{"block_out_channels": [30, 60], "norm_num_groups": 8}', "block width 30 must be a multiple of norm_num_groups"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("{ not json", r"cannot read it as JSON \(Expecting property name"),
+        ("[256, 512]", "expected an object of named widths, found list"),
+        ('{"block_out_channel": [32, 64]}', "unknown key\\(s\\) block_out_channel"),
+        ('{"model_start": {"params": {}}}', "unknown key\\(s\\) model_start"),
+        ('{"params": {"block_out_channels": [32, 64], "temb": 64}}', "unknown key\\(s\\) params.temb"),
+        (
+            '{"params": {"in_channels": 4}}',
+            "params.in_channels is 4, but this noise predictor is built as the released",
+        ),
+        ('{"params": {"layers_per_block": [3, 2]}}', r"one depth for both blocks, got \[3, 2\]"),
+        ('{"block_out_channels": [32, 64, 128]}', "block_out_channels must be two positive whole numbers"),
+        ('{"norm_num_groups": "32"}', "norm_num_groups must be a positive whole number, got '32'"),
+        (
+            '{"block_out_channels": [30, 60], "norm_num_groups": 8}',
+            "block width 30 must be a multiple of norm_num_groups",
+        ),
+    ],
+)
 def test_a_description_that_fits_neither_form_says_which_forms_are_expected(variant, text, message):
     variant.noise_predictor_config.write_text(text)
     with pytest.raises(CheckpointError) as raised:

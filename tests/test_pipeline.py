@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from invsr.color_fix import apply_color_fix, reference_for, wavelet_split
 from invsr.errors import DeviceError, InvalidImage, InvalidRequest
 from invsr.pipeline import InvSRPipeline
-from invsr.tiles.grid import pad_to_multiple
 from invsr.request import UpscaleRequest
 from invsr.sampling import Noise, sample
+from invsr.tiles.grid import pad_to_multiple
 
 
 def as_tensor(image: np.ndarray) -> torch.Tensor:
@@ -125,7 +125,9 @@ def test_bad_requests_fail_before_any_work(request_fields, message):
         UpscaleRequest(**request_fields)
 
 
-@pytest.mark.parametrize("field", ["steps", "timesteps", "color_fix", "seed", "scale", "width", "height", "tile", "overlap", "tile_batch"])
+@pytest.mark.parametrize(
+    "field", ["steps", "timesteps", "color_fix", "seed", "scale", "width", "height", "tile", "overlap", "tile_batch"]
+)
 @pytest.mark.parametrize("value", [200, -3, 2.5, float("nan"), True, "x", [], [1, "a"], {"a": 1}])
 def test_any_bad_type_from_json_is_an_invalid_request(field, value):
     """The worker builds requests from a client's JSON: a wrong type is the client's error, never a crash."""
@@ -167,7 +169,7 @@ def test_bad_pixels_are_refused_clearly(pipeline, image, message):
 
 
 def test_gray_alpha_16_bit_and_float_keep_their_layout(pipeline, small_photo):
-    gray16 = (small_photo[..., 0].astype(np.uint16) * 257)
+    gray16 = small_photo[..., 0].astype(np.uint16) * 257
     assert pipeline.upscale(gray16).image.shape == (96, 160)
     assert pipeline.upscale(gray16).image.dtype == np.uint16
     rgba = np.dstack([small_photo, np.full(small_photo.shape[:2], 255, np.uint8)])
@@ -221,7 +223,9 @@ def reference_sample(models, scheduler_dir, lr, timesteps, noise):
         mean, logvar = models.noise_predictor(lr * 2 - 1, timesteps[0] - 1).chunk(2, dim=1)
         x = z0 + scheduler.sigmas[0] * (mean + torch.exp(0.5 * logvar.clamp(-30, 20)) * noise.predictor)
         for t in scheduler.timesteps:
-            eps = models.unet(scheduler.scale_model_input(x, t), t, encoder_hidden_states=models.prompt_embedding).sample
+            eps = models.unet(
+                scheduler.scale_model_input(x, t), t, encoder_hidden_states=models.prompt_embedding
+            ).sample
             x = scheduler.step(eps, t, x).prev_sample
         return (models.vae.decode(x / models.vae.config.scaling_factor).sample / 2 + 0.5).clamp(0, 1)
 
@@ -259,7 +263,9 @@ def test_replaced_text_encoder_invalidates_the_cached_embedding(tiny_weights, tm
     shutil.copytree(tiny_weights.sd_turbo.parent, copy)
     before, _ = prompt_embedding(copy / "sd-turbo")
     write_tiny_weights(tmp_path / "other", seed=1)
-    shutil.copytree(tmp_path / "other" / "sd-turbo" / "text_encoder", copy / "sd-turbo" / "text_encoder", dirs_exist_ok=True)
+    shutil.copytree(
+        tmp_path / "other" / "sd-turbo" / "text_encoder", copy / "sd-turbo" / "text_encoder", dirs_exist_ok=True
+    )
     after, cached = prompt_embedding(copy / "sd-turbo")
     assert cached is False and not torch.allclose(before, after)
 
@@ -274,7 +280,9 @@ def test_channels_last_layout_gives_the_same_result(tiny_weights, small_photo):
     assert np.abs(pipeline.upscale(small_photo).image.astype(int) - expected).max() <= 1
 
 
-def test_compiled_networks_are_traced_once_for_every_image_size_step_count_and_timestep(tiny_weights, small_photo, monkeypatch):
+def test_compiled_networks_are_traced_once_for_every_image_size_step_count_and_timestep(
+    tiny_weights, small_photo, monkeypatch
+):
     """torch.compile compiles again for each new input shape and for each new Python number it sees: a
     worker started with --compile must not pay that again for another image size, another --steps or
     other timesteps. Traced here by TorchDynamo as on a GPU, with a backend that runs the traced graphs
@@ -286,7 +294,9 @@ def test_compiled_networks_are_traced_once_for_every_image_size_step_count_and_t
         return graph.forward
 
     compile_ = torch.compile
-    monkeypatch.setattr(torch, "compile", lambda module, **options: compile_(module, backend=counting_backend, **options))
+    monkeypatch.setattr(
+        torch, "compile", lambda module, **options: compile_(module, backend=counting_backend, **options)
+    )
     torch._dynamo.reset()
     pipeline = InvSRPipeline.load(tiny_weights, device="cpu")
     pipeline.optimize(compile=True)
@@ -294,9 +304,15 @@ def test_compiled_networks_are_traced_once_for_every_image_size_step_count_and_t
     first = pipeline.upscale(small_photo, UpscaleRequest(steps=1, seed=1), progress=seen.append)
     after_first_job = len(traced)
     assert after_first_job > 0 and first.report["tiling"]["static_shapes"]
-    assert [p.stage for p in seen][:2] == ["compiling", "tiles"] and seen[1].eta is None  # no pace from a compiling batch
+    assert [p.stage for p in seen][:2] == ["compiling", "tiles"] and seen[
+        1
+    ].eta is None  # no pace from a compiling batch
     seen.clear()
-    for height, width, request in [(24, 40, UpscaleRequest(steps=3)), (60, 44, UpscaleRequest(timesteps=(250, 120))), (32, 32, UpscaleRequest(steps=5, seed=2))]:
+    for height, width, request in [
+        (24, 40, UpscaleRequest(steps=3)),
+        (60, 44, UpscaleRequest(timesteps=(250, 120))),
+        (32, 32, UpscaleRequest(steps=5, seed=2)),
+    ]:
         pipeline.upscale(small_photo[:height, :width], request, progress=seen.append)
     assert len(traced) == after_first_job
     assert "compiling" not in [p.stage for p in seen]  # the progress bar says "compiling" only when it is
@@ -305,14 +321,21 @@ def test_compiled_networks_are_traced_once_for_every_image_size_step_count_and_t
 
 def test_compiling_that_fails_is_a_clear_error_that_says_what_to_do(tiny_weights, small_photo, monkeypatch):
     """A machine without a C++ compiler (CPU) or Triton (GPU) cannot compile: say so, not a traceback."""
+
     def failing_backend(graph, example_inputs):
         raise RuntimeError("simulated: no C++ compiler found")
 
     compile_ = torch.compile
-    monkeypatch.setattr(torch, "compile", lambda module, **options: compile_(module, backend=failing_backend, **options))
+    monkeypatch.setattr(
+        torch, "compile", lambda module, **options: compile_(module, backend=failing_backend, **options)
+    )
     torch._dynamo.reset()
     pipeline = InvSRPipeline.load(tiny_weights, device="cpu")
     pipeline.optimize(compile=True)
-    with pytest.raises(DeviceError, match=r"compiling the networks failed \(RuntimeError: simulated: no C\+\+ compiler found\); run without --compile"):
+    with pytest.raises(
+        DeviceError,
+        match=r"compiling the networks failed \(RuntimeError: simulated: no C\+\+ compiler found\); "
+        r"run without --compile",
+    ):
         pipeline.upscale(small_photo)
     torch._dynamo.reset()

@@ -20,11 +20,15 @@ def signature_as_documented(key, frames):
     for frame in frames:
         data = bytes(frame)
         text += len(data).to_bytes(8, "big")
-        text += b"".join(hashlib.sha256(data[i:i + 4 * 1024 * 1024]).digest() for i in range(0, len(data), 4 * 1024 * 1024))
+        text += b"".join(
+            hashlib.sha256(data[i : i + 4 * 1024 * 1024]).digest() for i in range(0, len(data), 4 * 1024 * 1024)
+        )
     return hmac.new(key, text, hashlib.sha256).digest()
 
 
-@pytest.mark.parametrize("sizes", [(), (0,), (1,), (PIECE_BYTES,), (PIECE_BYTES + 1,), (3 * PIECE_BYTES + 5, 7, 0, PIECE_BYTES - 1)])
+@pytest.mark.parametrize(
+    "sizes", [(), (0,), (1,), (PIECE_BYTES,), (PIECE_BYTES + 1,), (3 * PIECE_BYTES + 5, 7, 0, PIECE_BYTES - 1)]
+)
 def test_signature_follows_the_documented_definition(sizes):
     rng = np.random.default_rng(sum(sizes))
     buffers = [rng.bytes(size) for size in sizes]
@@ -64,7 +68,9 @@ def signed_as_version_1(key, fields, buffers=()):
 
 
 def test_a_message_of_another_major_version_is_named_as_such_not_as_a_wrong_secret():
-    with pytest.raises(errors.VersionMismatch, match=f"protocol 1.0 is not compatible with this side's {protocol.version_text()}"):
+    with pytest.raises(
+        errors.VersionMismatch, match=f"protocol 1.0 is not compatible with this side's {protocol.version_text()}"
+    ):
         Message.decode(KEY, signed_as_version_1(KEY, {"type": "ping", "id": "a"}))
     garbage = [b"x" * 32, b"\xff not json"]
     with pytest.raises(errors.Unauthorized):

@@ -16,8 +16,11 @@ def cuts(draw, length):
 
 @settings(max_examples=60, deadline=None)
 @given(
-    data=st.data(), height=st.integers(1, 70), width=st.integers(1, 70),
-    out_height=st.integers(1, 150), out_width=st.integers(1, 150),
+    data=st.data(),
+    height=st.integers(1, 70),
+    width=st.integers(1, 70),
+    out_height=st.integers(1, 150),
+    out_width=st.integers(1, 150),
 )
 def test_summing_resampled_parts_equals_resampling_the_whole(data, height, width, out_height, out_width):
     """Any partition of the image into blocks, each resampled alone and added, gives torch's own
@@ -36,6 +39,7 @@ def torch_resized(image, size):
     """torch's antialiased bicubic resampling, in float64 (in float32 it strays by up to 5e-5). For an
     output 1 pixel wide it is wrong (torch 2.13: the same value in every row), so that case is computed
     transposed, as an output 1 pixel high, where it is right."""
+
     def resized(x, size):
         return F.interpolate(x, size=size, mode="bicubic", antialias=True, align_corners=False)
 

@@ -19,7 +19,9 @@ def test_sigmas_match_diffusers_scaled_linear_schedule():
     scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
     abar = scheduler.alphas_cumprod.double()
     for index in (0, 49, 199, 499, 999):
-        assert sigma_at(index) == pytest.approx(((1 - abar[index]) / abar[index]).sqrt().item(), rel=1e-4)  # diffusers works in float32
+        assert sigma_at(index) == pytest.approx(
+            ((1 - abar[index]) / abar[index]).sqrt().item(), rel=1e-4
+        )  # diffusers works in float32
 
 
 def test_a_final_zero_sigma_is_appended():

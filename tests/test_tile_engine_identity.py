@@ -7,7 +7,6 @@ where they are stored whole, and the reports and progress still exactly."""
 
 import numpy as np
 import pytest
-
 import tile_engine_cases as cases
 
 RECORDED_IMAGES, RECORDED_FACTS, RECORDED_PLATFORM = cases.load_recorded()

@@ -15,7 +15,6 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from invsr.color_fix import apply_color_fix
-
 from invsr.errors import Cancelled, InvalidRequest, OutOfMemory
 from invsr.progress import Progress, StageTimer
 from invsr.request import UpscaleRequest
@@ -223,12 +222,15 @@ def training_size(pipeline, side: int):
         predictor.config = config
 
 
-@pytest.mark.parametrize("height, width, side, color_fix", [
-    (24, 40, 32, "wavelet"),  # padded centred to the (tiny) training size, 32
-    (24, 40, 64, "ycbcr"),  # a larger training size: both sides padded to it
-    (60, 100, 32, "wavelet"),  # no side short: padded only at the far ends, to multiples of 16
-    (1, 1, 32, "none"),  # a pixel: repeated
-])
+@pytest.mark.parametrize(
+    "height, width, side, color_fix",
+    [
+        (24, 40, 32, "wavelet"),  # padded centred to the (tiny) training size, 32
+        (24, 40, 64, "ycbcr"),  # a larger training size: both sides padded to it
+        (60, 100, 32, "wavelet"),  # no side short: padded only at the far ends, to multiples of 16
+        (1, 1, 32, "none"),  # a pixel: repeated
+    ],
+)
 def test_a_one_tile_image_is_exactly_the_sampler_on_the_padded_whole(pipeline, photo, height, width, side, color_fix):
     """What the tile engine gives for an image of one tile is, byte for byte, the sampler (sampling.sample)
     run directly on the input padded as the reference implementation pads it, with the image's noise draw,
@@ -258,8 +260,14 @@ def test_one_tile_is_the_same_result_whatever_tile_setting_holds_it(pipeline, sm
 def test_report_describes_the_tiling(pipeline, photo):
     tiling = pipeline.upscale(photo, UpscaleRequest(tile=48, overlap=8)).report["tiling"]
     assert tiling == {
-        "tile": 48, "overlap": 8, "batch": 1, "tiles": 9, "grid": [3, 3], "work_ratio": tiling["work_ratio"],
-        "static_shapes": False, "notices": [],
+        "tile": 48,
+        "overlap": 8,
+        "batch": 1,
+        "tiles": 9,
+        "grid": [3, 3],
+        "work_ratio": tiling["work_ratio"],
+        "static_shapes": False,
+        "notices": [],
     }
     assert 1 < tiling["work_ratio"] < 1.5
 
@@ -345,11 +353,14 @@ class LimitedMemory:
         self.unet.forward = self.forward
 
 
-@pytest.mark.parametrize("error", [
-    lambda: torch.OutOfMemoryError("CUDA out of memory (simulated)"),
-    lambda: RuntimeError("MPS backend out of memory (MPS allocated: 17.5 GB, simulated)"),
-    lambda: RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)` (simulated)"),
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        lambda: torch.OutOfMemoryError("CUDA out of memory (simulated)"),
+        lambda: RuntimeError("MPS backend out of memory (MPS allocated: 17.5 GB, simulated)"),
+        lambda: RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)` (simulated)"),
+    ],
+)
 def test_out_of_memory_retries_with_smaller_batches(pipeline, photo, error):
     expected, _, _ = run_tiles(pipeline, photo, 48, 8, batch=1)
     with LimitedMemory(pipeline.models.unet, max_batch=2, error=error):
@@ -408,8 +419,9 @@ def test_automatic_tiles_shrink_on_a_full_device_and_the_overlap_with_them(monke
     chosen = choose_settings(UpscaleRequest(), torch.device("cuda"), torch.float16, 16)
     assert (chosen.tile, chosen.overlap) == (tile, overlap)
     if tile < 128:
-        assert chosen.notices == ("tile auto: 32 pixels, not 128: the device has 1e-09 GB free, and a 128-pixel "
-                                  "tile needs about 0.68 GB",)
+        assert chosen.notices == (
+            "tile auto: 32 pixels, not 128: the device has 1e-09 GB free, and a 128-pixel tile needs about 0.68 GB",
+        )
     else:
         assert chosen.notices == ()
 
@@ -425,16 +437,25 @@ def test_an_overlap_asked_for_is_kept_when_automatic_tiles_shrink(monkeypatch, o
 
 def test_an_overlap_no_automatic_tile_can_hold_is_refused():
     """overlap=200 with tile auto was accepted and quietly cut to 56."""
-    with pytest.raises(InvalidRequest, match=r"overlap 200 is too large for the automatic tile \(128 pixels at most\)"
-                       r": keep 2 x overlap \+ 16 <= 128, or give a tile of at least 416"):
+    with pytest.raises(
+        InvalidRequest,
+        match=r"overlap 200 is too large for the automatic tile \(128 pixels at most\)"
+        r": keep 2 x overlap \+ 16 <= 128, or give a tile of at least 416",
+    ):
         UpscaleRequest(overlap=200)
     assert UpscaleRequest(overlap=56).overlap == 56  # the largest that fits
 
 
-@pytest.mark.parametrize("fields", [
-    dict(tile=48, overlap=8, tile_batch=3), dict(tile=32, overlap=0), dict(tile=64, overlap=5, tile_batch=2),
-    dict(overlap=24, tile_batch=2), dict(tile=1024, overlap=500),
-])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        dict(tile=48, overlap=8, tile_batch=3),
+        dict(tile=32, overlap=0),
+        dict(tile=64, overlap=5, tile_batch=2),
+        dict(overlap=24, tile_batch=2),
+        dict(tile=1024, overlap=500),
+    ],
+)
 def test_explicit_tiling_is_reported_as_asked_without_notices(pipeline, photo, monkeypatch, fields):
     """What is asked for is done as asked (or refused when the request is made): the report's tiling says so."""
     monkeypatch.setattr(tile_settings, "free_memory", lambda device: None)  # however full this machine is

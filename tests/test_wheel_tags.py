@@ -104,8 +104,15 @@ def test_the_version_own_abi_comes_before_the_stable_abi():
 
 
 def test_probe_output_becomes_a_target():
-    probed = {"implementation": "cpython", "version": [3, 12, 10], "platform": "macosx-11.0-arm64", "machine": "arm64",
-              "glibc": "", "macos": "15.1.1", "free_threaded": False}
+    probed = {
+        "implementation": "cpython",
+        "version": [3, 12, 10],
+        "platform": "macosx-11.0-arm64",
+        "machine": "arm64",
+        "glibc": "",
+        "macos": "15.1.1",
+        "free_threaded": False,
+    }
     assert PythonTarget.from_probe(probed) == MAC_ARM_GIMP
 
 

@@ -20,14 +20,14 @@ import pytest
 import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_protocol import signed_as_version_1
+from worker_helpers import WorkerProcess, stop_started_worker
 
 from invsr.request import UpscaleRequest
 from invsr_wire import connection as connections
 from invsr_wire import errors, protocol
 from invsr_wire.client import Client, connect
 from invsr_wire.protocol import Message, sign
-from test_protocol import signed_as_version_1
-from worker_helpers import WorkerProcess, stop_started_worker
 
 LONG_JOB = {"tile": 32, "overlap": 8, "steps": 5}  # about 10 s on the test weights: 121 tiles of a 256 x 256 image
 PROMPT = 5.0  # seconds: a ping answered within the client's own timeout, generous on a busy 2-core machine
@@ -52,7 +52,9 @@ def noise_image(side=256, seed=0):
 def send_upscale(client, image, **params):
     array = np.ascontiguousarray(image if image.ndim == 3 else image[:, :, None])
     dtype = {"uint8": "u8", "uint16": "u16", "float32": "f32"}[str(array.dtype)]
-    header, buffer = client.upscale(memoryview(array).cast("B"), array.shape[1], array.shape[0], array.shape[2], dtype, params)
+    header, buffer = client.upscale(
+        memoryview(array).cast("B"), array.shape[1], array.shape[0], array.shape[2], dtype, params
+    )
     out = np.frombuffer(buffer, dtype=array.dtype).reshape(header["height"], header["width"], header["channels"])
     return header, out
 
@@ -84,7 +86,9 @@ def test_hello_ping_status_and_echo(client):
 
 def test_progress_arrives_for_each_tile(client):
     seen = []
-    header, _ = client.upscale(noise_image(64).tobytes(), 64, 64, 3, "u8", {"tile": 32, "overlap": 8}, on_progress=seen.append)
+    header, _ = client.upscale(
+        noise_image(64).tobytes(), 64, 64, 3, "u8", {"tile": 32, "overlap": 8}, on_progress=seen.append
+    )
     tiles = header["report"]["tiling"]["tiles"]
     assert [p["done"] for p in seen if p["stage"] == "tiles"] == list(range(1, tiles + 1))
     assert seen[-1]["stage"] == "finish" and seen[-1]["done"] == tiles + 1
@@ -114,7 +118,16 @@ def test_several_clients_at_once_each_get_their_own_result(worker, pipeline):
 def test_cancel_stops_the_job_at_the_next_tile(client):
     seen = []
     with pytest.raises(errors.Cancelled, match="cancelled by the client"):
-        client.upscale(noise_image().tobytes(), 256, 256, 3, "u8", LONG_JOB, on_progress=seen.append, should_cancel=lambda: len(seen) >= 2)
+        client.upscale(
+            noise_image().tobytes(),
+            256,
+            256,
+            3,
+            "u8",
+            LONG_JOB,
+            on_progress=seen.append,
+            should_cancel=lambda: len(seen) >= 2,
+        )
     assert len(seen) < 20
     assert client.status()["jobs"] == []
 
@@ -160,7 +173,9 @@ def test_wrong_secret_wrong_version_and_garbage_are_refused(worker, client):
         Message.decode(b"not the secret", frames)
     sock.send_multipart(signed(key, {"type": "ping", "id": "b"}, protocol_version="9.0"))
     error = Message.decode(key, reply_to(sock))
-    assert error.fields["code"] == "protocol_version" and error.fields["details"]["supported"] == protocol.version_text()
+    assert (
+        error.fields["code"] == "protocol_version" and error.fields["details"]["supported"] == protocol.version_text()
+    )
     sock.send_multipart(signed_as_version_1(key, {"type": "ping", "id": "b1"}))  # the older signature
     assert "protocol 1.0 is not compatible" in Message.decode(key, reply_to(sock)).fields["message"]
     sock.send_multipart([sign(key, b"{not json", []), b"{not json"])
@@ -173,10 +188,14 @@ def test_wrong_secret_wrong_version_and_garbage_are_refused(worker, client):
     sock.send_multipart(replay)
     assert "replayed" in Message.decode(key, reply_to(sock)).fields["message"]
     sock.send_multipart(signed(key, {"type": "ping", "id": "d", "sent": time.time() - 7200}))  # older than remembered
-    assert "s ago: a replay, or the two computers' clocks differ" in Message.decode(key, reply_to(sock)).fields["message"]
+    assert (
+        "s ago: a replay, or the two computers' clocks differ" in Message.decode(key, reply_to(sock)).fields["message"]
+    )
     sock.send_multipart(signed(key, {"type": "cancel", "id": "f", "job": ["not", "an", "id"]}))
     assert Message.decode(key, reply_to(sock)).fields["code"] == "bad_message"
-    sock.send_multipart([sign(key, b'{"type":"ping","id":1' + b"1" * 5000 + b"}", []), b'{"type":"ping","id":1' + b"1" * 5000 + b"}"])
+    sock.send_multipart(
+        [sign(key, b'{"type":"ping","id":1' + b"1" * 5000 + b"}", []), b'{"type":"ping","id":1' + b"1" * 5000 + b"}"]
+    )
     assert Message.decode(key, reply_to(sock)).fields["code"] == "bad_message"  # a number Python will not parse
     sock.close()
     assert client.ping() < PROMPT
@@ -210,10 +229,20 @@ def test_a_peer_without_the_connection_file_never_reaches_the_worker(worker, cli
     channels=st.integers(-3, 10**6),
     dtype=st.sampled_from(["u8", "u16", "f32", "f64", "", "u8 "]),
 )
-def test_huge_or_nonsense_declared_sizes_are_refused_before_any_allocation(worker, client, width, height, channels, dtype):
+def test_huge_or_nonsense_declared_sizes_are_refused_before_any_allocation(
+    worker, client, width, height, channels, dtype
+):
     sock = worker.raw_socket()
     key = worker.connection.key_bytes
-    fields = {"type": "upscale", "id": os.urandom(8).hex(), "width": width, "height": height, "channels": channels, "dtype": dtype, "params": {}}
+    fields = {
+        "type": "upscale",
+        "id": os.urandom(8).hex(),
+        "width": width,
+        "height": height,
+        "channels": channels,
+        "dtype": dtype,
+        "params": {},
+    }
     sock.send_multipart(signed(key, fields, [b"\0" * 12]))
     assert Message.decode(key, reply_to(sock)).fields["code"] in ("too_large", "bad_message", "invalid_image")
     sock.close()
@@ -222,7 +251,9 @@ def test_huge_or_nonsense_declared_sizes_are_refused_before_any_allocation(worke
 
 def test_the_client_imports_neither_numpy_nor_torch():
     code = "import sys, invsr_wire.client; print(sorted(m for m in ('numpy', 'torch', 'invsr') if m in sys.modules))"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    )
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -246,7 +277,9 @@ def test_oversized_message_drops_the_sender_not_the_worker(tmp_path, tiny_weight
         sock.close()
         with small.client() as c:
             assert c.ping() < PROMPT
-            with pytest.raises(errors.TooLarge, match=r"over this worker's limit of 0 MB per message: .*--max-message-mb"):
+            with pytest.raises(
+                errors.TooLarge, match=r"over this worker's limit of 0 MB per message: .*--max-message-mb"
+            ):
                 send_upscale(c, noise_image(64))  # the client refuses it rather than wait for a reply that never comes
     finally:
         small.stop()
@@ -254,7 +287,11 @@ def test_oversized_message_drops_the_sender_not_the_worker(tmp_path, tiny_weight
 
 def test_what_cannot_be_done_is_refused_before_queueing(client):
     """An output over the pixel limit, or an impossible size, is refused on arrival, not after the queue."""
-    for params, error in [({"scale": 16}, errors.InvalidImage), ({"width": 100_000}, errors.InvalidRequest), ({"timesteps": 200}, errors.InvalidRequest)]:
+    for params, error in [
+        ({"scale": 16}, errors.InvalidImage),
+        ({"width": 100_000}, errors.InvalidRequest),
+        ({"timesteps": 200}, errors.InvalidRequest),
+    ]:
         arrivals = []
         with pytest.raises(error):
             client.upscale(bytes(2001 * 1000 * 3), 2001, 1000, 3, "u8", params, on_progress=arrivals.append)
@@ -302,6 +339,7 @@ def test_a_slow_link_is_not_mistaken_for_a_lost_worker(worker):
 
 def slow_relay(listener, target, rate):
     """Forward each connection to `target`, the client's side at `rate` bytes per second."""
+
     def pump(source, sink, limit):
         with contextlib.suppress(OSError):
             while data := source.recv(65536):
@@ -371,14 +409,18 @@ client.upscale(image.tobytes(), 256, 256, 3, "u8", {"tile": 32, "overlap": 8, "s
 
 
 def test_client_killed_mid_job_gets_its_job_cancelled_and_the_next_one_served(worker, client):
-    vanishing = subprocess.Popen([sys.executable, "-c", CLIENT_THAT_VANISHES, str(worker.path)], stdout=subprocess.PIPE, text=True)
+    vanishing = subprocess.Popen(
+        [sys.executable, "-c", CLIENT_THAT_VANISHES, str(worker.path)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert vanishing.stdout.readline().strip() == "progress"
         assert client.status()["running"] == 1
         vanishing.kill()
         killed = time.monotonic()
         while client.status()["jobs"]:
-            assert time.monotonic() - killed < 12, "the abandoned job was not cancelled"  # 5 s timeout, then the next tile
+            assert time.monotonic() - killed < 12, (
+                "the abandoned job was not cancelled"
+            )  # 5 s timeout, then the next tile
             time.sleep(0.2)
     finally:
         vanishing.kill()
@@ -389,14 +431,24 @@ def test_client_killed_mid_job_gets_its_job_cancelled_and_the_next_one_served(wo
 
 def test_full_queue_answers_busy(tmp_path, tiny_weights):
     # a raw socket sends no heartbeats: give it time before its jobs count as abandoned
-    small = WorkerProcess(tmp_path, tiny_weights.noise_predictor.parent, "--preload", "--queue-length", "1", "--client-timeout", "60").wait_ready()
+    small = WorkerProcess(
+        tmp_path, tiny_weights.noise_predictor.parent, "--preload", "--queue-length", "1", "--client-timeout", "60"
+    ).wait_ready()
     try:
         sock = small.raw_socket()
         key = small.connection.key_bytes
         image = noise_image().tobytes()
         codes = []
         for index in range(3):
-            fields = {"type": "upscale", "id": f"j{index}", "width": 256, "height": 256, "channels": 3, "dtype": "u8", "params": LONG_JOB}
+            fields = {
+                "type": "upscale",
+                "id": f"j{index}",
+                "width": 256,
+                "height": 256,
+                "channels": 3,
+                "dtype": "u8",
+                "params": LONG_JOB,
+            }
             sock.send_multipart(signed(key, fields, [image]))
             message = Message.decode(key, reply_to(sock))
             codes.append(message.type if message.type != "error" else message.fields["code"])
@@ -441,8 +493,21 @@ def test_connection_file_is_private(worker):
 
 def test_non_loopback_bind_without_keys_is_refused(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "invsr_cli", "serve", "--bind", "tcp://0.0.0.0:*", "--connection-file", str(tmp_path / "w.json"), "--log-file", str(tmp_path / "w.log")],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "invsr_cli",
+            "serve",
+            "--bind",
+            "tcp://0.0.0.0:*",
+            "--connection-file",
+            str(tmp_path / "w.json"),
+            "--log-file",
+            str(tmp_path / "w.log"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode != 0
     assert "refusing to bind tcp://0.0.0.0:* beyond this machine without encryption" in result.stderr
@@ -455,7 +520,14 @@ def test_curve_round_trip_and_unknown_clients_are_not_served(tmp_path, tiny_weig
     make_key_pair(tmp_path / "server", "server")
     _, client_secret = make_key_pair(tmp_path / "allowed", "photographer")
     _, stranger_secret = make_key_pair(tmp_path / "others", "stranger")
-    secure = WorkerProcess(tmp_path / "w", tiny_weights.noise_predictor.parent, "--curve-keys", str(tmp_path / "server"), "--allowed-keys", str(tmp_path / "allowed")).wait_ready()
+    secure = WorkerProcess(
+        tmp_path / "w",
+        tiny_weights.noise_predictor.parent,
+        "--curve-keys",
+        str(tmp_path / "server"),
+        "--allowed-keys",
+        str(tmp_path / "allowed"),
+    ).wait_ready()
     try:
         assert secure.connection.curve_server_key
         with secure.client(client_keys=load_key_pair(client_secret)) as c:
@@ -470,7 +542,20 @@ def test_curve_round_trip_and_unknown_clients_are_not_served(tmp_path, tiny_weig
 
 def test_connect_starts_a_worker_when_none_answers(tmp_path, tiny_weights):
     path = tmp_path / "run" / "worker.json"
-    command = [sys.executable, "-m", "invsr_cli", "serve", "--bind", "tcp://127.0.0.1:*", "--weights", str(tiny_weights.noise_predictor.parent), "--device", "cpu", "--log-file", str(tmp_path / "w.log")]
+    command = [
+        sys.executable,
+        "-m",
+        "invsr_cli",
+        "serve",
+        "--bind",
+        "tcp://127.0.0.1:*",
+        "--weights",
+        str(tiny_weights.noise_predictor.parent),
+        "--device",
+        "cpu",
+        "--log-file",
+        str(tmp_path / "w.log"),
+    ]
     statuses = []
     try:
         with connect(path, start_command=command, on_status=statuses.append) as client:
@@ -493,14 +578,18 @@ def test_a_worker_of_an_older_protocol_is_named_with_how_to_stop_it(tmp_path):
     def answer_like_version_1():
         if old_worker.poll(10_000):
             peer, *_ = old_worker.recv_multipart()
-            old_worker.send_multipart([peer, *signed_as_version_1(key, {"type": "error", "code": "unauthorized", "message": "wrong secret"})])
+            old_worker.send_multipart(
+                [peer, *signed_as_version_1(key, {"type": "error", "code": "unauthorized", "message": "wrong secret"})]
+            )
 
     thread = threading.Thread(target=answer_like_version_1)
     thread.start()
     path = tmp_path / "worker.json"
     connections.write(path, connections.Connection(f"tcp://127.0.0.1:{port}", key.hex(), "1.0", pid=os.getpid()))
     try:
-        with pytest.raises(errors.VersionMismatch, match=r"is another version: protocol 1\.0 .* Stop it with `invsr serve --stop`"):
+        with pytest.raises(
+            errors.VersionMismatch, match=r"is another version: protocol 1\.0 .* Stop it with `invsr serve --stop`"
+        ):
             connect(path, start_command=[sys.executable, "-c", "raise SystemExit('must not start')"])
     finally:
         thread.join()
@@ -520,7 +609,9 @@ def test_serve_stop_ends_the_worker_and_never_signals_a_stranger(tmp_path, tiny_
     # A stale file whose process id now belongs to another program, at an endpoint nobody answers
     stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     stale = tmp_path / "stale.json"
-    connections.write(stale, connections.Connection("tcp://127.0.0.1:9", "00" * 32, protocol.version_text(), pid=stranger.pid))
+    connections.write(
+        stale, connections.Connection("tcp://127.0.0.1:9", "00" * 32, protocol.version_text(), pid=stranger.pid)
+    )
     try:
         assert main(["serve", "--stop", "--connection-file", str(stale)]) == 0
         assert "no InvSR worker runs" in capsys.readouterr().out
@@ -535,7 +626,20 @@ def test_two_clients_starting_the_worker_at_once_both_get_it(tmp_path, tiny_weig
     port = socket.create_server(("127.0.0.1", 0))
     endpoint = f"tcp://127.0.0.1:{port.getsockname()[1]}"
     port.close()
-    command = [sys.executable, "-m", "invsr_cli", "serve", "--bind", endpoint, "--weights", str(tiny_weights.noise_predictor.parent), "--device", "cpu", "--log-file", str(tmp_path / "w.log")]
+    command = [
+        sys.executable,
+        "-m",
+        "invsr_cli",
+        "serve",
+        "--bind",
+        endpoint,
+        "--weights",
+        str(tiny_weights.noise_predictor.parent),
+        "--device",
+        "cpu",
+        "--log-file",
+        str(tmp_path / "w.log"),
+    ]
     clients = [None, None]
 
     def start(index):
@@ -579,15 +683,59 @@ def test_a_worker_that_cannot_start_is_reported_with_its_reason(tmp_path):
 
 
 def test_cli_through_the_worker_writes_the_same_bytes_as_in_process(worker, tiny_weights, tmp_path, small_photo):
-    from invsr_cli.commands import main
     from invsr.image_io import ImageFile, write_image
+    from invsr_cli.commands import main
 
     write_image(tmp_path / "in.png", ImageFile(small_photo.astype(np.uint16) * 257))
-    assert main(["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "local.png"), "--weights", str(tiny_weights.noise_predictor.parent), "--device", "cpu", "--seed", "9"]) == 0
-    assert main(["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "remote.png"), "--server", str(worker.path), "--seed", "9"]) == 0
+    assert (
+        main(
+            [
+                "upscale",
+                str(tmp_path / "in.png"),
+                "-o",
+                str(tmp_path / "local.png"),
+                "--weights",
+                str(tiny_weights.noise_predictor.parent),
+                "--device",
+                "cpu",
+                "--seed",
+                "9",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "upscale",
+                str(tmp_path / "in.png"),
+                "-o",
+                str(tmp_path / "remote.png"),
+                "--server",
+                str(worker.path),
+                "--seed",
+                "9",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "remote.png").read_bytes() == (tmp_path / "local.png").read_bytes()
     limit = 16 * small_photo.shape[0] * small_photo.shape[1] / 1e6 * 0.9  # just under this photo's x4 result
-    assert main(["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "limited.png"), "--server", str(worker.path), "--max-pixels", str(limit)]) == 1
+    assert (
+        main(
+            [
+                "upscale",
+                str(tmp_path / "in.png"),
+                "-o",
+                str(tmp_path / "limited.png"),
+                "--server",
+                str(worker.path),
+                "--max-pixels",
+                str(limit),
+            ]
+        )
+        == 1
+    )
     assert not (tmp_path / "limited.png").exists()  # --max-pixels holds through the worker too
 
 
@@ -609,7 +757,9 @@ def wait_for_model(client, timeout=240.0) -> dict:
 
 @pytest.mark.parametrize("backend", ["eager", "no_such_backend"])
 @pytest.mark.parametrize("preload", [True, False])
-def test_a_compiling_worker_compiles_before_jobs_run_and_serves_uncompiled_where_compiling_fails(tmp_path, tiny_weights, pipeline, backend, preload):
+def test_a_compiling_worker_compiles_before_jobs_run_and_serves_uncompiled_where_compiling_fails(
+    tmp_path, tiny_weights, pipeline, backend, preload
+):
     """--compile compiles right after loading (at start with --preload, else before the first job runs).
     Traced by TorchDynamo as on a GPU, then run by its eager backend (inductor's code generation takes
     minutes on a CPU); a backend that does not exist stands for a machine where compiling fails, and
@@ -630,11 +780,15 @@ def test_a_compiling_worker_compiles_before_jobs_run_and_serves_uncompiled_where
     assert model["state"] == "ready" and result.shape == (384, 384, 3)
     assert worker.log.read_text().count("model loaded") == 1  # a failed compile restores the networks: no second copy
     stages = [fields["stage"] for fields in seen]
-    assert stages[: stages.index("tiles")] == ([] if preload else ["loading model", "compiling"])  # the bar says why it waits
+    assert stages[: stages.index("tiles")] == (
+        [] if preload else ["loading model", "compiling"]
+    )  # the bar says why it waits
     assert "compiling" not in stages[stages.index("tiles") :]  # the job itself compiled nothing
     if backend == "eager":
         assert model["compile_seconds"] > 0 and "compile_error" not in model
         assert header["report"]["tiling"]["static_shapes"]
     else:
         assert "no_such_backend" in model["compile_error"] and not header["report"]["tiling"]["static_shapes"]
-        np.testing.assert_array_equal(result, pipeline.upscale(image, UpscaleRequest(seed=3)).image)  # served, uncompiled
+        np.testing.assert_array_equal(
+            result, pipeline.upscale(image, UpscaleRequest(seed=3)).image
+        )  # served, uncompiled

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from worker_helpers import WorkerProcess
 
 from invsr_wire import errors
 from invsr_wire.protocol import Message, sign
-from worker_helpers import WorkerProcess
 
 LONG_JOB = {"tile": 32, "overlap": 8, "steps": 5}  # about 10 s on the test weights: 121 tiles of a 256 x 256 image
 ANSWER_WITHIN = 120.0  # seconds: far more than any of these jobs takes; only a hang runs into it
@@ -42,8 +42,16 @@ def noise_image(side, seed=0, dtype=np.uint8):
 
 def upscale(client, image, on_progress=None, should_cancel=None, **params):
     dtype = {"uint8": "u8", "float32": "f32"}[str(image.dtype)]
-    return client.upscale(image.tobytes(), image.shape[1], image.shape[0], image.shape[2], dtype, params,
-                          on_progress=on_progress, should_cancel=should_cancel)
+    return client.upscale(
+        image.tobytes(),
+        image.shape[1],
+        image.shape[0],
+        image.shape[2],
+        dtype,
+        params,
+        on_progress=on_progress,
+        should_cancel=should_cancel,
+    )
 
 
 def within(seconds, call):
@@ -151,8 +159,19 @@ def test_should_the_executor_thread_end_its_jobs_fail_and_hello_says_so(tmp_path
         key = doomed.connection.key_bytes
         pixels = noise_image(16).tobytes()
         for request_id in ("first", "second"):
-            header = json.dumps({"type": "upscale", "protocol": "3.0", "sent": time.time(), "id": request_id,
-                                 "width": 16, "height": 16, "channels": 3, "dtype": "u8", "params": {}})
+            header = json.dumps(
+                {
+                    "type": "upscale",
+                    "protocol": "3.0",
+                    "sent": time.time(),
+                    "id": request_id,
+                    "width": 16,
+                    "height": 16,
+                    "channels": 3,
+                    "dtype": "u8",
+                    "params": {},
+                }
+            )
             sock.send_multipart(signed_header(key, header, [pixels]))
             assert Message.decode(key, reply_to(sock)).type == "accepted"
         ends = {}
@@ -197,22 +216,33 @@ def test_a_huge_sending_time_with_a_nan_id_is_refused_and_the_worker_goes_on(wor
 
 @pytest.mark.parametrize("sent", ["NaN", "Infinity", "-Infinity", "9" * 401, "-" + "9" * 401, "1e308", "true", '"now"'])
 def test_only_a_finite_number_is_a_sending_time(worker, client, sent):
-    reply = answer(worker, '{"type": "ping", "protocol": "3.0", "sent": %s, "id": "t"}' % sent)
+    reply = answer(worker, f'{{"type": "ping", "protocol": "3.0", "sent": {sent}, "id": "t"}}')
     assert reply.type == "error" and reply.fields["code"] == "bad_message", reply.fields  # NaN used to pass
     assert reply.fields["re"] == "t"
 
 
 @pytest.mark.parametrize("request_id", ["NaN", "Infinity", "1", "1e400", "[]", '{"a": NaN}', "null", "true"])
 def test_only_a_string_is_a_request_id(worker, client, request_id):
-    reply = answer(worker, '{"type": "ping", "protocol": "3.0", "sent": %r, "id": %s}' % (time.time(), request_id))
+    reply = answer(worker, f'{{"type": "ping", "protocol": "3.0", "sent": {time.time()!r}, "id": {request_id}}}')
     assert reply.type == "error" and reply.fields["code"] == "bad_message" and "re" not in reply.fields
     assert "string 'id'" in reply.fields["message"]
 
 
 @pytest.mark.parametrize("size", [{"width": 10**400}, {"height": 10**400}, {"width": 10**400, "height": 10**400}])
 def test_an_output_size_of_hundreds_of_digits_is_an_invalid_request(worker, client, size):
-    header = json.dumps({"type": "upscale", "protocol": "3.0", "sent": time.time(), "id": "big", "width": 16,
-                         "height": 16, "channels": 3, "dtype": "u8", "params": size})
+    header = json.dumps(
+        {
+            "type": "upscale",
+            "protocol": "3.0",
+            "sent": time.time(),
+            "id": "big",
+            "width": 16,
+            "height": 16,
+            "channels": 3,
+            "dtype": "u8",
+            "params": size,
+        }
+    )
     reply = answer(worker, header, [noise_image(16).tobytes()])
     assert reply.type == "error" and reply.fields["code"] == "invalid_request", reply.fields  # was `internal`
     assert client.ping() < 5.0
@@ -222,8 +252,19 @@ def test_an_output_size_of_hundreds_of_digits_is_an_invalid_request(worker, clie
 def test_nan_or_infinite_float_pixels_are_refused_on_arrival(worker, client, bad):
     image = noise_image(16, dtype=np.float32)
     image[5, 7, 1] = bad
-    header = json.dumps({"type": "upscale", "protocol": "3.0", "sent": time.time(), "id": "nan", "width": 16,
-                         "height": 16, "channels": 3, "dtype": "f32", "params": {}})
+    header = json.dumps(
+        {
+            "type": "upscale",
+            "protocol": "3.0",
+            "sent": time.time(),
+            "id": "nan",
+            "width": 16,
+            "height": 16,
+            "channels": 3,
+            "dtype": "f32",
+            "params": {},
+        }
+    )
     reply = answer(worker, header, [image.tobytes()])  # the first reply: never accepted, never queued
     assert reply.type == "error" and reply.fields["code"] == "invalid_image", reply.fields
     assert "NaN or infinite" in reply.fields["message"]
@@ -234,8 +275,19 @@ def test_finite_float_pixels_out_of_range_are_not_refused_on_arrival(worker, cli
     image = noise_image(16, dtype=np.float32) * 3.0e38  # finite, and their sum would overflow a float32
     sock = worker.raw_socket()
     key = worker.connection.key_bytes
-    header = json.dumps({"type": "upscale", "protocol": "3.0", "sent": time.time(), "id": "hdr", "width": 16,
-                         "height": 16, "channels": 3, "dtype": "f32", "params": {}})
+    header = json.dumps(
+        {
+            "type": "upscale",
+            "protocol": "3.0",
+            "sent": time.time(),
+            "id": "hdr",
+            "width": 16,
+            "height": 16,
+            "channels": 3,
+            "dtype": "f32",
+            "params": {},
+        }
+    )
     sock.send_multipart(signed_header(key, header, [image.tobytes()]))
     replies = replies_until_the_end(sock, key)
     sock.close()
@@ -256,8 +308,13 @@ class LongJob:
 
     def _run(self):
         try:
-            upscale(self.client, noise_image(256), on_progress=lambda f: self.ids.append(f["job"]),
-                    should_cancel=self.stop.is_set, **LONG_JOB)
+            upscale(
+                self.client,
+                noise_image(256),
+                on_progress=lambda f: self.ids.append(f["job"]),
+                should_cancel=self.stop.is_set,
+                **LONG_JOB,
+            )
             self.outcome.append("finished")
         except errors.InvSRError as error:
             self.outcome.append(error)
@@ -299,8 +356,11 @@ def test_with_curvezmq_the_same_key_may_cancel_from_another_connection_and_no_ot
     options = ["--curve-keys", str(tmp_path / "server"), "--allowed-keys", str(tmp_path / "allowed"), "--preload"]
     with WorkerProcess(tmp_path / "w", tiny_weights.noise_predictor.parent, *options) as shared:
         shared.wait_ready()
-        with shared.client(client_keys=alice) as laptop, shared.client(client_keys=alice) as desktop, \
-                shared.client(client_keys=bob) as other:
+        with (
+            shared.client(client_keys=alice) as laptop,
+            shared.client(client_keys=alice) as desktop,
+            shared.client(client_keys=bob) as other,
+        ):
             job = LongJob(laptop)
             try:
                 job_id = job.job_id()
@@ -335,10 +395,13 @@ def test_a_worker_remembering_fifty_thousand_pings_grows_by_a_few_megabytes(tmp_
         key = idle.connection.key_bytes
 
         def pings(count, in_flight=500):
-            for sent in range(0, count, in_flight):
+            for _ in range(0, count, in_flight):
                 for _ in range(in_flight):
-                    sock.send_multipart(signed_header(key, json.dumps({"type": "ping", "protocol": "3.0",
-                                                                       "sent": time.time(), "id": "p"})))
+                    sock.send_multipart(
+                        signed_header(
+                            key, json.dumps({"type": "ping", "protocol": "3.0", "sent": time.time(), "id": "p"})
+                        )
+                    )
                 for _ in range(in_flight):
                     reply_to(sock)
 

@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
+from worker_helpers import WorkerProcess
 
 from invsr_wire import connection as connections
 from invsr_wire import errors
 from invsr_wire.client import Client, connect
 from invsr_wire.keys import load_key_pair, make_key_pair
 from invsr_wire.protocol import Message, new_id
-from worker_helpers import WorkerProcess
 
 LONG_JOB = {"tile": 32, "overlap": 8, "steps": 5}  # about 10 s on the test weights: 121 tiles of a 256 x 256 image
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc, and predicts glibc's rand()")
@@ -127,8 +127,16 @@ def test_a_curve_peer_with_an_allowed_key_cannot_abort_the_worker_either(tmp_pat
     make_key_pair(tmp_path / "server", "server")
     _, secret = make_key_pair(tmp_path / "allowed", "member")
     keys = load_key_pair(secret)
-    worker = started(WorkerProcess(tmp_path / "w", weights, "--curve-keys", str(tmp_path / "server"),
-                                   "--allowed-keys", str(tmp_path / "allowed")))
+    worker = started(
+        WorkerProcess(
+            tmp_path / "w",
+            weights,
+            "--curve-keys",
+            str(tmp_path / "server"),
+            "--allowed-keys",
+            str(tmp_path / "allowed"),
+        )
+    )
     claimers = claim_the_next_routing_ids(worker, keys)
     try:
         with worker.client(client_keys=keys) as ordinary:
@@ -145,8 +153,16 @@ def test_curve_peers_get_routing_ids_from_the_worker_not_their_own(tmp_path, wei
     ignores the second of two peers with one id, so a member could shut another out by taking its id)."""
     make_key_pair(tmp_path / "server", "server")
     pairs = [load_key_pair(make_key_pair(tmp_path / "allowed", name)[1]) for name in ("first", "second")]
-    worker = started(WorkerProcess(tmp_path / "w", weights, "--curve-keys", str(tmp_path / "server"),
-                                   "--allowed-keys", str(tmp_path / "allowed")))
+    worker = started(
+        WorkerProcess(
+            tmp_path / "w",
+            weights,
+            "--curve-keys",
+            str(tmp_path / "server"),
+            "--allowed-keys",
+            str(tmp_path / "allowed"),
+        )
+    )
     key = worker.connection.key_bytes
     first, second = (peer(worker, b"the same id", keys) for keys in pairs)
     try:
@@ -198,16 +214,17 @@ def test_other_users_cannot_even_connect_to_a_local_worker(weights, started):
         worker = started(WorkerProcess(home / "run", weights, bind=None))
         (home / "run").chmod(0o755)
         endpoint = worker.connection.endpoint
-        outcome = subprocess.run([SYSTEM_PYTHON, "-c", REACH, endpoint], user=uid, capture_output=True, text=True,
-                                 timeout=60, cwd="/")
+        outcome = subprocess.run(
+            [SYSTEM_PYTHON, "-c", REACH, endpoint], user=uid, capture_output=True, text=True, timeout=60, cwd="/"
+        )
         assert outcome.stdout.strip() == "PermissionError", (endpoint, outcome.stdout, outcome.stderr)
         assert endpoint.startswith("ipc://")
-        folder = Path(endpoint[len("ipc://"):]).parent
+        folder = Path(endpoint[len("ipc://") :]).parent
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700 and folder.stat().st_uid == os.getuid()
         with worker.client() as own:  # while its own user gets in as before
             assert own.hello()["pid"] == worker.process.pid
         worker.stop()
-        assert not os.path.exists(endpoint[len("ipc://"):])  # libzmq leaves it; the worker does not
+        assert not os.path.exists(endpoint[len("ipc://") :])  # libzmq leaves it; the worker does not
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
@@ -219,7 +236,7 @@ def stalled_handshake(endpoint: str, declared: int, sent: int) -> socket.socket:
     """A peer without the secret: a ZMTP greeting, then a command frame declaring `declared` bytes of which it
     sends `sent` and then nothing. libzmq allocates the declared size (up to ZMQ_MAXMSGSIZE) before any
     credential is checked."""
-    host, port = endpoint[len("tcp://"):].rsplit(":", 1)
+    host, port = endpoint[len("tcp://") :].rsplit(":", 1)
     sock = socket.create_connection((host, int(port)))
     sock.sendall(ZMTP_PLAIN_GREETING + b"\x06" + declared.to_bytes(8, "big"))
     chunk = bytes(1 << 20)
@@ -236,7 +253,7 @@ def closed_within(sock: socket.socket, seconds: float) -> float | None:
         try:
             if sock.recv(65536) == b"":
                 return time.monotonic() - started
-        except socket.timeout:
+        except TimeoutError:
             continue
         except OSError:
             return time.monotonic() - started
@@ -257,8 +274,10 @@ def test_an_unfinished_handshake_is_dropped_within_seconds_with_its_memory(tmp_p
     attacker.close()
     time.sleep(0.5)
     after = rss_mb(pid)
-    print(f"\nunfinished handshake: RSS {before:.0f} MB, {held:.0f} MB while held, {after:.0f} MB after; "
-          f"dropped after {dropped_after} s")
+    print(
+        f"\nunfinished handshake: RSS {before:.0f} MB, {held:.0f} MB while held, {after:.0f} MB after; "
+        f"dropped after {dropped_after} s"
+    )
     assert held - before > 200  # the attack works as described: the bytes sent are held...
     assert dropped_after is not None and dropped_after < 10  # ...but not for libzmq's default 30 s
     assert after - before < 64
@@ -269,6 +288,7 @@ def test_an_unfinished_handshake_is_dropped_within_seconds_with_its_memory(tmp_p
 def soft_open_file_limit(limit: int):
     def apply():
         resource.setrlimit(resource.RLIMIT_NOFILE, (limit, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+
     return apply
 
 
@@ -294,7 +314,7 @@ def test_a_thousand_idle_connections_do_not_lock_the_real_client_out(tmp_path, w
     if hard != resource.RLIM_INFINITY and hard < 4096:
         pytest.skip(f"the hard open-file limit here is {hard}: nothing to raise the soft one to")
     worker = started(WorkerProcess(tmp_path, weights, preexec_fn=soft_open_file_limit(1024)))
-    host, port = worker.connection.endpoint[len("tcp://"):].rsplit(":", 1)
+    host, port = worker.connection.endpoint[len("tcp://") :].rsplit(":", 1)
     idle = []
     try:
         for _ in range(1100):
@@ -320,11 +340,21 @@ def test_a_refused_curve_key_is_named_at_once(tmp_path, weights, started):
     make_key_pair(tmp_path / "server", "server")
     make_key_pair(tmp_path / "allowed", "member")
     _, stranger = make_key_pair(tmp_path / "others", "stranger")
-    worker = started(WorkerProcess(tmp_path / "w", weights, "--curve-keys", str(tmp_path / "server"),
-                                   "--allowed-keys", str(tmp_path / "allowed")))
+    worker = started(
+        WorkerProcess(
+            tmp_path / "w",
+            weights,
+            "--curve-keys",
+            str(tmp_path / "server"),
+            "--allowed-keys",
+            str(tmp_path / "allowed"),
+        )
+    )
     begun = time.monotonic()
-    with worker.client(client_keys=load_key_pair(stranger)) as c, \
-            pytest.raises(errors.Unauthorized, match=r"refused this client's CurveZMQ key .*--allowed-keys") as refused:
+    with (
+        worker.client(client_keys=load_key_pair(stranger)) as c,
+        pytest.raises(errors.Unauthorized, match=r"refused this client's CurveZMQ key .*--allowed-keys") as refused,
+    ):
         c.ping()
     assert time.monotonic() - begun < 3.0  # not after the 5 s of a lost worker
     assert load_key_pair(stranger)[0].decode() in str(refused.value)  # which key, so that it can be allowed
@@ -332,8 +362,9 @@ def test_a_refused_curve_key_is_named_at_once(tmp_path, weights, started):
 
 def test_a_connection_file_of_another_worker_is_named_at_once(tmp_path, weights, started):
     worker = started(WorkerProcess(tmp_path, weights))
-    stale = Client(connections.Connection(worker.connection.endpoint, "11" * 32, worker.connection.protocol,
-                                          socket_auth="plain"))
+    stale = Client(
+        connections.Connection(worker.connection.endpoint, "11" * 32, worker.connection.protocol, socket_auth="plain")
+    )
     begun = time.monotonic()
     with stale, pytest.raises(errors.Unauthorized, match=r"refused this client's password .*connection file"):
         stale.ping()
@@ -413,8 +444,9 @@ def test_a_dead_clients_job_stops_within_5_s(tmp_path, weights, started, bind):
     """The client's process dies (GIMP's Cancel kills the plug-in): its job used to stop 4 to 7.4 s later
     (the 5 s heartbeat timeout, then the next stage); the closed connection says so at once."""
     worker = started(WorkerProcess(tmp_path, weights, "--preload", bind=bind))
-    vanishing = subprocess.Popen([sys.executable, "-c", VANISHING_CLIENT, str(worker.path)], stdout=subprocess.PIPE,
-                                 text=True)
+    vanishing = subprocess.Popen(
+        [sys.executable, "-c", VANISHING_CLIENT, str(worker.path)], stdout=subprocess.PIPE, text=True
+    )
     try:
         while vanishing.stdout.readline().strip() != "tiles":
             pass
@@ -477,7 +509,7 @@ def test_a_connection_file_seen_under_another_path_finds_its_socket(tmp_path, we
     """In a container or a chroot (the GIMP tests run GIMP in one) the worker's folder has another path: the
     socket is found where it lies relative to the connection file."""
     worker = started(WorkerProcess(tmp_path / "host" / "run", weights, bind=None))
-    socket_path = Path(worker.connection.endpoint[len("ipc://"):])
+    socket_path = Path(worker.connection.endpoint[len("ipc://") :])
     seen = tmp_path / "inside" / "tmp" / "run"  # the same folder, as a process elsewhere sees it
     seen.mkdir(parents=True)
     (seen / socket_path.parent.name).symlink_to(socket_path.parent)

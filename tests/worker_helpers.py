@@ -19,15 +19,22 @@ import zmq
 from invsr_wire import connection
 from invsr_wire.client import Client
 
-
 # `python -c` code that runs the `invsr` command after the statements given before it (see `prelude`)
 RUN_COMMAND = "import sys\nfrom invsr_cli.commands import main\nsys.exit(main(sys.argv[1:]))\n"
 
 
 class WorkerProcess:
-    def __init__(self, folder: Path, weights: Path | None, *options: str, env: dict | None = None,
-                 log_file: Path | None = None, prelude: str | None = None, bind: str | None = "tcp://127.0.0.1:*",
-                 preexec_fn=None):
+    def __init__(
+        self,
+        folder: Path,
+        weights: Path | None,
+        *options: str,
+        env: dict | None = None,
+        log_file: Path | None = None,
+        prelude: str | None = None,
+        bind: str | None = "tcp://127.0.0.1:*",
+        preexec_fn=None,
+    ):
         """`prelude`: Python statements run in the worker's process before the command, for a test that
         must make the worker fail in a way no input can."""
         self.folder = Path(folder)
@@ -35,23 +42,33 @@ class WorkerProcess:
         self.path = self.folder / "worker.json"
         self.log = Path(log_file) if log_file is not None else self.folder / "worker.log"
         program = ["-m", "invsr_cli"] if prelude is None else ["-c", prelude + "\n" + RUN_COMMAND]
-        command = [sys.executable, *program, "serve", "--connection-file", str(self.path),
-                   "--log-file", str(self.log), "--device", "cpu"]
+        command = [
+            sys.executable,
+            *program,
+            "serve",
+            "--connection-file",
+            str(self.path),
+            "--log-file",
+            str(self.log),
+            "--device",
+            "cpu",
+        ]
         if bind is not None:
             command += ["--bind", bind]
         if weights is not None:
             command += ["--weights", str(weights)]
         self.output = open(self.folder / "worker.out", "wb")
-        self.process = subprocess.Popen([*command, *options], stdout=self.output, stderr=subprocess.STDOUT, env=env,
-                                        preexec_fn=preexec_fn)
+        self.process = subprocess.Popen(
+            [*command, *options], stdout=self.output, stderr=subprocess.STDOUT, env=env, preexec_fn=preexec_fn
+        )
 
-    def __enter__(self) -> "WorkerProcess":
+    def __enter__(self) -> WorkerProcess:
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def wait_ready(self, timeout: float = 120) -> "WorkerProcess":
+    def wait_ready(self, timeout: float = 120) -> WorkerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -107,10 +107,14 @@ def check_out_of_memory_fallback(weights, device: str, image) -> dict:
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0)
     tiling = capped.report["tiling"]
-    same = pipeline.upscale(image, _request(seed=4, tile=tiling["tile"], overlap=tiling["overlap"], tile_batch=tiling["batch"]))
+    same = pipeline.upscale(
+        image, _request(seed=4, tile=tiling["tile"], overlap=tiling["overlap"], tile_batch=tiling["batch"])
+    )
     identical = bool(np.array_equal(capped.image, same.image))
     return {
-        "allowed_bytes": allowed, "tiling": tiling, "identical_to_uncapped_at_those_settings": identical,
+        "allowed_bytes": allowed,
+        "tiling": tiling,
+        "identical_to_uncapped_at_those_settings": identical,
         "psnr_vs_uncapped_at_those_settings": round(psnr(capped.image, same.image), 2),
         "passed": bool(tiling["notices"]) and identical,
     }
@@ -141,8 +145,12 @@ def check_compile(weights, device: str, image) -> dict:
     no_recompile = times[2] < max(1.0, 3 * times[1])  # compiling again would take about as long as the first job
     dtype = str(pipeline.dtype).removeprefix("torch.")
     return {
-        "first_job_seconds": times[0], "second_job_seconds": times[1], "other_size_job_seconds": times[2],
-        "dtype": dtype, "psnr_vs_eager": round(agreement, 2), "passed": agreement >= MIN_PSNR[dtype] and no_recompile,
+        "first_job_seconds": times[0],
+        "second_job_seconds": times[1],
+        "other_size_job_seconds": times[2],
+        "dtype": dtype,
+        "psnr_vs_eager": round(agreement, 2),
+        "passed": agreement >= MIN_PSNR[dtype] and no_recompile,
     }
 
 
@@ -151,19 +159,27 @@ def check_worker(weights, device: str, image, folder: Path) -> dict:
 
     pipeline = load(weights, device, "auto")
     local = pipeline.upscale(image, _request(seed=7)).image
-    worker = WorkerProcess(folder / "worker", weights.noise_predictor.parent, "--preload", "--device", device).wait_ready(timeout=300)
+    worker = WorkerProcess(
+        folder / "worker", weights.noise_predictor.parent, "--preload", "--device", device
+    ).wait_ready(timeout=300)
     try:
         with worker.client(timeout=60) as client:
             array = np.ascontiguousarray(image)
-            header, buffer = client.upscale(memoryview(array).cast("B"), image.shape[1], image.shape[0], 3, "u8", {"seed": 7})
+            header, buffer = client.upscale(
+                memoryview(array).cast("B"), image.shape[1], image.shape[0], 3, "u8", {"seed": 7}
+            )
             remote = np.frombuffer(buffer, np.uint8).reshape(header["height"], header["width"], 3)
             hello = client.hello()
     finally:
         worker.stop()
     identical = bool(np.array_equal(remote, local))
     agreement = round(psnr(remote, local), 2)
-    return {"worker_model": hello["model"], "identical": identical, "psnr_vs_in_process": agreement,
-            "passed": identical}
+    return {
+        "worker_model": hello["model"],
+        "identical": identical,
+        "psnr_vs_in_process": agreement,
+        "passed": identical,
+    }
 
 
 def _request(**fields):
@@ -176,9 +192,19 @@ def environment(device: str) -> dict:
     import diffusers
     import transformers
 
-    facts = {"torch": torch.__version__, "diffusers": diffusers.__version__, "transformers": transformers.__version__, "python": sys.version.split()[0]}
+    facts = {
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__,
+        "python": sys.version.split()[0],
+    }
     if device.startswith("cuda"):
-        facts |= {"card": torch.cuda.get_device_name(0), "cuda": torch.version.cuda, "bf16": torch.cuda.is_bf16_supported(), "memory_bytes": torch.cuda.get_device_properties(0).total_memory}
+        facts |= {
+            "card": torch.cuda.get_device_name(0),
+            "cuda": torch.version.cuda,
+            "bf16": torch.cuda.is_bf16_supported(),
+            "memory_bytes": torch.cuda.get_device_properties(0).total_memory,
+        }
     return facts
 
 

@@ -26,7 +26,8 @@ The networks have random weights (speed does not depend on their values) and ful
 - ours, channels-last at batch 16, without compiling: what the layout and batch alone give;
 - not in the default rows: compiled without channels-last, and compiled at batch 16.
 
-`--rows` picks rows by key (see DEFAULT_ROWS). Rows run in the order given; each writes the JSON as it ends, a failing row is recorded and the next runs,
+`--rows` picks rows by key (see DEFAULT_ROWS). Rows run in the order given; each writes the JSON as it ends, a
+failing row is recorded and the next runs,
 and no row starts after --deadline seconds (bench/gpu/device.sh runs this within a time limit).
 
 Per row: milliseconds per 512 x 512 output tile of the image (the image's output area over 512^2, so
@@ -54,11 +55,26 @@ sys.path.insert(0, str(HERE.parent))
 
 TFLOP_PER_TILE = 5.76  # one step, 512 x 512 output (docs/METHOD.md, "Cost")
 SWEEP_BATCHES = (1, 2, 4, 16, 32)  # and 8, the default row's
-DEFAULT_ROWS = "reference,default,batch1,batch2,batch4,batch16,batch32,unsynced,fp16,compiled,compiled-unsynced,channels-last"
-PEAK_TFLOPS = {"H100": 790.0, "H200": 790.0, "A100": 312.0}  # dense bf16/fp16 tensor-core peaks (docs/METHOD.md, "Cost")
+DEFAULT_ROWS = (
+    "reference,default,batch1,batch2,batch4,batch16,batch32,unsynced,fp16,compiled,compiled-unsynced,channels-last"
+)
+PEAK_TFLOPS = {
+    "H100": 790.0,
+    "H200": 790.0,
+    "A100": 312.0,
+}  # dense bf16/fp16 tensor-core peaks (docs/METHOD.md, "Cost")
 
 # SD-Turbo's CLIP text encoder (SD 2.1's OpenCLIP ViT-H text tower); the UNet and VAE shapes are in invsr.tiny_weights.
-SD_TEXT = dict(vocab_size=49408, hidden_size=1024, intermediate_size=4096, num_hidden_layers=23, num_attention_heads=16, max_position_embeddings=77, hidden_act="gelu", projection_dim=512)
+SD_TEXT = dict(
+    vocab_size=49408,
+    hidden_size=1024,
+    intermediate_size=4096,
+    num_hidden_layers=23,
+    num_attention_heads=16,
+    max_position_embeddings=77,
+    hidden_act="gelu",
+    projection_dim=512,
+)
 
 
 def build(small: bool, device: torch.device, dtype: torch.dtype):
@@ -70,7 +86,11 @@ def build(small: bool, device: torch.device, dtype: torch.dtype):
     from invsr.sampling import Models
     from invsr.tiny_weights import SD_TURBO_UNET, SD_TURBO_VAE, TEXT_WIDTH, TINY_NOISE_PREDICTOR, TINY_UNET, TINY_VAE
 
-    text = dict(SD_TEXT, hidden_size=TEXT_WIDTH, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2) if small else SD_TEXT
+    text = (
+        dict(SD_TEXT, hidden_size=TEXT_WIDTH, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+        if small
+        else SD_TEXT
+    )
     with torch.device(device):
         unet = UNet2DConditionModel(**(TINY_UNET if small else SD_TURBO_UNET)).to(dtype).eval()
         vae = AutoencoderKL(**(TINY_VAE if small else SD_TURBO_VAE)).to(dtype).eval()
@@ -81,7 +101,10 @@ def build(small: bool, device: torch.device, dtype: torch.dtype):
     ids = torch.randint(0, 49408 if not small else 256, (1, 77), device=device)
     with torch.inference_mode():
         embedding = encoder(ids)[0]
-    counts = {name: sum(p.numel() for p in net.parameters()) for name, net in (("unet", unet), ("vae", vae), ("noise_predictor", predictor), ("text_encoder", encoder))}
+    counts = {
+        name: sum(p.numel() for p in net.parameters())
+        for name, net in (("unet", unet), ("vae", vae), ("noise_predictor", predictor), ("text_encoder", encoder))
+    }
     return Models(predictor, unet, vae, embedding), encoder, ids, counts
 
 
@@ -95,6 +118,7 @@ def pipeline_for(models, device, dtype):
 
 def run_reference(models, encoder, ids, device, image, batch):
     import reference_tiling
+
     from invsr.progress import StageTimer
 
     lr = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
@@ -114,7 +138,15 @@ def reference_row(args, device, dtype, image, side, counts: dict) -> dict:
     models, encoder, ids, built = build(args.small, device, dtype)
     counts.update(built)
     print(f"  parameters: {counts}", flush=True)
-    return measure("reference (fp16, eager, 128/64 tiles, batch 8, prompt per call)", lambda: run_reference(models, encoder, ids, device, image, 8), device, side, 1, 3, args.budget)
+    return measure(
+        "reference (fp16, eager, 128/64 tiles, batch 8, prompt per call)",
+        lambda: run_reference(models, encoder, ids, device, image, 8),
+        device,
+        side,
+        1,
+        3,
+        args.budget,
+    )
 
 
 @contextlib.contextmanager
@@ -168,7 +200,9 @@ def measure(name, action, device, image_side, warmups, runs, budget_s) -> dict:
         "output_mp_per_s": out_side**2 / 1e6 / seconds,
         "peak_gpu_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
     }
-    print(f"  {name}: {seconds:.2f} s ({row['ms_per_512_tile']:.1f} ms per 512^2 tile), warm-up {warm:.1f} s", flush=True)
+    print(
+        f"  {name}: {seconds:.2f} s ({row['ms_per_512_tile']:.1f} ms per 512^2 tile), warm-up {warm:.1f} s", flush=True
+    )
     return row
 
 
@@ -213,22 +247,39 @@ def main() -> None:
             if channels_last:
                 chosen.optimize(compile=False)
             reports = []
-            weights = torch.cuda.memory_allocated(device) if device.type == "cuda" else None  # all pipelines built so far
+            weights = (
+                torch.cuda.memory_allocated(device) if device.type == "cuda" else None
+            )  # all pipelines built so far
             with stage_synchronization(synced), cudnn_autotuning(cudnn_benchmark):
-                measured = measure(name, lambda: reports.append(chosen.upscale(image, UpscaleRequest(tile_batch=batch)).report), device, side, 1, runs, args.budget)
+                measured = measure(
+                    name,
+                    lambda: reports.append(chosen.upscale(image, UpscaleRequest(tile_batch=batch)).report),
+                    device,
+                    side,
+                    1,
+                    runs,
+                    args.budget,
+                )
             tiling = reports[-1]["tiling"]
             measured["tiling"] = {key: tiling[key] for key in ("tile", "overlap", "batch", "tiles", "notices")}
             measured["stage_seconds"] = reports[-1]["seconds"]
             if measured["peak_gpu_bytes"]:  # what tiles/settings.py's BYTES_PER_OUTPUT_PIXEL estimates
                 batch_pixels = tiling["batch"] * (4 * tiling["tile"]) ** 2
-                measured["bytes_per_output_pixel_per_dtype_byte"] = round((measured["peak_gpu_bytes"] - weights) / batch_pixels / chosen.dtype.itemsize)
+                measured["bytes_per_output_pixel_per_dtype_byte"] = round(
+                    (measured["peak_gpu_bytes"] - weights) / batch_pixels / chosen.dtype.itemsize
+                )
             return measured
+
         return row
 
     catalogue = {
-        "reference": ("reference (fp16, eager, 128/64 tiles, batch 8, prompt per call)", lambda: reference_row(args, device, fp16, image, side, counts)),
+        "reference": (
+            "reference (fp16, eager, 128/64 tiles, batch 8, prompt per call)",
+            lambda: reference_row(args, device, fp16, image, side, counts),
+        ),
         "default": ("ours (default: 128/16 tiles, automatic batch)", None),
-        # memory and speed against the batch, eager: calibrates tiles/settings.py's BYTES_PER_OUTPUT_PIXEL and MAX_AUTO_BATCH
+        # memory and speed against the batch, eager: calibrates tiles/settings.py's BYTES_PER_OUTPUT_PIXEL and
+        # MAX_AUTO_BATCH
         **{f"batch{n}": (f"ours, batch {n}", dict(batch=n, runs=1)) for n in SWEEP_BATCHES},
         "unsynced": ("ours, default, stages not waited for", dict(synced=False)),
         "fp16": ("ours, fp16", dict(kind="fp16")),
@@ -240,7 +291,10 @@ def main() -> None:
         # (as eager does) and how much larger batches add when compiled
         "compiled-contiguous": ("ours, compiled, default memory layout", dict(kind="compiled-contiguous")),
         "compiled-batch16": ("ours, compiled, batch 16", dict(kind="compiled", batch=16)),
-        "channels-last": ("ours, channels-last, batch 16", dict(batch=16, channels_last=True)),  # changes 'default': last
+        "channels-last": (
+            "ours, channels-last, batch 16",
+            dict(batch=16, channels_last=True),
+        ),  # changes 'default': last
     }
     unknown = [key for key in args.rows.split(",") if key not in catalogue]
     if unknown:
@@ -249,7 +303,12 @@ def main() -> None:
     for key in args.rows.split(","):
         name, make = catalogue[key]
         plan.append((name, make if callable(make) else ours_row(name, **(make or {}))))
-    path = args.json or HERE.parent / "results" / f"gpu-{'cpu-small' if args.small else card.replace(' ', '_')}-{datetime.date.today()}.json"
+    path = (
+        args.json
+        or HERE.parent
+        / "results"
+        / f"gpu-{'cpu-small' if args.small else card.replace(' ', '_')}-{datetime.date.today()}.json"
+    )
     rows = []
     for name, make_row in plan:
         if time.perf_counter() - started > args.deadline:
@@ -273,14 +332,27 @@ def print_rows(rows: list[dict], side: int, card: str) -> None:
         if "seconds" not in row:
             print(f"{row['name']:<66} {row.get('skipped') or 'failed'}")
             continue
-        row["fraction_of_compute_limit"] = (TFLOP_PER_TILE * (4 * side) ** 2 / 512**2 / row["seconds"]) / peak if peak else None
+        row["fraction_of_compute_limit"] = (
+            (TFLOP_PER_TILE * (4 * side) ** 2 / 512**2 / row["seconds"]) / peak if peak else None
+        )
         memory = f"{row['peak_gpu_bytes'] / 1e9:.1f}" if row["peak_gpu_bytes"] else "-"
         limit = f"{100 * row['fraction_of_compute_limit']:.1f}%" if row["fraction_of_compute_limit"] else "-"
-        print(f"{row['name']:<66} {row['ms_per_512_tile']:>8.1f} {row['output_mp_per_s']:>7.2f} {memory:>7} {limit:>9} {row.get('bytes_per_output_pixel_per_dtype_byte', '-'):>6}")
+        print(
+            f"{row['name']:<66} {row['ms_per_512_tile']:>8.1f} {row['output_mp_per_s']:>7.2f} {memory:>7} {limit:>9} "
+            f"{row.get('bytes_per_output_pixel_per_dtype_byte', '-'):>6}"
+        )
 
 
 def write_result(path: Path, card: str, side: int, small: bool, counts: dict, rows: list[dict]) -> None:
-    result = {"card": card, "date": str(datetime.date.today()), "input": [side, side], "small": small, "torch": torch.__version__, "parameters": counts, "rows": rows}
+    result = {
+        "card": card,
+        "date": str(datetime.date.today()),
+        "input": [side, side],
+        "small": small,
+        "torch": torch.__version__,
+        "parameters": counts,
+        "rows": rows,
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2))
 

@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 
 from invsr_wire.contract import DEFAULT_OVERLAP, DEFAULT_TILE  # noqa: F401  (128: 512 x 512 output pixels)
-from invsr_wire.contract import MODEL_SCALE as SCALE  # output pixels per input pixel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +45,7 @@ class Box:
     def right(self) -> int:
         return self.left + self.width
 
-    def scaled(self, factor: int) -> "Box":
+    def scaled(self, factor: int) -> Box:
         """The same rectangle on a grid `factor` times finer (say, in output pixels)."""
         return Box(factor * self.top, factor * self.left, factor * self.height, factor * self.width)
 

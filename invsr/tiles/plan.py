@@ -47,7 +47,7 @@ class TilePlan:
     @classmethod
     def make(
         cls, image_size, padded_size, tile: int, overlap: int, multiple: int, uniform: bool = False, offset=(0, 0)
-    ) -> "TilePlan":
+    ) -> TilePlan:
         """The plan for an image of `image_size`, padded to `padded_size` (multiples of `multiple`) with its
         top left corner at `offset`; `uniform`: full-size tiles only (grid.plan_axis), for compiled networks."""
         rows = tuple(plan_axis(padded_size[0], tile, overlap, multiple, uniform))
@@ -112,7 +112,7 @@ class TilePlan:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, fields: dict) -> "TilePlan":
+    def from_dict(cls, fields: dict) -> TilePlan:
         def tile(t: dict) -> PlannedTile:
             return PlannedTile(t["row"], t["col"], *(Box(**t[name]) for name in ("crop", "noise", "visible", "around")))
 

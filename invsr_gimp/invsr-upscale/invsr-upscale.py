@@ -17,7 +17,6 @@ import gi  # noqa: E402
 gi.require_version("Gimp", "3.0")
 gi.require_version("GimpUi", "3.0")
 from gi.repository import Gimp  # noqa: E402
-
 from invsr_plugin.procedure import PROCEDURE, define, run  # noqa: E402
 
 

@@ -60,7 +60,12 @@ def babl(drawable, base):
 def add_layer(image, spec, parent=None):
     gray = image.get_base_type() == Gimp.ImageBaseType.GRAY
     alpha = spec.get("alpha", False)
-    kind = {(False, False): Gimp.ImageType.RGB_IMAGE, (False, True): Gimp.ImageType.RGBA_IMAGE, (True, False): Gimp.ImageType.GRAY_IMAGE, (True, True): Gimp.ImageType.GRAYA_IMAGE}[(gray, alpha)]
+    kind = {
+        (False, False): Gimp.ImageType.RGB_IMAGE,
+        (False, True): Gimp.ImageType.RGBA_IMAGE,
+        (True, False): Gimp.ImageType.GRAY_IMAGE,
+        (True, True): Gimp.ImageType.GRAYA_IMAGE,
+    }[(gray, alpha)]
     width, height = spec["size"]
     layer = Gimp.Layer.new(image, spec["name"], width, height, kind, 100.0, Gimp.LayerMode.NORMAL)
     image.insert_layer(layer, parent, 0)
@@ -111,11 +116,22 @@ def describe(image, store, prefix):
     def walk(items, parent):
         for item in items:
             _, x, y = item.get_offsets()
-            entry = {"name": item.get_name(), "offsets": [x, y], "size": [item.get_width(), item.get_height()], "parent": parent, "group": item.is_group(), "mask": item.get_mask() is not None}
-            entry.update(mode=item.get_mode().value_nick, opacity=round(item.get_opacity(), 3), visible=item.get_visible())
+            entry = {
+                "name": item.get_name(),
+                "offsets": [x, y],
+                "size": [item.get_width(), item.get_height()],
+                "parent": parent,
+                "group": item.is_group(),
+                "mask": item.get_mask() is not None,
+            }
+            entry.update(
+                mode=item.get_mode().value_nick, opacity=round(item.get_opacity(), 3), visible=item.get_visible()
+            )
             if item.get_mask() is not None:  # the mask as 8-bit gray, row by row
                 rect = Gegl.Rectangle.new(0, 0, item.get_width(), item.get_height())
-                entry["mask_pixels"] = list(bytes(item.get_mask().get_buffer().get(rect, 1.0, "Y u8", Gegl.AbyssPolicy.CLAMP)))
+                entry["mask_pixels"] = list(
+                    bytes(item.get_mask().get_buffer().get(rect, 1.0, "Y u8", Gegl.AbyssPolicy.CLAMP))
+                )
             parasite = item.get_parasite("invsr-upscale")
             if parasite is not None:
                 entry["parasite"] = json.loads(bytes(b & 0xFF for b in parasite.get_data()).decode("ascii"))
@@ -128,12 +144,21 @@ def describe(image, store, prefix):
                 with open(os.path.join(OUT, name), "wb") as f:
                     f.write(bytes(item.get_buffer().get(rect, 1.0, encoding, Gegl.AbyssPolicy.CLAMP)))
                 store.append(name)
-                entry.update(pixels=name, encoding=encoding, dtype=dtype, channels=(1 if image.get_base_type() == Gimp.ImageBaseType.GRAY else 3) + item.has_alpha())
+                entry.update(
+                    pixels=name,
+                    encoding=encoding,
+                    dtype=dtype,
+                    channels=(1 if image.get_base_type() == Gimp.ImageBaseType.GRAY else 3) + item.has_alpha(),
+                )
             found.append(entry)
 
     walk(image.get_layers(), None)
     _, selected, x1, y1, x2, y2 = Gimp.Selection.bounds(image)
-    return {"size": [image.get_width(), image.get_height()], "layers": found, "selection": [x1, y1, x2, y2] if selected else None}
+    return {
+        "size": [image.get_width(), image.get_height()],
+        "layers": found,
+        "selection": [x1, y1, x2, y2] if selected else None,
+    }
 
 
 def call_plugin(image, drawables, arguments, dialog_key=None):
@@ -144,7 +169,13 @@ def call_plugin(image, drawables, arguments, dialog_key=None):
     config.set_property("run-mode", Gimp.RunMode.INTERACTIVE if dialog_key else Gimp.RunMode.NONINTERACTIVE)
     if dialog_key:  # without a window manager, the dialog gets the keyboard only when given it
         find = "xdotool search --sync --name '^Upscale [(]InvSR[)]$'"
-        subprocess.Popen(["sh", "-c", f"{find} >/dev/null && sleep 1 && {find} windowfocus --sync %1 key --clearmodifiers {dialog_key}"])
+        subprocess.Popen(
+            [
+                "sh",
+                "-c",
+                f"{find} >/dev/null && sleep 1 && {find} windowfocus --sync %1 key --clearmodifiers {dialog_key}",
+            ]
+        )
     config.set_property("image", image)
     config.set_core_object_array("drawables", drawables)
     for name, value in arguments.items():
@@ -152,7 +183,9 @@ def call_plugin(image, drawables, arguments, dialog_key=None):
     result = procedure.run(config)
     status = result.index(0)
     error = result.index(1) if result.length() > 1 and status != Gimp.PDBStatusType.SUCCESS else None
-    return status.value_nick, (error.message if hasattr(error, "message") else str(error)) if error is not None else None
+    return status.value_nick, (
+        error.message if hasattr(error, "message") else str(error)
+    ) if error is not None else None
 
 
 def run(scenario):
@@ -181,7 +214,10 @@ def run_recording(scenario):
     image, layers = build(scenario)
     calls, originals = [], {}
     watched = [(Gimp.Image, name) for name in ("undo_group_start", "undo_group_end", "scale", "insert_layer")]
-    watched += [(Gimp, name) for name in ("progress_init", "progress_update", "progress_set_text", "progress_pulse", "progress_end")]
+    watched += [
+        (Gimp, name)
+        for name in ("progress_init", "progress_update", "progress_set_text", "progress_pulse", "progress_end")
+    ]
     for owner, name in watched:
         originals[owner, name] = getattr(owner, name)
 
@@ -192,6 +228,7 @@ def run_recording(scenario):
         setattr(owner, name, recorder)
     upscale_regions = flow.upscale_regions
     if scenario.get("delete_during"):
+
         def upscale_then_delete(*args):
             results = upscale_regions(*args)
             doomed = layers[scenario["delete_during"]]
@@ -228,7 +265,9 @@ def tampered(client, region, options, how):
     row = len(data) // header["height"]
     if how == "width":
         pixel = row // header["width"]
-        data = b"".join(data[y * row : (y + 1) * row] + data[y * row : y * row + pixel] for y in range(header["height"]))
+        data = b"".join(
+            data[y * row : (y + 1) * row] + data[y * row : y * row + pixel] for y in range(header["height"])
+        )
         header = dict(header, width=header["width"] + 1)
     elif how == "bytes":
         data = data[:-row]

@@ -116,7 +116,7 @@ def _flatpak_client():
         raise PluginError(
             "GIMP runs as a flatpak, whose sandbox cannot start the InvSR worker. Start it on this computer, "
             "outside GIMP, and leave it running: invsr serve --connection-file "
-            f"\"$XDG_RUNTIME_DIR/app/{flatpak.GIMP_APP_ID}/invsr/worker.json\" ({error})"
+            f'"$XDG_RUNTIME_DIR/app/{flatpak.GIMP_APP_ID}/invsr/worker.json" ({error})'
         ) from None
 
 
@@ -127,11 +127,16 @@ def _remote_client(path: Path, settings: dict):
 
     try:
         described = connection.read(path)
-        pair = keys.load_key_pair(Path(settings["client_key"])) if described.curve_server_key and settings.get("client_key") else None
+        pair = (
+            keys.load_key_pair(Path(settings["client_key"]))
+            if described.curve_server_key and settings.get("client_key")
+            else None
+        )
         if described.curve_server_key and pair is None:
             raise PluginError(
                 f"The worker in {path} requires CurveZMQ encryption: give the plug-in this computer's key pair with "
-                "`invsr gimp install --client-key NAME.key_secret` (made by `invsr keys`; the worker must allow its public key)"
+                "`invsr gimp install --client-key NAME.key_secret` "
+                "(made by `invsr keys`; the worker must allow its public key)"
             )
         return client.Client(described, client_keys=pair)
     except (OSError, ValueError) as error:
@@ -143,11 +148,20 @@ def upscale_regions(client, regions: list[Region], options: Options, on_progress
     with fraction None while the worker reports no count."""
     results = []
     for index, region in enumerate(regions):
+
         def show(fields, index=index):
             on_progress(*progress_update(fields, index, len(regions)))
 
         try:
-            header, buffer = client.upscale(region.pixels, region.width, region.height, region.channels, region.dtype, options.worker_params(), on_progress=show)
+            header, buffer = client.upscale(
+                region.pixels,
+                region.width,
+                region.height,
+                region.channels,
+                region.dtype,
+                options.worker_params(),
+                on_progress=show,
+            )
         except InvSRError as error:
             if error.code == "invalid_image":  # its pixels (NaN or infinity, say): name the layer to fix
                 corner = f" (x and y count from the selection's corner, at {region.x}, {region.y} in the layer)"
@@ -185,10 +199,15 @@ def check(region: Region, header: dict, buffer, options: Options) -> Upscaled:
     width, height = region.output_size(options.scale)
     got = (header.get("width"), header.get("height"), header.get("channels"), header.get("dtype"))
     if got != (width, height, region.channels, region.dtype):
-        raise PluginError(f"InvSR: the worker returned {got}, expected {(width, height, region.channels, region.dtype)}; nothing was changed")
+        raise PluginError(
+            f"InvSR: the worker returned {got}, expected {(width, height, region.channels, region.dtype)}; "
+            "nothing was changed"
+        )
     expected_bytes = width * height * region.channels * sample_bytes(region.dtype)
     if memoryview(buffer).nbytes != expected_bytes:
-        raise PluginError(f"InvSR: the result holds {memoryview(buffer).nbytes} bytes, expected {expected_bytes}; nothing was changed")
+        raise PluginError(
+            f"InvSR: the result holds {memoryview(buffer).nbytes} bytes, expected {expected_bytes}; nothing was changed"
+        )
     return Upscaled(region, width, height, memoryview(buffer), header.get("report", {}))  # no copy: results may be GBs
 
 

@@ -20,12 +20,19 @@ from invsr_wire.contract import scaled_side  # noqa: E402
 from .flow import PARASITE, Options, PluginError, Region, Upscaled, record  # noqa: E402
 
 _WIRE_TYPES = {"u8": "u8", "u16": "u16"}  # GIMP component types sent as they are; all others as float
-_LAYER_TYPES = {1: Gimp.ImageType.GRAY_IMAGE, 2: Gimp.ImageType.GRAYA_IMAGE, 3: Gimp.ImageType.RGB_IMAGE, 4: Gimp.ImageType.RGBA_IMAGE}
+_LAYER_TYPES = {
+    1: Gimp.ImageType.GRAY_IMAGE,
+    2: Gimp.ImageType.GRAYA_IMAGE,
+    3: Gimp.ImageType.RGB_IMAGE,
+    4: Gimp.ImageType.RGBA_IMAGE,
+}
 
 
 def check_drawables(image, drawables) -> list:
     if image.get_base_type() == Gimp.ImageBaseType.INDEXED:
-        raise PluginError("Upscale (InvSR) works on RGB and grayscale images. Convert this indexed image first: Image > Mode > RGB.")
+        raise PluginError(
+            "Upscale (InvSR) works on RGB and grayscale images. Convert this indexed image first: Image > Mode > RGB."
+        )
     layers = [d for d in drawables if isinstance(d, Gimp.Layer)]
     if not layers:
         raise PluginError("Select a layer to upscale (layer masks and channels cannot be upscaled).")
@@ -81,7 +88,9 @@ def apply_scale_image(image, results: list[Upscaled], options: Options) -> list:
             _, left, top = source.get_offsets()  # GIMP's own scaled offsets of the source layer
             layer = _new_layer(image, result, options)
             image.insert_layer(layer, source.get_parent(), image.get_item_position(source))
-            layer.set_offsets(left + round(result.region.x * options.scale), top + round(result.region.y * options.scale))
+            layer.set_offsets(
+                left + round(result.region.x * options.scale), top + round(result.region.y * options.scale)
+            )
             _mask_like_source(image, layer, source, result.region.selected)
             if not result.region.selected:
                 source.set_visible(False)
@@ -98,7 +107,10 @@ def _check_still_there(image, results: list[Upscaled]) -> None:
     for result in results:
         source = result.region.layer
         if not (image.is_valid() and source.is_valid() and _in_image(image, source)):
-            raise PluginError(f"The layer {result.region.layer_name!r} or its image was closed or deleted during the upscale; nothing was changed.")
+            raise PluginError(
+                f"The layer {result.region.layer_name!r} or its image was closed or deleted during the upscale; "
+                "nothing was changed."
+            )
 
 
 def _in_image(image, item) -> bool:
@@ -167,7 +179,15 @@ def _new_layer(image, result: Upscaled, options: Options):
     """The result as a layer composed like its source (mode, opacity, visibility), not yet inserted."""
     source = result.region.layer
     name = f"{result.region.layer_name} (InvSR x{options.scale:g})"
-    layer = Gimp.Layer.new(image, name, result.width, result.height, _LAYER_TYPES[result.region.channels], source.get_opacity(), source.get_mode())
+    layer = Gimp.Layer.new(
+        image,
+        name,
+        result.width,
+        result.height,
+        _LAYER_TYPES[result.region.channels],
+        source.get_opacity(),
+        source.get_mode(),
+    )
     layer.set_blend_space(source.get_blend_space())
     layer.set_composite_space(source.get_composite_space())
     layer.set_composite_mode(source.get_composite_mode())

@@ -10,7 +10,7 @@ import gi
 
 gi.require_version("Gimp", "3.0")
 gi.require_version("GimpUi", "3.0")
-from gi.repository import GLib, GObject, Gimp, GimpUi  # noqa: E402
+from gi.repository import Gimp, GimpUi, GLib, GObject  # noqa: E402
 
 from invsr_wire.contract import DEFAULT_SCALE, MAX_SCALE, MAX_STEPS, MAX_TILE, MIN_SCALE, MIN_STEPS  # noqa: E402
 
@@ -43,9 +43,7 @@ def define(procedure) -> None:
     flags = GObject.ParamFlags.READWRITE
     # Mnemonics (the underlined letters) must not repeat, nor take the dialog's own: C(ancel), O(K), R(eset),
     # H(elp), S(ave).
-    procedure.add_double_argument(
-        "scale", "Sc_ale", "Enlargement, 1 to 16", MIN_SCALE, MAX_SCALE, DEFAULT_SCALE, flags
-    )
+    procedure.add_double_argument("scale", "Sc_ale", "Enlargement, 1 to 16", MIN_SCALE, MAX_SCALE, DEFAULT_SCALE, flags)
     procedure.add_int_argument(
         "steps", "Ste_ps", "Diffusion steps, 1 to 5 (1 is best for most photos)", MIN_STEPS, MAX_STEPS, 1, flags
     )
