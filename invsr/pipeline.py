@@ -84,8 +84,7 @@ class InvSRPipeline:
     def optimize(self, compile: bool = True, channels_last: bool = True) -> None:
         """Trade a slow first job for faster later ones (worth it in a long-lived worker on a GPU):
         channels-last memory layout for the convolutions and, with `compile`, torch.compile of the
-        networks (1.4x faster on an H100 after a first job of about 100 s; channels-last alone, eager,
-        was 14% slower: bench/results/gpu-H100-2026-11-26.json). Compiled, every image is cut into
+        networks (what it gains and what the first job costs: bench/README.md). Compiled, every image is cut into
         full-size tiles in full batches (tiles/driver.py), so the networks see one shape and compile once, not
         once per image size; results then differ slightly from the eager ones (tiles placed
         differently), as any change of tiling does."""

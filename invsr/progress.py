@@ -64,7 +64,7 @@ class ProgressReporter:
 
 class StageTimer:
     """Times named stages, waiting for the device at the end of each so that a stage's time is its own
-    (on an H100 the waits cost nothing measurable: bench/results/gpu-H100-2026-11-26-stages.json).
+    (bench/README.md measures what the waits cost on a GPU: too little to matter).
     `cancel_check`, if given, is called before each stage and may raise `errors.Cancelled`."""
 
     def __init__(self, device: torch.device, cancel_check: Callable[[], None] | None = None):
