@@ -34,7 +34,7 @@ def connect(address: str) -> None:
     options = dict(include_dashboard=False, logging_level=logging.WARNING, configure_logging=False)
     try:
         if address == "local":
-            ray.init(**options)
+            ray.init(address="local", **options)  # a new instance, never one found running
         else:
             ray.init(address=address, **options)
     except ConnectionError as error:

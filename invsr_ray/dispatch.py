@@ -180,7 +180,7 @@ class Dispatcher:
         try:
             outputs = ray.get(slot.ref)
         except RayActorError as error:
-            self._lose(actor, error)
+            self._lose(actor, error, slot)
             return
         except TaskCancelledError:
             return
@@ -220,11 +220,12 @@ class Dispatcher:
             for slot in list(actor.slots)[1:]:  # not started: no need to run them there
                 ray.cancel(slot.ref)
 
-    def _lose(self, actor: Actor, error: Exception) -> None:
+    def _lose(self, actor: Actor, error: Exception, slot: Slot) -> None:
+        """`slot`, taken off the actor, failed with `error`: the actor is gone, with the batches it held."""
         actor.state = "dead"
         actor.error = _first_line(error)
         log.warning("Ray actor %s is lost (%s); its batches go to the others", actor.name, actor.error)
-        self._put_back(actor.slots)
+        self._put_back([slot, *actor.slots])
         actor.slots.clear()
         if not self._live():
             failure = self._none_left()

@@ -20,6 +20,7 @@ OBJECT_STORE_BYTES = 200 * 1024 * 1024  # far more than the tests' batches, far 
 def ray_instance():
     """A Ray instance on this machine with 2 CPUs and 2 fake GPUs, shut down at the end."""
     ray.init(
+        address="local",  # its own, never a cluster someone else started on this machine
         num_cpus=2,
         num_gpus=2,
         include_dashboard=False,
