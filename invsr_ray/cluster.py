@@ -26,11 +26,12 @@ class ActorShape:
     threads: int | None  # PyTorch's CPU threads per actor; None: its default (GPU actors)
 
 
-def connect(address: str) -> None:
-    """Start Ray here (`local`) or join the cluster at `address`; nothing when this process has joined one."""
+def connect(address: str) -> bool:
+    """Start Ray here (`local`) or join the cluster at `address`: True; False when this process had already
+    joined one (which is then used: `address` is not looked at)."""
     ray = require_ray()
     if ray.is_initialized():
-        return
+        return False
     options = dict(include_dashboard=False, logging_level=logging.WARNING, configure_logging=False)
     try:
         if address == "local":
@@ -39,6 +40,7 @@ def connect(address: str) -> None:
             ray.init(address=address, **options)
     except ConnectionError as error:
         raise UsageError(f"cannot join the Ray cluster at {address}: {error}") from None
+    return True
 
 
 def actor_shape(count: int | None) -> ActorShape:

@@ -31,7 +31,7 @@ from invsr_wire.errors import DeviceError
 from invsr_wire.protocol import new_id
 
 from .actor import TileActor
-from .cluster import ActorShape
+from .cluster import ActorShape, actor_shape, connect
 from .dispatch import SLOW_FACTOR, SLOW_FLOOR, Actor, Dispatcher
 
 POLL_S = 0.1  # how often a job's thread checks for cancelling while it waits for batches
@@ -57,6 +57,7 @@ class RayPipeline:
         self.load_report = load_report
         self.max_pixels = DEFAULT_MAX_PIXELS
         self.static_shapes = False
+        self.joined = False  # whether this pipeline joined Ray (or started it), and so leaves it when closed
 
     @classmethod
     def start(cls, options: ActorOptions, shape: ActorShape) -> RayPipeline:
@@ -78,6 +79,19 @@ class RayPipeline:
         dispatcher = Dispatcher(actors, options.slow_factor, options.slow_floor)
         report = {"seconds": round(time.perf_counter() - started, 3), "ray_actors": shape.count}
         return cls(dispatcher, report)
+
+    @classmethod
+    def on_cluster(cls, address: str, actors: int | None, options: ActorOptions) -> RayPipeline:
+        """Join (or with `local` start) Ray and start the actors there (cluster.py)."""
+        joined = connect(address)
+        try:
+            pipeline = cls.start(options, actor_shape(actors))
+        except BaseException:
+            if joined:
+                ray.shutdown()
+            raise
+        pipeline.joined = joined
+        return pipeline
 
     def actors(self) -> list[dict]:
         """Each actor: its name, state (ready, slow, dead), device, host, process, GPUs and batches done."""
@@ -142,10 +156,13 @@ class RayPipeline:
         return accumulator.result(), dict(batches.by_actor)
 
     def close(self) -> None:
-        """Stop dispatching and end the actors."""
+        """Stop dispatching, end the actors and, if this pipeline joined Ray, leave it (a Ray started here
+        stops with every process it started: left to the end of this process, Ray's agents outlive it)."""
         self.dispatcher.close()
         for actor in self.dispatcher.actors:
             ray.kill(actor.handle)
+        if self.joined:
+            ray.shutdown()
 
 
 def _cause(error: Exception) -> str:
