@@ -15,6 +15,8 @@ from worker_helpers import RUN_COMMAND
 from invsr.request import UpscaleRequest
 from invsr_cli.commands import main
 
+pytestmark = pytest.mark.ray
+
 
 @pytest.fixture(scope="module")
 def cluster():
