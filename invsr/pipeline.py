@@ -4,14 +4,14 @@
     result = pipeline.upscale(pixels, UpscaleRequest(steps=1, seed=0))
     result.image, result.report
 
-`upscale` owns what surrounds the sampler: the array contract and alpha (pixels.py), the output size and
-its limit, the step choice, the tiled run (tiles/, which resamples each tile to the requested size as
-it goes), resizing alpha, timings, peak memory and the report.
+`upscale` owns what surrounds the sampler on this device: the image's checks before its tiles and the
+result after them (image_job.py: the array contract and alpha, the output size and its limit, the step
+choice, the report), the tile settings for this device, and the tiled run (tiles/, which resamples each
+tile to the requested size as it goes), timings and peak memory.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -19,34 +19,21 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from invsr_wire.contract import DEFAULT_MAX_PIXELS, check_work_size
+from invsr_wire.contract import DEFAULT_MAX_PIXELS
 
 from . import __version__
 from .checkpoint import load_strict, read_state_dict
 from .devices import DTYPE_NAMES, peak_memory, reset_peak_memory, resolve_device, resolve_dtype
 from .devices import describe as describe_device
 from .errors import CheckpointError, DeviceError
-from .noise_level import choose_steps
+from .image_job import ImageJob, UpscaleResult
 from .noise_predictor import NoisePredictor, NoisePredictorConfig
-from .pixels import Pixels, fill_transparent, resize_alpha
-from .progress import Progress, ProgressCallback, StageTimer
+from .progress import ProgressCallback, StageTimer
 from .prompt import prompt_embedding
 from .request import UpscaleRequest
 from .sampling import Models
-from .schedule import resolve_timesteps
-from .tiles import DEFAULT_TILE, TileDriver, TileRecipe, choose_settings
+from .tiles import DEFAULT_TILE, TileDriver, choose_settings
 from .weights import WeightPaths, locate, variant_of, weight_file
-
-TINY_WARNING = (
-    "NOT A REAL UPSCALE: made with random tiny test weights (invsr weights tiny); "
-    "get real ones with `invsr weights download`"
-)
-
-
-@dataclasses.dataclass(frozen=True)
-class UpscaleResult:
-    image: np.ndarray  # same channel layout and dtype as the input, at the requested size
-    report: dict  # what was done: sizes, timesteps, seed, device, dtype, seconds per stage, peak memory
 
 
 class InvSRPipeline:
@@ -148,48 +135,17 @@ class InvSRPipeline:
     ) -> UpscaleResult:
         """Upscale an (H, W[, C]) array (see pixels.py for what is accepted) to the request's size.
         `progress` hears after each batch; `cancel_check` is called before each stage (progress.py)."""
-        pixels = Pixels.from_array(image)
-        height, width = pixels.size
-        out_size = request.output_size(height, width)
-        check_work_size(height, width, out_size, self.max_pixels)
-        choice = choose_steps(pixels.rgb) if request.steps == "auto" else None
-        timesteps = resolve_timesteps(choice.steps if choice else request.steps, request.timesteps)
+        job = ImageJob.start(image, request, self.max_pixels)
         settings = choose_settings(request, self.device, self.dtype, self.models.lr_multiple)
         timer = StageTimer(self.device, cancel_check)
         reset_peak_memory(self.device)
-        started = time.perf_counter()
-
-        lr = fill_transparent(pixels.rgb, pixels.alpha)
         driver = TileDriver(self.models, self.device, timer, progress, self.compiled_shapes)
         try:  # resampled to out_size tile by tile: no x4 image is ever held whole
-            tiled = driver.run(lr, TileRecipe(timesteps, request.color_fix), request.seed, settings, out_size)
+            tiled = driver.run(job.lr, job.recipe, request.seed, settings, job.out_size)
         except torch._dynamo.exc.TorchDynamoException as error:  # only compiled networks raise these
             raise _compile_failure(error) from error
-        rgb, tiling = tiled.image, tiled.report()
-        with timer.stage("finish"):
-            alpha = resize_alpha(pixels.alpha, out_size) if pixels.alpha is not None else None
-            result = pixels.to_array(rgb, alpha)
-        if progress is not None:
-            progress(Progress("finish", tiling["tiles"] + 1, tiling["tiles"] + 1, time.perf_counter() - started))
-
-        report = dict(
-            self.describe(),
-            input_size=[width, height],
-            output_size=[out_size[1], out_size[0]],
-            channels=pixels.channels,
-            pixel_dtype=str(pixels.dtype),
-            steps=len(timesteps),
-            timesteps=list(timesteps),
-            steps_auto=dataclasses.asdict(choice) if choice else None,
-            seed=request.seed,
-            color_fix=request.color_fix,
-            tiling=tiling,
-            seconds=timer.report(),
-            peak_memory=peak_memory(self.device),
-        )
-        if self.weights.is_tiny:
-            report["warning"] = TINY_WARNING
-        return UpscaleResult(result, report)
+        peak = peak_memory(self.device)
+        return job.finish(tiled.image, tiled.report(), timer, progress, self.describe(), peak, self.weights.is_tiny)
 
 
 def load_noise_predictor(weights: WeightPaths) -> NoisePredictor:

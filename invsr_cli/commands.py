@@ -4,7 +4,8 @@
                  [--seed N] [--scale S | --width W --height H] [--tile auto|N] [--overlap N]
                  [--tile-batch auto|N] [--device auto] [--dtype auto] [--weights DIR] [--report FILE]
     invsr upscale ... --server [CONNECTION-FILE|ENDPOINT]    (through the worker)
-    invsr serve [--bind ENDPOINT] [--preload] [...] | --stop   (the worker)
+    invsr upscale ... --ray local|ADDRESS [--actors N]       (over the GPUs of a Ray cluster)
+    invsr serve [--bind ENDPOINT] [--preload] [--ray local|ADDRESS [--actors N]] [...] | --stop   (the worker)
     invsr keys DIR [--name NAME]                               (CurveZMQ key pairs)
     invsr gimp install [--gimp-dir DIR] [--offline-wheel FILE] | uninstall | doctor  (the GIMP 3 plug-in)
     invsr weights download [DIR] | check [--weights DIR] | tiny DIR
@@ -72,11 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="this client's .key_secret, for a worker that requires CurveZMQ",
     )
+    _add_ray_options(upscale)
     upscale.set_defaults(run=run_upscale)
 
     serve = commands.add_parser("serve", help="run the worker: keep the model warm and serve jobs over ZeroMQ")
     _add_serve_options(serve)
     _add_model_options(serve)
+    _add_ray_options(serve)
     serve.set_defaults(run=run_serve)
 
     gimp = commands.add_parser("gimp", help="install the GIMP 3 plug-in, remove it, or check the chain")
@@ -206,6 +209,37 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_ray_options(parser: argparse.ArgumentParser) -> None:
+    ray = parser.add_argument_group("several GPUs and machines (the ray extra)")
+    ray.add_argument(
+        "--ray",
+        default=None,
+        metavar="local|ADDRESS",
+        help="spread tiles and images over Ray actors: `local` starts Ray on this machine with all its GPUs; "
+        "an address (head-node:6379) joins a cluster started with `ray start`",
+    )
+    ray.add_argument(
+        "--actors",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --ray: how many actors, each with a warm model (default: one per GPU; one without GPUs)",
+    )
+
+
+def _check_ray_options(args) -> None:
+    """--actors needs --ray, and --ray needs Ray installed: said at once, before any work."""
+    if args.ray is None:
+        if args.actors is not None:
+            raise UsageError("--actors sets how many Ray actors compute: give --ray local or --ray ADDRESS too")
+        return
+    from invsr_ray import require_ray
+
+    require_ray()
+    if args.actors is not None and args.actors < 1:
+        raise UsageError(f"--actors must be at least 1, got {args.actors}")
+
+
 def _add_serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--stop", action="store_true", help="stop the worker of the connection file (of any version) and exit"
@@ -297,6 +331,18 @@ def _load(args, weights=None):
     return pipeline
 
 
+def _start_on_ray(args):
+    from invsr_ray.pipeline import ActorOptions, RayPipeline
+
+    options = ActorOptions(args.weights, args.noise_predictor, args.device, args.dtype)
+    pipeline = RayPipeline.on_cluster(args.ray, args.actors, options)
+    if args.max_pixels is not None:
+        pipeline.max_pixels = int(args.max_pixels * 1e6)
+    if pipeline.tiny:
+        _banner("using RANDOM TINY TEST WEIGHTS: the output is NOT a real upscale")
+    return pipeline
+
+
 def _banner(text: str) -> None:
     line = "!" * (len(text) + 8)
     print(f"{line}\n!!! {text} !!!\n{line}", file=sys.stderr)
@@ -310,6 +356,9 @@ def run_upscale(args) -> int:
     from invsr.image_io import is_image_path
 
     request = _request(args)  # bad parameters fail before the model loads
+    _check_ray_options(args)
+    if args.ray is not None and args.server is not None:
+        raise UsageError("--ray computes here on Ray actors, --server on a worker: give one of them")
     options = FileOptions(
         recursive=args.recursive,
         suffix=args.suffix,
@@ -333,13 +382,21 @@ def run_upscale(args) -> int:
         all_done = " (every output exists)" if done and not failures else ""
         print(f"invsr: nothing to upscale{all_done}", file=sys.stderr)
         return 1 if failures or not done else 0
+    at_once = 1
     if args.server is not None:
         from .remote import connect_to_worker
 
         pipeline = connect_to_worker(args.server, args)
+    elif args.ray is not None:
+        pipeline = _start_on_ray(args)
+        at_once = len(pipeline.actors())  # an image per actor at a time; a large one's tiles on all of them
     else:
         pipeline = _load(args)
-    entries = upscale_files(pipeline, jobs, request, options)
+    try:
+        entries = upscale_files(pipeline, jobs, request, options, at_once)
+    finally:
+        if args.ray is not None:
+            pipeline.close()
     entries += [{"input": str(s), "output": str(t), "skipped": "the output exists"} for s, t in done]
     entries += [{"input": str(source), "error": message} for source, message in failures]
     failed = sum(1 for entry in entries if "error" in entry)
@@ -434,6 +491,7 @@ def run_serve(args) -> int:
     connection_file = args.connection_file or connection.default_path()
     if args.stop:
         return stop_serving(connection_file)
+    _check_ray_options(args)
     config = WorkerConfig(
         bind=args.bind,
         connection_file=connection_file,
@@ -450,6 +508,8 @@ def run_serve(args) -> int:
         allowed_keys=args.allowed_keys,
         insecure=args.insecure,
         compile=args.compile,
+        ray=args.ray,
+        actors=args.actors,
     )
     if args.max_pixels is not None:
         config.max_pixels = int(args.max_pixels * 1e6)

@@ -92,30 +92,40 @@ class ModelHolder:
         self.pipeline = None
         self.status = {"state": "not loaded"}
         self.compile_error: dict = {}  # {"compile_error": why} once compiling has failed
+        self.loading = threading.Lock()  # jobs on Ray run side by side: one of them loads
+        self.joined_ray = False  # whether this worker started or joined Ray, and so leaves it at the end
+
+    @property
+    def concurrent(self) -> bool:
+        """Whether jobs run side by side (on Ray actors, which share out their batches) or one at a time."""
+        return self.config.ray is not None
 
     def state(self) -> dict:
-        return dict(self.status)
+        status = dict(self.status)
+        if self.concurrent and self.pipeline is not None:  # the actors' health now, not at loading
+            status["actors"] = self.pipeline.actors()
+        return status
 
     def get(self, on_stage=None):
         """The pipeline, loaded the first time and, with --compile, compiled right away: for the default
         tile and the automatic batch, so that jobs do not wait minutes for it (with --preload, not even
         the first). Where compiling fails (no C++ compiler for a CPU, no Triton for a GPU), it serves
         uncompiled: slower, and `hello` says why. `on_stage` hears "loading model" and "compiling"."""
-        if self.pipeline is None:
-            self.pipeline = self._load(on_stage)
-            if self.config.compile and not self.compile_error:
-                self._compile(on_stage)
-        return self.pipeline
+        with self.loading:
+            if self.pipeline is None:
+                self.pipeline = self._load(on_stage)
+                if self.config.compile and not self.compile_error:
+                    self._compile(on_stage)
+            return self.pipeline
 
     def _load(self, on_stage):
-        from invsr import InvSRPipeline  # imports PyTorch: not before the worker answers its first `hello`
-
+        """Load the model here or, with --ray, start the actors that each load it; imports PyTorch, so not
+        before the worker answers its first `hello`."""
         self.status = {"state": "loading"}
         if on_stage is not None:
             on_stage("loading model")
         try:
-            weights = locate_weights(self.config.weights, self.config.noise_predictor)
-            pipeline = InvSRPipeline.load(weights, device=self.config.device, dtype=self.config.dtype)
+            pipeline = self._start_on_ray() if self.concurrent else self._load_here()
         except InvSRError as error:
             self.status = {"state": "failed", "code": error.code, "error": str(error)}
             log.error("model failed to load: %s", error)
@@ -133,6 +143,38 @@ class ModelHolder:
         }
         log.info("model loaded: %s", self.status)
         return pipeline
+
+    def join_cluster(self) -> None:
+        """With --ray: start Ray here or join the cluster (in the main thread, where Ray wants to be joined)."""
+        if self.concurrent:
+            from invsr_ray.cluster import connect
+
+            self.joined_ray = connect(self.config.ray)
+
+    def close(self) -> None:
+        """End what the model holds beyond this process: on Ray, the actors, and Ray if joined here."""
+        if self.pipeline is not None and self.concurrent:
+            self.pipeline.close()
+        if self.joined_ray:
+            import ray
+
+            ray.shutdown()
+
+    def _load_here(self):
+        from invsr import InvSRPipeline
+
+        weights = locate_weights(self.config.weights, self.config.noise_predictor)
+        return InvSRPipeline.load(weights, device=self.config.device, dtype=self.config.dtype)
+
+    def _start_on_ray(self):
+        from invsr_ray import require_ray
+
+        require_ray()
+        from invsr_ray.pipeline import ActorOptions, RayPipeline
+
+        config = self.config
+        options = ActorOptions(config.weights, config.noise_predictor, config.device, config.dtype)
+        return RayPipeline.on_cluster(config.ray, config.actors, options)
 
     def _compile(self, on_stage) -> None:
         self.status = dict(self.status, state="compiling")
@@ -173,6 +215,7 @@ class Executor:
         self.board, self.model, self.context, self.key, self.log_file = board, model, context, key, log_file
         self.running: Job | None = None  # the job taken, until its client has been sent its end
         self.failure = "it ended"  # why the thread ended, should it ever end before the worker stops
+        self.side_by_side = threading.Semaphore(board.queue_length)  # jobs running at once on Ray
 
     def run(self) -> None:
         push = self.context.socket(zmq.PUSH)
@@ -182,6 +225,8 @@ class Executor:
             while (job := self.board.queue.get()) is not None:
                 if job is PRELOAD:
                     self._preload()
+                elif self.model.concurrent:
+                    self._start_beside(job)
                 else:
                     self._run(job, push)
         except BaseException as error:  # not expected: the I/O thread notices the end and fails the jobs
@@ -189,6 +234,25 @@ class Executor:
             log.exception("the executor thread stopped")
         finally:
             push.close(linger=0)
+
+    def _start_beside(self, job: Job) -> None:
+        """Run the job in a thread of its own, beside those running (its batches share the Ray actors with
+        theirs); at most `queue_length` at once, the rest waiting in the queue as they would for one device."""
+        self.side_by_side.acquire()
+
+        def run() -> None:
+            push = self.context.socket(zmq.PUSH)  # a socket per thread: ZeroMQ sockets are not shared
+            push.setsockopt(zmq.LINGER, 0)
+            push.connect(OUTBOX)
+            try:
+                self._run(job, push)
+            except Exception:
+                log.exception("job %s: its thread failed", job.id)
+            finally:
+                push.close(linger=0)
+                self.side_by_side.release()
+
+        threading.Thread(target=run, name=f"invsr-job-{job.id[:8]}", daemon=True).start()
 
     def _preload(self) -> None:
         try:

@@ -81,6 +81,8 @@ class WorkerConfig:
     allowed_keys: Path | None = None  # folder of allowed clients' public .key files
     insecure: bool = False
     compile: bool = False  # torch.compile the networks once loaded (InvSRPipeline.optimize)
+    ray: str | None = None  # compute on Ray actors: "local" (start Ray here) or a cluster's address
+    actors: int | None = None  # with `ray`: how many (None: one per GPU, or one without GPUs)
 
     @property
     def max_input_pixels(self) -> int:
@@ -125,6 +127,7 @@ class Worker:
         thread.start()
         if self.config.preload:
             self.board.queue.put(PRELOAD)
+        self.model.join_cluster()  # before the handlers: joining Ray sets its own, which end the process at once
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._request_stop)
         connections.write(self.config.connection_file, self.connection)
@@ -135,6 +138,7 @@ class Worker:
             connections.remove(self.config.connection_file, self.connection)
             self.board.queue.put(None)
             thread.join(timeout=30)
+            self.model.close()
             self._close()
         log.info("stopped")
         return 0

@@ -10,12 +10,13 @@ from pathlib import Path
 import invsr
 
 REPO = Path(__file__).resolve().parent.parent
-OURS = ("invsr", "invsr_wire", "invsr_worker", "invsr_cli", "invsr_gimp")
+OURS = ("invsr", "invsr_wire", "invsr_ray", "invsr_worker", "invsr_cli", "invsr_gimp")
 # What each part may import of ours and of the world besides the standard library.
 ALLOWED = {
     "invsr_wire": ({"invsr_wire"}, {"zmq"}),
     "invsr": ({"invsr", "invsr_wire"}, None),
-    "invsr_worker": ({"invsr", "invsr_wire", "invsr_worker"}, None),
+    "invsr_ray": ({"invsr", "invsr_wire", "invsr_ray"}, None),  # the tile engine's parts, on a Ray cluster
+    "invsr_worker": ({"invsr", "invsr_wire", "invsr_ray", "invsr_worker"}, None),
     "invsr_cli": (set(OURS), None),
     "invsr_gimp": ({"invsr_plugin", "invsr_wire"}, {"gi", "zmq"}),  # the plug-in: GIMP's Python runs it
 }

@@ -26,12 +26,12 @@ import torch
 from ..devices import is_out_of_memory, release_cached_memory
 from ..errors import OutOfMemory
 from ..progress import ProgressCallback, ProgressReporter, StageTimer
-from ..sampling import Models, Noise
+from ..sampling import Models
 from .accumulator import TileAccumulator
 from .batch import TileRecipe, compute_batch
-from .grid import pad_for_networks
 from .plan import TilePlan
 from .settings import TileSettings, smaller_tile
+from .work import ModelGeometry, TileWork
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,13 +85,12 @@ class TileDriver:
         multiple = self.models.lr_multiple
         tile, overlap, batch = settings.tile, settings.overlap, settings.batch
         self.notices.extend(settings.notices)
+        geometry = ModelGeometry.of(self.models, self.static_shapes)
         while True:  # padded and drawn for each tile size: a fallback gives what its tile gives uncapped
-            image, offset = pad_for_networks(lr, multiple, self._min_side(tile))
-            noise = Noise.draw(image.shape, self.models.noise_predictor.config.latent_channels, seed)
-            plan = TilePlan.make(lr.shape[-2:], image.shape[-2:], tile, overlap, multiple, self.static_shapes, offset)
+            work = TileWork.prepare(lr, geometry, recipe, seed, tile, overlap)
             try:
-                result, batch = self._run_plan(plan, image, noise, recipe, batch, out_size)
-                return TiledResult(result, plan, batch, self.static_shapes, tuple(self.notices))
+                result, batch = self._run_plan(work, batch, out_size)
+                return TiledResult(result, work.plan, batch, self.static_shapes, tuple(self.notices))
             except _TileTooLarge:
                 tile, batch = self._smaller_tile(tile), 1
                 fitting = min(overlap, (tile - multiple) // 2)
@@ -100,12 +99,6 @@ class TileDriver:
                     notice += f" and {fitting} pixels of overlap ({overlap} do not fit such a tile)"
                 self.notices.append(notice)
                 overlap = fitting
-
-    def _min_side(self, tile: int) -> int:
-        """Shorter sides are padded to this: the noise predictor's training size, as the reference
-        implementation pads them (or the tile, if smaller: its tiles are no larger anyway); compiled, the
-        tile, so that the networks see one shape."""
-        return tile if self.static_shapes else min(tile, self.models.noise_predictor.config.sample_size)
 
     def _smaller_tile(self, tile: int) -> int:
         smaller = smaller_tile(tile, self.models.lr_multiple)
@@ -116,16 +109,17 @@ class TileDriver:
             ) from None
         return smaller
 
-    def _run_plan(self, plan: TilePlan, image, noise: Noise, recipe: TileRecipe, batch: int, out_size):
-        """The plan's result, and the batch size it ended with. `image` is the padded input."""
+    def _run_plan(self, work: TileWork, batch: int, out_size):
+        """The plan's result, and the batch size it ended with."""
+        plan = work.plan
         accumulator = TileAccumulator(plan, out_size)
         total, done = len(plan.tiles), 0
         while done < total:
             stop = plan.batch_end(done, batch)
             try:
                 compiling = self._announce_compiling(plan.tile, batch, done, total)
-                inputs = plan.inputs(image, noise, done, stop, fill_to=batch if self.static_shapes else 0)
-                outputs = compute_batch(self.models, self.device, recipe, inputs, self.timer.stage)
+                inputs = work.inputs(done, stop, batch)
+                outputs = compute_batch(self.models, self.device, work.recipe, inputs, self.timer.stage)
             except RuntimeError as error:
                 batch = self._smaller_batch(error, stop - done)
                 continue
