@@ -75,6 +75,8 @@ MAIN = [
         targets=["upper", "lower"],
         arguments={"scale": 2.0, "output": "new-image"},
     ),
+    scenario("repeat-selection", [photo_layer()], select=[4, 3, 10, 8], arguments={"scale": 2.0}, repeat=True),
+    scenario("mask-target", [photo_layer(mask="left-half")], target_mask=True, arguments={"scale": 2.0}),
     scenario("undo-group", [photo_layer()], record_calls=True),
     scenario("deleted-meanwhile", [photo_layer()], record_calls=True, delete_during="photo"),
     scenario(
@@ -129,6 +131,7 @@ def run_gimp(gimp, workspace, name, scenarios, env=None, installed=None, screen=
         "out": gimp.inside(out),
         "plugin": gimp.inside(installed / "invsr-upscale" if installed else PLUGINS / "invsr-upscale"),
         "connection_file": gimp.inside(workspace / "run" / "worker.json"),
+        "screenshot": gimp.inside(REPO / "tests" / "gimp" / "screenshot.py"),
         "scenarios": scenarios,
     }
     (out / "plan.json").write_text(json.dumps(plan))
@@ -299,6 +302,21 @@ def test_with_a_selection_the_mask_is_both_and_the_source_stays_visible(main_run
     assert result["after"]["selection"] == plain and plain is not None  # the user's selection, as it was
 
 
+def test_after_a_selection_the_result_layer_is_selected_so_that_filters_repeat_works(main_run):
+    """Not its mask: Filters > Repeat runs on what is selected, and a mask cannot be upscaled."""
+    result = main_run[1]["repeat-selection"]
+    assert result["status"] == "success", result["error"]
+    assert result["selected"] == [["layer", "photo (InvSR x2)"]]
+    assert result["repeated"] == {"status": "success", "error": None, "size": [96, 80]}
+    names = [layer["name"] for layer in result["after"]["layers"]]
+    assert names == ["photo (InvSR x2) (InvSR x2)", "photo (InvSR x2)", "photo"]
+
+
+def test_a_selected_layer_mask_upscales_its_layer(main_run, pipeline):
+    result, upscaled = check_lossless(main_run, pipeline, "mask-target")
+    assert upscaled["mask"] is True and result["selected"] == [["layer", "photo (InvSR x2)"]]
+
+
 def test_a_hidden_layer_gives_a_hidden_result(main_run, pipeline):
     result, upscaled = check_lossless(main_run, pipeline, "hidden")
     assert upscaled["visible"] is False and by_name(result["after"], "photo")["visible"] is False
@@ -422,9 +440,12 @@ def test_the_dialog_opens_and_ok_upscales_with_its_values_cancel_changes_nothing
     dialogs = [
         scenario("ok", [photo_layer()], arguments=arguments, dialog_key="Return"),
         scenario("cancel", [photo_layer()], arguments=arguments, dialog_key="Escape"),
+        scenario("channel", [photo_layer()], target_channel=True, arguments=arguments, dialog_key="Escape"),
     ]
     folder, results = run_gimp(gimp, workspace, "dialog", dialogs, env, screen=True)
     ok, cancel = results["ok"], results["cancel"]
+    channel = results["channel"]  # said before the dialog opens (else Escape would have cancelled it)
+    assert channel["status"] == "execution-error" and "A channel cannot be upscaled" in channel["error"]
     assert ok["status"] == "success", ok["error"]
     source = pixels(folder, by_name(ok["before"], "photo"))
     np.testing.assert_array_equal(

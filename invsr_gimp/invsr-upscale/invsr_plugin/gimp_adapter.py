@@ -28,15 +28,30 @@ _LAYER_TYPES = {
 }
 
 
-def check_drawables(image, drawables) -> list:
+def layers_to_upscale(image, drawables) -> list:
+    """The layers to upscale for the selected drawables: a selected layer mask stands for its layer (GIMP
+    selects the mask when its thumbnail is clicked, or after a mask was added). Raises, before any dialog
+    opens, when there is no layer to upscale."""
     if image.get_base_type() == Gimp.ImageBaseType.INDEXED:
         raise PluginError(
             "Upscale (InvSR) works on RGB and grayscale images. Convert this indexed image first: Image > Mode > RGB."
         )
-    layers = [d for d in drawables if isinstance(d, Gimp.Layer)]
+    layers, seen = [], set()
+    for drawable in drawables:
+        layer = Gimp.Layer.from_mask(drawable) if drawable.is_layer_mask() else drawable
+        if isinstance(layer, Gimp.Layer) and layer.get_id() not in seen:
+            seen.add(layer.get_id())
+            layers.append(layer)
     if not layers:
-        raise PluginError("Select a layer to upscale (layer masks and channels cannot be upscaled).")
+        raise PluginError("A channel cannot be upscaled. Select a layer in the Layers dialog, then upscale again.")
     return layers
+
+
+def select_results(image, layers) -> None:
+    """Leave the result layers themselves selected, not their masks: Filters > Repeat acts on them."""
+    for layer in layers:
+        layer.set_edit_mask(False)
+    image.set_selected_layers(layers)
 
 
 def _encoding(image, drawable) -> tuple[str, str]:
@@ -95,6 +110,7 @@ def apply_scale_image(image, results: list[Upscaled], options: Options) -> list:
             if not result.region.selected:
                 source.set_visible(False)
             layers.append(layer)
+        select_results(image, layers)
         return layers
     finally:
         Gimp.context_pop()

@@ -71,17 +71,22 @@ def _choice(*entries):
 
 def run(procedure, run_mode, image, drawables, config, data):
     """The procedure's run function, as GIMP calls it."""
+    from . import gimp_adapter
+
+    try:
+        layers = gimp_adapter.layers_to_upscale(image, drawables)  # before the dialog: nothing to fill in for naught
+    except PluginError as error:
+        return _failure(procedure, str(error))
     if run_mode == Gimp.RunMode.INTERACTIVE and not _dialog_accepted(procedure, config):
         return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
     try:
         import zmq  # noqa: F401  (here, so that the procedure registers, and explains, without it)
     except ImportError:
         return _failure(procedure, ZMQ_MISSING)
-    from . import gimp_adapter
 
     options = Options(**{name.replace("-", "_"): config.get_property(name) for name in ARGUMENTS})
     try:
-        new_image = upscale(image, drawables, options, gimp_adapter)
+        new_image = upscale(image, layers, options, gimp_adapter)
     except PluginError as error:
         return _failure(procedure, str(error))
     if new_image is not None and run_mode != Gimp.RunMode.NONINTERACTIVE:  # Filters > Repeat too: show it
@@ -90,10 +95,9 @@ def run(procedure, run_mode, image, drawables, config, data):
     return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
 
 
-def upscale(image, drawables, options: Options, adapter):
+def upscale(image, layers, options: Options, adapter):
     """Read every layer, upscale all of them, and only then change anything. `adapter` is the module
     that touches GIMP (gimp_adapter). Returns the new image, when the output is one."""
-    layers = adapter.check_drawables(image, drawables)
     regions = [adapter.read_region(image, layer) for layer in layers]
     progress = adapter.Progress("Upscaling with InvSR")
     try:
