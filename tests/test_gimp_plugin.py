@@ -7,6 +7,7 @@ result must equal the library's in-process result on the same pixels and seed: t
 
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -209,7 +210,7 @@ def check_lossless(main_run, pipeline, name, source_name="photo", crop=None):
     if crop:
         x, y, w, h = crop
         source = source[y : y + h, x : x + w]
-    upscaled = by_name(result["after"], f"{source_name} (InvSR x{case['arguments']['scale']:g})")
+    upscaled = by_name(result["after"], f"{source_name} (InvSR ×{case['arguments']['scale']:.3g})")
     np.testing.assert_array_equal(
         pixels(folder, upscaled), expected(pipeline, source, case["arguments"]).reshape(pixels(folder, upscaled).shape)
     )
@@ -232,7 +233,7 @@ def test_linear_precision_goes_through_the_perceptual_encoding(main_run, pipelin
     assert result["status"] == "success", result["error"]
     source = by_name(result["before"], "photo")
     assert source["encoding"].startswith("R~G~B~") and source["dtype"] == "f32"
-    upscaled = by_name(result["after"], "photo (InvSR x2)")
+    upscaled = by_name(result["after"], "photo (InvSR ×2)")
     want = expected(pipeline, pixels(folder, source), {"scale": 2.0})
     np.testing.assert_allclose(pixels(folder, upscaled), want, atol=1e-5)  # float round trip through linear storage
 
@@ -244,7 +245,7 @@ def test_other_precisions_travel_as_float_and_come_back_in_their_own(main_run, p
     assert result["status"] == "success", result["error"]
     source = by_name(result["before"], "photo")
     assert source["dtype"] == "f32"
-    upscaled = by_name(result["after"], "photo (InvSR x2)")
+    upscaled = by_name(result["after"], "photo (InvSR ×2)")
     want = expected(pipeline, pixels(folder, source), {"scale": 2.0}).reshape(pixels(folder, upscaled).shape)
     np.testing.assert_allclose(pixels(folder, upscaled), want, atol=tolerance)  # rounded to the layer's own precision
 
@@ -267,7 +268,7 @@ def test_a_layer_in_a_group_gets_its_result_in_the_same_group_above_it(main_run,
     result, upscaled = check_lossless(main_run, pipeline, "in-group")
     assert upscaled["parent"] == "Group"
     names = [layer["name"] for layer in result["after"]["layers"] if layer["parent"] == "Group"]
-    assert names == ["photo (InvSR x2)", "photo"]
+    assert names == ["photo (InvSR ×2)", "photo"]
 
 
 def test_only_the_selected_area_is_upscaled(main_run, pipeline):
@@ -306,15 +307,15 @@ def test_after_a_selection_the_result_layer_is_selected_so_that_filters_repeat_w
     """Not its mask: Filters > Repeat runs on what is selected, and a mask cannot be upscaled."""
     result = main_run[1]["repeat-selection"]
     assert result["status"] == "success", result["error"]
-    assert result["selected"] == [["layer", "photo (InvSR x2)"]]
+    assert result["selected"] == [["layer", "photo (InvSR ×2)"]]
     assert result["repeated"] == {"status": "success", "error": None, "size": [96, 80]}
     names = [layer["name"] for layer in result["after"]["layers"]]
-    assert names == ["photo (InvSR x2) (InvSR x2)", "photo (InvSR x2)", "photo"]
+    assert names == ["photo (InvSR ×2) (InvSR ×2)", "photo (InvSR ×2)", "photo"]
 
 
 def test_a_selected_layer_mask_upscales_its_layer(main_run, pipeline):
     result, upscaled = check_lossless(main_run, pipeline, "mask-target")
-    assert upscaled["mask"] is True and result["selected"] == [["layer", "photo (InvSR x2)"]]
+    assert upscaled["mask"] is True and result["selected"] == [["layer", "photo (InvSR ×2)"]]
 
 
 def test_a_hidden_layer_gives_a_hidden_result(main_run, pipeline):
@@ -348,9 +349,9 @@ def test_two_selected_layers_are_both_upscaled(main_run, pipeline):
     result, upscaled = check_lossless(main_run, pipeline, "two-layers", source_name="upper")
     assert upscaled["offsets"] == [4, 4]
     assert [layer["name"] for layer in result["after"]["layers"]] == [
-        "upper (InvSR x2)",
+        "upper (InvSR ×2)",
         "upper",
-        "lower (InvSR x2)",
+        "lower (InvSR ×2)",
         "lower",
     ]
 
@@ -362,7 +363,7 @@ def test_new_image_output_leaves_the_image_alone(main_run, pipeline):
     assert result["after"]["size"] == result["before"]["size"] == [30, 24]
     assert [layer["name"] for layer in result["after"]["layers"]] == ["photo"]
     (created,) = result["new_images"]
-    layer = by_name(created, "photo (InvSR x2)")
+    layer = by_name(created, "photo (InvSR ×2)")
     assert created["size"] == [48, 40] and layer["offsets"] == [0, 0]
     source = pixels(folder, by_name(result["before"], "photo"))
     np.testing.assert_array_equal(pixels(folder, layer), expected(pipeline, source, {"scale": 2.0}))
@@ -372,12 +373,12 @@ def test_a_new_image_stacks_the_results_as_their_sources_whatever_the_selection_
     result = main_run[1]["new-image-order"]
     assert result["status"] == "success", result["error"]
     (created,) = result["new_images"]
-    assert [layer["name"] for layer in created["layers"]] == ["upper (InvSR x2)", "lower (InvSR x2)"]
+    assert [layer["name"] for layer in created["layers"]] == ["upper (InvSR ×2)", "lower (InvSR ×2)"]
 
 
 def test_result_layer_records_how_it_was_made(main_run):
     _, results = main_run
-    record = by_name(results["rgb8"]["after"], "photo (InvSR x2)")["parasite"]
+    record = by_name(results["rgb8"]["after"], "photo (InvSR ×2)")["parasite"]
     assert record["seed"] == 5 and record["steps"] == 1 and record["timesteps"] == [200]
     assert record["color_fix"] == "wavelet" and record["scale"] == 2.0 and record["version"]
     assert record["weights"]["tiny_random"] is True and "InvSR" in record["model"]
@@ -424,7 +425,36 @@ def test_the_progress_bar_counts_the_tiles_then_says_what_is_left_to_do(main_run
     )
 
 
-def test_the_dialog_opens_and_ok_upscales_with_its_values_cancel_changes_nothing(gimp, workspace, worker, pipeline):
+# In the dialog: Size by (alt+z) moved down to "Width in pixels", Pixels (alt+p) typed over: 60 for a 24-pixel width;
+# Tab leaves the field (which takes the value), and Upscale (alt+u).
+BY_WIDTH = [
+    ["key", "alt+z"],
+    ["key", "Down"],
+    ["key", "alt+p"],
+    ["key", "ctrl+a"],
+    ["type", "60"],
+    ["key", "Tab"],
+    ["shot", "by-width"],
+    ["key", "alt+u"],
+]
+
+
+# Scale (alt+a) typed over: 16, for a 640 x 640 image, is a 10240 x 10240 result (105 megapixels).
+SCALE_16 = [["key", "alt+a"], ["key", "ctrl+a"], ["type", "16"], ["key", "Tab"], ["shot", "scale-16"], ["key", "alt+u"]]
+
+
+def keep_screenshots(folder, tmp_path):
+    """The pictures of the dialog a run took, copied where pytest keeps its files, to look at."""
+    kept = tmp_path / "screenshots"
+    kept.mkdir(exist_ok=True)
+    for picture in [*folder.glob("*.png"), *folder.glob("*.log")]:
+        shutil.copy(picture, kept / picture.name)
+    return kept
+
+
+def test_the_dialog_opens_and_ok_upscales_with_its_values_cancel_changes_nothing(
+    gimp, workspace, worker, pipeline, tmp_path
+):
     """The real plug-in, run interactively on a virtual screen, its dialog answered with the keyboard."""
     if not gimp.has_screen:
         pytest.skip("needs xvfb-run and xdotool where GIMP runs (tests/gimp/build-root.sh installs them)")
@@ -436,22 +466,52 @@ def test_the_dialog_opens_and_ok_upscales_with_its_values_cancel_changes_nothing
         "scale": 2.0,
         "seed": 7,
         "server": gimp.inside(workspace / "run" / "worker.json"),
+        "pixels": 3840,
+        "size-by": "scale",
     }  # the dialog's initial values
     dialogs = [
-        scenario("ok", [photo_layer()], arguments=arguments, dialog_key="Return"),
+        scenario("ok", [photo_layer()], arguments=arguments, dialog=[["shot", "dialog"], ["key", "Return"]]),
         scenario("cancel", [photo_layer()], arguments=arguments, dialog_key="Escape"),
         scenario("channel", [photo_layer()], target_channel=True, arguments=arguments, dialog_key="Escape"),
+        scenario(
+            "advanced",
+            [photo_layer()],
+            arguments=arguments,
+            dialog=[["key", "alt+v"], ["shot", "advanced"], ["key", "alt+c"]],
+        ),
+        scenario(
+            "large",
+            [photo_layer(size=(640, 640))],
+            canvas=(640, 640),
+            arguments=arguments,
+            dialog=SCALE_16 + [["window", "a large job$"], ["shot", "large-job"], ["key", "Escape"]],
+        ),
+        scenario("by-width", [photo_layer()], arguments=arguments, dialog=BY_WIDTH),
     ]
-    folder, results = run_gimp(gimp, workspace, "dialog", dialogs, env, screen=True)
+    try:
+        folder, results = run_gimp(gimp, workspace, "dialog", dialogs, env, screen=True)
+    finally:
+        keep_screenshots(workspace / "dialog", tmp_path)
     ok, cancel = results["ok"], results["cancel"]
     channel = results["channel"]  # said before the dialog opens (else Escape would have cancelled it)
     assert channel["status"] == "execution-error" and "A channel cannot be upscaled" in channel["error"]
     assert ok["status"] == "success", ok["error"]
     source = pixels(folder, by_name(ok["before"], "photo"))
     np.testing.assert_array_equal(
-        pixels(folder, by_name(ok["after"], "photo (InvSR x2)")), expected(pipeline, source, {"scale": 2.0, "seed": 7})
+        pixels(folder, by_name(ok["after"], "photo (InvSR ×2)")), expected(pipeline, source, {"scale": 2.0, "seed": 7})
     )
     assert cancel["status"] == "cancel" and same_image(folder, cancel["before"], cancel["after"])
+    assert results["advanced"]["status"] == "cancel"  # Advanced opened (its picture taken), then Escape
+    by_width = results["by-width"]  # the target as a width, typed: the image becomes 60 pixels wide
+    assert by_width["status"] == "success", by_width["error"]
+    assert by_width["after"]["size"] == [60, 50] and by_name(by_width["after"], "photo (InvSR ×2.5)")
+    large = results["large"]  # asked about before it starts, and cancelled there
+    assert large["status"] == "cancel" and same_image(folder, large["before"], large["after"]), large["error"]
+    # the line under the size fields followed the typing: GIMP keeps its last text with the dialog's values
+    last = folder / "gimp-config" / "plug-in-settings" / "GimpProcedureConfigRun-python-fu-invsr-upscale.last"
+    assert re.search(r'\(estimate "Result: 60 \S+ 50 pixels, 1 tile, about \d+ s"\)', last.read_text()), (
+        last.read_text()
+    )
     stderr = (folder / "gimp-stderr.txt").read_text()
     assert "mnemonic" not in stderr, [
         line for line in stderr.splitlines() if "mnemonic" in line
@@ -523,7 +583,7 @@ def test_the_plugin_starts_the_local_worker_and_reuses_it(gimp, workspace, pipel
         assert texts[2] == "InvSR: 1 tile done, assembling the result"
         source = pixels(folder, by_name(results["second"]["before"], "photo"))
         np.testing.assert_array_equal(
-            pixels(folder, by_name(results["second"]["after"], "photo (InvSR x2)")),
+            pixels(folder, by_name(results["second"]["after"], "photo (InvSR ×2)")),
             expected(pipeline, source, {"scale": 2.0}),
         )
         log = (run_dir / "worker.log").read_text()
@@ -554,7 +614,7 @@ def test_installed_plugin_works_in_gimp_and_doctor_finds_every_link(gimp, worksp
     assert result["status"] == "success", result["error"]
     source = pixels(folder, by_name(result["before"], "photo"))
     np.testing.assert_array_equal(
-        pixels(folder, by_name(result["after"], "photo (InvSR x2)")), expected(pipeline, source, {"scale": 2.0})
+        pixels(folder, by_name(result["after"], "photo (InvSR ×2)")), expected(pipeline, source, {"scale": 2.0})
     )
 
     doctor = gimp.run(

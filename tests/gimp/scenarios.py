@@ -9,9 +9,11 @@ Standard library and gi only: this is GIMP's Python.
 import json
 import os
 import random
+import signal
 import struct
 import subprocess
 import sys
+import time
 import traceback
 
 import gi
@@ -167,13 +169,22 @@ def call_plugin(image, drawables, arguments, dialog=None):
     procedure = Gimp.get_pdb().lookup_procedure("python-fu-invsr-upscale")
     config = procedure.create_config()
     config.set_property("run-mode", Gimp.RunMode.INTERACTIVE if dialog else Gimp.RunMode.NONINTERACTIVE)
-    if dialog:
-        subprocess.Popen(["sh", "-c", answer(dialog)])
+    log = open(os.path.join(OUT, "dialog-answers.log"), "a") if dialog else None  # each command, as it ran
+    user = subprocess.Popen(["sh", "-xc", answer(dialog)], stderr=log, start_new_session=True) if dialog else None
     config.set_property("image", image)
     config.set_core_object_array("drawables", drawables)
     for name, value in arguments.items():
         config.set_property(name, value)
     result = procedure.run(config)
+    if user is not None and user.poll() is None:  # a dialog that never opened: its answer must not go to the next
+        os.killpg(user.pid, signal.SIGTERM)
+        user.wait()
+    if user is not None:  # the next scenario's answer must not find this dialog's window, closing
+        find = ["xdotool", "search", "--name", "^Upscale [(]InvSR[)]"]
+        for _ in range(50):
+            if subprocess.run(find, capture_output=True).returncode != 0:
+                break
+            time.sleep(0.2)
     status = result.index(0)
     error = result.index(1) if result.length() > 1 and status != Gimp.PDBStatusType.SUCCESS else None
     return status.value_nick, (

@@ -17,7 +17,6 @@ from invsr_wire.errors import InvSRError
 
 PARASITE = "invsr-upscale"
 SETTINGS_FILE = "invsr-settings.json"  # written by `invsr gimp install`: how to start the worker
-OUTPUTS = ("scale-image", "new-image")
 
 
 class PluginError(Exception):
@@ -31,7 +30,7 @@ class Options:
     color_fix: str = DEFAULT_COLOR_FIX
     seed: int = 0
     tile: int = 0  # 0: automatic
-    output: str = "scale-image"
+    output: str = "scale-image"  # or "new-image"
     server: str = ""  # empty: the local worker
 
     def worker_params(self) -> dict:
