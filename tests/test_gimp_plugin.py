@@ -403,13 +403,13 @@ def test_the_progress_bar_counts_the_tiles_then_says_what_is_left_to_do(main_run
     assembles and sends the result and when the plug-in writes it, and closes after the image changed."""
     calls = main_run[1]["progress"]["calls"]
     names = [call[0] for call in calls]
-    assert names[0] == "progress_init" and calls[0][1] == "Upscaling with InvSR"
+    assert names[0] == "progress_init" and re.fullmatch(r"Upscaling with InvSR: \d+ tiles, about \d+ s", calls[0][1])
     fractions = [call[1] for call in calls if call[0] == "progress_update"]
     texts = [call[1] for call in calls if call[0] == "progress_set_text"]
     assert len(fractions) >= 4 and fractions == sorted(fractions) and 0 <= fractions[0] and fractions[-1] == 1.0
     counted = [text for text in texts if text.startswith("InvSR: tile ")]
     tiles = int(counted[0].split("/")[1].split(",")[0])
-    assert tiles >= 4 and len(counted) >= 3 and any(text.endswith(" s left") for text in counted)
+    assert tiles >= 4 and len(counted) >= 3 and any(re.search(r", about \d+ s left$", text) for text in counted)
     assert texts[-3:] == [
         f"InvSR: all {tiles} tiles done, assembling the result",
         "InvSR: receiving the result",
@@ -524,17 +524,19 @@ def test_the_dialog_opens_and_ok_upscales_with_its_values_cancel_changes_nothing
         (
             "fails",
             ["python3", "-c", "import sys; sys.exit('simulated: the GPU driver is missing')"],
-            ["simulated: the GPU driver is missing"],
+            ["The InvSR worker could not start.", "simulated: the GPU driver is missing", "Fix what it names, then"],
         ),
         (
             "gone",
             ["/moved/venv/bin/python", "-m", "invsr_cli", "serve"],
-            ["cannot run /moved/venv/bin/python", "run `invsr gimp install` again"],
+            ["cannot start the InvSR worker: /moved/venv/bin/python is missing", "run: invsr gimp install. Then"],
         ),
+        ("not-installed", None, ["this copy of the plug-in cannot start one", "run: invsr gimp install. Then restart"]),
     ],
 )
 def test_no_worker_and_none_startable_leaves_the_image_unchanged(gimp, workspace, case, command, says):
-    (workspace / f"{case}.json").write_text(json.dumps({"start_command": command}))
+    if command is not None:  # else no settings: the plug-in was not installed by `invsr gimp install`
+        (workspace / f"{case}.json").write_text(json.dumps({"start_command": command}))
     env = {
         "INVSR_RUNTIME_DIR": gimp.inside(workspace / f"empty-run-{case}"),
         "INVSR_GIMP_SETTINGS": gimp.inside(workspace / f"{case}.json"),
@@ -544,7 +546,30 @@ def test_no_worker_and_none_startable_leaves_the_image_unchanged(gimp, workspace
     )
     result = results["rgb8"]
     assert result["status"] == "execution-error"
-    assert "none could be started" in result["error"] and all(text in result["error"] for text in says), result["error"]
+    assert all(text in result["error"] for text in says), result["error"]
+    assert result["error"].endswith("upscale again.") and "`" not in result["error"]  # one action, in plain words
+    assert same_image(folder, result["before"], result["after"])
+
+
+def test_a_worker_that_died_is_said_with_what_to_do(gimp, workspace):
+    """The Worker field names a connection file whose process is gone: say so, and what to do, in words."""
+    from invsr_wire import connection
+
+    dead = workspace / "dead-worker.json"
+    connection.write(
+        dead, connection.Connection(endpoint="tcp://127.0.0.1:9", key="00" * 32, pid=999999, protocol="2.0")
+    )
+    arguments = {"scale": 2.0, "server": gimp.inside(dead)}
+    env = {"INVSR_RUNTIME_DIR": gimp.inside(workspace / "run")}
+    folder, results = run_gimp(
+        gimp, workspace, "dead-worker", [scenario("rgb8", [photo_layer()], arguments=arguments)], env
+    )
+    result = results["rgb8"]
+    assert result["status"] == "execution-error"
+    assert result["error"] == (
+        "The InvSR worker named in the Worker field stopped answering; nothing was changed. Start it again on its "
+        "computer, then upscale again."
+    )
     assert same_image(folder, result["before"], result["after"])
 
 
@@ -579,7 +604,11 @@ def test_the_plugin_starts_the_local_worker_and_reuses_it(gimp, workspace, pipel
         folder, results = run_gimp(gimp, workspace, "auto-start", twice, env)
         assert results["first"]["error"] is None and results["second"]["status"] == "success", results
         texts = [call[1] for call in results["first"]["calls"] if call[0] == "progress_set_text"]
-        assert texts[:2] == ["Starting the InvSR worker...", "InvSR: loading the model (once, after the worker starts)"]
+        assert ["progress_init", "Upscaling with InvSR: 1 tile"] in results["first"]["calls"]  # from the first second
+        assert texts[:2] == [
+            "InvSR: starting the worker, then 1 tile",
+            "InvSR: loading the model, once after the worker starts",
+        ]
         assert texts[2] == "InvSR: 1 tile done, assembling the result"
         source = pixels(folder, by_name(results["second"]["before"], "photo"))
         np.testing.assert_array_equal(
@@ -755,7 +784,10 @@ def test_the_plugin_reaches_a_curve_worker_with_the_key_given_at_install(tmp_pat
     try:
         monkeypatch.setenv("INVSR_GIMP_SETTINGS", str(tmp_path / "none.json"))
         options = flow.Options(server=str(worker.folder / "worker.json"))
-        with pytest.raises(flow.PluginError, match=r"requires CurveZMQ encryption: .*invsr gimp install --client-key"):
+        with pytest.raises(
+            flow.PluginError,
+            match=r"requires CurveZMQ encryption: .* In a terminal, run: invsr gimp install --client-key",
+        ):
             flow.connect(options, on_status=print)
         assert main(["gimp", "install", "--gimp-dir", str(plugins), "--client-key", str(laptop)]) == 0
         monkeypatch.setenv("INVSR_GIMP_SETTINGS", str(plugins / "invsr-upscale" / "invsr-settings.json"))
@@ -785,11 +817,11 @@ def test_the_progress_bar_pulses_while_the_worker_loads_or_compiles_and_counts_t
 
     assert progress_update({"stage": "loading model", "done": 0, "total": 0}, 0, 1) == (
         None,
-        "InvSR: loading the model (once, after the worker starts)",
+        "InvSR: loading the model, once after the worker starts",
     )
     fraction, text = progress_update({"stage": "compiling", "done": 0, "total": 82, "eta": None}, 1, 2)
     assert fraction is None and text.startswith("InvSR: layer 2/2: compiling the networks")
     assert progress_update({"stage": "tiles", "done": 16, "total": 82, "eta": 8.25}, 1, 2) == (
         pytest.approx(0.5 + 16 / 82 / 2),
-        "InvSR: layer 2/2: tile 16/81, 8 s left",
+        "InvSR: layer 2/2: tile 16/81, about 8 s left",
     )

@@ -156,9 +156,15 @@ def upscale(image, layers, options: Options, adapter):
     """Read every layer, upscale all of them, and only then change anything. `adapter` is the module
     that touches GIMP (gimp_adapter). Returns the new image, when the output is one."""
     regions = [adapter.read_region(image, layer) for layer in layers]
-    progress = adapter.Progress("Upscaling with InvSR")
+    job = adapter.job_of(image, layers)
+    work = job.estimate(options.output, options.scale, options.tile, sizing.read_pace(adapter.settings_folder()))
+    progress = adapter.Progress(f"Upscaling with InvSR: {work.work_text()}")  # what is ahead, from the first second
+
+    def starting(_):
+        progress.text(f"InvSR: starting the worker, then {work.work_text()}")
+
     try:
-        client = flow.connect(options, on_status=progress.text)
+        client = flow.connect(options, on_status=starting)
         with client:
             results = flow.upscale_regions(client, regions, options, progress.update)
         sizing.write_pace(adapter.settings_folder(), [result.report for result in results])

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from invsr_wire.contract import DEFAULT_OVERLAP, DEFAULT_TILE, MAX_SCALE, MAX_TILE, MIN_SCALE, TILE_MULTIPLE
 
-from .flow import PluginError
+from .errors import PluginError
 
 SIZE_BY = ("scale", "width", "height", "long-edge")
 # The tile sizes offered: multiples of TILE_MULTIPLE, each about 1.5x the last, up to the largest allowed.
@@ -95,6 +95,11 @@ class Estimate:
 
     def is_large(self) -> bool:
         return self.width * self.height > LARGE_PIXELS or (self.seconds or 0) > LARGE_SECONDS
+
+    def work_text(self) -> str:
+        """The work alone, e.g. "48 tiles, about 2 min"."""
+        tiles = "1 tile" if self.tiles == 1 else f"{self.tiles} tiles"
+        return tiles if self.seconds is None else f"{tiles}, {duration(self.seconds)}"
 
     def text(self) -> str:
         """As the dialog shows it, e.g. "3200 × 2400 pixels (7.7 megapixels), 48 tiles, about 2 min"."""
