@@ -11,6 +11,7 @@ import re
 import shutil
 import signal
 import sys
+from xml.etree import ElementTree
 
 import numpy as np
 import pytest
@@ -392,6 +393,21 @@ def test_indexed_images_get_a_clear_message_and_stay_unchanged(main_run):
     assert same_image(main_run[0], result["before"], result["after"])
 
 
+def test_help_and_f1_open_the_plugins_own_page(main_run):
+    """GIMP registered the plug-in's help domain (its pluginrc says where), whose index maps the procedure's
+    help id to a page that is there: the dialog's Help and F1 open it, not "the user manual is not installed"."""
+    folder, _ = main_run
+    pluginrc = (folder / "gimp-config" / "pluginrc").read_text(errors="replace")  # it holds icons as bytes
+    found = re.search(r'\(help-def "invsr-upscale" "file://([^"]+)"\)', pluginrc)
+    assert found, "no help domain registered"
+    help_folder = PLUGINS / "invsr-upscale" / "help"
+    assert found.group(1).rstrip("/") == str(help_folder)  # the tree is mounted at its own path in the root
+    index = ElementTree.parse(help_folder / "en" / "gimp-help.xml").getroot()
+    pages = {item.get("id"): item.get("ref") for item in index.iter("help-item")}
+    page = help_folder / "en" / pages["python-fu-invsr-upscale"]
+    assert "<h1>Filters &gt; Enhance &gt; Upscale (InvSR)</h1>" in page.read_text()
+
+
 def test_all_changes_are_one_undo_group_after_the_result_is_in(main_run):
     _, results = main_run
     changes = [call[0] for call in results["undo-group"]["calls"] if not call[0].startswith("progress")]
@@ -659,6 +675,7 @@ def test_installed_plugin_works_in_gimp_and_doctor_finds_every_link(gimp, worksp
         and "tiny job round-trips" in lines[3]
     )
 
+    assert (plugins / "invsr-upscale" / "help" / "en" / "index.html").is_file()  # the page Help opens
     assert main(["gimp", "uninstall", "--gimp-dir", str(plugins)]) == 0
     assert not (plugins / "invsr-upscale").exists()
 
