@@ -97,7 +97,7 @@ def pending(jobs: Jobs) -> tuple[Jobs, Jobs]:
     """(to do, done): a job is done when its output exists, as only a finished output does (outputs are
     written to a temporary name and renamed). Temporary files that interrupted runs left are removed."""
     done = [(source, target) for source, target in jobs if target.is_file() and target.stat().st_size > 0]
-    from .image_io import remove_stale_partials
+    from invsr_wire.atomic import remove_stale_partials
 
     for folder in {target.parent for _, target in jobs}:
         remove_stale_partials(folder)

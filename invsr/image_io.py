@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import os
 import struct
 import warnings
 import zlib
 from pathlib import Path
 
 import numpy as np
+
+from invsr_wire.atomic import partial_path, write_atomically
 
 from .errors import ImageFileError
 from .metadata import IPTC_TAG, Metadata, fitted, pillow_options, png_chunks, png_chunks_for, read_metadata, tiff_tags
@@ -231,7 +232,7 @@ def check_output(path: Path, height: int, width: int, channels: int) -> None:
     check_format(path, height, width, channels)
     if path.is_dir():
         raise ImageFileError(f"{path}: is a folder; choose a file name for the result")
-    probe = _partial_name(path)
+    probe = partial_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"")
@@ -362,42 +363,8 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
-def _partial_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.partial")
-
-
-def remove_stale_partials(folder: Path) -> list[Path]:
-    """Remove the temporary files (`_partial_name`) that runs killed while writing left in `folder`: those
-    of processes that no longer run (checked on POSIX only, where asking costs nothing). Returns them."""
-    removed = []
-    if os.name != "posix" or not folder.is_dir():
-        return removed
-    for path in folder.glob(".*.partial"):
-        pid = path.name[: -len(".partial")].rpartition(".")[2]
-        if pid.isdigit() and int(pid) != os.getpid() and not _process_runs(int(pid)):
-            path.unlink(missing_ok=True)
-            removed.append(path)
-    return removed
-
-
-def _process_runs(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # signal 0: only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except OSError:  # it exists, but is another user's
-        return True
-    return True
-
-
 def _write_atomically(path: Path, data: bytes) -> None:
-    partial = _partial_name(path)
     try:
-        partial.write_bytes(data)
-        os.replace(partial, path)
+        write_atomically(path, data)
     except OSError as error:
-        partial.unlink(missing_ok=True)
         raise ImageFileError(f"{path}: cannot write ({error.strerror or error})") from error
-    except BaseException:  # interrupted (Ctrl-C): no half-written temporary file is left behind either
-        partial.unlink(missing_ok=True)
-        raise

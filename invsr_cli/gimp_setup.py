@@ -137,6 +137,7 @@ def _plugin_files() -> dict[str, Path]:
     """Each file of the installed plug-in (relative path) and its source in the installed packages."""
     files = {f"{PLUGIN_NAME}.py": PLUGIN_DIR / f"{PLUGIN_NAME}.py"}
     files |= {f"invsr_plugin/{module.name}": module for module in sorted((PLUGIN_DIR / "invsr_plugin").glob("*.py"))}
+    files |= {str(page.relative_to(PLUGIN_DIR)): page for page in sorted((PLUGIN_DIR / "help").glob("*/*"))}
     wire = Path(invsr_wire.__file__).parent
     return files | {f"invsr_wire/{module.name}": module for module in sorted(wire.glob("*.py"))}
 
@@ -145,7 +146,7 @@ def _copy_plugin(target: Path) -> None:
     """Replace the plug-in's own files; keep what the user put there (the `vendor/` folder with pyzmq)."""
     if target.is_symlink():  # a developer's link to a source tree: replaced by a copy, the tree untouched
         target.unlink()
-    for ours in (f"{PLUGIN_NAME}.py", "invsr_plugin", "invsr_wire", "invsr_server"):  # invsr_server: before 0.2
+    for ours in (f"{PLUGIN_NAME}.py", "invsr_plugin", "invsr_wire", "help", "invsr_server"):  # invsr_server: before 0.2
         _remove(target / ours)
     for relative, source in _plugin_files().items():
         (target / relative).parent.mkdir(parents=True, exist_ok=True)

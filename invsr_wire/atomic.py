@@ -38,3 +38,28 @@ def write_atomically(path: Path, data: bytes, mode: int = 0o666) -> None:
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def remove_stale_partials(folder: Path) -> list[Path]:
+    """Remove the temporary files that runs killed while writing left in `folder`: those of processes that
+    no longer run (checked on POSIX only, where asking costs nothing). Returns them."""
+    folder = Path(folder)
+    removed = []
+    if os.name != "posix" or not folder.is_dir():
+        return removed
+    for path in folder.glob(f".*{PARTIAL_SUFFIX}"):
+        pid = path.name[: -len(PARTIAL_SUFFIX)].rpartition(".")[2]
+        if pid.isdigit() and int(pid) != os.getpid() and not _process_runs(int(pid)):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _process_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, but is another user's
+        return True
+    return True

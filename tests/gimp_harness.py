@@ -151,7 +151,8 @@ class GimpRunner:
         (config / "gimprc").write_text(f'(plug-in-path "{search}")\n')
         batch = f"exec(open({self.inside(script)!r}).read())"
         command = [self.console, "-i", "-n", "-d", "-f", "--batch-interpreter=python-fu-eval", "-b", batch, "--quit"]
-        command = ["xvfb-run", "-a", *command] if screen else command
+        display = ["-s", "-screen 0 1280x800x24"]  # xvfb-run's default, 640 x 480 in 8 bits, is too small to see
+        command = ["xvfb-run", "-a", *display, *command] if screen else command
         return self.run(command, dict(env, HOME=self.inside(home), GIMP3_DIRECTORY=self.inside(config)), timeout)
 
     def run(self, command: list[str], env: dict, timeout: float = 600) -> subprocess.CompletedProcess:

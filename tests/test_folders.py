@@ -85,7 +85,7 @@ def test_skip_existing_resumes_an_interrupted_run_and_counts_what_remains(
     tmp_path, tree, tiny_weights, monkeypatch, capsys
 ):
     weights, out, report = tiny_weights.noise_predictor.parent, tmp_path / "out", tmp_path / "report.json"
-    import invsr.image_io
+    import invsr_wire.atomic
 
     real_replace, renamed = os.replace, []
 
@@ -95,9 +95,9 @@ def test_skip_existing_resumes_an_interrupted_run_and_counts_what_remains(
             raise KeyboardInterrupt
         real_replace(source, target)
 
-    monkeypatch.setattr(invsr.image_io.os, "replace", interrupted_second)
+    monkeypatch.setattr(invsr_wire.atomic.os, "replace", interrupted_second)
     assert upscale(tree, "-o", out, "--recursive", weights=weights) == 130
-    monkeypatch.setattr(invsr.image_io.os, "replace", real_replace)
+    monkeypatch.setattr(invsr_wire.atomic.os, "replace", real_replace)
     assert sorted(p.name for p in out.rglob("*")) == ["a.png", "sub"]  # the interrupted one left no temporary file
     stale = out / "sub" / f".c.tif.{dead_pid()}.partial"  # what a run killed outright leaves
     (out / "sub" / "deeper").mkdir()
@@ -126,7 +126,7 @@ def test_skip_existing_resumes_an_interrupted_run_and_counts_what_remains(
 
 
 def test_a_temporary_file_of_a_running_process_is_left_alone(tmp_path):
-    from invsr.image_io import remove_stale_partials
+    from invsr_wire.atomic import remove_stale_partials
 
     running = tmp_path / f".x.png.{os.getppid()}.partial"
     dead = tmp_path / f".y.png.{dead_pid()}.partial"

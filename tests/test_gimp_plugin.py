@@ -7,9 +7,11 @@ result must equal the library's in-process result on the same pixels and seed: t
 
 import json
 import os
+import re
 import shutil
 import signal
 import sys
+from xml.etree import ElementTree
 
 import numpy as np
 import pytest
@@ -75,6 +77,8 @@ MAIN = [
         targets=["upper", "lower"],
         arguments={"scale": 2.0, "output": "new-image"},
     ),
+    scenario("repeat-selection", [photo_layer()], select=[4, 3, 10, 8], arguments={"scale": 2.0}, repeat=True),
+    scenario("mask-target", [photo_layer(mask="left-half")], target_mask=True, arguments={"scale": 2.0}),
     scenario("undo-group", [photo_layer()], record_calls=True),
     scenario("deleted-meanwhile", [photo_layer()], record_calls=True, delete_during="photo"),
     scenario(
@@ -129,6 +133,7 @@ def run_gimp(gimp, workspace, name, scenarios, env=None, installed=None, screen=
         "out": gimp.inside(out),
         "plugin": gimp.inside(installed / "invsr-upscale" if installed else PLUGINS / "invsr-upscale"),
         "connection_file": gimp.inside(workspace / "run" / "worker.json"),
+        "screenshot": gimp.inside(REPO / "tests" / "gimp" / "screenshot.py"),
         "scenarios": scenarios,
     }
     (out / "plan.json").write_text(json.dumps(plan))
@@ -206,7 +211,7 @@ def check_lossless(main_run, pipeline, name, source_name="photo", crop=None):
     if crop:
         x, y, w, h = crop
         source = source[y : y + h, x : x + w]
-    upscaled = by_name(result["after"], f"{source_name} (InvSR x{case['arguments']['scale']:g})")
+    upscaled = by_name(result["after"], f"{source_name} (InvSR ×{case['arguments']['scale']:.3g})")
     np.testing.assert_array_equal(
         pixels(folder, upscaled), expected(pipeline, source, case["arguments"]).reshape(pixels(folder, upscaled).shape)
     )
@@ -229,7 +234,7 @@ def test_linear_precision_goes_through_the_perceptual_encoding(main_run, pipelin
     assert result["status"] == "success", result["error"]
     source = by_name(result["before"], "photo")
     assert source["encoding"].startswith("R~G~B~") and source["dtype"] == "f32"
-    upscaled = by_name(result["after"], "photo (InvSR x2)")
+    upscaled = by_name(result["after"], "photo (InvSR ×2)")
     want = expected(pipeline, pixels(folder, source), {"scale": 2.0})
     np.testing.assert_allclose(pixels(folder, upscaled), want, atol=1e-5)  # float round trip through linear storage
 
@@ -241,7 +246,7 @@ def test_other_precisions_travel_as_float_and_come_back_in_their_own(main_run, p
     assert result["status"] == "success", result["error"]
     source = by_name(result["before"], "photo")
     assert source["dtype"] == "f32"
-    upscaled = by_name(result["after"], "photo (InvSR x2)")
+    upscaled = by_name(result["after"], "photo (InvSR ×2)")
     want = expected(pipeline, pixels(folder, source), {"scale": 2.0}).reshape(pixels(folder, upscaled).shape)
     np.testing.assert_allclose(pixels(folder, upscaled), want, atol=tolerance)  # rounded to the layer's own precision
 
@@ -264,7 +269,7 @@ def test_a_layer_in_a_group_gets_its_result_in_the_same_group_above_it(main_run,
     result, upscaled = check_lossless(main_run, pipeline, "in-group")
     assert upscaled["parent"] == "Group"
     names = [layer["name"] for layer in result["after"]["layers"] if layer["parent"] == "Group"]
-    assert names == ["photo (InvSR x2)", "photo"]
+    assert names == ["photo (InvSR ×2)", "photo"]
 
 
 def test_only_the_selected_area_is_upscaled(main_run, pipeline):
@@ -299,6 +304,21 @@ def test_with_a_selection_the_mask_is_both_and_the_source_stays_visible(main_run
     assert result["after"]["selection"] == plain and plain is not None  # the user's selection, as it was
 
 
+def test_after_a_selection_the_result_layer_is_selected_so_that_filters_repeat_works(main_run):
+    """Not its mask: Filters > Repeat runs on what is selected, and a mask cannot be upscaled."""
+    result = main_run[1]["repeat-selection"]
+    assert result["status"] == "success", result["error"]
+    assert result["selected"] == [["layer", "photo (InvSR ×2)"]]
+    assert result["repeated"] == {"status": "success", "error": None, "size": [96, 80]}
+    names = [layer["name"] for layer in result["after"]["layers"]]
+    assert names == ["photo (InvSR ×2) (InvSR ×2)", "photo (InvSR ×2)", "photo"]
+
+
+def test_a_selected_layer_mask_upscales_its_layer(main_run, pipeline):
+    result, upscaled = check_lossless(main_run, pipeline, "mask-target")
+    assert upscaled["mask"] is True and result["selected"] == [["layer", "photo (InvSR ×2)"]]
+
+
 def test_a_hidden_layer_gives_a_hidden_result(main_run, pipeline):
     result, upscaled = check_lossless(main_run, pipeline, "hidden")
     assert upscaled["visible"] is False and by_name(result["after"], "photo")["visible"] is False
@@ -330,9 +350,9 @@ def test_two_selected_layers_are_both_upscaled(main_run, pipeline):
     result, upscaled = check_lossless(main_run, pipeline, "two-layers", source_name="upper")
     assert upscaled["offsets"] == [4, 4]
     assert [layer["name"] for layer in result["after"]["layers"]] == [
-        "upper (InvSR x2)",
+        "upper (InvSR ×2)",
         "upper",
-        "lower (InvSR x2)",
+        "lower (InvSR ×2)",
         "lower",
     ]
 
@@ -344,7 +364,7 @@ def test_new_image_output_leaves_the_image_alone(main_run, pipeline):
     assert result["after"]["size"] == result["before"]["size"] == [30, 24]
     assert [layer["name"] for layer in result["after"]["layers"]] == ["photo"]
     (created,) = result["new_images"]
-    layer = by_name(created, "photo (InvSR x2)")
+    layer = by_name(created, "photo (InvSR ×2)")
     assert created["size"] == [48, 40] and layer["offsets"] == [0, 0]
     source = pixels(folder, by_name(result["before"], "photo"))
     np.testing.assert_array_equal(pixels(folder, layer), expected(pipeline, source, {"scale": 2.0}))
@@ -354,12 +374,12 @@ def test_a_new_image_stacks_the_results_as_their_sources_whatever_the_selection_
     result = main_run[1]["new-image-order"]
     assert result["status"] == "success", result["error"]
     (created,) = result["new_images"]
-    assert [layer["name"] for layer in created["layers"]] == ["upper (InvSR x2)", "lower (InvSR x2)"]
+    assert [layer["name"] for layer in created["layers"]] == ["upper (InvSR ×2)", "lower (InvSR ×2)"]
 
 
 def test_result_layer_records_how_it_was_made(main_run):
     _, results = main_run
-    record = by_name(results["rgb8"]["after"], "photo (InvSR x2)")["parasite"]
+    record = by_name(results["rgb8"]["after"], "photo (InvSR ×2)")["parasite"]
     assert record["seed"] == 5 and record["steps"] == 1 and record["timesteps"] == [200]
     assert record["color_fix"] == "wavelet" and record["scale"] == 2.0 and record["version"]
     assert record["weights"]["tiny_random"] is True and "InvSR" in record["model"]
@@ -373,6 +393,21 @@ def test_indexed_images_get_a_clear_message_and_stay_unchanged(main_run):
     assert same_image(main_run[0], result["before"], result["after"])
 
 
+def test_help_and_f1_open_the_plugins_own_page(main_run):
+    """GIMP registered the plug-in's help domain (its pluginrc says where), whose index maps the procedure's
+    help id to a page that is there: the dialog's Help and F1 open it, not "the user manual is not installed"."""
+    folder, _ = main_run
+    pluginrc = (folder / "gimp-config" / "pluginrc").read_text(errors="replace")  # it holds icons as bytes
+    found = re.search(r'\(help-def "invsr-upscale" "file://([^"]+)"\)', pluginrc)
+    assert found, "no help domain registered"
+    help_folder = PLUGINS / "invsr-upscale" / "help"
+    assert found.group(1).rstrip("/") == str(help_folder)  # the tree is mounted at its own path in the root
+    index = ElementTree.parse(help_folder / "en" / "gimp-help.xml").getroot()
+    pages = {item.get("id"): item.get("ref") for item in index.iter("help-item")}
+    page = help_folder / "en" / pages["python-fu-invsr-upscale"]
+    assert "<h1>Filters &gt; Enhance &gt; Upscale (InvSR)</h1>" in page.read_text()
+
+
 def test_all_changes_are_one_undo_group_after_the_result_is_in(main_run):
     _, results = main_run
     changes = [call[0] for call in results["undo-group"]["calls"] if not call[0].startswith("progress")]
@@ -384,13 +419,13 @@ def test_the_progress_bar_counts_the_tiles_then_says_what_is_left_to_do(main_run
     assembles and sends the result and when the plug-in writes it, and closes after the image changed."""
     calls = main_run[1]["progress"]["calls"]
     names = [call[0] for call in calls]
-    assert names[0] == "progress_init" and calls[0][1] == "Upscaling with InvSR"
+    assert names[0] == "progress_init" and re.fullmatch(r"Upscaling with InvSR: \d+ tiles, about \d+ s", calls[0][1])
     fractions = [call[1] for call in calls if call[0] == "progress_update"]
     texts = [call[1] for call in calls if call[0] == "progress_set_text"]
     assert len(fractions) >= 4 and fractions == sorted(fractions) and 0 <= fractions[0] and fractions[-1] == 1.0
     counted = [text for text in texts if text.startswith("InvSR: tile ")]
     tiles = int(counted[0].split("/")[1].split(",")[0])
-    assert tiles >= 4 and len(counted) >= 3 and any(text.endswith(" s left") for text in counted)
+    assert tiles >= 4 and len(counted) >= 3 and any(re.search(r", about \d+ s left$", text) for text in counted)
     assert texts[-3:] == [
         f"InvSR: all {tiles} tiles done, assembling the result",
         "InvSR: receiving the result",
@@ -406,7 +441,36 @@ def test_the_progress_bar_counts_the_tiles_then_says_what_is_left_to_do(main_run
     )
 
 
-def test_the_dialog_opens_and_ok_upscales_with_its_values_cancel_changes_nothing(gimp, workspace, worker, pipeline):
+# In the dialog: Size by (alt+z) moved down to "Width in pixels", Pixels (alt+p) typed over: 60 for a 24-pixel width;
+# Tab leaves the field (which takes the value), and Upscale (alt+u).
+BY_WIDTH = [
+    ["key", "alt+z"],
+    ["key", "Down"],
+    ["key", "alt+p"],
+    ["key", "ctrl+a"],
+    ["type", "60"],
+    ["key", "Tab"],
+    ["shot", "by-width"],
+    ["key", "alt+u"],
+]
+
+
+# Scale (alt+a) typed over: 16, for a 640 x 640 image, is a 10240 x 10240 result (105 megapixels).
+SCALE_16 = [["key", "alt+a"], ["key", "ctrl+a"], ["type", "16"], ["key", "Tab"], ["shot", "scale-16"], ["key", "alt+u"]]
+
+
+def keep_screenshots(folder, tmp_path):
+    """The pictures of the dialog a run took, copied where pytest keeps its files, to look at."""
+    kept = tmp_path / "screenshots"
+    kept.mkdir(exist_ok=True)
+    for picture in [*folder.glob("*.png"), *folder.glob("*.log")]:
+        shutil.copy(picture, kept / picture.name)
+    return kept
+
+
+def test_the_dialog_opens_and_ok_upscales_with_its_values_cancel_changes_nothing(
+    gimp, workspace, worker, pipeline, tmp_path
+):
     """The real plug-in, run interactively on a virtual screen, its dialog answered with the keyboard."""
     if not gimp.has_screen:
         pytest.skip("needs xvfb-run and xdotool where GIMP runs (tests/gimp/build-root.sh installs them)")
@@ -418,19 +482,52 @@ def test_the_dialog_opens_and_ok_upscales_with_its_values_cancel_changes_nothing
         "scale": 2.0,
         "seed": 7,
         "server": gimp.inside(workspace / "run" / "worker.json"),
+        "pixels": 3840,
+        "size-by": "scale",
     }  # the dialog's initial values
     dialogs = [
-        scenario("ok", [photo_layer()], arguments=arguments, dialog_key="Return"),
+        scenario("ok", [photo_layer()], arguments=arguments, dialog=[["shot", "dialog"], ["key", "Return"]]),
         scenario("cancel", [photo_layer()], arguments=arguments, dialog_key="Escape"),
+        scenario("channel", [photo_layer()], target_channel=True, arguments=arguments, dialog_key="Escape"),
+        scenario(
+            "advanced",
+            [photo_layer()],
+            arguments=arguments,
+            dialog=[["key", "alt+v"], ["shot", "advanced"], ["key", "alt+c"]],
+        ),
+        scenario(
+            "large",
+            [photo_layer(size=(640, 640))],
+            canvas=(640, 640),
+            arguments=arguments,
+            dialog=SCALE_16 + [["window", "a large job$"], ["shot", "large-job"], ["key", "Escape"]],
+        ),
+        scenario("by-width", [photo_layer()], arguments=arguments, dialog=BY_WIDTH),
     ]
-    folder, results = run_gimp(gimp, workspace, "dialog", dialogs, env, screen=True)
+    try:
+        folder, results = run_gimp(gimp, workspace, "dialog", dialogs, env, screen=True)
+    finally:
+        keep_screenshots(workspace / "dialog", tmp_path)
     ok, cancel = results["ok"], results["cancel"]
+    channel = results["channel"]  # said before the dialog opens (else Escape would have cancelled it)
+    assert channel["status"] == "execution-error" and "A channel cannot be upscaled" in channel["error"]
     assert ok["status"] == "success", ok["error"]
     source = pixels(folder, by_name(ok["before"], "photo"))
     np.testing.assert_array_equal(
-        pixels(folder, by_name(ok["after"], "photo (InvSR x2)")), expected(pipeline, source, {"scale": 2.0, "seed": 7})
+        pixels(folder, by_name(ok["after"], "photo (InvSR ×2)")), expected(pipeline, source, {"scale": 2.0, "seed": 7})
     )
     assert cancel["status"] == "cancel" and same_image(folder, cancel["before"], cancel["after"])
+    assert results["advanced"]["status"] == "cancel"  # Advanced opened (its picture taken), then Escape
+    by_width = results["by-width"]  # the target as a width, typed: the image becomes 60 pixels wide
+    assert by_width["status"] == "success", by_width["error"]
+    assert by_width["after"]["size"] == [60, 50] and by_name(by_width["after"], "photo (InvSR ×2.5)")
+    large = results["large"]  # asked about before it starts, and cancelled there
+    assert large["status"] == "cancel" and same_image(folder, large["before"], large["after"]), large["error"]
+    # the line under the size fields followed the typing: GIMP keeps its last text with the dialog's values
+    last = folder / "gimp-config" / "plug-in-settings" / "GimpProcedureConfigRun-python-fu-invsr-upscale.last"
+    assert re.search(r'\(estimate "Result: 60 \S+ 50 pixels, 1 tile, about \d+ s"\)', last.read_text()), (
+        last.read_text()
+    )
     stderr = (folder / "gimp-stderr.txt").read_text()
     assert "mnemonic" not in stderr, [
         line for line in stderr.splitlines() if "mnemonic" in line
@@ -443,17 +540,19 @@ def test_the_dialog_opens_and_ok_upscales_with_its_values_cancel_changes_nothing
         (
             "fails",
             ["python3", "-c", "import sys; sys.exit('simulated: the GPU driver is missing')"],
-            ["simulated: the GPU driver is missing"],
+            ["The InvSR worker could not start.", "simulated: the GPU driver is missing", "Fix what it names, then"],
         ),
         (
             "gone",
             ["/moved/venv/bin/python", "-m", "invsr_cli", "serve"],
-            ["cannot run /moved/venv/bin/python", "run `invsr gimp install` again"],
+            ["cannot start the InvSR worker: /moved/venv/bin/python is missing", "run: invsr gimp install. Then"],
         ),
+        ("not-installed", None, ["this copy of the plug-in cannot start one", "run: invsr gimp install. Then restart"]),
     ],
 )
 def test_no_worker_and_none_startable_leaves_the_image_unchanged(gimp, workspace, case, command, says):
-    (workspace / f"{case}.json").write_text(json.dumps({"start_command": command}))
+    if command is not None:  # else no settings: the plug-in was not installed by `invsr gimp install`
+        (workspace / f"{case}.json").write_text(json.dumps({"start_command": command}))
     env = {
         "INVSR_RUNTIME_DIR": gimp.inside(workspace / f"empty-run-{case}"),
         "INVSR_GIMP_SETTINGS": gimp.inside(workspace / f"{case}.json"),
@@ -463,7 +562,30 @@ def test_no_worker_and_none_startable_leaves_the_image_unchanged(gimp, workspace
     )
     result = results["rgb8"]
     assert result["status"] == "execution-error"
-    assert "none could be started" in result["error"] and all(text in result["error"] for text in says), result["error"]
+    assert all(text in result["error"] for text in says), result["error"]
+    assert result["error"].endswith("upscale again.") and "`" not in result["error"]  # one action, in plain words
+    assert same_image(folder, result["before"], result["after"])
+
+
+def test_a_worker_that_died_is_said_with_what_to_do(gimp, workspace):
+    """The Worker field names a connection file whose process is gone: say so, and what to do, in words."""
+    from invsr_wire import connection
+
+    dead = workspace / "dead-worker.json"
+    connection.write(
+        dead, connection.Connection(endpoint="tcp://127.0.0.1:9", key="00" * 32, pid=999999, protocol="2.0")
+    )
+    arguments = {"scale": 2.0, "server": gimp.inside(dead)}
+    env = {"INVSR_RUNTIME_DIR": gimp.inside(workspace / "run")}
+    folder, results = run_gimp(
+        gimp, workspace, "dead-worker", [scenario("rgb8", [photo_layer()], arguments=arguments)], env
+    )
+    result = results["rgb8"]
+    assert result["status"] == "execution-error"
+    assert result["error"] == (
+        "The InvSR worker named in the Worker field stopped answering; nothing was changed. Start it again on its "
+        "computer, then upscale again."
+    )
     assert same_image(folder, result["before"], result["after"])
 
 
@@ -498,11 +620,15 @@ def test_the_plugin_starts_the_local_worker_and_reuses_it(gimp, workspace, pipel
         folder, results = run_gimp(gimp, workspace, "auto-start", twice, env)
         assert results["first"]["error"] is None and results["second"]["status"] == "success", results
         texts = [call[1] for call in results["first"]["calls"] if call[0] == "progress_set_text"]
-        assert texts[:2] == ["Starting the InvSR worker...", "InvSR: loading the model (once, after the worker starts)"]
+        assert ["progress_init", "Upscaling with InvSR: 1 tile"] in results["first"]["calls"]  # from the first second
+        assert texts[:2] == [
+            "InvSR: starting the worker, then 1 tile",
+            "InvSR: loading the model, once after the worker starts",
+        ]
         assert texts[2] == "InvSR: 1 tile done, assembling the result"
         source = pixels(folder, by_name(results["second"]["before"], "photo"))
         np.testing.assert_array_equal(
-            pixels(folder, by_name(results["second"]["after"], "photo (InvSR x2)")),
+            pixels(folder, by_name(results["second"]["after"], "photo (InvSR ×2)")),
             expected(pipeline, source, {"scale": 2.0}),
         )
         log = (run_dir / "worker.log").read_text()
@@ -533,7 +659,7 @@ def test_installed_plugin_works_in_gimp_and_doctor_finds_every_link(gimp, worksp
     assert result["status"] == "success", result["error"]
     source = pixels(folder, by_name(result["before"], "photo"))
     np.testing.assert_array_equal(
-        pixels(folder, by_name(result["after"], "photo (InvSR x2)")), expected(pipeline, source, {"scale": 2.0})
+        pixels(folder, by_name(result["after"], "photo (InvSR ×2)")), expected(pipeline, source, {"scale": 2.0})
     )
 
     doctor = gimp.run(
@@ -549,6 +675,7 @@ def test_installed_plugin_works_in_gimp_and_doctor_finds_every_link(gimp, worksp
         and "tiny job round-trips" in lines[3]
     )
 
+    assert (plugins / "invsr-upscale" / "help" / "en" / "index.html").is_file()  # the page Help opens
     assert main(["gimp", "uninstall", "--gimp-dir", str(plugins)]) == 0
     assert not (plugins / "invsr-upscale").exists()
 
@@ -674,7 +801,10 @@ def test_the_plugin_reaches_a_curve_worker_with_the_key_given_at_install(tmp_pat
     try:
         monkeypatch.setenv("INVSR_GIMP_SETTINGS", str(tmp_path / "none.json"))
         options = flow.Options(server=str(worker.folder / "worker.json"))
-        with pytest.raises(flow.PluginError, match=r"requires CurveZMQ encryption: .*invsr gimp install --client-key"):
+        with pytest.raises(
+            flow.PluginError,
+            match=r"requires CurveZMQ encryption: .* In a terminal, run: invsr gimp install --client-key",
+        ):
             flow.connect(options, on_status=print)
         assert main(["gimp", "install", "--gimp-dir", str(plugins), "--client-key", str(laptop)]) == 0
         monkeypatch.setenv("INVSR_GIMP_SETTINGS", str(plugins / "invsr-upscale" / "invsr-settings.json"))
@@ -704,11 +834,11 @@ def test_the_progress_bar_pulses_while_the_worker_loads_or_compiles_and_counts_t
 
     assert progress_update({"stage": "loading model", "done": 0, "total": 0}, 0, 1) == (
         None,
-        "InvSR: loading the model (once, after the worker starts)",
+        "InvSR: loading the model, once after the worker starts",
     )
     fraction, text = progress_update({"stage": "compiling", "done": 0, "total": 82, "eta": None}, 1, 2)
     assert fraction is None and text.startswith("InvSR: layer 2/2: compiling the networks")
     assert progress_update({"stage": "tiles", "done": 16, "total": 82, "eta": 8.25}, 1, 2) == (
         pytest.approx(0.5 + 16 / 82 / 2),
-        "InvSR: layer 2/2: tile 16/81, 8 s left",
+        "InvSR: layer 2/2: tile 16/81, about 8 s left",
     )

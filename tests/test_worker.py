@@ -418,14 +418,15 @@ def test_client_killed_mid_job_gets_its_job_cancelled_and_the_next_one_served(wo
         vanishing.kill()
         killed = time.monotonic()
         while client.status()["jobs"]:
-            assert time.monotonic() - killed < 12, (
-                "the abandoned job was not cancelled"
-            )  # 5 s timeout, then the next tile
+            # its closed connection is noticed at once (the 5 s heartbeat timeout is the fallback), then the
+            # job stops at the next stage of the networks
+            assert time.monotonic() - killed < 12, "the abandoned job was not cancelled"
             time.sleep(0.2)
     finally:
         vanishing.kill()
         vanishing.wait()
-    assert "the client sent no heartbeat" in worker.log.read_text()
+    log = worker.log.read_text()
+    assert "cancelled: the client disconnected" in log or "the client sent no heartbeat" in log, log
     assert send_upscale(client, noise_image(16))[1].shape == (64, 64, 3)
 
 

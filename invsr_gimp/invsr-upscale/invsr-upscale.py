@@ -16,12 +16,15 @@ import gi  # noqa: E402
 
 gi.require_version("Gimp", "3.0")
 gi.require_version("GimpUi", "3.0")
-from gi.repository import Gimp  # noqa: E402
+from gi.repository import Gimp, Gio  # noqa: E402
 from invsr_plugin.procedure import PROCEDURE, define, run  # noqa: E402
+
+HELP_DOMAIN = "invsr-upscale"  # the dialog's Help and F1 open help/en/index.html (help/en/gimp-help.xml maps it)
 
 
 class InvSRUpscale(Gimp.PlugIn):
     def do_query_procedures(self):
+        self.set_help_domain(HELP_DOMAIN, Gio.File.new_for_path(os.path.join(HERE, "help")))
         return [PROCEDURE]
 
     def do_set_i18n(self, name):

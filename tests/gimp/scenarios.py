@@ -9,9 +9,11 @@ Standard library and gi only: this is GIMP's Python.
 import json
 import os
 import random
+import signal
 import struct
 import subprocess
 import sys
+import time
 import traceback
 
 import gi
@@ -161,31 +163,54 @@ def describe(image, store, prefix):
     }
 
 
-def call_plugin(image, drawables, arguments, dialog_key=None):
-    """Through the PDB, as GIMP does; with `dialog_key`, interactively: the plug-in opens its dialog on
-    the virtual screen, and xdotool presses that key in it (Return: OK, Escape: Cancel)."""
+def call_plugin(image, drawables, arguments, dialog=None):
+    """Through the PDB, as GIMP does; with `dialog`, interactively: the plug-in opens its dialog on the
+    virtual screen, and xdotool does there what `dialog` lists (see `answer`)."""
     procedure = Gimp.get_pdb().lookup_procedure("python-fu-invsr-upscale")
     config = procedure.create_config()
-    config.set_property("run-mode", Gimp.RunMode.INTERACTIVE if dialog_key else Gimp.RunMode.NONINTERACTIVE)
-    if dialog_key:  # without a window manager, the dialog gets the keyboard only when given it
-        find = "xdotool search --sync --name '^Upscale [(]InvSR[)]$'"
-        subprocess.Popen(
-            [
-                "sh",
-                "-c",
-                f"{find} >/dev/null && sleep 1 && {find} windowfocus --sync %1 key --clearmodifiers {dialog_key}",
-            ]
-        )
+    config.set_property("run-mode", Gimp.RunMode.INTERACTIVE if dialog else Gimp.RunMode.NONINTERACTIVE)
+    log = open(os.path.join(OUT, "dialog-answers.log"), "a") if dialog else None  # each command, as it ran
+    user = subprocess.Popen(["sh", "-xc", answer(dialog)], stderr=log, start_new_session=True) if dialog else None
     config.set_property("image", image)
     config.set_core_object_array("drawables", drawables)
     for name, value in arguments.items():
         config.set_property(name, value)
     result = procedure.run(config)
+    if user is not None and user.poll() is None:  # a dialog that never opened: its answer must not go to the next
+        os.killpg(user.pid, signal.SIGTERM)
+        user.wait()
+    if user is not None:  # the next scenario's answer must not find this dialog's window, closing
+        find = ["xdotool", "search", "--name", "^Upscale [(]InvSR[)]"]
+        for _ in range(50):
+            if subprocess.run(find, capture_output=True).returncode != 0:
+                break
+            time.sleep(0.2)
     status = result.index(0)
     error = result.index(1) if result.length() > 1 and status != Gimp.PDBStatusType.SUCCESS else None
     return status.value_nick, (
         error.message if hasattr(error, "message") else str(error)
     ) if error is not None else None
+
+
+def answer(steps):
+    """A shell command doing, in order, what `steps` say, in the window last waited for (at first the
+    plug-in's dialog): ["key", "alt+a ctrl+a"] presses keys, ["type", "120"] types text, ["shot", NAME]
+    saves the screen as OUT/NAME.png, ["window", TITLE] waits for a window whose title matches TITLE
+    (a regular expression). Without a window manager, a window gets the keyboard only when given it."""
+    window = "^Upscale [(]InvSR[)]$"
+    commands = [f"xdotool search --sync --name '{window}' >/dev/null", "sleep 1"]
+    for kind, value in steps:
+        focus = f"xdotool search --name '{window}' windowfocus --sync %1"
+        if kind == "window":
+            window = value
+            commands += [f"xdotool search --sync --name '{value}' >/dev/null", "sleep 1"]
+        elif kind == "key":
+            commands += [f"{focus} key --clearmodifiers --delay 100 {value}", "sleep 0.5"]
+        elif kind == "type":
+            commands += [f"{focus} type --delay 50 '{value}'", "sleep 0.5"]
+        elif kind == "shot":
+            commands.append(f"python3 {PLAN['screenshot']} {os.path.join(OUT, value)}.png")
+    return " && ".join(commands)
 
 
 def run(scenario):
@@ -194,14 +219,39 @@ def run(scenario):
     before = describe(image, store, scenario["name"] + "-before")
     existing = {i.get_id() for i in Gimp.get_images()}
     drawables = [layers[name] for name in scenario.get("targets", [scenario["layers"][0]["name"]])]
-    status, error = call_plugin(image, drawables, scenario.get("arguments", {}), scenario.get("dialog_key"))
+    if scenario.get("target_mask"):  # the layer's mask selected, as when the user clicked its thumbnail
+        drawables = [layer.get_mask() for layer in drawables]
+    if scenario.get("target_channel"):  # a channel selected (in the Channels dialog), no layer
+        drawables = [Gimp.Selection.save(image)]
+    dialog = scenario.get("dialog") or ([["key", scenario["dialog_key"]]] if scenario.get("dialog_key") else None)
+    status, error = call_plugin(image, drawables, scenario.get("arguments", {}), dialog)
+    selected = [selected_item(item) for item in image.get_selected_drawables()]
+    repeated = None
+    if scenario.get("repeat"):  # Filters > Repeat: the same procedure, on what is selected now
+        again = call_plugin(image, image.get_selected_drawables(), scenario.get("arguments", {}))
+        repeated = {"status": again[0], "error": again[1], "size": [image.get_width(), image.get_height()]}
     after = describe(image, store, scenario["name"] + "-after")
     new_images = [i for i in Gimp.get_images() if i.get_id() not in existing]
     created = [describe(i, store, scenario["name"] + "-new") for i in new_images]
     for i in new_images:
         i.delete()
     image.delete()
-    return {"status": status, "error": error, "before": before, "after": after, "new_images": created}
+    return {
+        "status": status,
+        "error": error,
+        "before": before,
+        "after": after,
+        "new_images": created,
+        "selected": selected,
+        "repeated": repeated,
+    }
+
+
+def selected_item(item):
+    """What kind of item is selected, and its name (a mask's, its layer's)."""
+    if item.is_layer_mask():
+        return ["mask", Gimp.Layer.from_mask(item).get_name()]
+    return ["layer" if item.is_layer() else "channel", item.get_name()]
 
 
 def run_recording(scenario):

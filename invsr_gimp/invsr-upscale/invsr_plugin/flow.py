@@ -15,13 +15,12 @@ from invsr_wire import flatpak
 from invsr_wire.contract import DEFAULT_COLOR_FIX, DEFAULT_SCALE, sample_bytes, scaled_side
 from invsr_wire.errors import InvSRError
 
+from . import messages
+from .errors import PluginError
+from .sizing import duration
+
 PARASITE = "invsr-upscale"
 SETTINGS_FILE = "invsr-settings.json"  # written by `invsr gimp install`: how to start the worker
-OUTPUTS = ("scale-image", "new-image")
-
-
-class PluginError(Exception):
-    """A failure to show the user as it is: the text says what happened and what to do."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +30,7 @@ class Options:
     color_fix: str = DEFAULT_COLOR_FIX
     seed: int = 0
     tile: int = 0  # 0: automatic
-    output: str = "scale-image"
+    output: str = "scale-image"  # or "new-image"
     server: str = ""  # empty: the local worker
 
     def worker_params(self) -> dict:
@@ -95,13 +94,7 @@ def connect(options: Options, on_status):
     try:
         return client.connect(start_command=settings.get("start_command"), on_status=on_status)
     except InvSRError as error:
-        if not settings:
-            hint = " (the plug-in was not installed with `invsr gimp install`, so it cannot start one)"
-        elif "unrunnable_command" in error.details:
-            hint = " (run `invsr gimp install` again from the Python environment that has invsr)"
-        else:
-            hint = ""
-        raise PluginError(f"No InvSR worker is running and none could be started{hint}: {error}") from None
+        raise PluginError(messages.cannot_start(error, installed=bool(settings))) from None
 
 
 def _flatpak_client():
@@ -134,9 +127,9 @@ def _remote_client(path: Path, settings: dict):
         )
         if described.curve_server_key and pair is None:
             raise PluginError(
-                f"The worker in {path} requires CurveZMQ encryption: give the plug-in this computer's key pair with "
-                "`invsr gimp install --client-key NAME.key_secret` "
-                "(made by `invsr keys`; the worker must allow its public key)"
+                f"The worker in {path} requires CurveZMQ encryption: give the plug-in this computer's key pair, "
+                "made by invsr keys and allowed by the worker. In a terminal, run: "
+                "invsr gimp install --client-key NAME.key_secret"
             )
         return client.Client(described, client_keys=pair)
     except (OSError, ValueError) as error:
@@ -167,7 +160,7 @@ def upscale_regions(client, regions: list[Region], options: Options, on_progress
                 corner = f" (x and y count from the selection's corner, at {region.x}, {region.y} in the layer)"
                 where = corner if region.selected else ""
                 raise PluginError(f"InvSR: the layer {region.layer_name!r}: {error}{where}") from None
-            raise PluginError(f"InvSR: {error}") from None
+            raise PluginError(messages.job_failed(error, bool(options.server), region.layer_name)) from None
         results.append(check(region, header, buffer, options))
     return results
 
@@ -176,7 +169,7 @@ def progress_update(fields: dict, index: int, count: int) -> tuple[float | None,
     """The bar's fraction (None: it pulses) and text for a worker's progress on region `index` of `count`."""
     label = f"layer {index + 1}/{count}: " if count > 1 else ""
     if fields.get("stage") == "loading model":  # no count to show
-        return None, f"InvSR: {label}loading the model (once, after the worker starts)"
+        return None, f"InvSR: {label}loading the model, once after the worker starts"
     if fields.get("stage") == "compiling":  # a worker started with --compile, on its first job of this size
         return None, f"InvSR: {label}compiling the networks (the worker's first job at this tile size: minutes)"
     total = fields.get("total") or 1
@@ -188,7 +181,7 @@ def progress_text(done: int, total: int, eta: float | None) -> str:
     """The worker counts its tiles and then one step that finishes the image (total = tiles + 1)."""
     tiles = total - 1
     if done < tiles:
-        return f"tile {done}/{tiles}" + (f", {eta:.0f} s left" if eta is not None else "")
+        return f"tile {done}/{tiles}" + (f", {duration(eta)} left" if eta is not None else "")
     if done == tiles:
         return ("1 tile done" if tiles == 1 else f"all {tiles} tiles done") + ", assembling the result"
     return "receiving the result"

@@ -7,17 +7,19 @@ the layer's own precision), else the perceptual curve, in float.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gi
 
 gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
 gi.require_version("Babl", "0.1")
-gi.require_version("Gtk", "3.0")
-from gi.repository import Babl, Gegl, Gimp, Gtk  # noqa: E402
+from gi.repository import Babl, Gegl, Gimp  # noqa: E402
 
 from invsr_wire.contract import scaled_side  # noqa: E402
 
 from .flow import PARASITE, Options, PluginError, Region, Upscaled, record  # noqa: E402
+from .sizing import Box, Job  # noqa: E402
 
 _WIRE_TYPES = {"u8": "u8", "u16": "u16"}  # GIMP component types sent as they are; all others as float
 _LAYER_TYPES = {
@@ -28,15 +30,50 @@ _LAYER_TYPES = {
 }
 
 
-def check_drawables(image, drawables) -> list:
+def layers_to_upscale(image, drawables) -> list:
+    """The layers to upscale for the selected drawables: a selected layer mask stands for its layer (GIMP
+    selects the mask when its thumbnail is clicked, or after a mask was added). Raises, before any dialog
+    opens, when there is no layer to upscale."""
     if image.get_base_type() == Gimp.ImageBaseType.INDEXED:
         raise PluginError(
             "Upscale (InvSR) works on RGB and grayscale images. Convert this indexed image first: Image > Mode > RGB."
         )
-    layers = [d for d in drawables if isinstance(d, Gimp.Layer)]
+    layers, seen = [], set()
+    for drawable in drawables:
+        layer = Gimp.Layer.from_mask(drawable) if drawable.is_layer_mask() else drawable
+        if isinstance(layer, Gimp.Layer) and layer.get_id() not in seen:
+            seen.add(layer.get_id())
+            layers.append(layer)
     if not layers:
-        raise PluginError("Select a layer to upscale (layer masks and channels cannot be upscaled).")
+        raise PluginError("A channel cannot be upscaled. Select a layer in the Layers dialog, then upscale again.")
     return layers
+
+
+def select_results(image, layers) -> None:
+    """Leave the result layers themselves selected, not their masks: Filters > Repeat acts on them."""
+    for layer in layers:
+        layer.set_edit_mask(False)
+    image.set_selected_layers(layers)
+
+
+def job_of(image, layers) -> Job:
+    """The sizes of what a run on these layers works on, read without their pixels."""
+    boxes = []
+    for layer in layers:
+        non_empty, x, y, width, height = layer.mask_intersect()
+        if not non_empty:
+            raise PluginError(
+                f"The selection does not touch the layer {layer.get_name()!r}. "
+                "Select an area over it, or Select > None, then upscale again."
+            )
+        _, left, top = layer.get_offsets()
+        boxes.append(Box(left + x, top + y, width, height))
+    return Job(image.get_width(), image.get_height(), tuple(boxes))
+
+
+def settings_folder() -> Path:
+    """GIMP's folder of this user's settings, where the plug-in keeps what it learns."""
+    return Path(Gimp.directory())
 
 
 def _encoding(image, drawable) -> tuple[str, str]:
@@ -95,6 +132,7 @@ def apply_scale_image(image, results: list[Upscaled], options: Options) -> list:
             if not result.region.selected:
                 source.set_visible(False)
             layers.append(layer)
+        select_results(image, layers)
         return layers
     finally:
         Gimp.context_pop()
@@ -178,7 +216,7 @@ def _scaled_box(image, result: Upscaled, options: Options) -> tuple[int, int, in
 def _new_layer(image, result: Upscaled, options: Options):
     """The result as a layer composed like its source (mode, opacity, visibility), not yet inserted."""
     source = result.region.layer
-    name = f"{result.region.layer_name} (InvSR x{options.scale:g})"
+    name = f"{result.region.layer_name} (InvSR ×{options.scale:.3g})"  # as GIMP writes a scale
     layer = Gimp.Layer.new(
         image,
         name,
@@ -199,14 +237,6 @@ def _new_layer(image, result: Upscaled, options: Options):
     data = record(result, options).encode("ascii")
     layer.attach_parasite(Gimp.Parasite.new(PARASITE, Gimp.PARASITE_PERSISTENT | Gimp.PARASITE_UNDOABLE, list(data)))
     return layer
-
-
-def choices_as_combo_boxes(dialog, names) -> None:
-    """Show these choice arguments of a GimpUi.ProcedureDialog as labelled combo boxes, in every GIMP 3.
-    GIMP 3.0 does so by default; GIMP 3.2 shows a choice of up to three as radio buttons in a frame, whose
-    title takes no mnemonic (GIMP then warns "no mnemonic for property"). Call before `fill`."""
-    for name in names:
-        dialog.get_widget(name, Gtk.ComboBox.__gtype__)
 
 
 class Progress:

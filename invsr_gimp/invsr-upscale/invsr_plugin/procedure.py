@@ -6,16 +6,19 @@ The entry script (invsr-upscale.py) registers the procedure with GIMP and hands 
 
 from __future__ import annotations
 
+import random
+
 import gi
 
 gi.require_version("Gimp", "3.0")
 gi.require_version("GimpUi", "3.0")
 from gi.repository import Gimp, GimpUi, GLib, GObject  # noqa: E402
 
-from invsr_wire.contract import DEFAULT_SCALE, MAX_SCALE, MAX_STEPS, MAX_TILE, MIN_SCALE, MIN_STEPS  # noqa: E402
+from invsr_wire.contract import DEFAULT_SCALE, MAX_SCALE, MAX_STEPS, MIN_SCALE, MIN_STEPS  # noqa: E402
 
-from . import flow  # noqa: E402
-from .flow import OUTPUTS, Options, PluginError  # noqa: E402
+from . import dialog, flow, sizing  # noqa: E402
+from .flow import Options, PluginError  # noqa: E402
+from .sizing import TILE_SIZES  # noqa: E402
 
 PROCEDURE = "python-fu-invsr-upscale"
 ZMQ_MISSING = (
@@ -24,11 +27,25 @@ ZMQ_MISSING = (
     "vendor folder (or, on Debian or Ubuntu: sudo apt install python3-zmq; on Fedora: sudo dnf install "
     "python3-zmq). `invsr gimp doctor` checks this."
 )
-ARGUMENTS = ("scale", "steps", "color-fix", "seed", "tile", "output", "server")  # as `define` adds them
+# The procedure's arguments, as `define` adds them; "random-seed" is the dialog's own (an aux argument).
+ARGUMENTS = ("size-by", "scale", "pixels", "output", "color-fix", "steps", "seed", "tile", "server")
+COLOUR_CHOICES = (
+    ("wavelet", "Match the original colours and tones"),
+    ("ycbcr", "Match the original colours, keep the new brightness"),
+    ("none", "Keep the model's colours"),
+)
+OUTPUT_CHOICES = (
+    ("scale-image", "Scale the image, add the result as a layer"),
+    ("new-image", "Open the result as a new image"),
+)
+SIZE_CHOICES = (("scale", "Scale"), ("width", "Width in pixels"), ("height", "Height in pixels"))
+SIZE_CHOICES += (("long-edge", "Long edge in pixels"),)
 
 
 def define(procedure) -> None:
-    """Where the procedure appears, what it says of itself, and its arguments (the dialog's fields)."""
+    """Where the procedure appears, what it says of itself, and its arguments (the dialog's fields).
+    Mnemonics (the underlined letters) must not repeat, nor take the dialog's own: H(elp), R(eset),
+    C(ancel), U(pscale), and O(K), L(oad defaults), S(ave defaults), which GIMP checks too."""
     procedure.set_image_types("RGB*, GRAY*")
     procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE | Gimp.ProcedureSensitivityMask.DRAWABLES)
     procedure.set_menu_label("Upscale (InvSR)...")
@@ -41,25 +58,41 @@ def define(procedure) -> None:
     )
     procedure.set_attribution("InvSR for GIMP", "InvSR for GIMP", "2026")
     flags = GObject.ParamFlags.READWRITE
-    # Mnemonics (the underlined letters) must not repeat, nor take the dialog's own: C(ancel), O(K), R(eset),
-    # H(elp), S(ave).
+    procedure.add_choice_argument(
+        "size-by", "Si_ze by", "Give the result's size as a scale or in pixels", _choice(*SIZE_CHOICES), "scale", flags
+    )
     procedure.add_double_argument("scale", "Sc_ale", "Enlargement, 1 to 16", MIN_SCALE, MAX_SCALE, DEFAULT_SCALE, flags)
     procedure.add_int_argument(
-        "steps", "Ste_ps", "Diffusion steps, 1 to 5 (1 is best for most photos)", MIN_STEPS, MAX_STEPS, 1, flags
+        "pixels", "_Pixels", "The result's width, height or long edge in pixels", 1, 2**18, 3840, flags
     )
-    colours = _choice(("wavelet", "Wavelet"), ("ycbcr", "YCbCr"), ("none", "None"))
-    procedure.add_choice_argument("color-fix", "Colour _fix", "Keep the input's colours", colours, "wavelet", flags)
+    procedure.add_choice_argument(
+        "output", "Ou_tput", "Where the result goes", _choice(*OUTPUT_CHOICES), OUTPUT_CHOICES[0][0], flags
+    )
+    procedure.add_choice_argument(
+        "color-fix", "Colour _fix", "Diffusion can shift colours", _choice(*COLOUR_CHOICES), "wavelet", flags
+    )
+    procedure.add_int_argument(
+        "steps", "St_eps", "Diffusion steps, 1 to 5 (1 is best for most photos)", MIN_STEPS, MAX_STEPS, 1, flags
+    )
     procedure.add_int_argument(
         "seed", "See_d", "Random seed: the same seed gives the same result", 0, 2**31 - 1, 0, flags
     )
-    procedure.add_int_argument(
-        "tile", "_Tile", "Tile size in input pixels, a multiple of 16; 0 is automatic", 0, MAX_TILE, 0, flags
+    tiles = _choice(("auto", "Automatic"), *((str(size), f"{size} pixels") for size in TILE_SIZES))
+    procedure.add_choice_argument(
+        "tile",
+        "T_ile",
+        "The image is upscaled in tiles of this size; Automatic fits the GPU's memory",
+        tiles,
+        "auto",
+        flags,
     )
-    outputs = _choice(*zip(OUTPUTS, ("Scale the image, result as a new layer", "A new image")))
-    procedure.add_choice_argument("output", "O_utput", "Where the result goes", outputs, OUTPUTS[0], flags)
     procedure.add_string_argument(
-        "server", "Wor_ker", "A worker's connection file; empty for the local worker", "", flags
+        "server", "_Worker", "A worker's connection file; empty for the local worker", "", flags
     )
+    procedure.add_boolean_aux_argument(
+        "random-seed", "_New seed each time", "Pick a new random seed at each upscale", False, flags
+    )
+    procedure.add_string_aux_argument("estimate", "Result", "The result's size and cost", "", flags)
 
 
 def _choice(*entries):
@@ -71,17 +104,31 @@ def _choice(*entries):
 
 def run(procedure, run_mode, image, drawables, config, data):
     """The procedure's run function, as GIMP calls it."""
-    if run_mode == Gimp.RunMode.INTERACTIVE and not _dialog_accepted(procedure, config):
-        return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+    from . import gimp_adapter
+
+    try:
+        layers = gimp_adapter.layers_to_upscale(image, drawables)  # before the dialog: nothing to fill in for naught
+        job = gimp_adapter.job_of(image, layers)
+    except PluginError as error:
+        return _failure(procedure, str(error))
+    pace = sizing.read_pace(gimp_adapter.settings_folder())
+    asks = run_mode != Gimp.RunMode.NONINTERACTIVE  # the dialog, or Filters > Repeat: a person is there
+    if asks:
+        GimpUi.init(PROCEDURE)
+    if run_mode == Gimp.RunMode.INTERACTIVE and not dialog.accepted(procedure, config, job, pace):
+        return _cancelled(procedure)
     try:
         import zmq  # noqa: F401  (here, so that the procedure registers, and explains, without it)
     except ImportError:
         return _failure(procedure, ZMQ_MISSING)
-    from . import gimp_adapter
-
-    options = Options(**{name.replace("-", "_"): config.get_property(name) for name in ARGUMENTS})
+    if config.get_property("random-seed"):  # remembered with the other values: the result can be made again
+        config.set_property("seed", random.randrange(2**31))
     try:
-        new_image = upscale(image, drawables, options, gimp_adapter)
+        options = options_from(config, job)
+        estimate = job.estimate(options.output, options.scale, options.tile, pace)
+        if asks and estimate.is_large() and not dialog.large_job_confirmed(estimate):
+            return _cancelled(procedure)
+        new_image = upscale(image, layers, options, gimp_adapter)
     except PluginError as error:
         return _failure(procedure, str(error))
     if new_image is not None and run_mode != Gimp.RunMode.NONINTERACTIVE:  # Filters > Repeat too: show it
@@ -90,16 +137,37 @@ def run(procedure, run_mode, image, drawables, config, data):
     return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
 
 
-def upscale(image, drawables, options: Options, adapter):
+def options_from(config, job: sizing.Job) -> Options:
+    """The run's options from the procedure's arguments: a target in pixels becomes its scale."""
+    value = {name: config.get_property(name) for name in ARGUMENTS}
+    tile = value["tile"]
+    return Options(
+        scale=job.scale(value["output"], value["size-by"], value["scale"], value["pixels"]),
+        steps=value["steps"],
+        color_fix=value["color-fix"],
+        seed=value["seed"],
+        tile=0 if tile == "auto" else int(tile),
+        output=value["output"],
+        server=value["server"],
+    )
+
+
+def upscale(image, layers, options: Options, adapter):
     """Read every layer, upscale all of them, and only then change anything. `adapter` is the module
     that touches GIMP (gimp_adapter). Returns the new image, when the output is one."""
-    layers = adapter.check_drawables(image, drawables)
     regions = [adapter.read_region(image, layer) for layer in layers]
-    progress = adapter.Progress("Upscaling with InvSR")
+    job = adapter.job_of(image, layers)
+    work = job.estimate(options.output, options.scale, options.tile, sizing.read_pace(adapter.settings_folder()))
+    progress = adapter.Progress(f"Upscaling with InvSR: {work.work_text()}")  # what is ahead, from the first second
+
+    def starting(_):
+        progress.text(f"InvSR: starting the worker, then {work.work_text()}")
+
     try:
-        client = flow.connect(options, on_status=progress.text)
+        client = flow.connect(options, on_status=starting)
         with client:
             results = flow.upscale_regions(client, regions, options, progress.update)
+        sizing.write_pace(adapter.settings_folder(), [result.report for result in results])
         progress.text("InvSR: adding the result to the image")  # a large result takes seconds to write
         if options.output == "new-image":
             return adapter.apply_new_image(image, results, options)
@@ -109,16 +177,8 @@ def upscale(image, drawables, options: Options, adapter):
         progress.end()
 
 
-def _dialog_accepted(procedure, config) -> bool:
-    from .gimp_adapter import choices_as_combo_boxes
-
-    GimpUi.init(PROCEDURE)
-    dialog = GimpUi.ProcedureDialog.new(procedure, config, "Upscale (InvSR)")
-    choices_as_combo_boxes(dialog, ("color-fix", "output"))
-    dialog.fill(None)
-    accepted = dialog.run()
-    dialog.destroy()
-    return accepted
+def _cancelled(procedure):
+    return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
 
 
 def _failure(procedure, text):

@@ -1,0 +1,92 @@
+"""The plug-in's dialog (GIMP's generated procedure dialog, arranged), and the question before a large job.
+
+Up front: the result's size (a scale or pixels), where it goes and its colours, with a line that says,
+live, what the run will make and cost. Behind *Advanced*: steps, seed, tile size and the worker.
+"""
+
+from __future__ import annotations
+
+import gi
+
+gi.require_version("Gimp", "3.0")
+gi.require_version("GimpUi", "3.0")
+gi.require_version("Gtk", "3.0")
+from gi.repository import Gimp, GimpUi, GObject, Gtk  # noqa: E402
+
+from .flow import PluginError  # noqa: E402
+from .sizing import Estimate, Job  # noqa: E402
+
+TITLE = "Upscale (InvSR)"
+CHOICES = ("size-by", "output", "color-fix", "tile")
+ADVANCED = ("steps", "seed", "random-seed", "tile", "server")
+UP_FRONT = ("size-by", "scale", "pixels", "estimate", "output", "color-fix", "advanced")
+
+
+def accepted(procedure, config, job: Job, pace: float | None) -> bool:
+    """Show the dialog; True when the user pressed Upscale."""
+    dialog = GimpUi.ProcedureDialog.new(procedure, config, TITLE)
+    dialog.set_ok_label("_Upscale")
+    for name in CHOICES:  # GIMP 3.2 would show a short choice as radio buttons, uneven beside the other fields
+        dialog.get_widget(name, Gtk.ComboBox.__gtype__)
+    estimate = dialog.get_label("estimate", "", False, False)  # follows the "estimate" argument
+    estimate.set_xalign(0.0)
+    estimate.set_line_wrap(True)
+    dialog.fill_box("advanced-box", ADVANCED)
+    dialog.get_label("advanced-title", "Ad_vanced", False, True)
+    dialog.fill_expander("advanced", "advanced-title", False, "advanced-box")
+
+    def update(*_):
+        config.set_property("estimate", estimate_text(config, job, pace))
+
+    watched = [config.connect(f"notify::{name}", update) for name in ("size-by", "scale", "pixels", "output", "tile")]
+    update()
+    dialog.fill(list(UP_FRONT))
+    dialog.set_sensitive_if_in("scale", None, "size-by", _values("scale"), True)  # only once the widgets are there
+    dialog.set_sensitive_if_in("pixels", None, "size-by", _values("scale"), False)
+    dialog.set_sensitive_if_in("seed", None, "random-seed", _values(True), False)
+    try:
+        return dialog.run()
+    finally:
+        for handler in watched:
+            config.disconnect(handler)
+        dialog.destroy()
+
+
+def estimate_text(config, job: Job, pace: float | None) -> str:
+    """What the current values will make and cost, or why they cannot work."""
+    output = config.get_property("output")
+    try:
+        scale = job.scale(
+            output, config.get_property("size-by"), config.get_property("scale"), config.get_property("pixels")
+        )
+    except PluginError as error:
+        return str(error)
+    tile = config.get_property("tile")
+    return "Result: " + job.estimate(output, scale, 0 if tile == "auto" else int(tile), pace).text()
+
+
+def large_job_confirmed(estimate: Estimate) -> bool:
+    """Ask before a job over 100 megapixels or 10 minutes; True to go on."""
+    question = Gtk.MessageDialog(
+        message_type=Gtk.MessageType.QUESTION,
+        text=f"This upscale makes {estimate.text()}.",
+        title=f"{TITLE}: a large job",
+    )
+    question.format_secondary_text(
+        "That is a large job for the worker. Upscale anyway, or cancel and choose a smaller size?"
+    )
+    question.add_button("_Cancel", Gtk.ResponseType.CANCEL)
+    question.add_button("_Upscale", Gtk.ResponseType.OK)
+    question.set_default_response(Gtk.ResponseType.CANCEL)
+    try:
+        return question.run() == Gtk.ResponseType.OK
+    finally:
+        question.destroy()
+
+
+def _values(*values) -> Gimp.ValueArray:
+    array = Gimp.ValueArray.new(len(values))
+    for value in values:
+        kind = GObject.TYPE_BOOLEAN if isinstance(value, bool) else GObject.TYPE_STRING
+        array.append(GObject.Value(kind, value))
+    return array

@@ -1,0 +1,50 @@
+"""What the user reads when the worker cannot do a job: what happened, in plain words, then the one thing
+to do. GIMP shows these in a message box: no shell quoting, no nested parentheses, no stack of causes."""
+
+from __future__ import annotations
+
+from invsr_wire.errors import InvSRError
+
+INSTALL = "In a terminal, in the Python environment that has InvSR, run: invsr gimp install"
+
+
+def cannot_start(error: InvSRError, installed: bool) -> str:
+    """No worker answers, and none could be started: why, and what to do."""
+    if not installed:
+        return (
+            "No InvSR worker is running, and this copy of the plug-in cannot start one: it was not installed by "
+            f"InvSR's installer. {INSTALL}. Then restart GIMP and upscale again."
+        )
+    command = error.details.get("unrunnable_command")
+    if command:
+        return (
+            f"The plug-in cannot start the InvSR worker: {command[0]} is missing, perhaps moved or deleted. "
+            f"{INSTALL}. Then upscale again."
+        )
+    return f"The InvSR worker could not start. {_last_words(error)}Fix what it names, then upscale again."
+
+
+def job_failed(error: InvSRError, remote: bool, layer_name: str) -> str:
+    """The worker took the job and failed, or stopped answering: nothing was changed."""
+    if error.code == "worker_lost":
+        if remote:
+            return (
+                "The InvSR worker named in the Worker field stopped answering; nothing was changed. Start it again "
+                "on its computer, then upscale again."
+            )
+        return (
+            f"The InvSR worker stopped during the upscale; nothing was changed. {_last_words(error)}"
+            "Upscale again: the plug-in starts a new worker."
+        )
+    if error.code == "busy":
+        return "The InvSR worker is busy with other jobs; nothing was changed. Wait a minute, then upscale again."
+    if error.code == "out_of_memory":
+        return (
+            "The GPU ran out of memory; nothing was changed. Under Advanced, choose a smaller Tile, then upscale again."
+        )
+    return f"InvSR could not upscale the layer {layer_name!r}; nothing was changed. {error}"
+
+
+def _last_words(error: InvSRError) -> str:
+    tail = (error.details.get("log_tail") or "").strip()
+    return f"Its log ends with: {tail}\n" if tail else ""

@@ -1,0 +1,169 @@
+"""What a run will make and cost, before it starts: the scale for the target the user gave (a scale, a
+width, a height or a long edge in pixels), the output size, the tiles the worker will cut and the time
+they take at the pace the worker last showed.
+
+Standard library only. The tile count follows the library's tiling (invsr/tiles: grid.plan_axis and the
+driver's padding); tests/test_gimp_dialog_sizing.py checks that it does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+from invsr_wire.contract import DEFAULT_OVERLAP, DEFAULT_TILE, MAX_SCALE, MAX_TILE, MIN_SCALE, TILE_MULTIPLE
+
+from .errors import PluginError
+
+SIZE_BY = ("scale", "width", "height", "long-edge")
+# The tile sizes offered: multiples of TILE_MULTIPLE, each about 1.5x the last, up to the largest allowed.
+TILE_SIZES = tuple(size for size in (64, 96, 128, 192, 256, 384, 512, 768, 1024) if size <= MAX_TILE)
+TRAINING_SIDE = DEFAULT_TILE  # shorter sides are padded to the noise predictor's training size (or the tile)
+LARGE_PIXELS = 100_000_000  # a result over this, or over LARGE_SECONDS of estimate, is asked about first
+LARGE_SECONDS = 600.0
+PACE_FILE = "invsr-pace.json"  # in GIMP's folder: the worker's last measured seconds per pixel of tile
+
+
+@dataclasses.dataclass(frozen=True)
+class Box:
+    """A region to upscale, in image coordinates."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """The sizes a run works on: the image's, and each region's (each layer, or the selection in it)."""
+
+    image_width: int
+    image_height: int
+    regions: tuple[Box, ...]
+
+    def reference(self, output: str) -> tuple[int, int]:
+        """The (width, height) a target in pixels refers to: the image's when the image is scaled, else
+        the regions' bounding box (what a new image holds)."""
+        if output == "scale-image":
+            return self.image_width, self.image_height
+        left, top = min(b.x for b in self.regions), min(b.y for b in self.regions)
+        right = max(b.x + b.width for b in self.regions)
+        bottom = max(b.y + b.height for b in self.regions)
+        return right - left, bottom - top
+
+    def scale(self, output: str, size_by: str, scale: float, pixels: int) -> float:
+        """The enlargement that gives what the user asked for; 1 when the output keeps the size."""
+        if output == "in-place":
+            return 1.0
+        if size_by == "scale":
+            return scale
+        width, height = self.reference(output)
+        what, side = {"width": ("width", width), "height": ("height", height)}.get(
+            size_by, ("long edge", max(width, height))
+        )
+        enlargement = pixels / side
+        if not MIN_SCALE <= enlargement <= MAX_SCALE:
+            raise PluginError(
+                f"A {what} of {pixels} pixels is {enlargement:.3g} times the {side} pixels there are, and InvSR "
+                f"enlarges 1 to 16 times. Give a {what} from {math.ceil(side * MIN_SCALE)} to "
+                f"{math.floor(side * MAX_SCALE)} pixels."
+            )
+        return enlargement
+
+    def estimate(self, output: str, scale: float, tile: int, pace: float | None) -> Estimate:
+        """The result's size, the tiles and the time they take at `pace` seconds per pixel of tile."""
+        width, height = self.reference(output)
+        plans = [tile_plan(box.width, box.height, tile or DEFAULT_TILE) for box in self.regions]
+        area = sum(a for _, a in plans)
+        seconds = None if pace is None else area * pace
+        return Estimate(round(width * scale), round(height * scale), sum(n for n, _ in plans), seconds)
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+    width: int
+    height: int
+    tiles: int
+    seconds: float | None  # None: the worker's pace is not known yet
+
+    @property
+    def megapixels(self) -> float:
+        return self.width * self.height / 1e6
+
+    def is_large(self) -> bool:
+        return self.width * self.height > LARGE_PIXELS or (self.seconds or 0) > LARGE_SECONDS
+
+    def work_text(self) -> str:
+        """The work alone, e.g. "48 tiles, about 2 min"."""
+        tiles = "1 tile" if self.tiles == 1 else f"{self.tiles} tiles"
+        return tiles if self.seconds is None else f"{tiles}, {duration(self.seconds)}"
+
+    def text(self) -> str:
+        """As the dialog shows it, e.g. "3200 × 2400 pixels (7.7 megapixels), 48 tiles, about 2 min"."""
+        tiles = "1 tile" if self.tiles == 1 else f"{self.tiles} tiles"
+        time = "time known after the first upscale" if self.seconds is None else duration(self.seconds)
+        size = f"{self.width} × {self.height} pixels"
+        if self.megapixels >= 0.1:
+            size += f" ({self.megapixels:.3g} megapixels)"
+        return f"{size}, {tiles}, {time}"
+
+
+def duration(seconds: float) -> str:
+    """A time to wait, as a person says it: "about 40 s", "about 8 min", "about 1 h 20 min"."""
+    if seconds < 60:
+        return f"about {max(1, round(seconds))} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"about {minutes} min"
+    return f"about {minutes // 60} h {minutes % 60} min" if minutes % 60 else f"about {minutes // 60} h"
+
+
+def tile_plan(width: int, height: int, tile: int) -> tuple[int, int]:
+    """(tiles, pixels the networks process) for an input of this size, as the library tiles it."""
+    overlap = min(DEFAULT_OVERLAP, (tile - TILE_MULTIPLE) // 2)
+    rows, cols = (_axis(_padded(side, tile), tile, overlap) for side in (height, width))
+    return len(rows) * len(cols), sum(rows) * sum(cols)
+
+
+def _padded(side: int, tile: int) -> int:
+    side = max(side, min(TRAINING_SIDE, tile))
+    return -(-side // TILE_MULTIPLE) * TILE_MULTIPLE
+
+
+def _axis(length: int, tile: int, overlap: int) -> list[int]:
+    """The tiles' sizes along one axis: full tiles at a stride of tile - overlap, then one just large
+    enough to reach the end."""
+    overlap += overlap % 2
+    if length <= tile:
+        return [length]
+    count = math.ceil((length - overlap) / (tile - overlap))
+    covered = (count - 2) * (tile - overlap) + tile  # the end of the last full tile
+    rest = length - covered
+    last = min(tile, -(-(rest + overlap) // TILE_MULTIPLE) * TILE_MULTIPLE)
+    return [tile] * (count - 1) + [last]
+
+
+def read_pace(folder: Path) -> float | None:
+    """The worker's last measured seconds per pixel of tile, or None before the first upscale."""
+    try:
+        pace = float(json.loads((folder / PACE_FILE).read_text())["seconds_per_pixel"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return pace if math.isfinite(pace) and pace > 0 else None
+
+
+def write_pace(folder: Path, reports: list[dict]) -> None:
+    """Remember the pace of the jobs just done (their networks' seconds per pixel of tile processed)."""
+    seconds = pixels = 0.0
+    for report in reports:
+        width, height = report.get("input_size") or (0, 0)
+        seconds += sum((report.get("seconds") or {}).values())
+        pixels += width * height * (report.get("tiling") or {}).get("work_ratio", 1.0)
+    if seconds > 0 and pixels > 0:
+        try:
+            (folder / PACE_FILE).write_text(json.dumps({"seconds_per_pixel": seconds / pixels}))
+        except OSError:
+            pass  # only the next estimate is lost
