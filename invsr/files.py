@@ -113,26 +113,58 @@ def _file_identity(path: Path):
         return os.path.normcase(path.resolve())
 
 
-def upscale_files(pipeline, jobs, request, options: FileOptions = FileOptions()) -> list[dict]:
+def upscale_files(pipeline, jobs, request, options: FileOptions = FileOptions(), at_once: int = 1) -> list[dict]:
+    """Upscale every (source, target) job, each output written as soon as it is done; the report's entries,
+    in the jobs' order. `at_once` > 1: that many images side by side (a pipeline whose tiles are spread
+    over several devices, invsr_ray, keeps them all busy this way), the progress bar counting images."""
     from tqdm import tqdm
 
-    entries = []
-    with tqdm(jobs, unit="image", file=sys.stderr, disable=None, dynamic_ncols=True) as bar:
-        for source, target in bar:
-            bar.set_description(source.name)
-            entry = {"input": str(source), "output": str(target)}
-            try:
-                entry.update(upscale_file(pipeline, source, target, request, bar, options))
-                for notice in entry["tiling"]["notices"] + entry.pop("file_notes"):
-                    bar.write(f"invsr: {source.name}: {notice}", file=sys.stderr)
-                bar.write(f"{source} -> {target} ({entry['seconds']['total']:.1f} s)")
-            except DeviceError:  # the device (or its compiler) can do no image: stop at the first
-                raise
-            except (InvSRError, OSError) as error:  # one image failed; the others go on
-                entry["error"] = str(error) if isinstance(error, InvSRError) else f"{source}: {error}"
-                bar.write(f"invsr: {entry['error']}", file=sys.stderr)
-            entries.append(entry)
-    return entries
+    with tqdm(total=len(jobs), unit="image", file=sys.stderr, disable=None, dynamic_ncols=True) as bar:
+        if at_once <= 1:
+            return [_upscale_one(pipeline, source, target, request, bar, options) for source, target in jobs]
+        return _side_by_side(pipeline, jobs, request, options, at_once, bar)
+
+
+def _side_by_side(pipeline, jobs, request, options: FileOptions, at_once: int, bar) -> list[dict]:
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    entries: dict[int, dict] = {}
+    with ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="invsr-image") as pool:
+        running = {
+            pool.submit(_upscale_one, pipeline, source, target, request, None, options, bar): k
+            for k, (source, target) in enumerate(jobs)
+        }
+        try:
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    entries[running.pop(future)] = future.result()  # a DeviceError stops them all
+        finally:
+            for future in running:
+                future.cancel()
+    return [entries[k] for k in range(len(jobs))]
+
+
+def _upscale_one(pipeline, source: Path, target: Path, request, bar, options: FileOptions, shown_on=None) -> dict:
+    """One job's report entry; its failure is the entry's error, except a DeviceError (the device, or its
+    compiler, can do no image: it stops the run). `bar` shows the image's tiles; `shown_on`, when several
+    run at once, only the images done."""
+    shown_on = shown_on or bar
+    if bar is not None:
+        bar.set_description(source.name)
+    entry = {"input": str(source), "output": str(target)}
+    try:
+        entry.update(upscale_file(pipeline, source, target, request, bar, options))
+        for notice in entry["tiling"]["notices"] + entry.pop("file_notes"):
+            shown_on.write(f"invsr: {source.name}: {notice}", file=sys.stderr)
+        shown_on.write(f"{source} -> {target} ({entry['seconds']['total']:.1f} s)")
+    except DeviceError:
+        raise
+    except (InvSRError, OSError) as error:  # one image failed; the others go on
+        entry["error"] = str(error) if isinstance(error, InvSRError) else f"{source}: {error}"
+        shown_on.write(f"invsr: {entry['error']}", file=sys.stderr)
+    shown_on.update(1)
+    return entry
 
 
 def upscale_file(pipeline, source: Path, target: Path, request, bar=None, options: FileOptions = FileOptions()) -> dict:

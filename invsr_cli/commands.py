@@ -238,6 +238,8 @@ def _check_ray_options(args) -> None:
     require_ray()
     if args.actors is not None and args.actors < 1:
         raise UsageError(f"--actors must be at least 1, got {args.actors}")
+    if args.compile:
+        raise UsageError("--compile is not applied to Ray actors yet: leave it out with --ray")
 
 
 def _add_serve_options(parser: argparse.ArgumentParser) -> None:

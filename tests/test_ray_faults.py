@@ -14,6 +14,8 @@ from invsr_wire.errors import DeviceError
 
 REQUEST = UpscaleRequest(tile=32, overlap=8, tile_batch=1, seed=4)  # 25 batches of the 128 x 128 photo
 
+pytestmark = pytest.mark.ray
+
 
 @pytest.fixture(scope="module")
 def cluster():

@@ -13,6 +13,8 @@ from invsr_wire.errors import Cancelled
 
 MANY_TILES = UpscaleRequest(tile=32, overlap=8, tile_batch=1, seed=3)  # 12 tiles of the 96 x 80 crop
 
+pytestmark = pytest.mark.ray
+
 
 @pytest.fixture(scope="module")
 def ray_pipeline(tiny_weights):

@@ -14,7 +14,7 @@ from worker_helpers import WorkerProcess
 from invsr.request import UpscaleRequest
 from invsr_wire import errors
 
-pytestmark = pytest.mark.worker
+pytestmark = [pytest.mark.worker, pytest.mark.ray]
 TILED = ["--tile", "32", "--overlap", "8", "--tile-batch", "1"]
 
 

@@ -1,0 +1,221 @@
+"""What the Ray path costs and gives on the CPU, side by side in one run, and what its traffic would be on GPUs.
+
+Measured (tiny random weights, fp32, one PyTorch thread per computing process, so that one actor and the
+in-process pipeline do the same work, and two actors use this machine's two cores):
+
+- seconds per tile in-process, through one Ray actor, and through two: the Ray path's cost per tile
+  (one actor against in-process) and the speed-up from one actor to two. The three are run in turn,
+  round after round, and each is the median of its rounds, so that load from elsewhere falls on all;
+- bytes per tile through Ray's object store at the default tile (128 input pixels, overlap 16): a batch's
+  inputs as Ray pickles them, and a tile's output coming back;
+- the front's own time per tile at the default tile: accumulating one 512 x 512 output (median of 32).
+
+From those, the bandwidth a node needs at a GPU's measured rate (bench/README.md: about 22 tiles a second on
+an H100) and the projected efficiency of 8 and 64 GPUs on 10 and 100 Gbit/s links. Usage:
+
+    python bench/ray_path.py [--side 192] [--rounds 3] [--json bench/results/ray-cpu-DATE.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import pickle
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+GPU_TILES_PER_S = 22.0  # one H100, default settings (bench/README.md: 44.9 ms per 512 x 512 output tile)
+GPUS_PER_NODE = 8
+LINKS_GBIT = (10, 100)
+CLUSTERS = (8, 64)
+SD_TURBO = dict(lr_multiple=16, sample_size=128, latent_channels=4)  # the real networks' geometry
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--side", type=int, default=192, help="input side of the timed image (default 192)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+
+    traffic = object_store_traffic()
+    front_ms = front_ms_per_tile()
+    timed = time_paths(args.side, args.rounds)
+    projection = project(traffic["total_bytes"], front_ms)
+    result = {
+        "date": datetime.date.today().isoformat(),
+        "machine": f"{os.cpu_count()} CPUs, torch {torch.__version__}",
+        "paths": timed,
+        "traffic": traffic,
+        "front_ms_per_tile": front_ms,
+        "projection": projection,
+    }
+    show(result)
+    path = args.json or Path(__file__).parent / "results" / f"ray-cpu-{result['date']}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {path}")
+    return 0
+
+
+def time_paths(side: int, rounds: int) -> dict:
+    """Seconds per tile: in-process, one actor, two actors; side by side, round after round."""
+    import ray
+
+    from invsr.pipeline import InvSRPipeline
+    from invsr.request import UpscaleRequest
+    from invsr.tiny_weights import write_tiny_weights
+    from invsr_ray.cluster import ActorShape
+    from invsr_ray.pipeline import ActorOptions, RayPipeline
+
+    folder = Path(tempfile.mkdtemp(prefix="invsr-bench-ray-"))
+    weights = write_tiny_weights(folder / "tiny")
+    image = (np.random.default_rng(0).random((side, side, 3)) * 255).astype(np.uint8)
+    request = UpscaleRequest(tile=32, overlap=8, tile_batch=1, seed=0)
+    torch.set_num_threads(1)
+    here = InvSRPipeline.load(weights, device="cpu", dtype="fp32")
+    # 3 CPUs of scheduling: the one-actor and two-actor pipelines both held; only one computes at a time
+    ray.init(address="local", num_cpus=3, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    options = ActorOptions(weights=folder / "tiny", device="cpu", dtype="fp32")
+    one = RayPipeline.start(options, ActorShape(1, 0, 1, 1))
+    two = RayPipeline.start(options, ActorShape(2, 0, 1, 1))
+    paths = {"in-process": here, "ray, 1 actor": one, "ray, 2 actors": two}
+    try:
+        tiles = here.upscale(image, request).report["tiling"]["tiles"]
+        for pipeline in (one, two):
+            pipeline.upscale(image, request)  # warm: first batches, object store
+        seconds = {name: [] for name in paths}
+        for _ in range(rounds):
+            for name, pipeline in paths.items():
+                started = time.perf_counter()
+                pipeline.upscale(image, request)
+                seconds[name].append(time.perf_counter() - started)
+    finally:
+        for pipeline in (one, two):
+            pipeline.close()
+        ray.shutdown()
+    per_tile = {name: statistics.median(times) / tiles for name, times in seconds.items()}
+    return {
+        "image": [side, side],
+        "tiles": tiles,
+        "tile": 32,
+        "rounds": rounds,
+        "seconds": {name: [round(s, 3) for s in times] for name, times in seconds.items()},
+        "ms_per_tile": {name: round(1000 * s, 2) for name, s in per_tile.items()},
+        "ray_cost_ms_per_tile": round(1000 * (per_tile["ray, 1 actor"] - per_tile["in-process"]), 2),
+        "speedup_2_over_1": round(per_tile["ray, 1 actor"] / per_tile["ray, 2 actors"], 2),
+    }
+
+
+def default_work():
+    """A 1024 x 1024 image's work at the default tile, planned for the real networks."""
+    from invsr.tiles import DEFAULT_OVERLAP, DEFAULT_TILE, TileRecipe
+    from invsr.tiles.work import ModelGeometry, TileWork
+
+    geometry = ModelGeometry(**SD_TURBO, static_shapes=False)
+    lr = torch.rand(1, 3, 1024, 1024)
+    return TileWork.prepare(lr, geometry, TileRecipe((200,), "wavelet"), 0, DEFAULT_TILE, DEFAULT_OVERLAP)
+
+
+def object_store_traffic() -> dict:
+    """Bytes of one tile's trip at the default tile: its inputs as pickled (Ray pickles arguments with
+    pickle protocol 5: tensors' bytes plus a small header), and its float32 output."""
+    work = default_work()
+    inputs = work.inputs(0, 1, 1)
+    sent = len(pickle.dumps(inputs, protocol=5))
+    tile = work.plan.tiles[0].crop
+    back = len(pickle.dumps([torch.rand(1, 3, 4 * tile.height, 4 * tile.width)], protocol=5))
+    return {"tile": work.plan.tile, "inputs_bytes": sent, "output_bytes": back, "total_bytes": sent + back}
+
+
+def front_ms_per_tile() -> float:
+    """The front's time to accumulate one default tile's output (the canvas at x4)."""
+    from invsr.tiles import TileAccumulator
+
+    work = default_work()
+    accumulator = TileAccumulator(work.plan)
+    outputs = [torch.rand(1, 3, 4 * t.visible.height, 4 * t.visible.width) for t in work.plan.tiles[:32]]
+    seconds = []
+    with one_thread():  # as the job's thread on the front: one tile after another
+        for position, output in enumerate(outputs):
+            started = time.perf_counter()
+            accumulator.add(position, output)
+            seconds.append(time.perf_counter() - started)
+    return round(1000 * statistics.median(seconds), 2)
+
+
+@contextlib.contextmanager
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def project(bytes_per_tile: int, front_ms: float) -> dict:
+    """Per node at GPU_TILES_PER_S per GPU, and the efficiency of N GPUs: the front on a node of its own
+    GPUs, whose traffic stays in shared memory; the others' crosses the front's link, which caps the
+    tiles per second it can take; the front's accumulation caps them too (one thread per job)."""
+    per_gpu_gbit = GPU_TILES_PER_S * bytes_per_tile * 8 / 1e9
+    rows = []
+    for gpus in CLUSTERS:
+        local = min(gpus, GPUS_PER_NODE)
+        for link in LINKS_GBIT:
+            remote_rate = min((gpus - local) * GPU_TILES_PER_S, link * 1e9 / 8 / bytes_per_tile)
+            rate = local * GPU_TILES_PER_S + remote_rate
+            front_limit = 1000.0 / front_ms
+            rows.append(
+                {
+                    "gpus": gpus,
+                    "link_gbit": link,
+                    "front_link_needed_gbit": round((gpus - local) * per_gpu_gbit, 1),
+                    "tiles_per_s": round(min(rate, front_limit), 1),
+                    "efficiency": round(min(rate, front_limit) / (gpus * GPU_TILES_PER_S), 2),
+                    "limited_by": "front's accumulation"
+                    if front_limit < rate
+                    else ("link" if rate < gpus * GPU_TILES_PER_S else "GPUs"),
+                }
+            )
+    return {
+        "gpu_tiles_per_s": GPU_TILES_PER_S,
+        "per_gpu_gbit": round(per_gpu_gbit, 2),
+        "per_node_gbit": round(GPUS_PER_NODE * per_gpu_gbit, 1),
+        "front_tiles_per_s": round(1000.0 / front_ms, 1),
+        "rows": rows,
+    }
+
+
+def show(result: dict) -> None:
+    paths = result["paths"]
+    print(f"{paths['tiles']} tiles of {paths['tile']} pixels, {paths['image'][0]} x {paths['image'][1]} input")
+    print("| path | ms per tile |\n|---|---|")
+    for name, ms in paths["ms_per_tile"].items():
+        print(f"| {name} | {ms} |")
+    print(f"Ray's cost per tile: {paths['ray_cost_ms_per_tile']} ms; 2 actors over 1: {paths['speedup_2_over_1']}x")
+    traffic = result["traffic"]
+    print(
+        f"default tile: {traffic['inputs_bytes'] / 1e6:.2f} MB in, {traffic['output_bytes'] / 1e6:.2f} MB out; "
+        f"front {result['front_ms_per_tile']} ms per tile"
+    )
+    projection = result["projection"]
+    print(f"per GPU {projection['per_gpu_gbit']} Gbit/s, per 8-GPU node {projection['per_node_gbit']} Gbit/s")
+    print("| GPUs | link Gbit/s | front link needed | tiles/s | efficiency | limited by |\n|---|---|---|---|---|---|")
+    for row in projection["rows"]:
+        print(
+            f"| {row['gpus']} | {row['link_gbit']} | {row['front_link_needed_gbit']} | {row['tiles_per_s']} | "
+            f"{row['efficiency']:.0%} | {row['limited_by']} |"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
