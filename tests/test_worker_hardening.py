@@ -76,9 +76,10 @@ def within(seconds, call):
 
 def signed_header(key, text: str, buffers=()):
     """Frames of a message with exactly this header text (JSON that Python's json module reads: NaN,
-    Infinity, integers of hundreds of digits), signed with the worker's secret."""
+    Infinity, integers of hundreds of digits), signed with the worker's secret as a loopback worker signs
+    (buffers by their lengths alone)."""
     header = text.encode()
-    return [sign(key, header, buffers), header, *buffers]
+    return [sign(key, header, buffers, signed_buffers=False), header, *buffers]
 
 
 def reply_to(sock, timeout=30.0):
@@ -88,9 +89,9 @@ def reply_to(sock, timeout=30.0):
 
 def replies_until_the_end(sock, key) -> list[Message]:
     """A raw socket's replies to one upscale, up to its result or error."""
-    messages = [Message.decode(key, reply_to(sock))]
+    messages = [Message.decode(key, reply_to(sock), signed_buffers=False)]
     while messages[-1].type not in ("result", "error"):
-        messages.append(Message.decode(key, reply_to(sock)))
+        messages.append(Message.decode(key, reply_to(sock), signed_buffers=False))
     return messages
 
 
