@@ -2,8 +2,9 @@
 
     python bench/run.py [--json bench/results/cpu-DATE.json] [--quick]
 
-- bridge: `echo` round trips of 1, 16 and 64 megapixel RGBA frames (8 and 16 bits) through a worker on
-  loopback, beside a plain in-memory copy of the same bytes;
+- bridge: `echo` round trips of 1, 16 and 64 megapixel RGBA frames (8 and 16 bits) through workers on the
+  default ipc socket, on loopback TCP, and signing every byte (as protocol 3.0 did; `--insecure` does), beside
+  a copy of the same bytes into a fresh buffer;
 - tiling: our default tiling against the reference implementation's scheme on one large image;
 - end to end: seconds per output megapixel through the CLI's file path in-process and through the worker;
 - memory: peak memory for two image sizes at 4x, and the larger at 2x (bench/memory.py).
@@ -16,6 +17,7 @@ All model work uses the tiny random weights: they show the costs of everything a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import platform
@@ -42,36 +44,64 @@ def median_seconds(action, runs: int) -> float:
     return statistics.median(times)
 
 
-def bench_bridge(worker, runs: int, sizes=(1, 16, 64)) -> list[dict]:
-    """Echo round trips; beside them a memcpy, and one signature over the frame (each round trip makes four)."""
+BRIDGES = {  # how each echo travels: the default ipc socket, loopback TCP, and every byte signed (as 3.0 did)
+    "ipc": "the default: an ipc socket, buffers signed by their lengths",
+    "tcp": "loopback TCP with the PLAIN password, buffers signed by their lengths",
+    "signed": "every byte signed: protocol 3.0 on any transport, 3.1 with --insecure",
+}
+
+
+def bridge_workers(folder: Path, weights: Path) -> dict:
+    """One worker per way of BRIDGES; the one that signs every byte is bound beyond loopback with --insecure
+    (the only place 3.1 does that) and reached through 127.0.0.1, so its bytes travel as on loopback."""
+    from worker_helpers import WorkerProcess
+
+    started = {
+        "ipc": WorkerProcess(folder / "ipc", weights, bind=None),
+        "tcp": WorkerProcess(folder / "tcp", weights),
+        "signed": WorkerProcess(folder / "signed", weights, "--insecure", bind="tcp://0.0.0.0:*"),
+    }
+    return {name: worker.wait_ready() for name, worker in started.items()}
+
+
+def reachable(worker):
+    connection = worker.connection
+    if connection.endpoint.startswith("tcp://0.0.0.0:"):
+        return dataclasses.replace(connection, endpoint=connection.endpoint.replace("0.0.0.0", "127.0.0.1"))
+    return connection
+
+
+def bench_bridge(workers: dict, runs: int, sizes=(1, 16, 64)) -> list[dict]:
+    """Echo round trips through each worker of `workers` (keys of BRIDGES), side by side, against a copy of the
+    same bytes into a fresh buffer (what receiving into new memory costs at least), and one signature over
+    the frame in this process (an echo signed byte for byte makes four)."""
+    from invsr_wire.client import Client
     from invsr_wire.protocol import sign
 
     rows = []
-    with worker.client(timeout=60) as client:
+    clients = {name: Client(reachable(worker), timeout=60) for name, worker in workers.items()}
+    try:
+        assert clients["signed"].signed_buffers and not clients["tcp"].signed_buffers
         for megapixels in sizes:
             for bits in (8, 16):
                 nbytes = megapixels * 1_000_000 * 4 * bits // 8
                 payload = np.frombuffer(np.random.default_rng(0).bytes(nbytes), np.uint8)
-                target = np.empty_like(payload)
-                client.echo([payload])  # warm up: buffers, connection
-                # each lambda is called within its line, while the loop variables hold this row's values
-                echo = median_seconds(lambda: client.echo([payload]), runs)  # noqa: B023
-                copy = median_seconds(lambda: np.copyto(target, payload), runs)  # noqa: B023
-                signature = median_seconds(lambda: sign(client.key, b"{}", [payload]), runs)  # noqa: B023
-                rows.append(
-                    {
-                        "megapixels": megapixels,
-                        "bits": bits,
-                        "bytes": nbytes,
-                        "echo_seconds": echo,
-                        "copy_seconds": copy,
-                        "sign_seconds": signature,
-                        "echo_GBps": nbytes / echo / 1e9,
-                        "copy_GBps": nbytes / copy / 1e9,
-                        "sign_GBps": nbytes / signature / 1e9,
-                        "ratio": (nbytes / echo) / (nbytes / copy),
-                    }
-                )
+                row = {"megapixels": megapixels, "bits": bits, "bytes": nbytes}
+                for name, client in clients.items():
+                    client.echo([payload])  # warm up: buffers, connection
+                    # called within this line, while the loop variables hold this row's values
+                    row[f"echo_{name}_seconds"] = median_seconds(lambda: client.echo([payload]), runs)  # noqa: B023
+                row["copy_seconds"] = median_seconds(lambda: payload.copy(), runs)  # noqa: B023
+                row["sign_seconds"] = median_seconds(lambda: sign(b"k" * 32, b"{}", [payload]), runs)  # noqa: B023
+                for name in (*clients, "copy", "sign"):
+                    key = f"echo_{name}" if name in clients else name
+                    row[f"{key}_GBps"] = nbytes / row[f"{key}_seconds"] / 1e9
+                for name in clients:  # of a fresh copy's speed
+                    row[f"echo_{name}_of_copy"] = row["copy_seconds"] / row[f"echo_{name}_seconds"]
+                rows.append(row)
+    finally:
+        for client in clients.values():
+            client.close()
     return rows
 
 
@@ -150,15 +180,33 @@ def _photo(side: int) -> np.ndarray:
     return np.asarray(sample.resize((side, side), Image.LANCZOS)).copy()
 
 
-def print_tables(results: dict) -> None:
-    print("\nBridge: echo round trips through the worker vs an in-memory copy of the same bytes")
-    print(f"{'frame':>16} {'MB':>8} {'echo GB/s':>10} {'copy GB/s':>10} {'echo/copy':>10} {'sign GB/s':>10}")
-    for row in results["bridge"]:
+def print_bridge(rows: list[dict]) -> None:
+    print("\nBridge: echo round trips (GB/s, and as a share of a copy into a fresh buffer) by way; a signature")
+    for name, meaning in BRIDGES.items():
+        print(f"  {name}: {meaning}")
+    names = [name for name in BRIDGES if f"echo_{name}_GBps" in rows[0]]
+    head = "".join(f"{name + ' GB/s':>12}{'of copy':>8}" for name in names)
+    print(f"{'frame':>20} {'MB':>6}{head}{'copy GB/s':>11}{'sign GB/s':>11}")
+    for row in rows:
+        cells = "".join(f"{row[f'echo_{n}_GBps']:>12.2f}{row[f'echo_{n}_of_copy']:>8.2f}" for n in names)
         print(
-            f"{row['megapixels']:>5} MP RGBA {row['bits']:>2}-bit {row['bytes'] / 1e6:>8.0f} {row['echo_GBps']:>10.2f} "
-            f"{row['copy_GBps']:>10.2f} {row['ratio']:>10.3f} {row['sign_GBps']:>10.2f}"
+            f"{row['megapixels']:>5} MP RGBA {row['bits']:>2}-bit {row['bytes'] / 1e6:>6.0f}{cells}"
+            f"{row['copy_GBps']:>11.2f}{row['sign_GBps']:>11.2f}"
         )
-    tiling = results["tiling"]
+
+
+def print_tables(results: dict) -> None:
+    if "bridge" in results:
+        print_bridge(results["bridge"])
+    if "tiling" in results:
+        print_tiling(results["tiling"])
+    if "end_to_end" in results:
+        print_end_to_end(results["end_to_end"])
+    if "memory" in results:
+        print_memory(results["memory"])
+
+
+def print_tiling(tiling: dict) -> None:
     print(
         f"\nTiling of a {tiling['input'][0]} x {tiling['input'][1]} input (tiny weights): ours vs the reference scheme"
     )
@@ -169,7 +217,9 @@ def print_tables(results: dict) -> None:
             f"{name:>10} {row['tiles']:>6} {row['work_ratio']:>11.3f} {row['seam_score']:>11.3f} {row['seconds']:>8.2f}"
         )
     print(f"time ratio (reference / ours): {tiling['time_ratio']:.2f}")
-    e2e = results["end_to_end"]
+
+
+def print_end_to_end(e2e: dict) -> None:
     print(
         f"\nEnd to end through the CLI's file path, {e2e['input'][0]}^2 -> {e2e['output_megapixels']:.2f} MP "
         "(tiny weights)"
@@ -179,8 +229,11 @@ def print_tables(results: dict) -> None:
         f"through the worker {e2e['worker_seconds_per_mp']:.2f} s/MP, "
         f"bridge share {100 * e2e['bridge_share']:.1f}%, outputs identical: {e2e['identical_output']}"
     )
+
+
+def print_memory(rows: list) -> None:
     print("\nMemory (fresh process per size, tiny weights)")
-    for row in results["memory"]:
+    for row in rows:
         print(
             f"{row['input'][0]}^2 x{row['scale']:g} -> {row['output'][0]}^2: "
             f"output {row['output_bytes'] / 1e6:.1f} MB, "
@@ -189,45 +242,69 @@ def print_tables(results: dict) -> None:
         )
 
 
+PARTS = ("bridge", "tiling", "end_to_end", "memory")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="CPU benchmarks of InvSR for GIMP")
     parser.add_argument("--json", type=Path, default=HERE / "results" / f"cpu-{datetime.date.today()}.json")
     parser.add_argument("--quick", action="store_true", help="fewer runs and smaller sizes, to check the script")
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"which, comma-separated (default {','.join(PARTS)})")
+    parser.add_argument("--runs", type=int, default=None, help="timed runs per figure (default 5, --quick 2)")
     args = parser.parse_args()
-    runs = 2 if args.quick else 5
-
-    import memory
-    from worker_helpers import WorkerProcess
-
-    from invsr.pipeline import InvSRPipeline
+    parts = args.parts.split(",")
+    if not set(parts) <= set(PARTS):
+        parser.error(f"--parts: choose from {', '.join(PARTS)}")
+    runs = args.runs or (2 if args.quick else 5)
     from invsr.tiny_weights import write_tiny_weights
 
     folder = Path(tempfile.mkdtemp(prefix="invsr-bench-"))
     weights = write_tiny_weights(folder / "weights")
-    pipeline = InvSRPipeline.load(weights, device="cpu")
-    worker = WorkerProcess(folder / "worker", folder / "weights", "--preload", "--client-timeout", "60").wait_ready()
-    try:
-        results = {
-            "date": str(datetime.date.today()),
-            "machine": {
-                "platform": platform.platform(),
-                "processor": platform.processor(),
-                "cpus": torch.get_num_threads(),
-                "torch": torch.__version__,
-            },
-            "bridge": bench_bridge(worker, runs, sizes=(1, 16) if args.quick else (1, 16, 64)),
-            "tiling": bench_tiling(pipeline, runs, side=192 if args.quick else 384),
-            "end_to_end": bench_end_to_end(pipeline, worker, runs, side=64 if args.quick else 128),
-        }
-    finally:
-        worker.stop()
-    small, large = (128, 256) if args.quick else (256, 768)
-    jobs = [(small, "4"), (large, "4"), (large, "2")]  # at 2x only the output-sized result is held, not the x4 one
-    results["memory"] = [memory.run_job(str(folder / "weights"), side, "cpu", scale) for side, scale in jobs]
+    results = {
+        "date": str(datetime.date.today()),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cpus": torch.get_num_threads(),
+            "torch": torch.__version__,
+        },
+    }
+    if "bridge" in parts:
+        bridges = bridge_workers(folder / "bridges", weights.noise_predictor.parent)
+        try:
+            results["bridge"] = bench_bridge(bridges, runs, sizes=(1, 16) if args.quick else (1, 16, 64))
+        finally:
+            for each in bridges.values():
+                each.stop()
+    if "tiling" in parts or "end_to_end" in parts:
+        results.update(bench_model_parts(folder, weights, parts, runs, args.quick))
+    if "memory" in parts:
+        import memory
+
+        small, large = (128, 256) if args.quick else (256, 768)
+        jobs = [(small, "4"), (large, "4"), (large, "2")]  # at 2x only the output-sized result is held, not the x4
+        results["memory"] = [memory.run_job(str(folder / "weights"), side, "cpu", scale) for side, scale in jobs]
     print_tables(results)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2))
     print(f"\nwrote {args.json}")
+
+
+def bench_model_parts(folder: Path, weights, parts: list, runs: int, quick: bool) -> dict:
+    """Tiling and end to end: the tiny model in this process and in a worker."""
+    from worker_helpers import WorkerProcess
+
+    from invsr.pipeline import InvSRPipeline
+
+    pipeline = InvSRPipeline.load(weights, device="cpu")
+    found = {}
+    if "tiling" in parts:
+        found["tiling"] = bench_tiling(pipeline, runs, side=192 if quick else 384)
+    if "end_to_end" in parts:
+        with WorkerProcess(folder / "worker", folder / "weights", "--preload", "--client-timeout", "60") as worker:
+            worker.wait_ready()
+            found["end_to_end"] = bench_end_to_end(pipeline, worker, runs, side=64 if quick else 128)
+    return found
 
 
 if __name__ == "__main__":

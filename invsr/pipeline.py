@@ -21,7 +21,7 @@ import torch
 
 from invsr_wire.contract import DEFAULT_MAX_PIXELS
 
-from . import __version__
+from . import __version__, compile_cache
 from .checkpoint import load_strict, read_state_dict
 from .devices import DTYPE_NAMES, peak_memory, reset_peak_memory, resolve_device, resolve_dtype
 from .devices import describe as describe_device
@@ -123,8 +123,26 @@ class InvSRPipeline:
 
     def warm_up(self) -> None:
         """Upscale one tile of the default size and batch: compiled networks compile on this first call, so
-        that a worker can do it before its first job rather than during it."""
+        that a worker can do it before its first job rather than during it. Compiled, what an earlier start on
+        this machine compiled for the same key is loaded first, and what this one compiles is kept
+        (compile_cache.py); `load_report["compile_cache"]` says which."""
+        if not self.static_shapes:
+            self.upscale(np.zeros((DEFAULT_TILE, DEFAULT_TILE, 3), np.uint8))
+            return
+        key = self.compile_key()
+        loaded = compile_cache.load(key)
         self.upscale(np.zeros((DEFAULT_TILE, DEFAULT_TILE, 3), np.uint8))
+        kept = None if loaded else compile_cache.save(key)
+        self.load_report["compile_cache"] = {"loaded": loaded, "file": str(kept or compile_cache.bundle_path(key))}
+
+    def compile_key(self) -> dict:
+        """What decides the compiled networks' code for the default tile and automatic batch (compile_cache.py)."""
+        settings = choose_settings(UpscaleRequest(), self.device, self.dtype, self.models.lr_multiple)
+        networks = (self.models.noise_predictor, self.models.unet, self.models.vae)
+        channels_last = self.load_report.get("optimized", {}).get("channels_last", False)
+        return compile_cache.compile_key(
+            networks, self.device, self.dtype, settings.tile, settings.batch, channels_last
+        )
 
     def upscale(
         self,

@@ -53,6 +53,7 @@ class Client:
         self.connection, self.heartbeat, self.timeout = connection, heartbeat, timeout
         self.limits: dict | None = None  # the worker's, from `hello`
         self.key = connection.key_bytes
+        self.signed_buffers = connection.signed_buffers  # the worker's choice for its transport
         self.context = context or zmq.Context.instance()
         self.socket = self.context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
@@ -217,7 +218,9 @@ class Client:
     def _send(self, message: Message, wait: bool = False) -> None:
         """Send; a request waits up to `timeout` for a connection, a heartbeat does not wait at all."""
         try:
-            self.socket.send_multipart(message.encode(self.key), flags=0 if wait else zmq.NOBLOCK, copy=False)
+            self.socket.send_multipart(
+                message.encode(self.key, self.signed_buffers), flags=0 if wait else zmq.NOBLOCK, copy=False
+            )
         except zmq.Again:
             if wait:
                 raise WorkerLost(
@@ -228,7 +231,7 @@ class Client:
 
     def _receive(self) -> Message:
         frames = self.socket.recv_multipart(copy=False)
-        return Message.decode(self.key, [frame.buffer for frame in frames])
+        return Message.decode(self.key, [frame.buffer for frame in frames], self.signed_buffers)
 
     def _check_handshakes(self) -> None:
         """Read the socket monitor's events; raise at once when the worker refused this client."""

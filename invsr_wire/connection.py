@@ -63,6 +63,8 @@ class Connection:
     worker_version: str | None = None
     curve_server_key: str | None = None  # Z85 public key when the worker requires CurveZMQ
     socket_auth: str | None = None  # "plain": ZeroMQ's PLAIN handshake with `socket_password` (3.0 workers)
+    # Whether signatures cover the buffers' bytes (buffers_need_signing); absent: the safe reading, they do.
+    signed_buffers: bool = True
 
     @property
     def key_bytes(self) -> bytes:
@@ -81,6 +83,18 @@ def socket_password(key: bytes) -> bytes:
     """The PLAIN handshake's password: derived from the secret, so that the secret itself never travels
     (PLAIN sends its password in the clear)."""
     return hmac.new(key, b"invsr socket password", hashlib.sha256).hexdigest().encode("ascii")
+
+
+def buffers_need_signing(endpoint: str, curve: bool) -> bool:
+    """Whether a worker bound to `endpoint` must sign its messages' buffers byte for byte, not only their lengths
+    (docs/PROTOCOL.md, "What the signature covers, and why"): only where the transport lets others alter frames.
+
+    CurveZMQ authenticates and encrypts every frame; on an ipc socket or loopback TCP a frame can be sent only
+    on a connection that passed the handshake (the password derived from the secret), and altered in transit
+    only by the kernel's owner, who can read the secret anyway. TCP beyond this machine without CurveZMQ
+    (`--insecure`) protects nothing: anyone on the path may rewrite frames, so there every buffer is signed.
+    The worker decides once, at its start, and writes the answer into its connection file for its clients."""
+    return not curve and not is_loopback(endpoint)
 
 
 def default_endpoint(connection_file: Path, has_ipc: bool, platform: str = sys.platform) -> str:

@@ -6,8 +6,10 @@ their code (errors.py), and the receiver raises the same class again.
 A message is a list of ZeroMQ frames: [signature, header, buffer...]. The header is UTF-8 JSON; buffers
 are raw bytes (pixels). The signature is HMAC-SHA256, keyed with the per-start secret from the connection
 file, over each frame's length and the SHA-256 of each of its 4 MiB pieces: the pieces hash on all cores
-at once, which a single HMAC over the bytes could not. It is checked before anything is decoded. Nothing
-from the wire is ever unpickled or evaluated.
+at once, which a single HMAC over the bytes could not. Where the transport itself keeps others from
+altering frames (an ipc socket, loopback, CurveZMQ: the connection file's `signed_buffers` is false), a
+buffer is signed by its length alone, not its bytes (docs/PROTOCOL.md, "What the signature covers, and
+why"). It is checked before anything is decoded. Nothing from the wire is ever unpickled or evaluated.
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ import uuid
 from .contract import CHANNELS, PIXEL_DTYPES, sample_bytes
 from .errors import BadMessage, InvalidImage, InvSRError, TooLarge, Unauthorized, VersionMismatch
 
-PROTOCOL_VERSION = (3, 0)  # the one place the version is written; docs/PROTOCOL.md must match
+PROTOCOL_VERSION = (3, 1)  # the one place the version is written; docs/PROTOCOL.md must match
+# 3.0 signed every buffer's bytes; a 3.1 peer whose transport protects frames signs only their lengths, which 3.0
+# cannot verify: so 3.0 is refused like another major version, with a message that says to update both sides.
+OLDEST_COMPATIBLE = (3, 1)
 MAX_HEADER_BYTES = 64 * 1024
 SIGNATURE_BYTES = 32
 PIECE_BYTES = 4 * 1024 * 1024  # frames are hashed in pieces of this size (part of the signature's definition)
@@ -52,16 +57,21 @@ def new_id() -> str:
 # --- messages ---------------------------------------------------------------------------------------
 
 
-def sign(key: bytes, header: bytes, buffers) -> bytes:
-    """HMAC(key, for each frame: its length as 8 bytes big-endian || SHA-256 of each of its pieces)."""
+def sign(key: bytes, header: bytes, buffers, signed_buffers: bool = True) -> bytes:
+    """HMAC(key, for each frame: its length as 8 bytes big-endian || SHA-256 of each of its pieces).
+
+    With `signed_buffers` False only the header's pieces are hashed: each buffer adds its length alone, so
+    the buffers' number and sizes stay signed, their bytes are left to the transport to protect."""
     frames = [_bytes_view(frame) for frame in (header, *buffers)]
-    pieces = [frame[start : start + PIECE_BYTES] for frame in frames for start in range(0, frame.nbytes, PIECE_BYTES)]
-    digests = iter(_hash_pieces(pieces, sum(frame.nbytes for frame in frames)))
+    hashed = frames if signed_buffers else frames[:1]
+    pieces = [frame[start : start + PIECE_BYTES] for frame in hashed for start in range(0, frame.nbytes, PIECE_BYTES)]
+    digests = iter(_hash_pieces(pieces, sum(frame.nbytes for frame in hashed)))
     mac = hmac.new(key, digestmod=hashlib.sha256)
-    for frame in frames:
+    for index, frame in enumerate(frames):
         mac.update(frame.nbytes.to_bytes(8, "big"))
-        for _ in range(0, frame.nbytes, PIECE_BYTES):
-            mac.update(next(digests))
+        if index < len(hashed):
+            for _ in range(0, frame.nbytes, PIECE_BYTES):
+                mac.update(next(digests))
     return mac.digest()
 
 
@@ -86,30 +96,36 @@ _HASHERS = concurrent.futures.ThreadPoolExecutor(min(8, os.cpu_count() or 1), th
 
 @dataclasses.dataclass
 class Message:
-    """`type` and `fields` make the JSON header (with the protocol version); `buffers` travel raw."""
+    """`type` and `fields` make the JSON header (with the protocol version); `buffers` travel raw.
+
+    `signed_buffers`, in `encode` and `decode`: whether the signature covers the buffers' bytes or only their
+    lengths; both sides take it from the connection file (connection.Connection.signed_buffers)."""
 
     type: str
     fields: dict = dataclasses.field(default_factory=dict)
     buffers: list = dataclasses.field(default_factory=list)
 
-    def encode(self, key: bytes) -> list:
+    def encode(self, key: bytes, signed_buffers: bool = True) -> list:
         header = dict(self.fields, protocol=version_text(), type=self.type, sent=time.time())
         data = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
-        return [sign(key, data, self.buffers), data, *self.buffers]
+        return [sign(key, data, self.buffers, signed_buffers), data, *self.buffers]
 
     @classmethod
-    def decode(cls, key: bytes, frames: list) -> Message:
+    def decode(cls, key: bytes, frames: list, signed_buffers: bool = True) -> Message:
         """Verify, then parse. Raises Unauthorized, BadMessage or VersionMismatch."""
         if len(frames) < 2:
             raise BadMessage(f"a message has a signature and a header frame, got {len(frames)} frame(s)")
         signature, header, buffers = frames[0], frames[1], frames[2:]
         if memoryview(header).nbytes > MAX_HEADER_BYTES:
             raise BadMessage(f"header over {MAX_HEADER_BYTES} bytes")
-        if not hmac.compare_digest(bytes(signature), sign(key, header, buffers)):
+        if not hmac.compare_digest(bytes(signature), sign(key, header, buffers, signed_buffers)):
             claimed = _unverified_version(header)
             if claimed is not None:
-                _check_version(claimed)  # another major version signs differently: say so, not blame the secret
-            raise Unauthorized("wrong or missing signature: the secret does not match the worker's connection file")
+                _check_version(claimed)  # another version signs differently: say so, not blame the secret
+            raise Unauthorized(
+                "wrong or missing signature: the secret does not match the worker's connection file, "
+                "or the message was altered on its way"
+            )
         try:
             fields = json.loads(bytes(header).decode("utf-8"))
         except (ValueError, RecursionError) as error:  # ValueError: not UTF-8, not JSON, or a number too long
@@ -121,8 +137,8 @@ class Message:
 
 
 def _check_version(text) -> None:
-    major, _minor = parse_version(text)
-    if major != PROTOCOL_VERSION[0]:
+    major, minor = parse_version(text)
+    if major != PROTOCOL_VERSION[0] or (major, minor) < OLDEST_COMPATIBLE:
         raise VersionMismatch(
             f"protocol {text} is not compatible with this side's {version_text()}: "
             "update the plug-in and the worker together",
@@ -138,6 +154,17 @@ def _unverified_version(header) -> str | None:
         return text
     except (ValueError, RecursionError, TypeError, KeyError, BadMessage):
         return None
+
+
+def unverified_request_id(header) -> str | None:
+    """The request id an unverified header names, if readable: only to tell its sender which request an error
+    answers (a frame altered on its way, an older version), on the connection it came by; nothing else in it
+    is acted upon. Without it a client would take the error for no answer and wait on."""
+    try:
+        request_id = json.loads(bytes(header).decode("utf-8"))["id"]
+    except (ValueError, RecursionError, TypeError, KeyError):
+        return None
+    return request_id if isinstance(request_id, str) and len(request_id) <= 200 else None
 
 
 def error_message(error: InvSRError, reply_to: str | None) -> Message:

@@ -211,8 +211,11 @@ PRELOAD = object()  # a queue entry that asks the executor to load the model now
 class Executor:
     """The thread that owns the device: takes jobs from the board's queue until it gets None."""
 
-    def __init__(self, board: JobBoard, model: ModelHolder, context: zmq.Context, key: bytes, log_file):
+    def __init__(
+        self, board: JobBoard, model: ModelHolder, context: zmq.Context, key: bytes, log_file, signed_buffers=True
+    ):
         self.board, self.model, self.context, self.key, self.log_file = board, model, context, key, log_file
+        self.signed_buffers = signed_buffers  # the connection file's: whether results' pixels are signed
         self.running: Job | None = None  # the job taken, until its client has been sent its end
         self.failure = "it ended"  # why the thread ended, should it ever end before the worker stops
         self.side_by_side = threading.Semaphore(board.queue_length)  # jobs running at once on Ray
@@ -263,7 +266,7 @@ class Executor:
     def _run(self, job: Job, push: zmq.Socket) -> None:
         def send(message: Message) -> None:
             message.fields.update(re=job.request_id, job=job.id)
-            push.send_multipart([job.client, *message.encode(self.key)], copy=False)
+            push.send_multipart([job.client, *message.encode(self.key, self.signed_buffers)], copy=False)
 
         def cancel_check() -> None:  # before each stage, and so within a batch (minutes on a CPU)
             if job.cancel.is_set():

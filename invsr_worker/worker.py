@@ -50,7 +50,14 @@ from invsr_wire.errors import (
     UnknownJob,
     UnknownOperation,
 )
-from invsr_wire.protocol import REQUESTS, Message, error_message, pixel_frame_size, version_text
+from invsr_wire.protocol import (
+    REQUESTS,
+    Message,
+    error_message,
+    pixel_frame_size,
+    unverified_request_id,
+    version_text,
+)
 
 from . import listening
 from .access import Gatekeeper, allowed_curve_keys, unpredictable_routing_ids
@@ -121,8 +128,11 @@ class Worker:
             worker_version=__version__,
             curve_server_key=self.curve_public_key,
             socket_auth=None if self.curve_public_key else "plain",
+            signed_buffers=self.signed_buffers,
         )
-        self.executor = Executor(self.board, self.model, self.context, self.key, self.config.log_file)
+        self.executor = Executor(
+            self.board, self.model, self.context, self.key, self.config.log_file, signed_buffers=self.signed_buffers
+        )
         self.executor_thread = thread = threading.Thread(target=self.executor.run, name="invsr-executor", daemon=True)
         thread.start()
         if self.config.preload:
@@ -151,6 +161,7 @@ class Worker:
         router = self.context.socket(zmq.ROUTER)
         listening.limit_unproven_peers(router, config.max_message_bytes)
         self.curve_public_key = self._configure_access(router)
+        self.signed_buffers = connections.buffers_need_signing(self.endpoint, self.curve_public_key is not None)
         self.socket_claim = listening.claim(self.endpoint)
         try:
             router.bind(self.endpoint)
@@ -235,7 +246,7 @@ class Worker:
         client, frames = frames[0].bytes, frames[1:]
         request_id = None
         try:
-            message = Message.decode(self.key, [frame.buffer for frame in frames])
+            message = Message.decode(self.key, [frame.buffer for frame in frames], self.signed_buffers)
             request_id = _request_id(message.fields)
             self.replays.check(frames[0].buffer, message.fields.get("sent"), time.time())
             self.last_seen[client] = time.monotonic()
@@ -243,6 +254,8 @@ class Worker:
         except InvSRError as error:
             if not isinstance(error, Unauthorized):
                 log.info("refused a request from %s: %s", client.hex(), error)
+            if request_id is None and len(frames) >= 2:  # refused unread: name the request if it can be read
+                request_id = unverified_request_id(frames[1].buffer)
             self._send(client, error_message(error, request_id))
         except Exception:  # a bug must not stop the worker: report it and go on
             log.exception("failed to handle a request")
@@ -277,11 +290,11 @@ class Worker:
 
     def _send(self, client: bytes, message: Message) -> None:
         try:
-            frames = message.encode(self.key)
+            frames = message.encode(self.key, self.signed_buffers)
         except (TypeError, ValueError):  # a field that JSON cannot hold (NaN, bytes): a bug, not the peer's doing
             log.exception("cannot encode a %s message", message.type)
             failure = error_message(Internal("unexpected failure; see the worker log"), message.fields.get("re"))
-            frames = failure.encode(self.key)
+            frames = failure.encode(self.key, self.signed_buffers)
         self.router.send_multipart([client, *frames], copy=False)
 
     def _hello(self, message: Message) -> Message:

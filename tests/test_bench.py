@@ -47,3 +47,26 @@ def test_gpu_checks_run_and_pass_on_the_cpu(tmp_path):
     assert result["dtypes"]["passed"] and result["batching"]["passed"] and result["resample"]["passed"]
     assert "skipped" in result["out_of_memory_fallback"]  # it needs CUDA
     assert "all checks passed" in done.stdout
+
+
+def test_compiled_start_rows_run_in_fresh_processes(tmp_path):
+    """--starts on the CPU: the script's two fresh processes run and report (eager there: a CPU compile of the
+    tiny networks takes minutes; tests/test_compile_cache.py tests what the warm start relies on)."""
+    done = run_script(
+        "bench/gpu/run.py",
+        "--small",
+        "--starts",
+        "--rows",
+        "default",
+        "--budget",
+        "1",
+        "--deadline",
+        "3000",
+        "--json",
+        str(tmp_path / "gpu.json"),
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    starts = json.loads((tmp_path / "gpu.json").read_text())["starts"]
+    assert [start["name"] for start in starts] == ["compiled start, cold", "compiled start, warm"]
+    assert all("error" not in start and start["to_first_result_seconds"] > 0 for start in starts), starts
+    assert all(start["output"] == [512, 512, 3] for start in starts)

@@ -83,3 +83,42 @@ def test_a_header_nested_too_deeply_is_refused_not_a_crash():
         Message.decode(KEY, [b"x" * 32, nested])
     with pytest.raises(errors.BadMessage, match="nested too deeply"):
         Message.decode(KEY, [sign(KEY, nested, []), nested])
+
+
+def signature_of_lengths_as_documented(key, header, buffers):
+    """HMAC(key, len(header) || SHA-256 of each of its pieces || len(buffer) for each buffer): where the
+    transport protects frames (protocol 3.1), buffers are signed by their lengths alone."""
+    text = len(header).to_bytes(8, "big") + hashlib.sha256(header).digest()
+    text += b"".join(len(bytes(buffer)).to_bytes(8, "big") for buffer in buffers)
+    return hmac.new(key, text, hashlib.sha256).digest()
+
+
+def test_unsigned_buffers_are_signed_by_their_number_and_lengths_as_documented():
+    payload = bytearray(np.random.default_rng(3).bytes(PIECE_BYTES + 9))
+    header = b'{"type":"echo"}'
+    assert sign(KEY, header, [payload, b"ab"], signed_buffers=False) == signature_of_lengths_as_documented(
+        KEY, header, [payload, b"ab"]
+    )
+    frames = Message("echo", {"id": "x"}, [payload]).encode(KEY, signed_buffers=False)
+    tampered = bytearray(payload)
+    tampered[5] ^= 1  # the transport's to protect: the signature does not see it
+    assert Message.decode(KEY, [frames[0], frames[1], tampered], signed_buffers=False).buffers[0] == tampered
+    for moved in ([payload[:-1]], [payload, b""], [payload[:PIECE_BYTES], payload[PIECE_BYTES:]], []):
+        with pytest.raises(errors.Unauthorized):  # another length or number of buffers is refused
+            Message.decode(KEY, [frames[0], frames[1], *moved], signed_buffers=False)
+    with pytest.raises(errors.Unauthorized):  # nor does either way of signing pass for the other
+        Message.decode(KEY, frames, signed_buffers=True)
+    with pytest.raises(errors.Unauthorized):
+        Message.decode(KEY, Message("echo", {"id": "y"}, [payload]).encode(KEY), signed_buffers=False)
+
+
+def signed_as_version_3_0(key, fields, buffers=()):
+    """A message as protocol 3.0 signed it: every buffer's bytes, whatever the transport."""
+    header = json.dumps(dict(fields, protocol="3.0", sent=1e9)).encode()
+    return [signature_as_documented(key, [header, *buffers]), header, *buffers]
+
+
+def test_a_3_0_message_is_refused_as_another_version_with_or_without_buffers():
+    for buffers in ((), (b"pixels",)):
+        with pytest.raises(errors.VersionMismatch, match="protocol 3.0 is not compatible with this side's 3.1"):
+            Message.decode(KEY, signed_as_version_3_0(KEY, {"type": "echo", "id": "a"}, buffers), signed_buffers=False)

@@ -154,9 +154,10 @@ def test_unknown_operation_is_refused(client):
         client.request("teleport", final=("teleport",))
 
 
-def signed(key, fields, buffers=(), protocol_version=protocol.version_text()):
+def signed(key, fields, buffers=(), protocol_version=protocol.version_text(), signed_buffers=False):
+    """Frames of a message signed as the workers here sign (on loopback: buffers by their lengths alone)."""
     header = json.dumps(dict({"sent": time.time()}, **fields, protocol=protocol_version)).encode()
-    return [sign(key, header, buffers), header, *buffers]
+    return [sign(key, header, buffers, signed_buffers), header, *buffers]
 
 
 def reply_to(sock, timeout=5.0):

@@ -15,7 +15,9 @@ import pytest
 from worker_helpers import WorkerProcess
 
 from invsr_wire import errors
-from invsr_wire.protocol import Message, sign
+from invsr_wire.protocol import Message, sign, version_text
+
+VERSION = version_text()
 
 LONG_JOB = {"tile": 32, "overlap": 8, "steps": 5}  # about 10 s on the test weights: 121 tiles of a 256 x 256 image
 ANSWER_WITHIN = 120.0  # seconds: far more than any of these jobs takes; only a hang runs into it
@@ -76,9 +78,10 @@ def within(seconds, call):
 
 def signed_header(key, text: str, buffers=()):
     """Frames of a message with exactly this header text (JSON that Python's json module reads: NaN,
-    Infinity, integers of hundreds of digits), signed with the worker's secret."""
+    Infinity, integers of hundreds of digits), signed with the worker's secret as a loopback worker signs
+    (buffers by their lengths alone)."""
     header = text.encode()
-    return [sign(key, header, buffers), header, *buffers]
+    return [sign(key, header, buffers, signed_buffers=False), header, *buffers]
 
 
 def reply_to(sock, timeout=30.0):
@@ -88,9 +91,9 @@ def reply_to(sock, timeout=30.0):
 
 def replies_until_the_end(sock, key) -> list[Message]:
     """A raw socket's replies to one upscale, up to its result or error."""
-    messages = [Message.decode(key, reply_to(sock))]
+    messages = [Message.decode(key, reply_to(sock), signed_buffers=False)]
     while messages[-1].type not in ("result", "error"):
-        messages.append(Message.decode(key, reply_to(sock)))
+        messages.append(Message.decode(key, reply_to(sock), signed_buffers=False))
     return messages
 
 
@@ -162,7 +165,7 @@ def test_should_the_executor_thread_end_its_jobs_fail_and_hello_says_so(tmp_path
             header = json.dumps(
                 {
                     "type": "upscale",
-                    "protocol": "3.0",
+                    "protocol": VERSION,
                     "sent": time.time(),
                     "id": request_id,
                     "width": 16,
@@ -208,7 +211,7 @@ def answer(worker, header_text: str, buffers=()) -> Message:
 def test_a_huge_sending_time_with_a_nan_id_is_refused_and_the_worker_goes_on(worker, client):
     """This one signed message used to end the worker: the replay check overflowed, and the catch-all's
     reply echoed the NaN id, which JSON cannot encode, from inside its except clause."""
-    reply = answer(worker, '{"type": "ping", "protocol": "3.0", "sent": %s, "id": NaN}' % ("9" * 401))
+    reply = answer(worker, f'{{"type": "ping", "protocol": "{VERSION}", "sent": {"9" * 401}, "id": NaN}}')
     assert reply.type == "error" and reply.fields["code"] == "bad_message" and "re" not in reply.fields
     assert "'sent' must be a finite number" in reply.fields["message"]
     assert worker.process.poll() is None and client.ping() < 5.0
@@ -216,14 +219,14 @@ def test_a_huge_sending_time_with_a_nan_id_is_refused_and_the_worker_goes_on(wor
 
 @pytest.mark.parametrize("sent", ["NaN", "Infinity", "-Infinity", "9" * 401, "-" + "9" * 401, "1e308", "true", '"now"'])
 def test_only_a_finite_number_is_a_sending_time(worker, client, sent):
-    reply = answer(worker, f'{{"type": "ping", "protocol": "3.0", "sent": {sent}, "id": "t"}}')
+    reply = answer(worker, f'{{"type": "ping", "protocol": "{VERSION}", "sent": {sent}, "id": "t"}}')
     assert reply.type == "error" and reply.fields["code"] == "bad_message", reply.fields  # NaN used to pass
     assert reply.fields["re"] == "t"
 
 
 @pytest.mark.parametrize("request_id", ["NaN", "Infinity", "1", "1e400", "[]", '{"a": NaN}', "null", "true"])
 def test_only_a_string_is_a_request_id(worker, client, request_id):
-    reply = answer(worker, f'{{"type": "ping", "protocol": "3.0", "sent": {time.time()!r}, "id": {request_id}}}')
+    reply = answer(worker, f'{{"type": "ping", "protocol": "{VERSION}", "sent": {time.time()!r}, "id": {request_id}}}')
     assert reply.type == "error" and reply.fields["code"] == "bad_message" and "re" not in reply.fields
     assert "string 'id'" in reply.fields["message"]
 
@@ -233,7 +236,7 @@ def test_an_output_size_of_hundreds_of_digits_is_an_invalid_request(worker, clie
     header = json.dumps(
         {
             "type": "upscale",
-            "protocol": "3.0",
+            "protocol": VERSION,
             "sent": time.time(),
             "id": "big",
             "width": 16,
@@ -255,7 +258,7 @@ def test_nan_or_infinite_float_pixels_are_refused_on_arrival(worker, client, bad
     header = json.dumps(
         {
             "type": "upscale",
-            "protocol": "3.0",
+            "protocol": VERSION,
             "sent": time.time(),
             "id": "nan",
             "width": 16,
@@ -278,7 +281,7 @@ def test_finite_float_pixels_out_of_range_are_not_refused_on_arrival(worker, cli
     header = json.dumps(
         {
             "type": "upscale",
-            "protocol": "3.0",
+            "protocol": VERSION,
             "sent": time.time(),
             "id": "hdr",
             "width": 16,
@@ -399,7 +402,7 @@ def test_a_worker_remembering_fifty_thousand_pings_grows_by_a_few_megabytes(tmp_
                 for _ in range(in_flight):
                     sock.send_multipart(
                         signed_header(
-                            key, json.dumps({"type": "ping", "protocol": "3.0", "sent": time.time(), "id": "p"})
+                            key, json.dumps({"type": "ping", "protocol": VERSION, "sent": time.time(), "id": "p"})
                         )
                     )
                 for _ in range(in_flight):

@@ -24,7 +24,9 @@ The networks have random weights (speed does not depend on their values) and ful
   some work on this image (81 tiles in batches of 8: 88 tiles' work) but compiles once for every image;
   then the same without the stage timer's waits;
 - ours, channels-last at batch 16, without compiling: what the layout and batch alone give;
-- not in the default rows: compiled without channels-last, and compiled at batch 16.
+- not in the default rows: compiled without channels-last, and compiled at batch 16;
+- with `--starts`, before the rows: a cold and a warm compiled start, each in a fresh process, to the first
+  result of a 1024 x 1024 image (compiled_starts; invsr/compile_cache.py keeps what the first compiled).
 
 `--rows` picks rows by key (see DEFAULT_ROWS). Rows run in the order given; each writes the JSON as it ends, a
 failing row is recorded and the next runs,
@@ -42,8 +44,11 @@ import argparse
 import contextlib
 import datetime
 import json
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -174,6 +179,30 @@ def cudnn_autotuning(enabled: bool):
         torch.backends.cudnn.benchmark = before
 
 
+def compiled_starts(small: bool, side: int, folder: Path) -> list[dict]:
+    """A cold and then a warm compiled start, each in a fresh process (bench/compiled_start.py): from the
+    interpreter's start to the first result of a `side` x `side` image. Both share our cache folder (INVSR_CACHE),
+    where the cold start leaves its bundle (invsr/compile_cache.py); each has its own empty PyTorch cache folder
+    (TORCHINDUCTOR_CACHE_DIR), so that what the warm one finds is our bundle alone. With `small`, on the CPU, the
+    networks are the tiny ones and not compiled (a CPU compile takes minutes): only the script is checked."""
+    starts = []
+    for name in ("cold", "warm"):
+        env = dict(os.environ, INVSR_CACHE=str(folder / "invsr-cache"), TORCHINDUCTOR_CACHE_DIR=str(folder / name))
+        command = [sys.executable, str(HERE.parent / "compiled_start.py"), "--side", str(side)]
+        command += ["--tiny-random", "--eager"] if small else ["--random-full-size", "--device", "cuda"]
+        started = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=400)
+        row = {"name": f"compiled start, {name}", "wall_seconds": time.perf_counter() - started}
+        if done.returncode == 0:
+            row.update(json.loads(done.stdout.strip().splitlines()[-1]))
+            print(f"  {row['name']}: {row['to_first_result_seconds']:.1f} s to the first result", flush=True)
+        else:
+            row["error"] = done.stderr[-3000:]
+            print(row["error"], flush=True)
+        starts.append(row)
+    return starts
+
+
 def measure(name, action, device, image_side, warmups, runs, budget_s) -> dict:
     """Median seconds of `runs` (fewer if the time budget runs out), peak memory, derived rates."""
     started = time.perf_counter()
@@ -213,8 +242,18 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=60.0, help="seconds of timed runs per row, at most")
     parser.add_argument("--rows", default=DEFAULT_ROWS, help=f"which rows, in order (default {DEFAULT_ROWS})")
     parser.add_argument("--deadline", type=float, default=300.0, help="start no row after this many seconds")
+    parser.add_argument(
+        "--starts", action="store_true", help="first, a cold and a warm compiled start in fresh processes"
+    )
     args = parser.parse_args()
     started = time.perf_counter()
+    starts = []
+    if args.starts:  # before this process takes any GPU memory
+        folder = Path(tempfile.mkdtemp(prefix="invsr-starts-"))
+        starts = compiled_starts(args.small, 128 if args.small else 1024, folder)
+        # The rows compiled here then find PyTorch's caches as the cold start left them: compiling is not
+        # what they measure, and it costs the GPU session minutes.
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder / "cold")
     device = torch.device("cpu") if args.small else torch.device("cuda")
     card = "CPU" if args.small else torch.cuda.get_device_name(device)
     side = 128 if args.small else 1024
@@ -319,9 +358,18 @@ def main() -> None:
             except Exception:
                 rows.append({"name": name, "error": traceback.format_exc(limit=6)})
                 print(rows[-1]["error"], flush=True)
-        write_result(path, card, side, args.small, counts, rows)  # what is done survives a timeout
+        write_result(path, card, side, args.small, counts, rows, starts)  # what is done survives a timeout
     print_rows(rows, side, card)
-    write_result(path, card, side, args.small, counts, rows)
+    for start in starts:
+        if "error" not in start:
+            print(
+                f"{start['name']}: {start['to_first_result_seconds']:.1f} s to the first result (import "
+                f"{start['import_seconds']:.1f}, load {start['load_seconds']:.1f}, "
+                f"compile {start['compile_seconds']:.1f}, first image {start['first_image_seconds']:.1f}); "
+                "our bundle loaded: "
+                f"{start.get('compile_cache', {}).get('loaded')}"
+            )
+    write_result(path, card, side, args.small, counts, rows, starts)
     print(f"wrote {path}")
 
 
@@ -343,7 +391,7 @@ def print_rows(rows: list[dict], side: int, card: str) -> None:
         )
 
 
-def write_result(path: Path, card: str, side: int, small: bool, counts: dict, rows: list[dict]) -> None:
+def write_result(path: Path, card: str, side: int, small: bool, counts: dict, rows: list[dict], starts) -> None:
     result = {
         "card": card,
         "date": str(datetime.date.today()),
@@ -352,6 +400,7 @@ def write_result(path: Path, card: str, side: int, small: bool, counts: dict, ro
         "torch": torch.__version__,
         "parameters": counts,
         "rows": rows,
+        "starts": starts,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2))
