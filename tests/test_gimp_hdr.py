@@ -66,7 +66,7 @@ def test_linear_float_highlights_and_negatives_survive_the_upscale(hdr_run, pipe
     folder, results = hdr_run
     result = results["hdr"]
     assert result["status"] == "success", result["error"]
-    source, upscaled = by_name(result["before"], "photo"), by_name(result["after"], "photo (InvSR x2)")
+    source, upscaled = by_name(result["before"], "photo"), by_name(result["after"], "photo (InvSR ×2)")
     sent = pixels(folder, source)  # what the plug-in sends: the perceptual encoding, in float
     np.testing.assert_allclose(decoded(sent.astype(np.float64)), hdr_layer(), atol=2e-4)  # it holds 1.5, 4.0, -0.1
     got = pixels(folder, upscaled)

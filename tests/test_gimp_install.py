@@ -49,8 +49,8 @@ def test_the_wheel_carries_the_plugin_and_the_licences(wheel):
     plugin = sorted(name for name in names if name.startswith("invsr_gimp/"))
     source = sorted(
         f"invsr_gimp/{path.relative_to(REPO / 'invsr_gimp')}"
-        for path in (REPO / "invsr_gimp").rglob("*.py")
-        if "invsr_wire" not in path.parts and "__pycache__" not in path.parts
+        for path in (REPO / "invsr_gimp").rglob("*")  # the modules and the help pages
+        if path.is_file() and "invsr_wire" not in path.parts and "__pycache__" not in path.parts
     )
     assert plugin == source and "invsr_gimp/invsr-upscale/invsr-upscale.py" in plugin  # the link to invsr_wire is not
     for package in ("invsr", "invsr_wire", "invsr_worker", "invsr_cli"):  # subpackages too (invsr/tiles/)
@@ -122,7 +122,7 @@ def test_two_commands_give_gimp_32_a_working_plugin(gimp, shared, fresh_venv, ti
         folder, result = upscale_in_gimp(gimp, shared, config)
         assert result["status"] == "success", result["error"]
         source = pixels(folder, by_name(result["before"], "photo"))
-        upscaled = pixels(folder, by_name(result["after"], "photo (InvSR x2)"))
+        upscaled = pixels(folder, by_name(result["after"], "photo (InvSR ×2)"))
         np.testing.assert_array_equal(upscaled, expected(pipeline, source, {"scale": 2.0}))
         worker = json.loads((shared / "run" / "worker.json").read_text())
         assert Path(worker["log_file"]).read_text().count("serving on") == 1

@@ -79,6 +79,8 @@ MAIN = [
     ),
     scenario("repeat-selection", [photo_layer()], select=[4, 3, 10, 8], arguments={"scale": 2.0}, repeat=True),
     scenario("mask-target", [photo_layer(mask="left-half")], target_mask=True, arguments={"scale": 2.0}),
+    scenario("in-place", [photo_layer(offsets=[3, 2])], canvas=(30, 24), arguments={"output": "in-place", "seed": 3}),
+    scenario("in-place-selection", [photo_layer()], select=[4, 3, 10, 8], arguments={"output": "in-place"}),
     scenario("undo-group", [photo_layer()], record_calls=True),
     scenario("deleted-meanwhile", [photo_layer()], record_calls=True, delete_during="photo"),
     scenario(
@@ -319,6 +321,26 @@ def test_a_selected_layer_mask_upscales_its_layer(main_run, pipeline):
     assert upscaled["mask"] is True and result["selected"] == [["layer", "photo (InvSR ×2)"]]
 
 
+def test_enhance_in_place_keeps_the_image_size_and_adds_the_detail_as_a_layer(main_run, pipeline):
+    """Scale 1: the model's detail at the original size, over the layer, or over the selection with its mask."""
+    folder, results = main_run
+    for name, crop, offsets in (("in-place", None, [3, 2]), ("in-place-selection", (4, 3, 10, 8), [4, 3])):
+        result = results[name]
+        assert result["status"] == "success", result["error"]
+        assert result["after"]["size"] == result["before"]["size"]
+        source = pixels(folder, by_name(result["before"], "photo"))
+        if crop:
+            x, y, w, h = crop
+            source = source[y : y + h, x : x + w]
+        layer = by_name(result["after"], "photo (InvSR detail)")
+        assert layer["size"] == [source.shape[1], source.shape[0]] and layer["offsets"] == offsets
+        assert layer["mask"] is bool(crop) and layer["parasite"]["scale"] == 1.0
+        seed = next(s for s in MAIN if s["name"] == name)["arguments"].get("seed", 0)
+        np.testing.assert_array_equal(pixels(folder, layer), expected(pipeline, source, {"scale": 1.0, "seed": seed}))
+        assert by_name(result["after"], "photo")["visible"] is bool(crop)  # covered wholly, the source is hidden
+        assert result["selected"] == [["layer", "photo (InvSR detail)"]]
+
+
 def test_a_hidden_layer_gives_a_hidden_result(main_run, pipeline):
     result, upscaled = check_lossless(main_run, pipeline, "hidden")
     assert upscaled["visible"] is False and by_name(result["after"], "photo")["visible"] is False
@@ -459,6 +481,10 @@ BY_WIDTH = [
 SCALE_16 = [["key", "alt+a"], ["key", "ctrl+a"], ["type", "16"], ["key", "Tab"], ["shot", "scale-16"], ["key", "alt+u"]]
 
 
+# Output (alt+t) moved down twice, to "Keep the size", and Upscale.
+IN_PLACE = [["key", "alt+t"], ["key", "Down"], ["key", "Down"], ["shot", "in-place"], ["key", "alt+u"]]
+
+
 def keep_screenshots(folder, tmp_path):
     """The pictures of the dialog a run took, copied where pytest keeps its files, to look at."""
     kept = tmp_path / "screenshots"
@@ -503,6 +529,7 @@ def test_the_dialog_opens_and_ok_upscales_with_its_values_cancel_changes_nothing
             dialog=SCALE_16 + [["window", "a large job$"], ["shot", "large-job"], ["key", "Escape"]],
         ),
         scenario("by-width", [photo_layer()], arguments=arguments, dialog=BY_WIDTH),
+        scenario("in-place", [photo_layer()], arguments=arguments, dialog=IN_PLACE),
     ]
     try:
         folder, results = run_gimp(gimp, workspace, "dialog", dialogs, env, screen=True)
@@ -521,11 +548,15 @@ def test_the_dialog_opens_and_ok_upscales_with_its_values_cancel_changes_nothing
     by_width = results["by-width"]  # the target as a width, typed: the image becomes 60 pixels wide
     assert by_width["status"] == "success", by_width["error"]
     assert by_width["after"]["size"] == [60, 50] and by_name(by_width["after"], "photo (InvSR ×2.5)")
+    in_place = results["in-place"]  # the image keeps its size; the detail comes as a layer
+    assert in_place["status"] == "success" and in_place["after"]["size"] == [24, 20], in_place["error"]
+    assert by_name(in_place["after"], "photo (InvSR detail)")["size"] == [24, 20]
     large = results["large"]  # asked about before it starts, and cancelled there
     assert large["status"] == "cancel" and same_image(folder, large["before"], large["after"]), large["error"]
-    # the line under the size fields followed the typing: GIMP keeps its last text with the dialog's values
+    # the line under the size fields followed the last change, Output to "Keep the size" after a 60-pixel width:
+    # GIMP keeps its last text with the dialog's values
     last = folder / "gimp-config" / "plug-in-settings" / "GimpProcedureConfigRun-python-fu-invsr-upscale.last"
-    assert re.search(r'\(estimate "Result: 60 \S+ 50 pixels, 1 tile, about \d+ s"\)', last.read_text()), (
+    assert re.search(r'\(estimate "Result: 24 \S+ 20 pixels, 1 tile, about \d+ (s|min)"\)', last.read_text()), (
         last.read_text()
     )
     stderr = (folder / "gimp-stderr.txt").read_text()

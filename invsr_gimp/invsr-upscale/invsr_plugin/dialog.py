@@ -35,15 +35,19 @@ def accepted(procedure, config, job: Job, pace: float | None) -> bool:
     dialog.get_label("advanced-title", "Ad_vanced", False, True)
     dialog.fill_expander("advanced", "advanced-title", False, "advanced-box")
 
+    sizes = {name: dialog.get_widget(name, GObject.TYPE_NONE) for name in ("size-by", "scale", "pixels")}
+
     def update(*_):
         config.set_property("estimate", estimate_text(config, job, pace))
+        in_place, by_scale = config.get_property("output") == "in-place", config.get_property("size-by") == "scale"
+        sizes["size-by"].set_sensitive(not in_place)  # the size is the image's own
+        sizes["scale"].set_sensitive(not in_place and by_scale)
+        sizes["pixels"].set_sensitive(not in_place and not by_scale)
 
     watched = [config.connect(f"notify::{name}", update) for name in ("size-by", "scale", "pixels", "output", "tile")]
-    update()
     dialog.fill(list(UP_FRONT))
-    dialog.set_sensitive_if_in("scale", None, "size-by", _values("scale"), True)  # only once the widgets are there
-    dialog.set_sensitive_if_in("pixels", None, "size-by", _values("scale"), False)
-    dialog.set_sensitive_if_in("seed", None, "random-seed", _values(True), False)
+    update()
+    dialog.set_sensitive_if_in("seed", None, "random-seed", _values(True), False)  # once the widgets are there
     try:
         return dialog.run()
     finally:

@@ -30,7 +30,7 @@ class Options:
     color_fix: str = DEFAULT_COLOR_FIX
     seed: int = 0
     tile: int = 0  # 0: automatic
-    output: str = "scale-image"  # or "new-image"
+    output: str = "scale-image"  # or "new-image", or "in-place" (scale 1: the model's detail at the same size)
     server: str = ""  # empty: the local worker
 
     def worker_params(self) -> dict:

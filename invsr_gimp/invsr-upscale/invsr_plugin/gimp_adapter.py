@@ -105,7 +105,8 @@ def read_region(image, layer) -> Region:
 
 
 def apply_scale_image(image, results: list[Upscaled], options: Options) -> list:
-    """Scale the image with GIMP and put each result as a new layer above its source, in one undo group.
+    """Scale the image with GIMP (unless the output keeps its size, "in-place") and put each result as a
+    new layer above its source, in one undo group.
 
     The result takes its source's place in the composition: its mode, opacity and visibility, and its
     mask (with a selection, intersected with the selection). Without a selection the source is hidden,
@@ -118,7 +119,8 @@ def apply_scale_image(image, results: list[Upscaled], options: Options) -> list:
     Gimp.context_push()
     try:
         Gimp.context_set_interpolation(Gimp.InterpolationType.NOHALO)
-        image.scale(width, height)
+        if options.output != "in-place":
+            image.scale(width, height)
         layers = []
         for result in results:
             source = result.region.layer
@@ -216,7 +218,8 @@ def _scaled_box(image, result: Upscaled, options: Options) -> tuple[int, int, in
 def _new_layer(image, result: Upscaled, options: Options):
     """The result as a layer composed like its source (mode, opacity, visibility), not yet inserted."""
     source = result.region.layer
-    name = f"{result.region.layer_name} (InvSR ×{options.scale:.3g})"  # as GIMP writes a scale
+    made = "detail" if options.output == "in-place" else f"×{options.scale:.3g}"  # as GIMP writes a scale
+    name = f"{result.region.layer_name} (InvSR {made})"
     layer = Gimp.Layer.new(
         image,
         name,

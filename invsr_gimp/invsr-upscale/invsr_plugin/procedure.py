@@ -37,6 +37,7 @@ COLOUR_CHOICES = (
 OUTPUT_CHOICES = (
     ("scale-image", "Scale the image, add the result as a layer"),
     ("new-image", "Open the result as a new image"),
+    ("in-place", "Keep the size: add the model's detail as a layer"),
 )
 SIZE_CHOICES = (("scale", "Scale"), ("width", "Width in pixels"), ("height", "Height in pixels"))
 SIZE_CHOICES += (("long-edge", "Long edge in pixels"),)
