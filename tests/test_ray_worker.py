@@ -61,28 +61,39 @@ def test_the_real_client_gets_the_in_process_bytes(ray_worker, tiny_weights, pip
 
 
 def test_two_clients_at_once_both_get_their_own_result(ray_worker, pipeline, photo):
+    # one tile per batch: the big job is 25 batches, the small one 4, so sharing the actors fairly lets the
+    # small one finish first (the automatic batch would make the big job two batches that nothing can pass)
+    tiling = {"tile": 32, "overlap": 8, "tile_batch": 1}
     jobs = {"big": (photo, 1), "small": (photo[:40, :40].copy(), 2)}
     results, finished = {}, []
+    big_computing = threading.Event()
 
     def run(name):
         image, seed = jobs[name]
         with ray_worker.client() as client:
             header, buffer = client.upscale(
-                memoryview(image).cast("B"), image.shape[1], image.shape[0], 3, "u8", {"seed": seed, "tile": 32}
+                memoryview(image).cast("B"),
+                image.shape[1],
+                image.shape[0],
+                3,
+                "u8",
+                {"seed": seed, **tiling},
+                on_progress=lambda fields: big_computing.set() if name == "big" else None,
             )
         results[name] = np.frombuffer(buffer, np.uint8).reshape(header["height"], header["width"], 3)
         finished.append(name)
 
-    threads = [threading.Thread(target=run, args=(name,)) for name in jobs]
-    for thread in threads:
-        thread.start()
-        time.sleep(1.0)  # the big one first
-    for thread in threads:
+    threads = {name: threading.Thread(target=run, args=(name,)) for name in jobs}
+    threads["big"].start()
+    assert big_computing.wait(300), "the big job reported no progress"
+    threads["small"].start()  # while the big one has most of its tiles still to do
+    for thread in threads.values():
         thread.join(300)
-    assert finished[0] == "small", "the small job ran beside the big one, not after it"
+    assert finished[0] == "small", "the small job waited for the big one instead of sharing the actors"
     with one_thread():
         for name, (image, seed) in jobs.items():
-            assert np.array_equal(results[name], pipeline.upscale(image, UpscaleRequest(seed=seed, tile=32)).image)
+            request = UpscaleRequest(seed=seed, **tiling)
+            assert np.array_equal(results[name], pipeline.upscale(image, request).image), name
 
 
 def test_cancel_through_the_front_stops_the_job(ray_worker, photo):
