@@ -64,10 +64,9 @@ def test_the_actors_are_shown_with_their_devices_and_health(ray_pipeline):
     assert sorted(g for a in actors for g in a["gpus"]) == ["0", "1"], "one fake GPU each"
 
 
-def test_two_jobs_at_once_both_complete_correctly_and_the_small_one_is_not_stuck_behind(
-    ray_pipeline, pipeline, crop, photo
-):
+def test_two_jobs_at_once_both_complete_correctly_and_the_small_one_is_not_stuck_behind(ray_pipeline, pipeline, photo):
     small_image, small_request = photo[:40, :40].copy(), UpscaleRequest(tile=32, overlap=8, tile_batch=1, seed=9)
+    big_image = photo  # 25 tiles, one per batch: far more than the actors hold when the small job arrives
     big_done, results, small_finished_at = [], {}, []
     big_started = threading.Event()
 
@@ -76,7 +75,7 @@ def test_two_jobs_at_once_both_complete_correctly_and_the_small_one_is_not_stuck
         big_started.set()
 
     def run_big():
-        results["big"] = ray_pipeline.upscale(crop, MANY_TILES, progress=big_progress).image
+        results["big"] = ray_pipeline.upscale(big_image, MANY_TILES, progress=big_progress).image
 
     big = threading.Thread(target=run_big)
     big.start()
@@ -84,8 +83,8 @@ def test_two_jobs_at_once_both_complete_correctly_and_the_small_one_is_not_stuck
     results["small"] = ray_pipeline.upscale(small_image, small_request).image
     small_finished_at.append(big_done[-1])
     big.join(300)
-    assert small_finished_at[0] < 12, "the small job finished while the big one still had tiles to do"
-    assert np.array_equal(results["big"], in_process(pipeline, crop, MANY_TILES))
+    assert small_finished_at[0] < 25, "the small job waited until the big one had done all its tiles"
+    assert np.array_equal(results["big"], in_process(pipeline, big_image, MANY_TILES))
     assert np.array_equal(results["small"], in_process(pipeline, small_image, small_request))
 
 
