@@ -195,7 +195,8 @@ def call_plugin(image, drawables, arguments, dialog=None):
 def answer(steps):
     """A shell command doing, in order, what `steps` say, in the window last waited for (at first the
     plug-in's dialog): ["key", "alt+a ctrl+a"] presses keys, ["type", "120"] types text, ["shot", NAME]
-    saves the screen as OUT/NAME.png, ["sleep", SECONDS] waits, ["window", TITLE] waits for a window whose
+    saves the screen as OUT/NAME.png, ["shot-when-shown", [NAME, BLOCK, W, H, SECONDS]] saves it once it
+    shows BLOCK (see screenshot.py), ["window", TITLE] waits for a window whose
     title matches TITLE (a regular expression). Without a window manager, a window gets the keyboard only
     when given it."""
     window = "^Upscale [(]InvSR[)]$"
@@ -209,8 +210,9 @@ def answer(steps):
             commands += [f"{focus} key --clearmodifiers --delay 100 {value}", "sleep 0.5"]
         elif kind == "type":
             commands += [f"{focus} type --delay 50 '{value}'", "sleep 0.5"]
-        elif kind == "sleep":  # seconds, for work the dialog does meanwhile (its preview)
-            commands.append(f"sleep {value}")
+        elif kind == "shot-when-shown":  # value: NAME, and what to wait for (screenshot.py's arguments)
+            name, *until = value
+            commands.append(f"python3 {PLAN['screenshot']} {os.path.join(OUT, name)}.png {' '.join(map(str, until))}")
         elif kind == "shot":
             commands.append(f"python3 {PLAN['screenshot']} {os.path.join(OUT, value)}.png")
     return " && ".join(commands)

@@ -53,14 +53,14 @@ class PreviewPanel:
     # --- widgets ---------------------------------------------------------------------------------------
 
     def _build(self) -> Gtk.Widget:
-        self.where = Gtk.DrawingArea(can_focus=True)
         scale = min(1.0, THUMBNAIL / max(self.layer.get_width(), self.layer.get_height()))
-        self.thumbnail_scale = scale
         width, height = max(1, round(self.layer.get_width() * scale)), max(1, round(self.layer.get_height() * scale))
         self.thumbnail = self.layer.get_thumbnail(width, height, Gimp.PixbufTransparency.SMALL_CHECKS)
-        self.where.set_size_request(width, height)
+        self.thumbnail_scale = self.thumbnail.get_width() / self.layer.get_width()
+        self.where_image = Gtk.Image.new_from_pixbuf(self.thumbnail)
+        self.where = Gtk.EventBox(can_focus=True, halign=Gtk.Align.START, valign=Gtk.Align.START)
+        self.where.add(self.where_image)
         self.where.add_events(Gdk.EventMask.BUTTON_PRESS_MASK | Gdk.EventMask.BUTTON1_MOTION_MASK)
-        self.where.connect("draw", self._draw_where)
         self.where.connect("button-press-event", self._pointed)
         self.where.connect("motion-notify-event", self._pointed)
         self.where.connect("key-press-event", self._key)
@@ -87,25 +87,20 @@ class PreviewPanel:
         box.pack_start(content, False, False, 0)
         return box
 
-    def _draw_where(self, area, cr) -> bool:
-        Gdk.cairo_set_source_pixbuf(cr, self.thumbnail, 0, 0)
-        cr.paint()
-        k = self.thumbnail_scale
+    def _draw_where(self) -> None:
+        """The thumbnail with the layer's part that may be shown (the selection's, outlined in white when it
+        is not the whole layer) and the area shown now (in yellow on black). Drawn into a copy of the
+        thumbnail's pixels: no cairo, which GIMP's Python may lack."""
+        picture, k = self.thumbnail.copy(), self.thumbnail_scale
         region = self.region
-        cr.set_line_width(1.0)
-        cr.set_source_rgb(1.0, 1.0, 1.0)
-        cr.set_dash([3.0, 3.0])
-        cr.rectangle(region.x * k + 0.5, region.y * k + 0.5, max(1.0, region.width * k - 1), region.height * k - 1)
-        cr.stroke()
+        if (region.width, region.height) != (self.layer.get_width(), self.layer.get_height()):
+            _frame(picture, region.x * k, region.y * k, region.width * k, region.height * k, 0xFFFFFFFF)
         if self.crop is not None:
             shown = self.crop.shown_source
-            cr.set_dash([])
-            for width, colour in ((3.0, (0.0, 0.0, 0.0)), (1.0, (1.0, 0.85, 0.0))):
-                cr.set_line_width(width)
-                cr.set_source_rgb(*colour)
-                cr.rectangle(shown.x * k, shown.y * k, max(2.0, shown.width * k), max(2.0, shown.height * k))
-                cr.stroke()
-        return False
+            x, y, width, height = shown.x * k, shown.y * k, max(3.0, shown.width * k), max(3.0, shown.height * k)
+            _frame(picture, x - 1, y - 1, width + 2, height + 2, 0x000000FF)
+            _frame(picture, x, y, width, height, 0xFFD700FF)
+        self.where_image.set_from_pixbuf(picture)
 
     def _pointed(self, area, event) -> bool:
         if event.type == Gdk.EventType.BUTTON_PRESS and event.button != 1:
@@ -146,7 +141,7 @@ class PreviewPanel:
             self.status.set_text(f"No preview: {error}")
             return False
         self.crop = preview.crop_at(self.region, self.centre, options.scale, options.tile)
-        self.where.queue_draw()
+        self._draw_where()
         pixels, channels = self._read(self.crop.sent)
         self.plain.set_from_pixbuf(self._plain_enlargement(pixels, channels))
         self.upscaled.set_from_pixbuf(None)
@@ -175,6 +170,22 @@ class PreviewPanel:
         if outcome.pixels is not None:
             shown = outcome.request.crop.shown
             self.upscaled.set_from_pixbuf(_pixbuf(outcome.pixels, shown.width, shown.height, outcome.request.channels))
+
+
+def _frame(picture: GdkPixbuf.Pixbuf, x: float, y: float, width: float, height: float, rgba: int) -> None:
+    """A one-pixel rectangle drawn into `picture`, clipped to it."""
+    left, top = max(0, round(x)), max(0, round(y))
+    right = min(picture.get_width(), round(x + width))
+    bottom = min(picture.get_height(), round(y + height))
+    if right - left < 1 or bottom - top < 1:
+        return
+    for sx, sy, sw, sh in (
+        (left, top, right - left, 1),
+        (left, bottom - 1, right - left, 1),
+        (left, top, 1, bottom - top),
+        (right - 1, top, 1, bottom - top),
+    ):
+        picture.new_subpixbuf(sx, sy, sw, sh).fill(rgba)  # a sub-pixbuf shares its parent's pixels
 
 
 def _pixbuf(pixels: bytes, width: int, height: int, channels: int) -> GdkPixbuf.Pixbuf:
