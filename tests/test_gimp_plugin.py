@@ -463,12 +463,12 @@ def test_the_progress_bar_counts_the_tiles_then_says_what_is_left_to_do(main_run
     )
 
 
-# In the dialog: Size by (alt+z) moved down to "Width in pixels", Pixels (alt+p) typed over: 60 for a 24-pixel width;
+# In the dialog: Size by (alt+z) moved down to "Width in pixels", Pixels (alt+x) typed over: 60 for a 24-pixel width;
 # Tab leaves the field (which takes the value), and Upscale (alt+u).
 BY_WIDTH = [
     ["key", "alt+z"],
     ["key", "Down"],
-    ["key", "alt+p"],
+    ["key", "alt+x"],
     ["key", "ctrl+a"],
     ["type", "60"],
     ["key", "Tab"],
@@ -563,6 +563,66 @@ def test_the_dialog_opens_and_ok_upscales_with_its_values_cancel_changes_nothing
     assert "mnemonic" not in stderr, [
         line for line in stderr.splitlines() if "mnemonic" in line
     ]  # each underlined letter once
+
+
+def screenshot(path) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def found_in(picture: np.ndarray, block: np.ndarray) -> bool:
+    """Whether `block` appears in `picture` exactly, pixel for pixel, somewhere."""
+    height, width = block.shape[:2]
+    corner = picture[: picture.shape[0] - height + 1, : picture.shape[1] - width + 1]
+    ys, xs = np.nonzero(np.all(corner == block[0, 0], -1))
+    return any(np.array_equal(picture[y : y + height, x : x + width], block) for y, x in zip(ys, xs))
+
+
+def test_the_preview_shows_the_workers_upscale_of_an_area_the_user_moves(
+    gimp, workspace, worker, pipeline, photo, tmp_path
+):
+    """The dialog's Preview on a virtual screen: what it shows is, pixel for pixel, the library's upscale of
+    a tile of the layer around the area chosen, with the dialog's settings; it follows the area and the scale."""
+    if not gimp.has_screen:
+        pytest.skip("needs xvfb-run and xdotool where GIMP runs (tests/gimp/build-root.sh installs them)")
+    sys.path.insert(0, str(PLUGINS / "invsr-upscale"))
+    from invsr_plugin import preview
+
+    layer = np.pad(photo, ((36, 36), (86, 86), (0, 0)), mode="reflect")  # 300 x 200, the sample photo in the middle
+    blocks = {}
+    for name, centre, scale in [("preview", (150, 100), 4.0), ("moved", (182, 100), 4.0), ("x2", (182, 100), 2.0)]:
+        crop = preview.crop_at(preview.Area(0, 0, 300, 200), centre, scale, 0)
+        sent, shown = crop.sent, crop.shown
+        upscaled = expected(
+            pipeline, layer[sent.y : sent.y + sent.height, sent.x : sent.x + sent.width], {"scale": scale, "seed": 7}
+        )
+        blocks[name] = np.ascontiguousarray(upscaled[shown.y : shown.y + shown.height, shown.x : shown.x + shown.width])
+        (workspace / f"{name}.raw").write_bytes(blocks[name].tobytes())
+
+    def shot_when_shown(name):
+        return ["shot-when-shown", [name, gimp.inside(workspace / f"{name}.raw"), 256, 256, 90]]
+
+    # The Preview ticked (alt+p): the centre of the layer; then its area moved right by two steps of the arrow
+    # keys (the area's mnemonic, alt+m, gives it the keyboard); then the scale typed over.
+    steps = [["key", "alt+p"], shot_when_shown("preview"), ["key", "alt+m"], ["key", "Right Right"]]
+    steps += [shot_when_shown("moved"), ["key", "alt+a"], ["key", "ctrl+a"], ["type", "2"], ["key", "Tab"]]
+    steps += [shot_when_shown("x2"), ["key", "Escape"]]
+    env = {
+        "INVSR_RUNTIME_DIR": gimp.inside(workspace / "run"),
+        "INVSR_GIMP_SETTINGS": gimp.inside(workspace / "absent.json"),
+    }
+    arguments = {"scale": 4.0, "seed": 7, "server": gimp.inside(workspace / "run" / "worker.json"), "size-by": "scale"}
+    photo_spec = photo_layer(size=(300, 200), pixels=list(layer.tobytes()))
+    cases = [scenario("preview", [photo_spec], canvas=(300, 200), arguments=arguments, dialog=steps)]
+    try:
+        folder, results = run_gimp(gimp, workspace, "preview", cases, env, screen=True)
+    finally:
+        kept = keep_screenshots(workspace / "preview", tmp_path)
+    result = results["preview"]
+    assert result["status"] == "cancel" and same_image(folder, result["before"], result["after"])
+    for name, block in blocks.items():
+        assert found_in(screenshot(kept / f"{name}.png"), block), f"{name}: not the expected upscale (see {kept})"
 
 
 @pytest.mark.parametrize(

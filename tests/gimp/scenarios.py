@@ -195,8 +195,10 @@ def call_plugin(image, drawables, arguments, dialog=None):
 def answer(steps):
     """A shell command doing, in order, what `steps` say, in the window last waited for (at first the
     plug-in's dialog): ["key", "alt+a ctrl+a"] presses keys, ["type", "120"] types text, ["shot", NAME]
-    saves the screen as OUT/NAME.png, ["window", TITLE] waits for a window whose title matches TITLE
-    (a regular expression). Without a window manager, a window gets the keyboard only when given it."""
+    saves the screen as OUT/NAME.png, ["shot-when-shown", [NAME, BLOCK, W, H, SECONDS]] saves it once it
+    shows BLOCK (see screenshot.py), ["window", TITLE] waits for a window whose
+    title matches TITLE (a regular expression). Without a window manager, a window gets the keyboard only
+    when given it."""
     window = "^Upscale [(]InvSR[)]$"
     commands = [f"xdotool search --sync --name '{window}' >/dev/null", "sleep 1"]
     for kind, value in steps:
@@ -208,6 +210,9 @@ def answer(steps):
             commands += [f"{focus} key --clearmodifiers --delay 100 {value}", "sleep 0.5"]
         elif kind == "type":
             commands += [f"{focus} type --delay 50 '{value}'", "sleep 0.5"]
+        elif kind == "shot-when-shown":  # value: NAME, and what to wait for (screenshot.py's arguments)
+            name, *until = value
+            commands.append(f"python3 {PLAN['screenshot']} {os.path.join(OUT, name)}.png {' '.join(map(str, until))}")
         elif kind == "shot":
             commands.append(f"python3 {PLAN['screenshot']} {os.path.join(OUT, value)}.png")
     return " && ".join(commands)

@@ -1,7 +1,8 @@
 """The plug-in's dialog (GIMP's generated procedure dialog, arranged), and the question before a large job.
 
 Up front: the result's size (a scale or pixels), where it goes and its colours, with a line that says,
-live, what the run will make and cost. Behind *Advanced*: steps, seed, tile size and the worker.
+live, what the run will make and cost, and the Preview (preview_panel.py). Behind *Advanced*: steps, seed,
+tile size and the worker.
 """
 
 from __future__ import annotations
@@ -14,16 +15,18 @@ gi.require_version("Gtk", "3.0")
 from gi.repository import Gimp, GimpUi, GObject, Gtk  # noqa: E402
 
 from .flow import PluginError  # noqa: E402
+from .preview_panel import PreviewPanel  # noqa: E402
 from .sizing import Estimate, Job  # noqa: E402
 
 TITLE = "Upscale (InvSR)"
 CHOICES = ("size-by", "output", "color-fix", "tile")
 ADVANCED = ("steps", "seed", "random-seed", "tile", "server")
-UP_FRONT = ("size-by", "scale", "pixels", "estimate", "output", "color-fix", "advanced")
+UP_FRONT = ("size-by", "scale", "pixels", "estimate", "output", "color-fix", "advanced", "preview-box")
 
 
-def accepted(procedure, config, job: Job, pace: float | None) -> bool:
-    """Show the dialog; True when the user pressed Upscale."""
+def accepted(procedure, config, job: Job, pace: float | None, layer, options_of) -> bool:
+    """Show the dialog; True when the user pressed Upscale. The preview shows `layer`, upscaled with
+    `options_of(config)` (the run's flow.Options for the dialog's values)."""
     dialog = GimpUi.ProcedureDialog.new(procedure, config, TITLE)
     dialog.set_ok_label("_Upscale")
     for name in CHOICES:  # GIMP 3.2 would show a short choice as radio buttons, uneven beside the other fields
@@ -34,6 +37,8 @@ def accepted(procedure, config, job: Job, pace: float | None) -> bool:
     dialog.fill_box("advanced-box", ADVANCED)
     dialog.get_label("advanced-title", "Ad_vanced", False, True)
     dialog.fill_expander("advanced", "advanced-title", False, "advanced-box")
+    preview = PreviewPanel(config, layer, options_of)
+    dialog.fill_box("preview-box", ["preview"]).pack_start(preview.widget, False, False, 0)
 
     sizes = {name: dialog.get_widget(name, GObject.TYPE_NONE) for name in ("size-by", "scale", "pixels")}
 
@@ -48,9 +53,11 @@ def accepted(procedure, config, job: Job, pace: float | None) -> bool:
     dialog.fill(list(UP_FRONT))
     update()
     dialog.set_sensitive_if_in("seed", None, "random-seed", _values(True), False)  # once the widgets are there
+    preview.start()
     try:
         return dialog.run()
     finally:
+        preview.close()
         for handler in watched:
             config.disconnect(handler)
         dialog.destroy()

@@ -64,7 +64,7 @@ def define(procedure) -> None:
     )
     procedure.add_double_argument("scale", "Sc_ale", "Enlargement, 1 to 16", MIN_SCALE, MAX_SCALE, DEFAULT_SCALE, flags)
     procedure.add_int_argument(
-        "pixels", "_Pixels", "The result's width, height or long edge in pixels", 1, 2**18, 3840, flags
+        "pixels", "Pi_xels", "The result's width, height or long edge in pixels", 1, 2**18, 3840, flags
     )
     procedure.add_choice_argument(
         "output", "Ou_tput", "Where the result goes", _choice(*OUTPUT_CHOICES), OUTPUT_CHOICES[0][0], flags
@@ -94,6 +94,9 @@ def define(procedure) -> None:
         "random-seed", "_New seed each time", "Pick a new random seed at each upscale", False, flags
     )
     procedure.add_string_aux_argument("estimate", "Result", "The result's size and cost", "", flags)
+    procedure.add_boolean_aux_argument(
+        "preview", "_Preview", "Upscale a part of the layer, to see it beside a plain enlargement", False, flags
+    )
 
 
 def _choice(*entries):
@@ -116,7 +119,9 @@ def run(procedure, run_mode, image, drawables, config, data):
     asks = run_mode != Gimp.RunMode.NONINTERACTIVE  # the dialog, or Filters > Repeat: a person is there
     if asks:
         GimpUi.init(PROCEDURE)
-    if run_mode == Gimp.RunMode.INTERACTIVE and not dialog.accepted(procedure, config, job, pace):
+    if run_mode == Gimp.RunMode.INTERACTIVE and not dialog.accepted(
+        procedure, config, job, pace, layers[0], lambda values: options_from(values, job)
+    ):
         return _cancelled(procedure)
     try:
         import zmq  # noqa: F401  (here, so that the procedure registers, and explains, without it)
