@@ -565,6 +565,9 @@ def test_the_dialog_opens_and_ok_upscales_with_its_values_cancel_changes_nothing
     ]  # each underlined letter once
 
 
+UPSCALE_AT_ONCE = [["key", "alt+p"], ["key", "alt+u"]]
+
+
 def screenshot(path) -> np.ndarray:
     from PIL import Image
 
@@ -614,11 +617,22 @@ def test_the_preview_shows_the_workers_upscale_of_an_area_the_user_moves(
     }
     arguments = {"scale": 4.0, "seed": 7, "server": gimp.inside(workspace / "run" / "worker.json"), "size-by": "scale"}
     photo_spec = photo_layer(size=(300, 200), pixels=list(layer.tobytes()))
-    cases = [scenario("preview", [photo_spec], canvas=(300, 200), arguments=arguments, dialog=steps)]
+    cases = [  # the preview (cancelled: GIMP keeps the Preview box unticked), then Upscale pressed as soon as the
+        # Preview is ticked, while the preview is under way
+        scenario("preview", [photo_spec], canvas=(300, 200), arguments=arguments, dialog=steps),
+        scenario("upscale-at-once", [photo_layer()], arguments=dict(arguments, scale=2.0), dialog=UPSCALE_AT_ONCE),
+    ]
     try:
         folder, results = run_gimp(gimp, workspace, "preview", cases, env, screen=True)
     finally:
         kept = keep_screenshots(workspace / "preview", tmp_path)
+    at_once = results["upscale-at-once"]  # the preview's job gave way, and its thread did not hold GIMP up
+    assert at_once["status"] == "success", at_once["error"]
+    source = pixels(folder, by_name(at_once["before"], "photo"))
+    np.testing.assert_array_equal(
+        pixels(folder, by_name(at_once["after"], "photo (InvSR ×2)")),
+        expected(pipeline, source, {"scale": 2.0, "seed": 7}),
+    )
     result = results["preview"]
     assert result["status"] == "cancel" and same_image(folder, result["before"], result["after"])
     for name, block in blocks.items():
