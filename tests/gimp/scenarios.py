@@ -195,8 +195,9 @@ def call_plugin(image, drawables, arguments, dialog=None):
 def answer(steps):
     """A shell command doing, in order, what `steps` say, in the window last waited for (at first the
     plug-in's dialog): ["key", "alt+a ctrl+a"] presses keys, ["type", "120"] types text, ["shot", NAME]
-    saves the screen as OUT/NAME.png, ["window", TITLE] waits for a window whose title matches TITLE
-    (a regular expression). Without a window manager, a window gets the keyboard only when given it."""
+    saves the screen as OUT/NAME.png, ["sleep", SECONDS] waits, ["window", TITLE] waits for a window whose
+    title matches TITLE (a regular expression). Without a window manager, a window gets the keyboard only
+    when given it."""
     window = "^Upscale [(]InvSR[)]$"
     commands = [f"xdotool search --sync --name '{window}' >/dev/null", "sleep 1"]
     for kind, value in steps:
@@ -210,6 +211,8 @@ def answer(steps):
             commands += [f"{focus} type --delay 50 '{value}'", "sleep 0.5"]
         elif kind == "shot":
             commands.append(f"python3 {PLAN['screenshot']} {os.path.join(OUT, value)}.png")
+        elif kind == "sleep":  # seconds, for what the dialog finds out in the background
+            commands.append(f"sleep {float(value)}")
     return " && ".join(commands)
 
 
