@@ -45,8 +45,8 @@ def screen(gimp, workspace, tmp_path):
         "INVSR_GIMP_SETTINGS": gimp.inside(workspace / "absent.json"),
     }
 
-    def run(name, dialog):
-        arguments = {"scale": 2.0, "seed": 11, "server": "", "size-by": "scale"}
+    def run(name, dialog, server=""):
+        arguments = {"scale": 2.0, "seed": 11, "server": server, "size-by": "scale"}
         try:
             return run_gimp(
                 gimp,
@@ -120,4 +120,28 @@ def test_a_connection_file_chosen_in_the_dialog_gets_the_upscale(screen, gimp, w
     assert f'(server "{chosen}")' in kept, kept
     line = f"Worker: worker.json at {studio.connection.endpoint}, running, the model loads on the first upscale"
     assert f'(worker-line "{line}")' in kept, kept  # as it was when Upscale was pressed
+    check_no_mnemonic_warnings(folder)
+
+
+def test_reset_to_factory_defaults_brings_the_field_back_to_the_local_worker(screen, gimp, worker, studio):
+    """The dialog's Reset sets "server" itself: the Worker field, its line and the upscale follow."""
+    dialog = [
+        WAIT_FOR_LINE,
+        ["shot", "worker-given"],  # the file the arguments named: the line says the studio worker
+        ["key", "alt+r"],  # Reset's menu (its first item has the focus), then Reset to Factory Defaults
+        ["key", "Down"],
+        ["key", "Return"],
+        WAIT_FOR_LINE,
+        ["key", "alt+v"],
+        ["shot", "worker-reset"],
+        ["key", "alt+u"],
+    ]
+    local_before, studio_before = jobs_done(worker), jobs_done(studio)
+    folder, results = screen("worker-reset", dialog, server=gimp.inside(studio.path))
+    result = results["worker-reset"]
+    assert result["status"] == "success", result["error"]
+    assert result["after"]["size"] == [96, 80]  # the factory scale, 4
+    assert jobs_done(worker) == local_before + 1 and jobs_done(studio) == studio_before
+    kept = last_values(folder)
+    assert '(server "")' in kept and '(worker-line "Worker: local, running on cpu, ready' in kept, kept
     check_no_mnemonic_warnings(folder)

@@ -32,6 +32,7 @@ class WorkerField:
         self.settings = load_settings()
         self.checks = 0  # the number of the latest check: an older one's answer is stale
         self.closed = False
+        self.setting = False  # while the widgets set "server", or "server" sets the widgets: no echo
         self.choice = Gtk.ComboBoxText()
         self.choice.append(LOCAL, "The local worker")
         self.choice.append(CHOSEN_FILE, "A worker's connection file")
@@ -42,16 +43,14 @@ class WorkerField:
         json_files.set_name("Worker connection files (*.json)")
         json_files.add_pattern("*.json")
         self.chooser.add_filter(json_files)
-        server = config.get_property("server")
-        if server:
-            self.chooser.set_filename(server)
-        self.choice.set_active_id(CHOSEN_FILE if server else LOCAL)
-        self.chooser.set_sensitive(bool(server))
+        self._show_server(config.get_property("server"))
         box.pack_start(_row("_Worker", self.choice), False, False, 0)
         box.pack_start(_row("Connection file", self.chooser), False, False, 0)
         box.show_all()
         self.choice.connect("changed", self._changed)
         self.chooser.connect("file-set", self._changed)
+        # the dialog's Reset, and Load Saved Settings, set "server" itself: the widgets follow
+        self.watch = config.connect("notify::server", self._server_set)
         self.check()
 
     @staticmethod
@@ -62,11 +61,32 @@ class WorkerField:
         label.set_line_wrap(True)
         return label
 
+    def _show_server(self, server: str) -> None:
+        self.setting = True
+        try:
+            if server:
+                self.chooser.set_filename(server)
+            self.choice.set_active_id(CHOSEN_FILE if server else LOCAL)
+            self.chooser.set_sensitive(bool(server))
+        finally:
+            self.setting = False
+
+    def _server_set(self, *_):
+        if not self.setting:
+            self._show_server(self.config.get_property("server"))
+            self.check()
+
     def _changed(self, *_):
+        if self.setting:
+            return
         chosen = self.choice.get_active_id() == CHOSEN_FILE
         self.chooser.set_sensitive(chosen)
         path = self.chooser.get_filename() if chosen else None
-        self.config.set_property("server", path or "")  # no file chosen yet: the local worker, as the line says
+        self.setting = True
+        try:  # no file chosen yet: the local worker, as the line says
+            self.config.set_property("server", path or "")
+        finally:
+            self.setting = False
         self.check(no_file=chosen and not path)
 
     def check(self, no_file: bool = False) -> None:
@@ -92,6 +112,7 @@ class WorkerField:
     def close(self) -> None:
         """The dialog has closed: a check still under way is no longer shown."""
         self.closed = True
+        self.config.disconnect(self.watch)
 
 
 def _row(text: str, widget: Gtk.Widget) -> Gtk.Box:
