@@ -173,3 +173,22 @@ def test_a_curve_worker_without_a_client_key_says_how_to_give_one(worker_status,
 )
 def test_each_model_state_is_said_in_words(worker_status, model, words):
     assert worker_status.model_words(model).startswith(words)
+
+
+def test_in_gimps_flatpak_the_line_looks_where_the_sandbox_meets_the_worker(
+    worker_status, idle_worker, tmp_path, monkeypatch
+):
+    """The sandbox cannot start a worker: the line says to start one outside, or names the one that runs
+    with its file in the folder both sides see."""
+    from invsr_wire import flatpak
+
+    monkeypatch.setenv("FLATPAK_ID", flatpak.GIMP_APP_ID)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    assert worker_status.line("", START) == (
+        "Worker: local, not running, and GIMP's flatpak cannot start it. In a terminal outside GIMP, run: "
+        'invsr serve --connection-file "$XDG_RUNTIME_DIR/app/org.gimp.GIMP/invsr/worker.json"'
+    )
+    shared = flatpak.flatpak_connection_file()
+    shared.parent.mkdir(parents=True)
+    shutil.copy(idle_worker.path, shared)  # as `invsr serve --connection-file` there would have written it
+    assert worker_status.line("", START) == "Worker: local, running, the model loads on the first upscale"

@@ -48,9 +48,11 @@ def _local_line(settings: dict, timeout: float) -> str:
 
 def _local_not_running(sandboxed: bool, startable: bool) -> str:
     if sandboxed:
+        from invsr_wire.flatpak import GIMP_APP_ID
+
         return (
-            "Worker: local, not running, and GIMP's flatpak cannot start it. Start invsr serve outside GIMP, "
-            "as the Help page says"
+            "Worker: local, not running, and GIMP's flatpak cannot start it. In a terminal outside GIMP, run: "
+            f'invsr serve --connection-file "$XDG_RUNTIME_DIR/app/{GIMP_APP_ID}/invsr/worker.json"'
         )
     if startable:
         return "Worker: local, not running: it will be started when you upscale"
