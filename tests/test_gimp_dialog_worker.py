@@ -145,3 +145,23 @@ def test_reset_to_factory_defaults_brings_the_field_back_to_the_local_worker(scr
     kept = last_values(folder)
     assert '(server "")' in kept and '(worker-line "Worker: local, running on cpu, ready' in kept, kept
     check_no_mnemonic_warnings(folder)
+
+
+def test_a_worker_that_does_not_answer_holds_up_neither_the_dialog_nor_the_plugins_exit(screen, gimp, workspace):
+    """The check waits in its own thread: the dialog opens and draws "Worker: checking..." meanwhile (the
+    picture worker-checking.png shows it), and a Cancel while a check still waits ends the plug-in: a socket
+    left open in that thread must not hold up its exit (GIMP would wait for it until the run's time limit)."""
+    import zmq
+
+    from invsr_wire import connection
+
+    silent = zmq.Context.instance().socket(zmq.ROUTER)  # takes the connection, never answers
+    port = silent.bind_to_random_port("tcp://127.0.0.1")
+    far = workspace / "far-away.json"
+    connection.write(far, connection.Connection(endpoint=f"tcp://127.0.0.1:{port}", key="00" * 32, protocol="2.0"))
+    try:
+        folder, results = screen("worker-silent", [["shot", "worker-checking"], ["key", "Escape"]], gimp.inside(far))
+    finally:
+        silent.close(linger=0)
+    assert results["worker-silent"]["status"] == "cancel"
+    check_no_mnemonic_warnings(folder)
