@@ -36,13 +36,7 @@ class WorkerField:
         self.choice = Gtk.ComboBoxText()
         self.choice.append(LOCAL, "The local worker")
         self.choice.append(CHOSEN_FILE, "A worker's connection file")
-        self.chooser = Gtk.FileChooserButton(
-            title="Choose a worker's connection file", action=Gtk.FileChooserAction.OPEN
-        )
-        json_files = Gtk.FileFilter()
-        json_files.set_name("Worker connection files (*.json)")
-        json_files.add_pattern("*.json")
-        self.chooser.add_filter(json_files)
+        self.chooser = _file_chooser()
         self._show_server(config.get_property("server"))
         box.pack_start(_row("_Worker", self.choice), False, False, 0)
         box.pack_start(_row("Connection file", self.chooser), False, False, 0)
@@ -113,6 +107,15 @@ class WorkerField:
         """The dialog has closed: a check still under way is no longer shown."""
         self.closed = True
         self.config.disconnect(self.watch)
+
+
+def _file_chooser() -> Gtk.FileChooserButton:
+    chooser = Gtk.FileChooserButton(title="Choose a worker's connection file", action=Gtk.FileChooserAction.OPEN)
+    json_files = Gtk.FileFilter()
+    json_files.set_name("Worker connection files (*.json)")
+    json_files.add_pattern("*.json")
+    chooser.add_filter(json_files)
+    return chooser
 
 
 def _row(text: str, widget: Gtk.Widget) -> Gtk.Box:
