@@ -196,7 +196,7 @@ def answer(steps):
     """A shell command doing, in order, what `steps` say, in the window last waited for (at first the
     plug-in's dialog): ["key", "alt+a ctrl+a"] presses keys, ["type", "120"] types text, ["shot", NAME]
     saves the screen as OUT/NAME.png, ["shot-when-shown", [NAME, BLOCK, W, H, SECONDS]] saves it once it
-    shows BLOCK (see screenshot.py), ["window", TITLE] waits for a window whose
+    shows BLOCK (see screenshot.py), ["sleep", SECONDS] waits, ["window", TITLE] waits for a window whose
     title matches TITLE (a regular expression). Without a window manager, a window gets the keyboard only
     when given it."""
     window = "^Upscale [(]InvSR[)]$"
@@ -215,6 +215,8 @@ def answer(steps):
             commands.append(f"python3 {PLAN['screenshot']} {os.path.join(OUT, name)}.png {' '.join(map(str, until))}")
         elif kind == "shot":
             commands.append(f"python3 {PLAN['screenshot']} {os.path.join(OUT, value)}.png")
+        elif kind == "sleep":  # seconds, for what the dialog finds out in the background
+            commands.append(f"sleep {float(value)}")
     return " && ".join(commands)
 
 

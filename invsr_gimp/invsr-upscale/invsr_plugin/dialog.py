@@ -1,8 +1,8 @@
 """The plug-in's dialog (GIMP's generated procedure dialog, arranged), and the question before a large job.
 
 Up front: the result's size (a scale or pixels), where it goes and its colours, with a line that says,
-live, what the run will make and cost, and the Preview (preview_panel.py). Behind *Advanced*: steps, seed,
-tile size and the worker.
+live, what the run will make and cost, one that says what the worker is, and the Preview
+(preview_panel.py). Behind *Advanced*: steps, seed, tile size and the worker.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ from gi.repository import Gimp, GimpUi, GObject, Gtk  # noqa: E402
 from .flow import PluginError  # noqa: E402
 from .preview_panel import PreviewPanel  # noqa: E402
 from .sizing import Estimate, Job  # noqa: E402
+from .worker_field import WorkerField  # noqa: E402
 
 TITLE = "Upscale (InvSR)"
 CHOICES = ("size-by", "output", "color-fix", "tile")
-ADVANCED = ("steps", "seed", "random-seed", "tile", "server")
-UP_FRONT = ("size-by", "scale", "pixels", "estimate", "output", "color-fix", "advanced", "preview-box")
+ADVANCED = ("steps", "seed", "random-seed", "tile")  # then the Worker field's own widgets (worker_field.py)
+UP_FRONT = ("size-by", "scale", "pixels", "estimate", "worker-line", "output", "color-fix", "advanced", "preview-box")
 
 
 def accepted(procedure, config, job: Job, pace: float | None, layer, options_of) -> bool:
@@ -34,7 +35,8 @@ def accepted(procedure, config, job: Job, pace: float | None, layer, options_of)
     estimate = dialog.get_label("estimate", "", False, False)  # follows the "estimate" argument
     estimate.set_xalign(0.0)
     estimate.set_line_wrap(True)
-    dialog.fill_box("advanced-box", ADVANCED)
+    WorkerField.line_label(dialog)
+    worker = WorkerField(config, dialog.fill_box("advanced-box", ADVANCED))
     dialog.get_label("advanced-title", "Ad_vanced", False, True)
     dialog.fill_expander("advanced", "advanced-title", False, "advanced-box")
     preview = PreviewPanel(config, layer, options_of)
@@ -58,6 +60,7 @@ def accepted(procedure, config, job: Job, pace: float | None, layer, options_of)
         return dialog.run()
     finally:
         preview.close()
+        worker.close()
         for handler in watched:
             config.disconnect(handler)
         dialog.destroy()

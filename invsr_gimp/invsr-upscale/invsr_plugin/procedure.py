@@ -27,7 +27,8 @@ ZMQ_MISSING = (
     "vendor folder (or, on Debian or Ubuntu: sudo apt install python3-zmq; on Fedora: sudo dnf install "
     "python3-zmq). `invsr gimp doctor` checks this."
 )
-# The procedure's arguments, as `define` adds them; "random-seed" is the dialog's own (an aux argument).
+# The procedure's arguments, as `define` adds them; "random-seed", "estimate" and "worker-line" are the dialog's
+# own (aux arguments).
 ARGUMENTS = ("size-by", "scale", "pixels", "output", "color-fix", "steps", "seed", "tile", "server")
 COLOUR_CHOICES = (
     ("wavelet", "Match the original colours and tones"),
@@ -94,6 +95,7 @@ def define(procedure) -> None:
         "random-seed", "_New seed each time", "Pick a new random seed at each upscale", False, flags
     )
     procedure.add_string_aux_argument("estimate", "Result", "The result's size and cost", "", flags)
+    procedure.add_string_aux_argument("worker-line", "Worker line", "Which worker upscales, and its state", "", flags)
     procedure.add_boolean_aux_argument(
         "preview", "_Preview", "Upscale a part of the layer, to see it beside a plain enlargement", False, flags
     )
