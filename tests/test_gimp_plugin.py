@@ -743,6 +743,39 @@ def test_the_plugin_starts_the_local_worker_and_reuses_it(gimp, workspace, pipel
             os.kill(json.loads((run_dir / "worker.json").read_text())["pid"], signal.SIGTERM)
 
 
+def test_a_preview_starts_the_local_worker_and_the_worker_line_then_says_it_is_ready(gimp, workspace, pipeline, photo):
+    """No worker runs: ticking Preview starts the local one (the line said it would be), the preview arrives,
+    and the line up front is checked again: what Upscale then sees is a ready worker."""
+    if not gimp.has_screen:
+        pytest.skip("needs xvfb-run and xdotool where GIMP runs (tests/gimp/build-root.sh installs them)")
+    run_dir = workspace / "preview-run"
+    command = [sys.executable, "-m", "invsr_cli", "serve", "--weights", gimp.inside(workspace / "weights")]
+    (workspace / "preview-start.json").write_text(json.dumps({"start_command": [*command, "--device", "cpu"]}))
+    env = {
+        "INVSR_RUNTIME_DIR": gimp.inside(run_dir),
+        "INVSR_GIMP_SETTINGS": gimp.inside(workspace / "preview-start.json"),
+        "HF_HUB_OFFLINE": "1",
+    }
+    layer = np.ascontiguousarray(photo[40:60, 50:74])  # 24 x 20: the preview is the whole layer
+    block = expected(pipeline, layer, {"scale": 2.0, "seed": 3})
+    (workspace / "started.raw").write_bytes(block.tobytes())
+    steps = [["shot", "before"], ["key", "alt+p"]]
+    steps += [["shot-when-shown", ["started", gimp.inside(workspace / "started.raw"), 48, 40, 150]], ["sleep", 3]]
+    steps += [["key", "alt+u"]]
+    arguments = {"scale": 2.0, "seed": 3, "server": "", "size-by": "scale"}
+    case = scenario("started", [photo_layer(pixels=list(layer.tobytes()))], arguments=arguments, dialog=steps)
+    try:
+        folder, results = run_gimp(gimp, workspace, "preview-starts", [case], env, screen=True)
+        assert results["started"]["status"] == "success", results["started"]["error"]
+        last = folder / "gimp-config" / "plug-in-settings" / "GimpProcedureConfigRun-python-fu-invsr-upscale.last"
+        assert '(worker-line "Worker: local, running on cpu, ready' in last.read_text(), last.read_text()
+        assert found_in(screenshot(folder / "started.png"), block)
+        assert (run_dir / "worker.log").read_text().count("serving on") == 1  # started once, by the preview
+    finally:
+        if (run_dir / "worker.json").exists():
+            os.kill(json.loads((run_dir / "worker.json").read_text())["pid"], signal.SIGTERM)
+
+
 def test_installed_plugin_works_in_gimp_and_doctor_finds_every_link(gimp, workspace, worker, pipeline, monkeypatch):
     from invsr_cli.commands import main
 

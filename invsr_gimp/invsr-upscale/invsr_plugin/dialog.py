@@ -39,7 +39,7 @@ def accepted(procedure, config, job: Job, pace: float | None, layer, options_of)
     worker = WorkerField(config, dialog.fill_box("advanced-box", ADVANCED))
     dialog.get_label("advanced-title", "Ad_vanced", False, True)
     dialog.fill_expander("advanced", "advanced-title", False, "advanced-box")
-    preview = PreviewPanel(config, layer, options_of)
+    preview = PreviewPanel(config, layer, options_of, on_worker_up=worker.check)  # the line: started, ready
     dialog.fill_box("preview-box", ["preview"]).pack_start(preview.widget, False, False, 0)
 
     sizes = {name: dialog.get_widget(name, GObject.TYPE_NONE) for name in ("size-by", "scale", "pixels")}
