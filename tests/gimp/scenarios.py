@@ -197,8 +197,9 @@ def answer(steps):
     plug-in's dialog): ["key", "alt+a ctrl+a"] presses keys, ["type", "120"] types text, ["shot", NAME]
     saves the screen as OUT/NAME.png, ["shot-when-shown", [NAME, BLOCK, W, H, SECONDS]] saves it once it
     shows BLOCK (see screenshot.py), ["sleep", SECONDS] waits, ["window", TITLE] waits for a window whose
-    title matches TITLE (a regular expression). Without a window manager, a window gets the keyboard only
-    when given it."""
+    title matches TITLE (a regular expression), ["until", CONDITION] waits for a shell condition,
+    ["windows", NAME] lists the windows on the screen in OUT/NAME.txt. Without a window manager, a window
+    gets the keyboard only when given it."""
     window = "^Upscale [(]InvSR[)]$"
     commands = [f"xdotool search --sync --name '{window}' >/dev/null", "sleep 1"]
     for kind, value in steps:
@@ -217,6 +218,11 @@ def answer(steps):
             commands.append(f"python3 {PLAN['screenshot']} {os.path.join(OUT, value)}.png")
         elif kind == "sleep":  # seconds, for what the dialog finds out in the background
             commands.append(f"sleep {float(value)}")
+        elif kind == "until":  # a shell condition, given 30 s to hold (then the steps go on regardless)
+            commands.append(f"for i in $(seq 60); do {value} && break; sleep 0.5; done; true")
+        elif kind == "windows":  # the titles of the windows on the screen, one a line, in OUT/NAME.txt
+            titles = os.path.join(OUT, value + ".txt")
+            commands.append(f"(xdotool search --onlyvisible --name . getwindowname %@ > {titles} || true)")
     return " && ".join(commands)
 
 
