@@ -159,9 +159,10 @@ class GimpRunner:
         preferences: str = "",
     ) -> subprocess.CompletedProcess:
         """Run `script` as run_batch does, in GIMP with its user interface (gimp-3.X, not gimp-console) on a
-        virtual screen: what only the interface does (help, message dialogs) happens there. `preferences`:
-        more gimprc lines, as the Preferences dialog would write them."""
-        config = self._configure(home / "gimp-config", plugin_path, "(check-updates no)\n" + preferences)
+        virtual screen: what only the interface does (help, GIMP's message dialogs) happens there.
+        `preferences`: more gimprc lines, as GIMP's Preferences dialog writes them."""
+        no_network = "(check-updates no)\n"  # GIMP would look for a newer version online
+        config = self._configure(home / "gimp-config", plugin_path, no_network + preferences)
         command = [*self._screen(), f"gimp-{self.version}", "-n", "-d", "-f", "-s", *self._batch(script), "--quit"]
         return self.run(command, dict(env, HOME=self.inside(home), GIMP3_DIRECTORY=self.inside(config)), timeout)
 
