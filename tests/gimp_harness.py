@@ -144,16 +144,43 @@ class GimpRunner:
         """Run `script` in GIMP's Python batch interpreter with a throw-away configuration in `home`
         (or `config`); plug-ins load from `plugin_path` (the source tree) besides GIMP's own folders; with
         `screen`, on a virtual X screen, where plug-ins can open their dialogs."""
-        config = config or home / "gimp-config"
+        config = self._configure(config or home / "gimp-config", plugin_path)
+        command = [self.console, "-i", "-n", "-d", "-f", *self._batch(script), "--quit"]
+        command = [*self._screen(), *command] if screen else command
+        return self.run(command, dict(env, HOME=self.inside(home), GIMP3_DIRECTORY=self.inside(config)), timeout)
+
+    def run_gui(
+        self,
+        script: Path,
+        home: Path,
+        env: dict,
+        plugin_path: Path | None = PLUGINS,
+        timeout: float = 180,
+        preferences: str = "",
+    ) -> subprocess.CompletedProcess:
+        """Run `script` as run_batch does, in GIMP with its user interface (gimp-3.X, not gimp-console) on a
+        virtual screen: what only the interface does (help, GIMP's message dialogs) happens there.
+        `preferences`: more gimprc lines, as GIMP's Preferences dialog writes them."""
+        no_network = "(check-updates no)\n"  # GIMP would look for a newer version online
+        config = self._configure(home / "gimp-config", plugin_path, no_network + preferences)
+        command = [*self._screen(), f"gimp-{self.version}", "-n", "-d", "-f", "-s", *self._batch(script), "--quit"]
+        return self.run(command, dict(env, HOME=self.inside(home), GIMP3_DIRECTORY=self.inside(config)), timeout)
+
+    def _configure(self, config: Path, plugin_path: Path | None, preferences: str = "") -> Path:
+        """A throw-away GIMP configuration folder whose gimprc adds `plugin_path` to the plug-in folders."""
         config.mkdir(parents=True, exist_ok=True)
         extra = f":{self.inside(plugin_path)}" if plugin_path is not None else ""
         search = f"${{gimp_dir}}/plug-ins:${{gimp_plug_in_dir}}/plug-ins{extra}"
-        (config / "gimprc").write_text(f'(plug-in-path "{search}")\n')
-        batch = f"exec(open({self.inside(script)!r}).read())"
-        command = [self.console, "-i", "-n", "-d", "-f", "--batch-interpreter=python-fu-eval", "-b", batch, "--quit"]
+        (config / "gimprc").write_text(f'(plug-in-path "{search}")\n{preferences}')
+        return config
+
+    def _batch(self, script: Path) -> list[str]:
+        return ["--batch-interpreter=python-fu-eval", "-b", f"exec(open({self.inside(script)!r}).read())"]
+
+    @staticmethod
+    def _screen() -> list[str]:
         display = ["-s", "-screen 0 1280x800x24"]  # xvfb-run's default, 640 x 480 in 8 bits, is too small to see
-        command = ["xvfb-run", "-a", *display, *command] if screen else command
-        return self.run(command, dict(env, HOME=self.inside(home), GIMP3_DIRECTORY=self.inside(config)), timeout)
+        return ["xvfb-run", "-a", *display]
 
     def run(self, command: list[str], env: dict, timeout: float = 600) -> subprocess.CompletedProcess:
         """Run a command where GIMP lives (in the root), with only the given environment and a plain PATH."""

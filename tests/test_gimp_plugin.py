@@ -11,7 +11,6 @@ import re
 import shutil
 import signal
 import sys
-from xml.etree import ElementTree
 
 import numpy as np
 import pytest
@@ -413,21 +412,6 @@ def test_indexed_images_get_a_clear_message_and_stay_unchanged(main_run):
     assert result["status"] == "execution-error"
     assert "indexed" in result["error"] and "Image > Mode > RGB" in result["error"]
     assert same_image(main_run[0], result["before"], result["after"])
-
-
-def test_help_and_f1_open_the_plugins_own_page(main_run):
-    """GIMP registered the plug-in's help domain (its pluginrc says where), whose index maps the procedure's
-    help id to a page that is there: the dialog's Help and F1 open it, not "the user manual is not installed"."""
-    folder, _ = main_run
-    pluginrc = (folder / "gimp-config" / "pluginrc").read_text(errors="replace")  # it holds icons as bytes
-    found = re.search(r'\(help-def "invsr-upscale" "file://([^"]+)"\)', pluginrc)
-    assert found, "no help domain registered"
-    help_folder = PLUGINS / "invsr-upscale" / "help"
-    assert found.group(1).rstrip("/") == str(help_folder)  # the tree is mounted at its own path in the root
-    index = ElementTree.parse(help_folder / "en" / "gimp-help.xml").getroot()
-    pages = {item.get("id"): item.get("ref") for item in index.iter("help-item")}
-    page = help_folder / "en" / pages["python-fu-invsr-upscale"]
-    assert "<h1>Filters &gt; Enhance &gt; Upscale (InvSR)</h1>" in page.read_text()
 
 
 def test_all_changes_are_one_undo_group_after_the_result_is_in(main_run):

@@ -194,11 +194,12 @@ def call_plugin(image, drawables, arguments, dialog=None):
 
 def answer(steps):
     """A shell command doing, in order, what `steps` say, in the window last waited for (at first the
-    plug-in's dialog): ["key", "alt+a ctrl+a"] presses keys, ["type", "120"] types text, ["shot", NAME]
-    saves the screen as OUT/NAME.png, ["shot-when-shown", [NAME, BLOCK, W, H, SECONDS]] saves it once it
-    shows BLOCK (see screenshot.py), ["sleep", SECONDS] waits, ["window", TITLE] waits for a window whose
-    title matches TITLE (a regular expression). Without a window manager, a window gets the keyboard only
-    when given it."""
+    plug-in's dialog): ["key", "alt+a ctrl+a"] presses keys, ["press", "F1"] one key with no modifier,
+    ["type", "120"] types text, ["shot", NAME] saves the screen as OUT/NAME.png, ["shot-when-shown",
+    [NAME, BLOCK, W, H, SECONDS]] saves it once it shows BLOCK (see screenshot.py), ["sleep", SECONDS]
+    waits, ["window", TITLE] waits for a window whose title matches TITLE (a regular expression), ["until",
+    CONDITION] waits for a shell condition, ["windows", NAME] lists the windows on the screen in
+    OUT/NAME.txt. Without a window manager, a window gets the keyboard only when given it."""
     window = "^Upscale [(]InvSR[)]$"
     commands = [f"xdotool search --sync --name '{window}' >/dev/null", "sleep 1"]
     for kind, value in steps:
@@ -208,6 +209,9 @@ def answer(steps):
             commands += [f"xdotool search --sync --name '{value}' >/dev/null", "sleep 1"]
         elif kind == "key":
             commands += [f"{focus} key --clearmodifiers --delay 100 {value}", "sleep 0.5"]
+        elif kind == "press":  # one key alone by its key code (xdotool adds Alt to F1 to F12 on Debian 14)
+            press = os.path.join(os.path.dirname(PLAN["screenshot"]), "press_key.py")
+            commands += [f"{focus} && python3 {press} {value}", "sleep 0.5"]
         elif kind == "type":
             commands += [f"{focus} type --delay 50 '{value}'", "sleep 0.5"]
         elif kind == "shot-when-shown":  # value: NAME, and what to wait for (screenshot.py's arguments)
@@ -217,6 +221,11 @@ def answer(steps):
             commands.append(f"python3 {PLAN['screenshot']} {os.path.join(OUT, value)}.png")
         elif kind == "sleep":  # seconds, for what the dialog finds out in the background
             commands.append(f"sleep {float(value)}")
+        elif kind == "until":  # a shell condition, given 30 s to hold (then the steps go on regardless)
+            commands.append(f"for i in $(seq 60); do {value} && break; sleep 0.5; done; true")
+        elif kind == "windows":  # the titles of the windows on the screen, one a line, in OUT/NAME.txt
+            titles = os.path.join(OUT, value + ".txt")
+            commands.append(f"(xdotool search --onlyvisible --name . getwindowname %@ > {titles} || true)")
     return " && ".join(commands)
 
 
