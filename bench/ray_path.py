@@ -19,7 +19,6 @@ an H100) and the projected efficiency of 8 and 64 GPUs on 10 and 100 Gbit/s link
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import json
 import os
@@ -32,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from invsr.devices import cpu_threads
 
 GPU_TILES_PER_S = 22.0  # one H100, default settings (bench/README.md: 44.9 ms per 512 x 512 output tile)
 GPUS_PER_NODE = 8
@@ -144,22 +145,12 @@ def front_ms_per_tile() -> float:
     accumulator = TileAccumulator(work.plan)
     outputs = [torch.rand(1, 3, 4 * t.visible.height, 4 * t.visible.width) for t in work.plan.tiles[:32]]
     seconds = []
-    with one_thread():  # as the job's thread on the front: one tile after another
+    with cpu_threads(1):  # as the job's thread on the front: one tile after another
         for position, output in enumerate(outputs):
             started = time.perf_counter()
             accumulator.add(position, output)
             seconds.append(time.perf_counter() - started)
     return round(1000 * statistics.median(seconds), 2)
-
-
-@contextlib.contextmanager
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def project(bytes_per_tile: int, front_ms: float) -> dict:

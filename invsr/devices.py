@@ -5,6 +5,7 @@ Nothing else in the library names a backend; everything asks this module or the 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -132,6 +133,18 @@ def release_cached_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
     elif device.type == "mps":
         torch.mps.empty_cache()
+
+
+@contextlib.contextmanager
+def cpu_threads(count: int):
+    """Run the block with `count` PyTorch CPU threads, and give the caller's count back after, even on an
+    error. CPU kernels split their sums by thread, so results compared byte for byte need the same count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def describe(device: torch.device) -> str:

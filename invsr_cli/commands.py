@@ -66,13 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run through the worker: the local one (started if none answers), "
         "or the one a connection file or endpoint names",
     )
-    upscale.add_argument(
-        "--client-key",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="this client's .key_secret, for a worker that requires CurveZMQ",
-    )
+    _add_client_key_option(upscale, "this client's .key_secret, for a worker that requires CurveZMQ")
     _add_ray_options(upscale)
     upscale.set_defaults(run=run_upscale)
 
@@ -85,19 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     gimp = commands.add_parser("gimp", help="install the GIMP 3 plug-in, remove it, or check the chain")
     gimp_actions = gimp.add_subparsers(dest="action", required=True, metavar="ACTION")
     gimp_install = gimp_actions.add_parser("install", help="install the plug-in into GIMP 3's user plug-in folders")
-    gimp_install.add_argument("--gimp-dir", type=Path, default=None, help="a plug-ins folder to install into instead")
-    gimp_install.add_argument(
-        "--weights", type=Path, default=None, help="the weights folder the worker it starts should use"
-    )
-    gimp_install.add_argument("--device", default="auto", help="the device that worker should use")
-    gimp_install.add_argument("--dtype", default="auto", help="the dtype that worker should use")
-    gimp_install.add_argument(
-        "--client-key",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="this computer's .key_secret, for a remote worker that requires CurveZMQ",
-    )
+    _add_gimp_dir_option(gimp_install)
+    _add_weights_and_device_options(gimp_install, whose=" for the worker the plug-in starts")
+    _add_client_key_option(gimp_install, "this computer's .key_secret, for a remote worker that requires CurveZMQ")
     _add_gimp_python_option(gimp_install)
     gimp_install.add_argument(
         "--offline-wheel",
@@ -108,12 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gimp_install.set_defaults(run=run_gimp_install)
     gimp_uninstall = gimp_actions.add_parser("uninstall", help="remove the plug-in")
-    gimp_uninstall.add_argument("--gimp-dir", type=Path, default=None)
+    _add_gimp_dir_option(gimp_uninstall)
     gimp_uninstall.set_defaults(run=run_gimp_uninstall)
     gimp_doctor = gimp_actions.add_parser(
         "doctor", help="check each link: GIMP, plug-in, GIMP's Python, worker, weights"
     )
-    gimp_doctor.add_argument("--gimp-dir", type=Path, default=None)
+    _add_gimp_dir_option(gimp_doctor)
     _add_gimp_python_option(gimp_doctor)
     gimp_doctor.set_defaults(run=run_gimp_doctor)
 
@@ -140,6 +124,16 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("folder", type=Path)
     tiny.set_defaults(run=run_tiny)
     return parser
+
+
+def _add_gimp_dir_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--gimp-dir", type=Path, default=None, help="a plug-ins folder to use instead of GIMP 3's user plug-in folders"
+    )
+
+
+def _add_client_key_option(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--client-key", type=Path, default=None, metavar="FILE", help=help)
 
 
 def _add_gimp_python_option(parser: argparse.ArgumentParser) -> None:
@@ -185,15 +179,24 @@ def _add_request_options(parser: argparse.ArgumentParser) -> None:
     tiles.add_argument("--tile-batch", default="auto", help="tiles per batch on the device, or auto (default)")
 
 
-def _add_model_options(parser: argparse.ArgumentParser) -> None:
+def _add_weights_and_device_options(parser: argparse.ArgumentParser, whose: str = "") -> None:
+    """--weights, --device and --dtype as `invsr serve` takes them; `whose`: for which process, in the help
+    (`invsr gimp install` passes them on to the worker that the plug-in starts)."""
     parser.add_argument(
-        "--weights", type=Path, default=None, help="weights folder (default: $INVSR_WEIGHTS or the Hugging Face cache)"
+        "--weights",
+        type=Path,
+        default=None,
+        help=f"weights folder{whose} (default: $INVSR_WEIGHTS or the Hugging Face cache)",
     )
+    parser.add_argument("--device", default="auto", help=f"auto, cpu, cuda, cuda:N or mps{whose} (default: auto)")
+    parser.add_argument("--dtype", default="auto", help=f"auto, fp16, bf16 or fp32{whose} (default: auto)")
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    _add_weights_and_device_options(parser)
     parser.add_argument(
         "--noise-predictor", type=Path, default=None, help="a noise predictor file other than the default v5"
     )
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    parser.add_argument("--dtype", default="auto", help="auto, fp16, bf16 or fp32 (default: auto)")
     parser.add_argument(
         "--max-pixels",
         type=float,

@@ -67,6 +67,22 @@ def tiny_weights(tmp_path_factory):
     return write_tiny_weights(tmp_path_factory.mktemp("weights") / "tiny")
 
 
+@pytest.fixture(scope="module")
+def weights(tiny_weights):
+    """The tiny weights' folder, as `--weights` takes it (one per module, like the workers started on it)."""
+    return tiny_weights.noise_predictor.parent
+
+
+@pytest.fixture
+def started():
+    """`started(worker)`: the WorkerProcess once it is ready; every worker a test starts is stopped at its end,
+    even when it fails."""
+    workers = []
+    yield lambda worker: workers.append(worker) or worker.wait_ready()
+    for worker in workers:
+        worker.stop()
+
+
 @pytest.fixture(scope="session")
 def pipeline(tiny_weights):
     from invsr.pipeline import InvSRPipeline

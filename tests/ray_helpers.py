@@ -34,16 +34,18 @@ def ray_instance():
         ray.shutdown()
 
 
-@contextlib.contextmanager
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+@pytest.fixture(scope="module")
+def cluster():
+    """The module's Ray instance (`ray_instance`), for the tests that need one running."""
+    with ray_instance():
         yield
-    finally:
-        torch.set_num_threads(before)
+
+
+def one_thread():
+    """One PyTorch thread in this process, as Ray gives an actor with one CPU."""
+    from invsr.devices import cpu_threads
+
+    return cpu_threads(1)
 
 
 def start_pipeline(weights, **options):

@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+from compile_helpers import compile_with, no_compiler  # noqa: F401 (compile_with: a fixture)
 from PIL import Image
 
 from invsr.image_io import ImageFile, read_image, write_image
@@ -396,22 +397,10 @@ def test_demo_checks_its_options_before_looking_for_weights(tmp_path, capsys):
 
 
 def test_a_failing_compiler_stops_a_folder_at_its_first_image_with_what_to_do(
-    tmp_path, files, tiny_weights, monkeypatch, capsys
+    tmp_path, files, tiny_weights, compile_with, capsys
 ):
-    import torch
-
-    def failing_backend(graph, example_inputs):
-        raise RuntimeError("simulated: no C++ compiler found")
-
-    compile_ = torch.compile
-    monkeypatch.setattr(
-        torch, "compile", lambda module, **options: compile_(module, backend=failing_backend, **options)
-    )
-    torch._dynamo.reset()
-    try:
-        assert upscale(files, "-o", tmp_path / "out", "--compile", weights=tiny_weights.noise_predictor.parent) == 1
-    finally:
-        torch._dynamo.reset()
+    compile_with(no_compiler)
+    assert upscale(files, "-o", tmp_path / "out", "--compile", weights=tiny_weights.noise_predictor.parent) == 1
     error = capsys.readouterr().err
     assert error.count("compiling the networks failed") == 1 and "run without --compile" in error
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

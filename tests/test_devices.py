@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from invsr import devices
-from invsr.devices import free_memory, resolve_device, resolve_dtype
+from invsr.devices import cpu_threads, free_memory, resolve_device, resolve_dtype
 from invsr.errors import DeviceError
 
 
@@ -53,3 +53,14 @@ def test_cpu_memory_counts_the_page_cache_the_kernel_gives_back(tmp_path, monkey
 def test_cpu_memory_falls_back_where_there_is_no_meminfo(tmp_path, monkeypatch):
     monkeypatch.setattr(devices, "MEMINFO", tmp_path / "absent", raising=False)
     assert free_memory(torch.device("cpu")) > 0
+
+
+def test_cpu_threads_gives_the_callers_thread_count_back_even_after_an_error():
+    before = torch.get_num_threads()
+    other = 1 if before != 1 else 2
+    with cpu_threads(other):
+        assert torch.get_num_threads() == other
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="inside"), cpu_threads(other):
+        raise ValueError("inside")
+    assert torch.get_num_threads() == before

@@ -911,15 +911,9 @@ def test_the_plugin_reaches_a_curve_worker_with_the_key_given_at_install(tmp_pat
     )  # a public key
     monkeypatch.syspath_prepend(str(PLUGINS / "invsr-upscale"))
     from invsr_plugin import flow
+    from worker_helpers import curve_worker
 
-    worker = WorkerProcess(
-        tmp_path / "w",
-        tiny_weights.noise_predictor.parent,
-        "--curve-keys",
-        str(tmp_path / "server"),
-        "--allowed-keys",
-        str(tmp_path / "allowed"),
-    ).wait_ready()
+    worker = curve_worker(tmp_path / "w", tiny_weights.noise_predictor.parent, keys=tmp_path).wait_ready()
     try:
         monkeypatch.setenv("INVSR_GIMP_SETTINGS", str(tmp_path / "none.json"))
         options = flow.Options(server=str(worker.folder / "worker.json"))

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from compile_helpers import compile_with, no_compiler  # noqa: F401 (compile_with: a fixture)
 
 from invsr.color_fix import apply_color_fix, reference_for, wavelet_split
 from invsr.errors import DeviceError, InvalidImage, InvalidRequest
@@ -281,7 +282,7 @@ def test_channels_last_layout_gives_the_same_result(tiny_weights, small_photo):
 
 
 def test_compiled_networks_are_traced_once_for_every_image_size_step_count_and_timestep(
-    tiny_weights, small_photo, monkeypatch
+    tiny_weights, small_photo, compile_with
 ):
     """torch.compile compiles again for each new input shape and for each new Python number it sees: a
     worker started with --compile must not pay that again for another image size, another --steps or
@@ -293,11 +294,7 @@ def test_compiled_networks_are_traced_once_for_every_image_size_step_count_and_t
         traced.append(graph)
         return graph.forward
 
-    compile_ = torch.compile
-    monkeypatch.setattr(
-        torch, "compile", lambda module, **options: compile_(module, backend=counting_backend, **options)
-    )
-    torch._dynamo.reset()
+    compile_with(counting_backend)
     pipeline = InvSRPipeline.load(tiny_weights, device="cpu")
     pipeline.optimize(compile=True)
     seen = []
@@ -316,20 +313,11 @@ def test_compiled_networks_are_traced_once_for_every_image_size_step_count_and_t
         pipeline.upscale(small_photo[:height, :width], request, progress=seen.append)
     assert len(traced) == after_first_job
     assert "compiling" not in [p.stage for p in seen]  # the progress bar says "compiling" only when it is
-    torch._dynamo.reset()
 
 
-def test_compiling_that_fails_is_a_clear_error_that_says_what_to_do(tiny_weights, small_photo, monkeypatch):
+def test_compiling_that_fails_is_a_clear_error_that_says_what_to_do(tiny_weights, small_photo, compile_with):
     """A machine without a C++ compiler (CPU) or Triton (GPU) cannot compile: say so, not a traceback."""
-
-    def failing_backend(graph, example_inputs):
-        raise RuntimeError("simulated: no C++ compiler found")
-
-    compile_ = torch.compile
-    monkeypatch.setattr(
-        torch, "compile", lambda module, **options: compile_(module, backend=failing_backend, **options)
-    )
-    torch._dynamo.reset()
+    compile_with(no_compiler)
     pipeline = InvSRPipeline.load(tiny_weights, device="cpu")
     pipeline.optimize(compile=True)
     with pytest.raises(
@@ -338,4 +326,3 @@ def test_compiling_that_fails_is_a_clear_error_that_says_what_to_do(tiny_weights
         r"run without --compile",
     ):
         pipeline.upscale(small_photo)
-    torch._dynamo.reset()

@@ -7,7 +7,7 @@ import signal
 
 import numpy as np
 import pytest
-from ray_helpers import actor_pid, kill_process, one_thread, ray, ray_instance, start_pipeline
+from ray_helpers import actor_pid, cluster, kill_process, one_thread, ray, start_pipeline  # noqa: F401 (cluster: a fixture)
 
 from invsr.request import UpscaleRequest
 from invsr_wire.errors import DeviceError
@@ -15,12 +15,6 @@ from invsr_wire.errors import DeviceError
 REQUEST = UpscaleRequest(tile=32, overlap=8, tile_batch=1, seed=4)  # 25 batches of the 128 x 128 photo
 
 pytestmark = pytest.mark.ray
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    with ray_instance():
-        yield
 
 
 @pytest.fixture

@@ -9,19 +9,13 @@ import time
 import numpy as np
 import pytest
 from PIL import Image
-from ray_helpers import one_thread, ray, ray_instance
+from ray_helpers import cluster, one_thread, ray  # noqa: F401 (cluster: a fixture)
 from worker_helpers import RUN_COMMAND
 
 from invsr.request import UpscaleRequest
 from invsr_cli.commands import main
 
 pytestmark = pytest.mark.ray
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    with ray_instance():
-        yield
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_protocol import signed_as_version_1
-from worker_helpers import WorkerProcess, stop_started_worker
+from worker_helpers import WorkerProcess, connect_at_once, curve_worker, serve_command, stop_started_worker
 
 from invsr.request import UpscaleRequest
 from invsr_wire import connection as connections
@@ -522,14 +522,7 @@ def test_curve_round_trip_and_unknown_clients_are_not_served(tmp_path, tiny_weig
     make_key_pair(tmp_path / "server", "server")
     _, client_secret = make_key_pair(tmp_path / "allowed", "photographer")
     _, stranger_secret = make_key_pair(tmp_path / "others", "stranger")
-    secure = WorkerProcess(
-        tmp_path / "w",
-        tiny_weights.noise_predictor.parent,
-        "--curve-keys",
-        str(tmp_path / "server"),
-        "--allowed-keys",
-        str(tmp_path / "allowed"),
-    ).wait_ready()
+    secure = curve_worker(tmp_path / "w", tiny_weights.noise_predictor.parent, keys=tmp_path).wait_ready()
     try:
         assert secure.connection.curve_server_key
         with secure.client(client_keys=load_key_pair(client_secret)) as c:
@@ -544,20 +537,9 @@ def test_curve_round_trip_and_unknown_clients_are_not_served(tmp_path, tiny_weig
 
 def test_connect_starts_a_worker_when_none_answers(tmp_path, tiny_weights):
     path = tmp_path / "run" / "worker.json"
-    command = [
-        sys.executable,
-        "-m",
-        "invsr_cli",
-        "serve",
-        "--bind",
-        "tcp://127.0.0.1:*",
-        "--weights",
-        str(tiny_weights.noise_predictor.parent),
-        "--device",
-        "cpu",
-        "--log-file",
-        str(tmp_path / "w.log"),
-    ]
+    command = serve_command(
+        tiny_weights.noise_predictor.parent, "--bind", "tcp://127.0.0.1:*", "--log-file", str(tmp_path / "w.log")
+    )
     statuses = []
     try:
         with connect(path, start_command=command, on_status=statuses.append) as client:
@@ -628,30 +610,10 @@ def test_two_clients_starting_the_worker_at_once_both_get_it(tmp_path, tiny_weig
     port = socket.create_server(("127.0.0.1", 0))
     endpoint = f"tcp://127.0.0.1:{port.getsockname()[1]}"
     port.close()
-    command = [
-        sys.executable,
-        "-m",
-        "invsr_cli",
-        "serve",
-        "--bind",
-        endpoint,
-        "--weights",
-        str(tiny_weights.noise_predictor.parent),
-        "--device",
-        "cpu",
-        "--log-file",
-        str(tmp_path / "w.log"),
-    ]
-    clients = [None, None]
-
-    def start(index):
-        clients[index] = connect(tmp_path / "worker.json", start_command=command)
-
-    threads = [threading.Thread(target=start, args=(index,)) for index in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    command = serve_command(
+        tiny_weights.noise_predictor.parent, "--bind", endpoint, "--log-file", str(tmp_path / "w.log")
+    )
+    clients = connect_at_once(tmp_path / "worker.json", command)
     try:
         assert None not in clients and clients[0].connection.pid == clients[1].connection.pid
         assert clients[1].ping() < PROMPT

@@ -9,7 +9,7 @@ import time
 
 import pytest
 from gimp_harness import PLUGINS
-from worker_helpers import WorkerProcess
+from worker_helpers import WorkerProcess, curve_worker
 
 from invsr_wire import connection
 
@@ -144,14 +144,7 @@ def test_a_curve_worker_without_a_client_key_says_how_to_give_one(worker_status,
 
     make_key_pair(tmp_path / "server", "server")
     _, laptop = make_key_pair(tmp_path / "allowed", "laptop")
-    with WorkerProcess(
-        tmp_path / "w",
-        tiny_weights.noise_predictor.parent,
-        "--curve-keys",
-        str(tmp_path / "server"),
-        "--allowed-keys",
-        str(tmp_path / "allowed"),
-    ).wait_ready() as worker:
+    with curve_worker(tmp_path / "w", tiny_weights.noise_predictor.parent, keys=tmp_path).wait_ready() as worker:
         where = f"worker.json at {worker.connection.endpoint}"
         assert worker_status.line(str(worker.path), {}) == (
             f"Worker: {where} requires CurveZMQ encryption. In a terminal, run: "

@@ -21,19 +21,6 @@ from invsr_wire.client import Client, connect
 from invsr_wire.protocol import Message, new_id
 
 
-@pytest.fixture(scope="module")
-def weights(tiny_weights):
-    return tiny_weights.noise_predictor.parent
-
-
-@pytest.fixture
-def started():
-    workers = []
-    yield lambda worker: workers.append(worker) or worker.wait_ready()
-    for worker in workers:
-        worker.stop()
-
-
 def test_only_tcp_beyond_this_machine_without_curvezmq_signs_every_byte():
     assert not connections.buffers_need_signing("ipc:///run/user/1000/invsr/sockets/worker.sock", curve=False)
     assert not connections.buffers_need_signing("tcp://127.0.0.1:47290", curve=False)

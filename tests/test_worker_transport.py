@@ -21,30 +21,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
-from worker_helpers import WorkerProcess
+from worker_helpers import WorkerProcess, connect_at_once, curve_worker, serve_command
 
 from invsr_wire import connection as connections
 from invsr_wire import errors
-from invsr_wire.client import Client, connect
+from invsr_wire.client import Client
 from invsr_wire.keys import load_key_pair, make_key_pair
 from invsr_wire.protocol import Message, new_id
 
 LONG_JOB = {"tile": 32, "overlap": 8, "steps": 5}  # about 10 s on the test weights: 121 tiles of a 256 x 256 image
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc, and predicts glibc's rand()")
-
-
-@pytest.fixture(scope="module")
-def weights(tiny_weights):
-    return tiny_weights.noise_predictor.parent
-
-
-@pytest.fixture
-def started():
-    """Workers a test starts, stopped even when it fails."""
-    workers = []
-    yield lambda worker: workers.append(worker) or worker.wait_ready()
-    for worker in workers:
-        worker.stop()
 
 
 def noise_image(side=256, seed=0):
@@ -106,20 +92,26 @@ def claim_the_next_routing_ids(worker: WorkerProcess, client_keys=None) -> list[
     return claimers
 
 
-@linux_only
-def test_a_peer_that_claims_the_next_routing_ids_cannot_abort_the_worker(tmp_path, weights, started):
-    """The attack: hold the ids libzmq will generate next, then let an ordinary client connect. libzmq
-    asserted (SIGABRT) on the collision, leaving the connection file behind."""
-    worker = started(WorkerProcess(tmp_path, weights))
-    claimers = claim_the_next_routing_ids(worker)
+def assert_still_serves_after_the_next_ids_are_claimed(worker: WorkerProcess, client_keys=None) -> None:
+    """With the ids libzmq will generate next held by other peers, an ordinary client (with `client_keys`) is
+    served, and the worker still runs."""
+    claimers = claim_the_next_routing_ids(worker, client_keys)
     try:
-        with worker.client() as ordinary:
+        with worker.client(client_keys=client_keys) as ordinary:
             assert ordinary.hello()["pid"] == worker.process.pid
         time.sleep(0.3)
         assert worker.process.poll() is None, worker.text_output()[-2000:]
     finally:
         for sock in claimers:
             sock.close()
+
+
+@linux_only
+def test_a_peer_that_claims_the_next_routing_ids_cannot_abort_the_worker(tmp_path, weights, started):
+    """The attack: hold the ids libzmq will generate next, then let an ordinary client connect. libzmq
+    asserted (SIGABRT) on the collision, leaving the connection file behind."""
+    worker = started(WorkerProcess(tmp_path, weights))
+    assert_still_serves_after_the_next_ids_are_claimed(worker)
 
 
 @linux_only
@@ -127,25 +119,8 @@ def test_a_curve_peer_with_an_allowed_key_cannot_abort_the_worker_either(tmp_pat
     make_key_pair(tmp_path / "server", "server")
     _, secret = make_key_pair(tmp_path / "allowed", "member")
     keys = load_key_pair(secret)
-    worker = started(
-        WorkerProcess(
-            tmp_path / "w",
-            weights,
-            "--curve-keys",
-            str(tmp_path / "server"),
-            "--allowed-keys",
-            str(tmp_path / "allowed"),
-        )
-    )
-    claimers = claim_the_next_routing_ids(worker, keys)
-    try:
-        with worker.client(client_keys=keys) as ordinary:
-            assert ordinary.hello()["pid"] == worker.process.pid
-        time.sleep(0.3)
-        assert worker.process.poll() is None, worker.text_output()[-2000:]
-    finally:
-        for sock in claimers:
-            sock.close()
+    worker = started(curve_worker(tmp_path / "w", weights, keys=tmp_path))
+    assert_still_serves_after_the_next_ids_are_claimed(worker, keys)
 
 
 def test_curve_peers_get_routing_ids_from_the_worker_not_their_own(tmp_path, weights, started):
@@ -153,16 +128,7 @@ def test_curve_peers_get_routing_ids_from_the_worker_not_their_own(tmp_path, wei
     ignores the second of two peers with one id, so a member could shut another out by taking its id)."""
     make_key_pair(tmp_path / "server", "server")
     pairs = [load_key_pair(make_key_pair(tmp_path / "allowed", name)[1]) for name in ("first", "second")]
-    worker = started(
-        WorkerProcess(
-            tmp_path / "w",
-            weights,
-            "--curve-keys",
-            str(tmp_path / "server"),
-            "--allowed-keys",
-            str(tmp_path / "allowed"),
-        )
-    )
+    worker = started(curve_worker(tmp_path / "w", weights, keys=tmp_path))
     key = worker.connection.key_bytes
     first, second = (peer(worker, b"the same id", keys) for keys in pairs)
     try:
@@ -340,16 +306,7 @@ def test_a_refused_curve_key_is_named_at_once(tmp_path, weights, started):
     make_key_pair(tmp_path / "server", "server")
     make_key_pair(tmp_path / "allowed", "member")
     _, stranger = make_key_pair(tmp_path / "others", "stranger")
-    worker = started(
-        WorkerProcess(
-            tmp_path / "w",
-            weights,
-            "--curve-keys",
-            str(tmp_path / "server"),
-            "--allowed-keys",
-            str(tmp_path / "allowed"),
-        )
-    )
+    worker = started(curve_worker(tmp_path / "w", weights, keys=tmp_path))
     begun = time.monotonic()
     with (
         worker.client(client_keys=load_key_pair(stranger)) as c,
@@ -483,17 +440,7 @@ def test_a_second_worker_on_the_same_socket_refuses_to_start(tmp_path, weights, 
 
 
 def test_two_clients_starting_the_default_worker_at_once_both_get_it(tmp_path, weights):
-    command = [sys.executable, "-m", "invsr_cli", "serve", "--weights", str(weights), "--device", "cpu"]
-    clients = [None, None]
-
-    def start(index):
-        clients[index] = connect(tmp_path / "worker.json", start_command=command)
-
-    threads = [threading.Thread(target=start, args=(index,)) for index in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    clients = connect_at_once(tmp_path / "worker.json", serve_command(weights))
     try:
         assert None not in clients and clients[0].connection.pid == clients[1].connection.pid
         assert clients[0].connection.endpoint.startswith("ipc://" if zmq.has("ipc") else "tcp://")

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from invsr.devices import cpu_threads
+
 HERE = Path(__file__).resolve().parent
 RECORDED = HERE / "data" / "tile_engine_results.npz"
 SAMPLE = HERE.parent / "invsr" / "data" / "sample.png"
@@ -34,15 +36,9 @@ def platform() -> dict:
     return {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
-@contextlib.contextmanager
 def recording_threads():
     """Run with the thread count the results were recorded with, and restore the caller's after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(THREADS)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return cpu_threads(THREADS)
 
 
 def images() -> dict[str, np.ndarray]:

@@ -11,13 +11,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import zmq
 
 from invsr_wire import connection
-from invsr_wire.client import Client
+from invsr_wire.client import Client, connect
 
 # `python -c` code that runs the `invsr` command after the statements given before it (see `prelude`)
 RUN_COMMAND = "import sys\nfrom invsr_cli.commands import main\nsys.exit(main(sys.argv[1:]))\n"
@@ -116,6 +117,33 @@ class WorkerProcess:
                 self.process.wait()
         self.output.close()
         return self.process.returncode
+
+
+def curve_worker(folder: Path, weights: Path | None, keys: Path) -> WorkerProcess:
+    """A worker that requires CurveZMQ: its key pair in keys/server, the public keys of the clients it serves
+    in keys/allowed (made with `invsr_wire.keys.make_key_pair`)."""
+    return WorkerProcess(folder, weights, "--curve-keys", str(keys / "server"), "--allowed-keys", str(keys / "allowed"))
+
+
+def serve_command(weights: Path, *options: str) -> list[str]:
+    """The command that starts a worker on the CPU, for `connect(start_command=...)` when none answers."""
+    return [sys.executable, "-m", "invsr_cli", "serve", "--weights", str(weights), "--device", "cpu", *options]
+
+
+def connect_at_once(connection_file: Path, start_command: list[str], count: int = 2) -> list[Client | None]:
+    """`count` clients that each find no worker and start one at the same moment, from threads of their own:
+    the clients they got (None for one whose `connect` raised)."""
+    clients: list[Client | None] = [None] * count
+
+    def start(index):
+        clients[index] = connect(connection_file, start_command=start_command)
+
+    threads = [threading.Thread(target=start, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return clients
 
 
 def stop_started_worker(connection_file: Path) -> None:
