@@ -79,15 +79,19 @@ class GimpRunner:
         return Path(path)
 
     def _bind(self, path: Path, writable: bool = False) -> None:
+        """Bind `path` at its own place in the root, over what may be there: a run killed before it could
+        unmount leaves its mounts, and another run may be using the same place meanwhile (each unmounts
+        only its own). A mount left there of a folder since deleted (and made again) would make the mount
+        fail: it goes first."""
         target = self.root / path.relative_to("/")
-        if target.is_mount():
-            return  # left from an earlier run, still valid
+        if _is_mount_point(target) and not _same_folder(target, path):
+            subprocess.run(["umount", "-l", str(target)], check=True)
         self._mount(["--bind", str(path)], target)
         if not writable:
             subprocess.run(["mount", "-o", "remount,ro,bind", str(target)], check=True)
 
     def _mount(self, options: list[str], target: Path) -> None:
-        if target.is_mount():
+        if target.is_mount():  # a file system of its own (proc), not a bind mount: those stack
             return
         target.mkdir(parents=True, exist_ok=True)
         subprocess.run(["mount", *options, str(target)], check=True)
@@ -189,3 +193,20 @@ class GimpRunner:
             command = ["chroot", str(self.root), "env", "-i", *[f"{k}={v}" for k, v in variables.items()], *command]
             return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
         return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=variables)
+
+
+def _is_mount_point(path: Path) -> bool:
+    """Whether something is mounted at `path`, by the kernel's list: Path.is_mount() compares devices,
+    and misses a bind mount from the same file system (all of ours)."""
+    with open("/proc/self/mounts") as mounts:
+        points = {line.split()[1].encode().decode("unicode_escape") for line in mounts}  # spaces come as \040
+    return str(path) in points
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    """Whether two paths are the same folder (a bind mount shows its source's device and inode)."""
+    try:
+        first, second = a.stat(), b.stat()
+    except OSError:
+        return False
+    return (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino)
