@@ -211,9 +211,10 @@ def shown_pixels(request: Request, header: dict, buffer) -> bytes:
         scaled_side(request.crop.sent.width, request.crop.scale),
         scaled_side(request.crop.sent.height, request.crop.scale),
     )
-    if (header.get("width"), header.get("height"), header.get("channels")) != (*expected, channels):
-        raise PluginError(f"Preview: the worker returned a result of another size than {expected}")
     data = memoryview(buffer).cast("B")
+    size = (header.get("width"), header.get("height"), header.get("channels"))
+    if size != (*expected, channels) or data.nbytes != expected[0] * expected[1] * channels:
+        raise PluginError(f"Preview: the worker returned a result of another size than {expected}; try again")
     row = expected[0] * channels
     return b"".join(
         data[(shown.y + y) * row + shown.x * channels : (shown.y + y) * row + (shown.x + shown.width) * channels]
