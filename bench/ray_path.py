@@ -74,8 +74,8 @@ def time_paths(side: int, rounds: int) -> dict:
     from invsr.pipeline import InvSRPipeline
     from invsr.request import UpscaleRequest
     from invsr.tiny_weights import write_tiny_weights
-    from invsr_ray.cluster import ActorShape
-    from invsr_ray.pipeline import ActorOptions, RayPipeline
+    from invsr_server.cluster.pipeline import ActorOptions, RayPipeline
+    from invsr_server.cluster.ray_cluster import ActorShape
 
     folder = Path(tempfile.mkdtemp(prefix="invsr-bench-ray-"))
     weights = write_tiny_weights(folder / "tiny")

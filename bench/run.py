@@ -75,8 +75,8 @@ def bench_bridge(workers: dict, runs: int, sizes=(1, 16, 64)) -> list[dict]:
     """Echo round trips through each worker of `workers` (keys of BRIDGES), side by side, against a copy of the
     same bytes into a fresh buffer (what receiving into new memory costs at least), and one signature over
     the frame in this process (an echo signed byte for byte makes four)."""
-    from invsr_wire.client import Client
-    from invsr_wire.protocol import sign
+    from invsr.wire.client import Client
+    from invsr.wire.protocol import sign
 
     rows = []
     clients = {name: Client(reachable(worker), timeout=60) for name, worker in workers.items()}
@@ -143,7 +143,7 @@ def bench_end_to_end(pipeline, worker, runs: int, side: int) -> dict:
     from invsr.files import upscale_file
     from invsr.image_io import ImageFile, write_image
     from invsr.request import UpscaleRequest
-    from invsr_cli.remote import RemotePipeline
+    from invsr_server.cli.remote import RemotePipeline
 
     folder = Path(tempfile.mkdtemp())
     write_image(folder / "in.png", ImageFile(_photo(side)))

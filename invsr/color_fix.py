@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from invsr_wire.contract import COLOR_FIXES
+from invsr.wire.contract import COLOR_FIXES
 
 from .errors import InvalidRequest
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from invsr_wire.atomic import write_atomically
+from invsr.wire.atomic import write_atomically
 
 from . import __version__
 from .devices import DTYPE_NAMES

@@ -97,7 +97,7 @@ def pending(jobs: Jobs) -> tuple[Jobs, Jobs]:
     """(to do, done): a job is done when its output exists, as only a finished output does (outputs are
     written to a temporary name and renamed). Temporary files that interrupted runs left are removed."""
     done = [(source, target) for source, target in jobs if target.is_file() and target.stat().st_size > 0]
-    from invsr_wire.atomic import remove_stale_partials
+    from invsr.wire.atomic import remove_stale_partials
 
     for folder in {target.parent for _, target in jobs}:
         remove_stale_partials(folder)
@@ -116,7 +116,7 @@ def _file_identity(path: Path):
 def upscale_files(pipeline, jobs, request, options: FileOptions = FileOptions(), at_once: int = 1) -> list[dict]:
     """Upscale every (source, target) job, each output written as soon as it is done; the report's entries,
     in the jobs' order. `at_once` > 1: that many images side by side (a pipeline whose tiles are spread
-    over several devices, invsr_ray, keeps them all busy this way), the progress bar counting images."""
+    over several devices, invsr_server.cluster, keeps them all busy this way), the progress bar counting images."""
     from tqdm import tqdm
 
     with tqdm(total=len(jobs), unit="image", file=sys.stderr, disable=None, dynamic_ncols=True) as bar:

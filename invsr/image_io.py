@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from invsr_wire.atomic import partial_path, write_atomically
+from invsr.wire.atomic import partial_path, write_atomically
 
 from .errors import ImageFileError
 from .metadata import IPTC_TAG, Metadata, fitted, pillow_options, png_chunks, png_chunks_for, read_metadata, tiff_tags

@@ -2,7 +2,7 @@
 size and its limit, the steps) and what comes after (alpha resized, the array, the report).
 
 Shared by the in-process pipeline (pipeline.py), which computes the tiles itself, and by a front that has
-them computed elsewhere (invsr_ray), so that both give the same image and the same report.
+them computed elsewhere (invsr_server.cluster), so that both give the same image and the same report.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 import numpy as np
 import torch
 
-from invsr_wire.contract import check_work_size
+from invsr.wire.contract import check_work_size
 
 from .noise_level import StepChoice, choose_steps
 from .pixels import Pixels, fill_transparent, resize_alpha

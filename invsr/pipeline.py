@@ -19,7 +19,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from invsr_wire.contract import DEFAULT_MAX_PIXELS
+from invsr.wire.contract import DEFAULT_MAX_PIXELS
 
 from . import __version__, compile_cache
 from .checkpoint import load_strict, read_state_dict

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from invsr_wire.atomic import write_atomically
+from invsr.wire.atomic import write_atomically
 
 from .errors import CheckpointError, WeightsMissing
 from .weights import missing_parts, variant_of, weight_file

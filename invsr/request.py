@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from invsr_wire import contract
-from invsr_wire.contract import (
+from invsr.wire import contract
+from invsr.wire.contract import (
     COLOR_FIXES,
     DEFAULT_COLOR_FIX,
     DEFAULT_TILE,

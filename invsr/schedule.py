@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import warnings
 
-from invsr_wire.contract import MAX_STEPS, MIN_STEPS
+from invsr.wire.contract import MAX_STEPS, MIN_STEPS
 
 from .errors import InvalidRequest
 

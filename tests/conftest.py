@@ -16,19 +16,17 @@ from PIL import Image
 
 SAMPLE = Path(__file__).resolve().parent.parent / "invsr" / "data" / "sample.png"
 
-# The markers of a fast subset (`pytest -m "not gimp and not worker and not slow"`): which modules run GIMP,
-# start real worker processes, or take minutes on a 2-core machine. README's test command runs everything.
-GIMP_MODULES = ("test_gimp_",)
-WORKER_MODULES = ("test_gimp_", "test_worker", "test_hdr")
-SLOW_MODULES = ("test_gimp_", "test_bench", "test_tile_engine_identity", "test_replay_guard")
+# Each folder's tests carry its marker: tests/gimp run a real GIMP 3.0 and 3.2, tests/worker start real worker
+# processes, tests/ray start Ray; tests/unit need none of these (`pytest tests/unit` is the fast subset).
+# `slow` is a module's own word (pytestmark) for what takes minutes on a 2-core machine.
+FOLDER_MARKERS = {"gimp": "gimp", "worker": "worker", "ray": "ray"}
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        module = item.module.__name__
-        for marker, prefixes in (("gimp", GIMP_MODULES), ("worker", WORKER_MODULES), ("slow", SLOW_MODULES)):
-            if module.startswith(prefixes):
-                item.add_marker(marker)
+        marker = FOLDER_MARKERS.get(item.path.parent.name)
+        if marker is not None:
+            item.add_marker(marker)
 
 
 # Set before any test module imports huggingface_hub, which reads these once, at import.

@@ -5,12 +5,14 @@ file system built once by tests/gimp/build-root.sh and reused after, at $INVSR_G
 
 In a root, GIMP runs under chroot and shares this machine's network, so the plug-in reaches a worker
 started here on 127.0.0.1. The source tree, this Python and its virtual environment are bind-mounted
-read-only at their own paths, so the plug-in loads from the source tree and can start a worker with
-this very interpreter; `share` mounts more folders the same way.
+read-only at their own paths, so the plug-in loads from PLUGINS (installed inside the source tree's build/
+by the real installer) and can start a worker with this very interpreter; `share` mounts more folders the
+same way.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -22,7 +24,21 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-PLUGINS = REPO / "invsr_gimp"  # the folder holding the plug-in's folder, as GIMP's plug-in path lists it
+
+
+def install_plugin_files() -> Path:
+    """The plug-in as `invsr gimp install` lays it out (its files and the wire package beside them), in a
+    plug-in folder of this test run's own: inside the source tree, which GIMP's root sees, under build/."""
+    from invsr_gimp.install import copy_plugin
+
+    (REPO / "build").mkdir(exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="test-gimp-plug-ins-", dir=REPO / "build"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    copy_plugin(folder / "invsr-upscale")
+    return folder
+
+
+PLUGINS = install_plugin_files()  # the folder holding the plug-in's folder, as GIMP's plug-in path lists it
 ROOTS = Path(os.environ.get("INVSR_GIMP_ROOTS", "/var/cache/invsr-gimp"))
 SUITES = {"3.0": "trixie", "3.2": "forky"}  # the Debian release that ships each GIMP version
 VERSIONS = tuple(SUITES)

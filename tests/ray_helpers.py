@@ -50,8 +50,8 @@ def one_thread():
 
 def start_pipeline(weights, **options):
     """A RayPipeline of two actors (one fake GPU each) on the CPU in fp32."""
-    from invsr_ray.cluster import actor_shape
-    from invsr_ray.pipeline import ActorOptions, RayPipeline
+    from invsr_server.cluster.pipeline import ActorOptions, RayPipeline
+    from invsr_server.cluster.ray_cluster import actor_shape
 
     actor_options = ActorOptions(weights=weights.sd_turbo.parent, device="cpu", dtype="fp32", **options)
     return RayPipeline.start(actor_options, actor_shape(2))

@@ -1,4 +1,4 @@
-"""Real worker processes for tests: started with `python -m invsr_cli serve` on a free loopback port, or on the
+"""Real worker processes for tests: started with `python -m invsr_server serve` on a free loopback port, or on the
 default endpoint (`bind=None`: a Unix socket beside the connection file where ZeroMQ has ipc).
 
 Use one as a context manager (or stop it in a fixture's teardown), so that it is stopped when a test
@@ -17,11 +17,11 @@ from pathlib import Path
 
 import zmq
 
-from invsr_wire import connection
-from invsr_wire.client import Client, connect
+from invsr.wire import connection
+from invsr.wire.client import Client, connect
 
 # `python -c` code that runs the `invsr` command after the statements given before it (see `prelude`)
-RUN_COMMAND = "import sys\nfrom invsr_cli.commands import main\nsys.exit(main(sys.argv[1:]))\n"
+RUN_COMMAND = "import sys\nfrom invsr_server.cli.commands import main\nsys.exit(main(sys.argv[1:]))\n"
 
 
 class WorkerProcess:
@@ -42,7 +42,7 @@ class WorkerProcess:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.path = self.folder / "worker.json"
         self.log = Path(log_file) if log_file is not None else self.folder / "worker.log"
-        program = ["-m", "invsr_cli"] if prelude is None else ["-c", prelude + "\n" + RUN_COMMAND]
+        program = ["-m", "invsr_server"] if prelude is None else ["-c", prelude + "\n" + RUN_COMMAND]
         command = [
             sys.executable,
             *program,
@@ -121,13 +121,13 @@ class WorkerProcess:
 
 def curve_worker(folder: Path, weights: Path | None, keys: Path) -> WorkerProcess:
     """A worker that requires CurveZMQ: its key pair in keys/server, the public keys of the clients it serves
-    in keys/allowed (made with `invsr_wire.keys.make_key_pair`)."""
+    in keys/allowed (made with `invsr.wire.keys.make_key_pair`)."""
     return WorkerProcess(folder, weights, "--curve-keys", str(keys / "server"), "--allowed-keys", str(keys / "allowed"))
 
 
 def serve_command(weights: Path, *options: str) -> list[str]:
     """The command that starts a worker on the CPU, for `connect(start_command=...)` when none answers."""
-    return [sys.executable, "-m", "invsr_cli", "serve", "--weights", str(weights), "--device", "cpu", *options]
+    return [sys.executable, "-m", "invsr_server", "serve", "--weights", str(weights), "--device", "cpu", *options]
 
 
 def connect_at_once(connection_file: Path, start_command: list[str], count: int = 2) -> list[Client | None]:

@@ -10,7 +10,7 @@ export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/invsr-gpu-results}
 mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-# The source tree as installed: its packages (invsr, invsr_wire, invsr_worker, invsr_cli) are its folders.
+# The source tree as installed: its packages (invsr, invsr.wire, invsr_server.worker, invsr_server.cli) are its folders.
 export PYTHONPATH="/tmp/site:$PWD"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/nvidia-smi.csv"
 # Issue 18's figures first, the longest last; about 9 minutes in all, each capped so that the next still runs:

@@ -15,8 +15,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from invsr_wire.contract import DEFAULT_OVERLAP, DEFAULT_TILE  # noqa: F401  (128: 512 x 512 output pixels)
-from invsr_wire.contract import MODEL_SCALE as SCALE  # noqa: F401  (output pixels per input pixel)
+from invsr.wire.contract import DEFAULT_OVERLAP, DEFAULT_TILE  # noqa: F401  (128: 512 x 512 output pixels)
+from invsr.wire.contract import MODEL_SCALE as SCALE  # noqa: F401  (output pixels per input pixel)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,7 +3,7 @@
 `TileWork.prepare` pads the input as the networks need it, draws the image's noise once and plans its
 tiles; `inputs` cuts one batch's pixels from them. What computes a batch (batch.compute_batch) needs only
 those inputs and the models, so batches can be computed on this device (driver.py) or on other processes
-and machines (invsr_ray), and accumulated here in canonical order (accumulator.py) with the same result.
+and machines (invsr_server.cluster), and accumulated here in canonical order (accumulator.py) with the same result.
 
 Preparing needs a few facts about the models, not the models themselves (`ModelGeometry`), so that a
 front without a device can plan for workers that have one.

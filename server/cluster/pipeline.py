@@ -1,0 +1,174 @@
+"""`RayPipeline`: the pipeline's interface with an image's tiles computed by actors on a Ray cluster.
+
+    connect("local")
+    pipeline = RayPipeline.start(ActorOptions(weights=...), actor_shape(None))
+    result = pipeline.upscale(pixels, UpscaleRequest(seed=0))
+
+The image is checked, planned and its noise drawn here, once (image_job.py, tiles/work.py); its batches
+go to the actors (dispatch.py) and their outputs are accumulated here in the plan's canonical order, so
+the result is the one a single device gives with the same tiles: on CPUs in fp32 byte for byte; on GPUs
+within the dtype's rounding (each actor's kernels may differ in their last bits). Several threads may
+upscale at once: their batches share the actors fairly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+import ray
+import torch
+
+from invsr.image_job import ImageJob, UpscaleResult
+from invsr.progress import ProgressCallback, ProgressReporter, StageTimer
+from invsr.request import UpscaleRequest
+from invsr.tiles import TileAccumulator
+from invsr.tiles.work import TileWork
+from invsr.wire.contract import DEFAULT_MAX_PIXELS
+from invsr.wire.errors import DeviceError
+from invsr.wire.protocol import new_id
+
+from .actor import TileActor
+from .dispatch import SLOW_FACTOR, SLOW_FLOOR, Actor, Dispatcher
+from .ray_cluster import ActorShape, actor_shape, connect
+
+POLL_S = 0.1  # how often a job's thread checks for cancelling while it waits for batches
+START_TIMEOUT_S = 900.0  # actors load their models in this time, or the start fails (a slow disk, a download)
+
+
+@dataclasses.dataclass(frozen=True)
+class ActorOptions:
+    """What every actor loads: as `invsr serve` and `invsr upscale` take them; weights must be at the same
+    path on every machine (or in each machine's Hugging Face cache, for None)."""
+
+    weights: Path | None = None
+    noise_predictor: Path | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    slow_factor: float = SLOW_FACTOR
+    slow_floor: float = SLOW_FLOOR
+
+
+class RayPipeline:
+    def __init__(self, dispatcher: Dispatcher, load_report: dict):
+        self.dispatcher = dispatcher
+        self.load_report = load_report
+        self.max_pixels = DEFAULT_MAX_PIXELS
+        self.static_shapes = False
+        self.joined = False  # whether this pipeline joined Ray (or started it), and so leaves it when closed
+
+    @classmethod
+    def start(cls, options: ActorOptions, shape: ActorShape) -> RayPipeline:
+        """Start `shape.count` actors and wait until each has loaded its model."""
+        started = time.perf_counter()
+        weights = None if options.weights is None else str(options.weights)
+        predictor = None if options.noise_predictor is None else str(options.noise_predictor)
+        spawn = TileActor.options(num_gpus=shape.gpus, num_cpus=shape.cpus)
+        handles = [
+            spawn.remote(weights, predictor, options.device, options.dtype, shape.threads) for _ in range(shape.count)
+        ]
+        try:
+            infos = ray.get([handle.describe.remote() for handle in handles], timeout=START_TIMEOUT_S)
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as error:
+            for handle in handles:
+                ray.kill(handle)
+            raise DeviceError(f"the Ray actors did not start: {_cause(error)}") from None
+        actors = [Actor(f"actor-{k}", handle, info) for k, (handle, info) in enumerate(zip(handles, infos))]
+        dispatcher = Dispatcher(actors, options.slow_factor, options.slow_floor)
+        report = {"seconds": round(time.perf_counter() - started, 3), "ray_actors": shape.count}
+        return cls(dispatcher, report)
+
+    @classmethod
+    def on_cluster(cls, address: str, actors: int | None, options: ActorOptions) -> RayPipeline:
+        """Join (or with `local` start) Ray and start the actors there (cluster.py)."""
+        joined = connect(address)
+        try:
+            pipeline = cls.start(options, actor_shape(actors))
+        except BaseException:
+            if joined:
+                ray.shutdown()
+            raise
+        pipeline.joined = joined
+        return pipeline
+
+    def actors(self) -> list[dict]:
+        """Each actor: its name, state (ready, slow, dead), device, host, process, GPUs and batches done."""
+        return self.dispatcher.describe()
+
+    def describe(self) -> dict:
+        """The model's identity as the pipeline's `describe` gives it, its device naming the actors'."""
+        actors = self.actors()
+        model = dict(self.dispatcher.actors[0].info)
+        for key in ("host", "node", "pid", "gpus"):
+            model.pop(key, None)
+        devices = sorted({actor["device"] for actor in actors})
+        model["device"] = f"ray: {len(actors)} actors on {', '.join(devices)}"
+        return {**model, "actors": actors}
+
+    @property
+    def tiny(self) -> bool:
+        return bool(self.dispatcher.actors[0].info["weights"]["tiny_random"])
+
+    def upscale(
+        self,
+        image: np.ndarray,
+        request: UpscaleRequest = UpscaleRequest(),
+        progress: ProgressCallback | None = None,
+        cancel_check=None,
+    ) -> UpscaleResult:
+        """As InvSRPipeline.upscale, its batches on the actors."""
+        job = ImageJob.start(image, request, self.max_pixels)
+        timer = StageTimer(torch.device("cpu"), cancel_check)
+        geometry, settings = self.dispatcher.plan_facts(request)
+        work = TileWork.prepare(job.lr, geometry, job.recipe, request.seed, settings.tile, settings.overlap)
+        with timer.stage("tiles"):
+            rgb, by_actor = self._run(work, settings.batch, job.out_size, ProgressReporter(progress), cancel_check)
+        tiling = {
+            **work.plan.describe(),
+            "batch": settings.batch,
+            "static_shapes": geometry.static_shapes,
+            "notices": list(settings.notices),
+            "batches_by_actor": by_actor,
+        }
+        return job.finish(rgb, tiling, timer, progress, self.describe(), None, self.tiny)
+
+    def _run(self, work: TileWork, batch: int, out_size, reporter: ProgressReporter, cancel_check):
+        """The accumulated result of the work's batches, and how many each actor computed."""
+        accumulator = TileAccumulator(work.plan, out_size)
+        total, received = len(work.plan.tiles), 0
+        batches = self.dispatcher.submit(new_id(), work, batch)
+        try:
+            while not accumulator.complete:
+                arrived = batches.next_result(POLL_S)
+                if cancel_check is not None:
+                    cancel_check()
+                if arrived is None:
+                    continue
+                start, outputs = arrived
+                for position, output in enumerate(outputs, start):
+                    accumulator.add(position, output)
+                received += len(outputs)
+                reporter.report("tiles", received, total + 1)  # + 1: the finish
+        finally:
+            self.dispatcher.end(batches)
+        return accumulator.result(), dict(batches.by_actor)
+
+    def close(self) -> None:
+        """Stop dispatching, end the actors and, if this pipeline joined Ray, leave it (a Ray started here
+        stops with every process it started: left to the end of this process, Ray's agents outlive it)."""
+        self.dispatcher.close()
+        for actor in self.dispatcher.actors:
+            ray.kill(actor.handle)
+        if self.joined:
+            ray.shutdown()
+
+
+def _cause(error: Exception) -> str:
+    """The first line that says why, from Ray's long account of an actor that failed to start."""
+    text = str(error)
+    for line in text.splitlines():
+        if "Error:" in line and "ActorDiedError" not in line:
+            return line.strip()[:500]
+    return text.strip().splitlines()[0][:500] if text.strip() else type(error).__name__

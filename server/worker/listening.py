@@ -1,0 +1,108 @@
+"""Where the worker listens, and what a peer can cost it before proving anything.
+
+Before ZeroMQ's handshake has checked a peer's password or key, the peer already holds an open file (its
+connection) and, if it starts a long handshake command and stops, memory: libzmq allocates the size a frame
+declares, up to ZMQ_MAXMSGSIZE, before it reads the frame. So:
+- a local worker listens on a Unix socket in an owner-only folder (invsr.wire.connection.default_endpoint),
+  which other users cannot even connect to;
+- a handshake gets HANDSHAKE_SECONDS to finish (libzmq's default is 30 s), so an unfinished one holds its
+  memory and its connection that long at most;
+- the soft limit of open files is raised to the hard one, so that idle connections by the thousand do not
+  leave the worker unable to accept its real client.
+Over TCP an unauthenticated peer can still cost up to the message limit for HANDSHAKE_SECONDS per
+connection: at most what it sends in that time, bounded by the link.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import zmq
+
+from invsr.wire import connection as connections
+
+log = logging.getLogger("invsr.worker")
+# A handshake is three short exchanges: three seconds suit a slow link and a busy worker, and a client
+# whose handshake was cut short reconnects by itself.
+HANDSHAKE_SECONDS = 3.0
+
+
+def limit_unproven_peers(router: zmq.Socket, max_message_bytes: int) -> None:
+    router.setsockopt(zmq.LINGER, 0)
+    router.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)  # bigger messages (handshake commands too): peer dropped
+    router.setsockopt(zmq.HANDSHAKE_IVL, int(HANDSHAKE_SECONDS * 1000))
+
+
+def raise_open_file_limit() -> None:
+    """Raise the soft limit of open files as far as the hard limit allows (POSIX)."""
+    try:
+        import resource
+    except ImportError:  # Windows: no such per-process limit
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # An unlimited hard limit is not a value the soft one may take (Linux caps it by fs.nr_open, macOS by
+    # OPEN_MAX): try large values in turn.
+    unlimited = resource.RLIM_INFINITY
+    if soft == unlimited:
+        return
+    for wanted in (hard, 1 << 20, 65536, 10240):
+        if wanted == unlimited or wanted <= soft or (hard != unlimited and wanted > hard):
+            continue
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            log.info("open files: up to %d (was %d)", wanted, soft)
+            return
+        except (ValueError, OSError):
+            continue
+
+
+class SocketClaim:
+    """The exclusive right to an ipc socket's path, held while the worker lives.
+
+    libzmq removes whatever file lies at an ipc path when it binds there, so a second worker started with the
+    same connection file would silently take the socket of the first, which would then run on unreachable.
+    A lock file beside the socket (released by the system when the process ends, however it ends) makes the
+    second refuse to start instead, as a second bind of a TCP port does."""
+
+    def __init__(self, socket_file: Path):
+        connections.make_socket_folder(socket_file.parent)
+        self.socket_file = socket_file
+        self.path = socket_file.with_name(socket_file.name + ".lock")
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        if not _lock(self.fd):
+            os.close(self.fd)
+            raise SystemExit(
+                f"invsr serve: another worker listens on ipc://{socket_file} (it holds {self.path}): stop it with "
+                "`invsr serve --stop`, or give this one another --connection-file"
+            )
+
+    def release(self) -> None:
+        """Remove the socket file (libzmq 4.3 leaves it), then let go of the claim."""
+        try:
+            self.socket_file.unlink()
+        except FileNotFoundError:
+            pass
+        os.close(self.fd)  # the lock file stays: removing it would let two workers lock two different files
+
+
+def claim(endpoint: str) -> SocketClaim | None:
+    """For an ipc endpoint: its owner-only folder, and the claim on its path. Nothing for other transports."""
+    socket_file = connections.ipc_path(endpoint)
+    return SocketClaim(socket_file) if socket_file is not None else None
+
+
+def _lock(fd: int) -> bool:
+    try:
+        if os.name == "posix":
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        else:
+            import msvcrt
+
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+    except OSError:
+        return False
+    return True
