@@ -3,27 +3,15 @@ in parallel, for any kind of buffer; a change anywhere in a frame is caught."""
 
 import hashlib
 import hmac
-import json
 
 import numpy as np
 import pytest
+from protocol_helpers import signature_as_documented, signed_as_version_1, signed_as_version_3_0
 
 from invsr.wire import errors, protocol
 from invsr.wire.protocol import PIECE_BYTES, Message, sign
 
 KEY = bytes(range(32))
-
-
-def signature_as_documented(key, frames):
-    """HMAC(key, for each frame: len as 8 bytes big-endian || SHA-256 of each 4 MiB piece)."""
-    text = b""
-    for frame in frames:
-        data = bytes(frame)
-        text += len(data).to_bytes(8, "big")
-        text += b"".join(
-            hashlib.sha256(data[i : i + 4 * 1024 * 1024]).digest() for i in range(0, len(data), 4 * 1024 * 1024)
-        )
-    return hmac.new(key, text, hashlib.sha256).digest()
 
 
 @pytest.mark.parametrize(
@@ -56,15 +44,6 @@ def test_a_change_in_any_piece_or_a_moved_boundary_is_refused():
         Message.decode(KEY, [frames[0], frames[1], payload[:PIECE_BYTES], payload[PIECE_BYTES:]])
     with pytest.raises(errors.Unauthorized):
         Message.decode(b"another secret", frames)
-
-
-def signed_as_version_1(key, fields, buffers=()):
-    """A message as protocol 1.0 signed it: one HMAC over every frame's length and bytes."""
-    header = json.dumps(dict(fields, protocol="1.0")).encode()
-    mac = hmac.new(key, digestmod=hashlib.sha256)
-    for frame in (header, *buffers):
-        mac.update(len(frame).to_bytes(8, "big") + bytes(frame))
-    return [mac.digest(), header, *buffers]
 
 
 def test_a_message_of_another_major_version_is_named_as_such_not_as_a_wrong_secret():
@@ -110,12 +89,6 @@ def test_unsigned_buffers_are_signed_by_their_number_and_lengths_as_documented()
         Message.decode(KEY, frames, signed_buffers=True)
     with pytest.raises(errors.Unauthorized):
         Message.decode(KEY, Message("echo", {"id": "y"}, [payload]).encode(KEY), signed_buffers=False)
-
-
-def signed_as_version_3_0(key, fields, buffers=()):
-    """A message as protocol 3.0 signed it: every buffer's bytes, whatever the transport."""
-    header = json.dumps(dict(fields, protocol="3.0", sent=1e9)).encode()
-    return [signature_as_documented(key, [header, *buffers]), header, *buffers]
 
 
 def test_a_3_0_message_is_refused_as_another_version_with_or_without_buffers():

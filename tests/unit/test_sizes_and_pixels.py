@@ -3,6 +3,7 @@ in and out as such; and limits that refuse a job before any work."""
 
 import numpy as np
 import pytest
+from sample_images import hdr_image
 
 from invsr.errors import InvalidImage, InvalidRequest
 from invsr.request import UpscaleRequest
@@ -138,13 +139,6 @@ def test_pixel_limit_refuses_before_any_work(pipeline, small_photo):
         assert pipeline.upscale(small_photo, UpscaleRequest(scale=2)).image.shape == (48, 80, 3)
     finally:
         pipeline.max_pixels = saved
-
-
-def hdr_image(channels=3):
-    """Mid gray with three blocks outside [0, 1]: highlights of 1.5 and 4.0, and an out-of-gamut -0.1."""
-    image = np.full((32, 40, channels), 0.5, np.float32)
-    image[4:14, 4:14], image[4:14, 20:30], image[20:30, 4:14] = 1.5, 4.0, -0.1
-    return image
 
 
 def resampled_excess(image, size):

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 import pytest
-from test_sizes_and_pixels import hdr_image
+from sample_images import hdr_image
 from worker_helpers import WorkerProcess
 
 from invsr.image_io import ImageFile, read_image, write_image

@@ -20,7 +20,7 @@ import pytest
 import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_protocol import signed_as_version_1
+from protocol_helpers import signed_as_version_1
 from worker_helpers import WorkerProcess, connect_at_once, curve_worker, serve_command, stop_started_worker
 
 from invsr.request import UpscaleRequest

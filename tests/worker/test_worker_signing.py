@@ -12,7 +12,7 @@ import threading
 import numpy as np
 import pytest
 import zmq
-from test_protocol import signed_as_version_3_0
+from protocol_helpers import signed_as_version_3_0
 from worker_helpers import WorkerProcess
 
 from invsr.wire import connection as connections
