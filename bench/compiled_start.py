@@ -7,7 +7,7 @@ earlier start if our cache folder holds one (invsr/compile_cache.py), and upscal
     python bench/compiled_start.py --tiny-random --eager                         # checks the script, on the CPU
 
 Run it twice with the same INVSR_CACHE for a cold and a warm start (bench/gpu/run.py's start rows and
-tests/test_compile_cache.py do); give each run its own empty TORCHINDUCTOR_CACHE_DIR, so that what the warm
+tests/unit/test_compile_cache.py do); give each run its own empty TORCHINDUCTOR_CACHE_DIR, so that what the warm
 start finds is our bundle, not PyTorch's own caches left from the cold one.
 """
 

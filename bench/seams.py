@@ -2,7 +2,7 @@
 
 It lives with the benchmarks, not in the library: nothing in production measures seams; the benchmarks
 compare tilings with it (bench/run.py) and the tests use it to show that blending hides the borders
-(tests/test_tiling.py).
+(tests/unit/test_tiling.py).
 """
 
 from __future__ import annotations

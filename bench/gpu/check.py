@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 # dB against a float32 result computed otherwise (on the CPU, in another batch, uncompiled): what each
 # precision's rounding allows, with a margin under what an H100 measured (float32 63.2 to 65.2, bf16 45.7
-# and 46.1, fp16 58.6: bench/results/gpu-check-H100-2026-11-26.json). Where README says "exactly", the
+# and 46.1, fp16 58.6: bench/results/gpu-check-H100-2026-11-26.json). Where the docs say "exactly", the
 # check compares bytes.
 MIN_PSNR = {"float32": 55.0, "bfloat16": 40.0, "float16": 50.0}
 

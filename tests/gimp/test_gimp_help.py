@@ -131,7 +131,7 @@ def test_f1_and_the_help_button_open_the_plugins_own_page(gimp, workspace, tmp_p
 def test_without_gimps_help_browser_its_use_web_browser_button_leads_to_the_page(gimp, workspace, tmp_path):
     """A user whose preferences ask for GIMP's own help browser, which Debian's GIMP lacks: F1 brings GIMP's
     "help browser is missing" question; its Use Web Browser button opens the page, and from then on the
-    Help button opens it at once (README, "In GIMP")."""
+    Help button opens it at once (README, "When it fails")."""
     opened = gimp.inside(workspace / "help" / "opened.txt")
     steps = [["press", "F1"], ["window", "^Help browser is missing$"], ["shot", "help-browser-missing"]]
     steps += [["key", "alt+w"], ["until", f"test -s {opened}"]]  # Use _Web Browser

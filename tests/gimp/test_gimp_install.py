@@ -66,7 +66,7 @@ def test_the_wheel_carries_the_plugin_and_the_licences(wheel):
 
 @pytest.fixture(scope="module")
 def fresh_venv(tmp_path_factory, wheel):
-    """A new virtual environment with the wheel, as the README tells a user: PyTorch first, then the wheel.
+    """A new virtual environment with the wheel, as docs/GIMP.md tells a user: PyTorch first, then the wheel.
     Without compiling to bytecode at install (minutes on two busy cores; Python compiles on first import)."""
     venv = tmp_path_factory.mktemp("user") / "venv"
     run([sys.executable, "-m", "venv", venv])

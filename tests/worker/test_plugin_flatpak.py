@@ -2,7 +2,7 @@
 plug-in inside the sandbox finds its connection file in the folder that flatpak shares between the two.
 
 No flatpak runs here: the sandbox's side is the plug-in's own code in a process with the environment
-flatpak gives a sandbox (FLATPAK_ID, XDG_RUNTIME_DIR), against a real worker started the way the README
+flatpak gives a sandbox (FLATPAK_ID, XDG_RUNTIME_DIR), against a real worker started the way docs/GIMP.md
 and `invsr gimp doctor` tell the user.
 """
 

@@ -708,8 +708,8 @@ def test_protocol_document_states_the_version_in_the_code():
     assert re.search(r"Protocol version: \*\*(\d+\.\d+)\*\*", text).group(1) == protocol.version_text()
     for code in errors.ERRORS:
         assert f"`{code}`" in text, f"error code {code} is not documented"
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    assert f"[docs/PROTOCOL.md](docs/PROTOCOL.md), version {protocol.version_text()}." in readme.replace("\n", " ")
+    worker_page = (Path(__file__).resolve().parents[2] / "docs" / "WORKER.md").read_text()  # the worker's readers
+    assert f"[docs/PROTOCOL.md](PROTOCOL.md), version {protocol.version_text()}." in worker_page.replace("\n", " ")
 
 
 def wait_for_model(client, timeout=240.0) -> dict:
