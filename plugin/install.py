@@ -23,6 +23,7 @@ from invsr import __version__
 from invsr.wire.errors import InvSRError
 from invsr.wire.flatpak import flatpak_connection_file
 from invsr.wire.keys import load_key_pair
+from invsr.wire.request import UpscaleRequest
 from invsr_gimp import PLUGIN_DIR, PLUGIN_NAME
 
 from . import gimp_python
@@ -306,11 +307,11 @@ def _flatpak_worker() -> tuple[bool, str]:
 
 
 def _round_trip(client) -> str:
-    header, _ = client.upscale(bytes(8 * 8 * 3), 8, 8, 3, "u8", {"scale": 2})
-    model = client.hello()["model"]
-    tiny = " (random tiny test weights: not real upscales)" if model.get("weights", {}).get("tiny_random") else ""
-    size = f"{header['width']}x{header['height']}"
-    return f"the worker answers, its weights load and a tiny job round-trips ({size}) on {model.get('device')}{tiny}"
+    result = client.upscale(bytes(8 * 8 * 3), 8, 8, 3, "u8", UpscaleRequest(scale=2))
+    model = client.hello().model
+    tiny = " (random tiny test weights: not real upscales)" if model.tiny_random else ""
+    size = f"{result.width}x{result.height}"
+    return f"the worker answers, its weights load and a tiny job round-trips ({size}) on {model.device}{tiny}"
 
 
 def _run(command: list[str]) -> str | None:

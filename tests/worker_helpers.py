@@ -155,3 +155,10 @@ def stop_started_worker(connection_file: Path) -> None:
     if pid:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGTERM)
+
+
+def upscale_unchecked(client: Client, pixels, width: int, height: int, channels: int, dtype: str, params: dict, **kw):
+    """An upscale whose `params` the client does not check (as a client of another version or language may
+    send them): the worker's own checks on arrival answer. Returns the `result` message."""
+    header = {"width": width, "height": height, "channels": channels, "dtype": dtype, "params": params}
+    return client.request("upscale", header, [pixels], final=("result",), **kw)

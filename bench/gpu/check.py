@@ -165,17 +165,17 @@ def check_worker(weights, device: str, image, folder: Path) -> dict:
     try:
         with worker.client(timeout=60) as client:
             array = np.ascontiguousarray(image)
-            header, buffer = client.upscale(
-                memoryview(array).cast("B"), image.shape[1], image.shape[0], 3, "u8", {"seed": 7}
+            result = client.upscale(
+                memoryview(array).cast("B"), image.shape[1], image.shape[0], 3, "u8", _request(seed=7)
             )
-            remote = np.frombuffer(buffer, np.uint8).reshape(header["height"], header["width"], 3)
+            remote = np.frombuffer(result.pixels, np.uint8).reshape(result.height, result.width, 3)
             hello = client.hello()
     finally:
         worker.stop()
     identical = bool(np.array_equal(remote, local))
     agreement = round(psnr(remote, local), 2)
     return {
-        "worker_model": hello["model"],
+        "worker_model": hello.model.to_dict(),
         "identical": identical,
         "psnr_vs_in_process": agreement,
         "passed": identical,

@@ -1,6 +1,8 @@
 """Everything that crosses the wire between the InvSR worker and its clients, and nothing else.
 
 - contract.py    what every side agrees on: pixel types, parameter names and ranges, output-size rounding
+- request.py     UpscaleRequest: one upscale's parameters, validated where it is made (the library's too)
+- replies.py     the worker's replies as typed values: Hello, Progress, Result
 - errors.py      every deliberate error, by code: the same classes on both sides of the wire
 - protocol.py    signed messages (docs/PROTOCOL.md describes them)
 - connection.py  the connection file that tells clients where the worker is, and its secret

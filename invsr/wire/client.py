@@ -1,7 +1,11 @@
 """The client of the InvSR worker: standard library and pyzmq only, so that it runs inside GIMP.
 
     client = connect(start_command=[python, "-m", "invsr_server", "serve"])   # finds, or starts, the local worker
-    header, pixels = client.upscale(data, width, height, channels, "u16", {"seed": 1}, on_progress=print)
+    result = client.upscale(data, width, height, channels, "u16", UpscaleRequest(seed=1), on_progress=print)
+    result.width, result.height, result.pixels, result.report
+
+The request is the library's own `UpscaleRequest` (request.py), checked where it is made; the replies are
+typed (replies.py: `Hello`, `Progress`, `Result`).
 
 It never hangs: while it waits it sends a heartbeat every second, and a worker that has not answered
 for `timeout` seconds (5 by default) is reported as lost; a local worker whose process died or was stopped
@@ -18,13 +22,16 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import zmq
 
 from . import connection as connection_file
-from .errors import InvSRError, TooLarge, Unauthorized, VersionMismatch, WorkerLost, error_for
+from .errors import BadMessage, InvSRError, TooLarge, Unauthorized, VersionMismatch, WorkerLost, error_for
 from .protocol import Message, new_id
+from .replies import Hello, Limits, Progress, Result
+from .request import UpscaleRequest
 
 HEARTBEAT = 1.0
 TIMEOUT = 5.0
@@ -51,7 +58,7 @@ class Client:
         context: zmq.Context | None = None,
     ):
         self.connection, self.heartbeat, self.timeout = connection, heartbeat, timeout
-        self.limits: dict | None = None  # the worker's, from `hello`
+        self.limits: Limits | None = None  # the worker's, from `hello`
         self.key = connection.key_bytes
         self.signed_buffers = connection.signed_buffers  # the worker's choice for its transport
         self.context = context or zmq.Context.instance()
@@ -103,10 +110,10 @@ class Client:
 
     # --- operations ----------------------------------------------------------------------------------
 
-    def hello(self) -> dict:
-        fields = self.request("hello").fields
-        self.limits = fields.get("limits") or {}
-        return fields
+    def hello(self) -> Hello:
+        hello = Hello.from_dict(self.request("hello").fields)
+        self.limits = hello.limits
+        return hello
 
     def ping(self) -> float:
         """Round-trip seconds."""
@@ -130,28 +137,33 @@ class Client:
         height: int,
         channels: int,
         dtype: str,
-        params: dict,
-        on_progress=None,
-        should_cancel=None,
-    ) -> tuple[dict, memoryview]:
-        """Send raw pixels (any buffer: bytes, memoryview, a NumPy array) and wait for the result.
+        request: UpscaleRequest,
+        on_progress: Callable[[Progress], object] | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+    ) -> Result:
+        """Send raw pixels (any buffer: bytes, memoryview, a NumPy array) of `width` x `height` x `channels`
+        samples of `dtype` (the wire's u8, u16, f32) and wait for the result of `request`.
 
-        `on_progress(fields)` gets each progress message ({stage, done, total, elapsed, eta}).
-        `should_cancel()` is asked at each heartbeat; when it returns True the job is cancelled and
-        `Cancelled` raised once the worker confirms. Returns the result header and its pixel buffer.
+        `on_progress(Progress)` gets each progress message. `should_cancel()` is asked at each heartbeat; when
+        it returns True the job is cancelled and `Cancelled` raised once the worker confirms.
         """
+        if not isinstance(request, UpscaleRequest):
+            raise TypeError(f"request must be an UpscaleRequest (invsr_wire.request), got {type(request).__name__}")
         self._check_message_size(memoryview(pixels).nbytes)
-        header = {"width": width, "height": height, "channels": channels, "dtype": dtype, "params": params}
+        header = {"width": width, "height": height, "channels": channels, "dtype": dtype, "params": request.to_dict()}
+        hear = None if on_progress is None else lambda fields: on_progress(Progress.from_dict(fields))
         reply = self.request(
-            "upscale", header, [pixels], on_progress=on_progress, should_cancel=should_cancel, final=("result",)
+            "upscale", header, [pixels], on_progress=hear, should_cancel=should_cancel, final=("result",)
         )
-        return reply.fields, reply.buffers[0]
+        if len(reply.buffers) != 1:
+            raise BadMessage(f"the worker sent a result with {len(reply.buffers)} pixel frames, not 1")
+        return Result.from_dict(reply.fields, reply.buffers[0])
 
     def _check_message_size(self, size: int) -> None:
         """ZeroMQ drops a message over the worker's limit without a word: refuse it here instead."""
         if self.limits is None:
             self.hello()
-        limit = self.limits.get("max_message_bytes")
+        limit = self.limits.max_message_bytes
         if limit and size > limit:
             raise TooLarge(
                 f"the image is {size / 1e6:.0f} MB of pixels, "
@@ -166,7 +178,8 @@ class Client:
         self, kind: str, fields: dict | None = None, buffers=(), *, on_progress=None, should_cancel=None, final=None
     ) -> Message:
         """Send one request and wait for its final reply, heartbeating; raise the error (errors.py) of an error
-        reply."""
+        reply. The layer below the typed operations: it returns the final reply's `Message`, and `on_progress(fields)`
+        gets each progress message's header fields as they came."""
         request_id = new_id()
         self._send(Message(kind, dict(fields or {}, id=request_id), list(buffers)), wait=True)
         final = final or ("hello", "pong", "echo", "status", "cancelling")
@@ -461,7 +474,7 @@ def stop_worker(path: Path | None = None, timeout: float = 30.0) -> int | None:
 def _answers_as_worker(connection: connection_file.Connection) -> bool:
     with Client(connection, timeout=3.0) as client:
         try:
-            return client.hello().get("pid") == connection.pid
+            return client.hello().pid == connection.pid
         except VersionMismatch:
             return True
         except InvSRError:

@@ -19,6 +19,17 @@ COLOR_FIXES = ("wavelet", "ycbcr", "none")
 DEFAULT_COLOR_FIX = "wavelet"
 
 MIN_STEPS, MAX_STEPS = 1, 5
+# Timesteps of SD's 1000-step training schedule: the default row for each step count, and the starts the
+# noise predictor was trained on (others work but are outside its training).
+NUM_TRAIN_TIMESTEPS = 1000
+DEFAULT_TIMESTEPS = {
+    1: (200,),
+    2: (200, 100),
+    3: (200, 100, 50),
+    4: (200, 150, 100, 50),
+    5: (250, 200, 150, 100, 50),
+}
+TRAINED_START_TIMESTEPS = (250, 200, 150, 100)
 MODEL_SCALE = 4  # the network always enlarges x4; other sizes are resampled from its result
 MIN_SCALE, MAX_SCALE = 1.0, 16.0
 DEFAULT_SCALE = 4.0

@@ -18,6 +18,7 @@ from invsr.wire import connection
 from invsr.wire.contract import PIXEL_DTYPES, WIRE_DTYPES, check_work_size
 from invsr.wire.errors import InvalidImage, InvSRError
 from invsr.wire.keys import load_key_pair
+from invsr.wire.replies import Progress as WorkerProgress
 
 
 class RemotePipeline:
@@ -30,8 +31,8 @@ class RemotePipeline:
     def describe(self) -> dict:
         return {
             "worker": self.client.connection.endpoint,
-            "worker_version": self.hello.get("worker_version"),
-            "model": self.hello.get("model"),
+            "worker_version": self.hello.worker_version,
+            "model": self.hello.model.to_dict(),
         }
 
     def upscale(self, image: np.ndarray, request, progress=None) -> UpscaleResult:
@@ -41,23 +42,23 @@ class RemotePipeline:
         if self.max_pixels is not None:
             check_work_size(*array.shape[:2], request.output_size(*array.shape[:2]), self.max_pixels)
 
-        def on_progress(fields):
-            if progress is not None and fields.get("total"):
-                progress(Progress(fields["stage"], fields["done"], fields["total"], fields.get("elapsed") or 0.0))
+        def on_progress(reported: WorkerProgress):
+            if progress is not None and reported.total:
+                progress(Progress(reported.stage, reported.done, reported.total, reported.elapsed or 0.0))
 
         height, width, channels = array.shape
-        header, buffer = self.client.upscale(
+        result = self.client.upscale(
             memoryview(array).cast("B"),
             width,
             height,
             channels,
             WIRE_DTYPES[str(array.dtype)],
-            request.to_dict(),
+            request,
             on_progress=on_progress,
         )
-        shape = (header["height"], header["width"], header["channels"])
-        out = np.frombuffer(buffer, dtype=PIXEL_DTYPES[header["dtype"]][0]).reshape(shape)
-        return UpscaleResult(out[:, :, 0] if image.ndim == 2 else out, header["report"])
+        shape = (result.height, result.width, result.channels)
+        out = np.frombuffer(result.pixels, dtype=PIXEL_DTYPES[result.dtype][0]).reshape(shape)
+        return UpscaleResult(out[:, :, 0] if image.ndim == 2 else out, result.report)
 
 
 def connect_to_worker(server: str, args) -> RemotePipeline:

@@ -6,6 +6,7 @@ plan: {"out": folder, "plugin": plug-in folder, "scenarios": [{"name": ..., ...}
 Standard library and gi only: this is GIMP's Python.
 """
 
+import dataclasses
 import json
 import os
 import random
@@ -304,7 +305,7 @@ def run_recording(scenario):
         flow.upscale_regions = upscale_then_delete
     if scenario.get("tamper"):  # a worker that answers with what was not asked for: the guard must keep it out
         flow.upscale_regions = lambda client, regions, options, on_progress: [
-            flow.check(region, *tampered(client, region, options, scenario["tamper"]), options) for region in regions
+            flow.check(region, tampered(client, region, options, scenario["tamper"]), options) for region in regions
         ]
     error = None
     try:
@@ -324,20 +325,18 @@ def run_recording(scenario):
 def tampered(client, region, options, how):
     """The worker's real answer for `region`, then changed as `how` says: "width" (one column more, with
     its pixels) or "bytes" (the header right, the pixels one row short)."""
-    header, buffer = client.upscale(
-        region.pixels, region.width, region.height, region.channels, region.dtype, options.worker_params()
+    result = client.upscale(
+        region.pixels, region.width, region.height, region.channels, region.dtype, options.worker_request()
     )
-    data = bytes(buffer)
-    row = len(data) // header["height"]
+    data = bytes(result.pixels)
+    row = len(data) // result.height
     if how == "width":
-        pixel = row // header["width"]
-        data = b"".join(
-            data[y * row : (y + 1) * row] + data[y * row : y * row + pixel] for y in range(header["height"])
-        )
-        header = dict(header, width=header["width"] + 1)
+        pixel = row // result.width
+        data = b"".join(data[y * row : (y + 1) * row] + data[y * row : y * row + pixel] for y in range(result.height))
+        result = dataclasses.replace(result, width=result.width + 1)
     elif how == "bytes":
         data = data[:-row]
-    return header, memoryview(data)
+    return dataclasses.replace(result, pixels=memoryview(data))
 
 
 results = {}

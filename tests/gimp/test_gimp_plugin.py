@@ -937,7 +937,7 @@ def test_the_plugin_reaches_a_curve_worker_with_the_key_given_at_install(tmp_pat
         assert main(["gimp", "install", "--gimp-dir", str(plugins), "--client-key", str(laptop)]) == 0
         monkeypatch.setenv("INVSR_GIMP_SETTINGS", str(plugins / "invsr-upscale" / "invsr-settings.json"))
         with flow.connect(options, on_status=print) as client:
-            assert client.hello()["pid"] == worker.connection.pid
+            assert client.hello().pid == worker.connection.pid
     finally:
         worker.stop()
 
@@ -959,14 +959,15 @@ def test_a_mistyped_endpoint_in_the_worker_file_is_named(tmp_path, monkeypatch):
 def test_the_progress_bar_pulses_while_the_worker_loads_or_compiles_and_counts_tiles_otherwise(monkeypatch):
     monkeypatch.syspath_prepend(str(PLUGINS / "invsr-upscale"))
     from invsr_plugin.flow import progress_update
+    from invsr_wire.replies import Progress
 
-    assert progress_update({"stage": "loading model", "done": 0, "total": 0}, 0, 1) == (
+    assert progress_update(Progress("loading model"), 0, 1) == (
         None,
         "InvSR: loading the model, once after the worker starts",
     )
-    fraction, text = progress_update({"stage": "compiling", "done": 0, "total": 82, "eta": None}, 1, 2)
+    fraction, text = progress_update(Progress.from_dict({"stage": "compiling", "done": 0, "total": 82}), 1, 2)
     assert fraction is None and text.startswith("InvSR: layer 2/2: compiling the networks")
-    assert progress_update({"stage": "tiles", "done": 16, "total": 82, "eta": 8.25}, 1, 2) == (
+    assert progress_update(Progress("tiles", done=16, total=82, eta=8.25), 1, 2) == (
         pytest.approx(0.5 + 16 / 82 / 2),
         "InvSR: layer 2/2: tile 16/81, about 8 s left",
     )

@@ -13,6 +13,7 @@ from worker_helpers import WorkerProcess
 
 from invsr.request import UpscaleRequest
 from invsr.wire import errors
+from invsr.wire.replies import ModelState
 
 pytestmark = pytest.mark.worker  # ray: from the folder
 TILED = ["--tile", "32", "--overlap", "8", "--tile-batch", "1"]
@@ -26,9 +27,9 @@ def ray_worker(tmp_path_factory, tiny_weights):
         process.wait_ready()
         with process.client() as client:
             deadline = time.monotonic() + 300
-            while client.hello()["model"]["state"] not in ("ready", "failed") and time.monotonic() < deadline:
+            while client.hello().model.state not in ("ready", "failed") and time.monotonic() < deadline:
                 time.sleep(0.5)
-            assert client.hello()["model"]["state"] == "ready", process.text_output()
+            assert client.hello().model.state == "ready", process.text_output()
         started = descendants(process.process.pid)
         yield process
     deadline = time.monotonic() + 30
@@ -39,11 +40,11 @@ def ray_worker(tmp_path_factory, tiny_weights):
 
 def test_hello_and_status_show_the_actors_their_devices_and_health(ray_worker):
     with ray_worker.client() as client:
-        for model in (client.hello()["model"], client.status()["model"]):
-            actors = model["actors"]
+        for model in (client.hello().model, ModelState.from_dict(client.status()["model"])):
+            actors = model.actors
             assert [a["name"] for a in actors] == ["actor-0", "actor-1"]
             assert all(a["state"] == "ready" and a["device"] == "cpu" and a["pid"] for a in actors)
-            assert model["device"] == "ray: 2 actors on cpu"
+            assert model.device == "ray: 2 actors on cpu"
 
 
 def test_the_real_client_gets_the_in_process_bytes(ray_worker, tiny_weights, pipeline, tmp_path, photo):
@@ -71,16 +72,16 @@ def test_two_clients_at_once_both_get_their_own_result(ray_worker, pipeline, pho
     def run(name):
         image, seed = jobs[name]
         with ray_worker.client() as client:
-            header, buffer = client.upscale(
+            result = client.upscale(
                 memoryview(image).cast("B"),
                 image.shape[1],
                 image.shape[0],
                 3,
                 "u8",
-                {"seed": seed, **tiling},
-                on_progress=lambda fields: big_computing.set() if name == "big" else None,
+                UpscaleRequest(seed=seed, **tiling),
+                on_progress=lambda progress: big_computing.set() if name == "big" else None,
             )
-        results[name] = np.frombuffer(buffer, np.uint8).reshape(header["height"], header["width"], 3)
+        results[name] = np.frombuffer(result.pixels, np.uint8).reshape(result.height, result.width, 3)
         finished.append(name)
 
     threads = {name: threading.Thread(target=run, args=(name,)) for name in jobs}
@@ -106,8 +107,8 @@ def test_cancel_through_the_front_stops_the_job(ray_worker, photo):
                 128,
                 3,
                 "u8",
-                {"tile": 32, "overlap": 8, "tile_batch": 1},
-                on_progress=lambda fields: tiles_done.append(fields.get("done")),
+                UpscaleRequest(tile=32, overlap=8, tile_batch=1),
+                on_progress=lambda progress: tiles_done.append(progress.done),
                 should_cancel=lambda: any(tiles_done),
             )
         assert max(tiles_done) < 25, "cancelled before its last tile"

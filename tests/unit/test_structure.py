@@ -84,6 +84,16 @@ def test_setup_cfg_lists_every_package_of_the_three_folders():
     assert listed == found
 
 
+def test_each_package_ships_py_typed():
+    """PEP 561: the annotations (the client's typed API among them) are for type checkers of the installed
+    packages too; a subpackage is covered by its top package's marker."""
+    config = configparser.ConfigParser()
+    config.read(REPO / "setup.cfg")
+    shipped = {name: value.replace(" ", "").split(",") for name, value in config["options.package_data"].items()}
+    for name, folder in FOLDERS.items():
+        assert (REPO / folder / "py.typed").is_file() and "py.typed" in shipped.get(name, []), name
+
+
 def test_every_package_imports_and_the_plugins_files_are_found():
     """In this environment (`pip install -e .` in CI; the wheel's own test is tests/gimp/test_gimp_install.py)."""
     script = """

@@ -46,7 +46,7 @@ def test_through_a_real_worker_the_result_is_the_same(tmp_path, hdr_tiff, tiny_w
     try:
         with worker.client() as client:  # the model loaded first: a busy machine's load is not the job's
             deadline = time.monotonic() + 240
-            while client.hello()["model"]["state"] not in ("ready", "failed") and time.monotonic() < deadline:
+            while client.hello().model.state not in ("ready", "failed") and time.monotonic() < deadline:
                 time.sleep(0.5)
         assert upscale(hdr_tiff, "-o", tmp_path / "remote.tif", "--server", worker.path, weights=weights) == 0
         assert upscale(hdr_tiff, "-o", tmp_path / "local.tif", weights=weights) == 0

@@ -64,13 +64,14 @@ def sandbox(tmp_path, monkeypatch):
 
 def test_in_the_sandbox_the_plugin_uses_the_worker_started_on_the_host(sandbox, monkeypatch, runtime, host_worker):
     from invsr_plugin import flow
+    from invsr_wire.request import UpscaleRequest  # the plug-in's copy of the wire, as in GIMP
 
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
     monkeypatch.setenv("FLATPAK_ID", APP)
     with flow.connect(flow.Options(), on_status=print) as client:
-        assert client.hello()["pid"] == host_worker.connection.pid
-        header, pixels = client.upscale(bytes(range(48)) * 4, 8, 8, 3, "u8", {"scale": 2})
-    assert (header["width"], header["height"]) == (16, 16) and len(bytes(pixels)) == 16 * 16 * 3
+        assert client.hello().pid == host_worker.connection.pid
+        result = client.upscale(bytes(range(48)) * 4, 8, 8, 3, "u8", UpscaleRequest(scale=2))
+    assert (result.width, result.height) == (16, 16) and len(bytes(result.pixels)) == 16 * 16 * 3
 
 
 def test_in_the_sandbox_without_a_worker_the_plugin_says_how_to_start_one(sandbox, monkeypatch):

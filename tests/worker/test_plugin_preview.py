@@ -170,8 +170,8 @@ def test_closing_stops_the_thread_and_shows_nothing_more(preview, flow, photo, w
 def test_a_result_of_another_size_or_length_is_refused_not_shown(preview, flow):
     crop = preview.crop_at(preview.Area(0, 0, 24, 20), (12, 10), 2.0, 0)
     request = preview.Request(crop, bytes(24 * 20 * 3), 3, flow.Options(scale=2.0))
-    header = {"width": 48, "height": 40, "channels": 3}
-    assert len(preview.shown_pixels(request, header, bytes(48 * 40 * 3))) == 48 * 40 * 3
+    header = {"width": 48, "height": 40, "channels": 3, "dtype": "u8", "job": "j"}
+    assert len(preview.shown_pixels(request, preview.Result.from_dict(header, bytes(48 * 40 * 3)))) == 48 * 40 * 3
     for wrong_header, data in [(dict(header, width=47), bytes(47 * 40 * 3)), (header, bytes(48 * 39 * 3))]:
         with pytest.raises(flow.PluginError, match="another size"):
-            preview.shown_pixels(request, wrong_header, data)
+            preview.shown_pixels(request, preview.Result.from_dict(wrong_header, data))

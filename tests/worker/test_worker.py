@@ -21,15 +21,23 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from protocol_helpers import signed_as_version_1
-from worker_helpers import WorkerProcess, connect_at_once, curve_worker, serve_command, stop_started_worker
+from worker_helpers import (
+    WorkerProcess,
+    connect_at_once,
+    curve_worker,
+    serve_command,
+    stop_started_worker,
+    upscale_unchecked,
+)
 
 from invsr.request import UpscaleRequest
 from invsr.wire import connection as connections
 from invsr.wire import errors, protocol
 from invsr.wire.client import Client, connect
 from invsr.wire.protocol import Message, sign
+from invsr.wire.replies import ModelState, Progress
 
-LONG_JOB = {"tile": 32, "overlap": 8, "steps": 5}  # about 10 s on the test weights: 121 tiles of a 256 x 256 image
+LONG_JOB = UpscaleRequest(tile=32, overlap=8, steps=5)  # about 10 s on the test weights: 121 tiles of a 256 x 256 image
 PROMPT = 5.0  # seconds: a ping answered within the client's own timeout, generous on a busy 2-core machine
 
 
@@ -52,11 +60,11 @@ def noise_image(side=256, seed=0):
 def send_upscale(client, image, **params):
     array = np.ascontiguousarray(image if image.ndim == 3 else image[:, :, None])
     dtype = {"uint8": "u8", "uint16": "u16", "float32": "f32"}[str(array.dtype)]
-    header, buffer = client.upscale(
-        memoryview(array).cast("B"), array.shape[1], array.shape[0], array.shape[2], dtype, params
+    result = client.upscale(
+        memoryview(array).cast("B"), array.shape[1], array.shape[0], array.shape[2], dtype, UpscaleRequest(**params)
     )
-    out = np.frombuffer(buffer, dtype=array.dtype).reshape(header["height"], header["width"], header["channels"])
-    return header, out
+    out = np.frombuffer(result.pixels, dtype=array.dtype).reshape(result.height, result.width, result.channels)
+    return result, out
 
 
 def test_round_trip_is_byte_for_byte_the_in_process_result(client, pipeline, small_photo):
@@ -66,18 +74,23 @@ def test_round_trip_is_byte_for_byte_the_in_process_result(client, pipeline, sma
         (np.dstack([small_photo, np.full(small_photo.shape[:2], 128, np.uint8)]), {"steps": 2}),
         (small_photo[..., :1].astype(np.float32) / 255, {"color_fix": "ycbcr"}),
     ]:
-        header, remote = send_upscale(client, image, **params)
+        result, remote = send_upscale(client, image, **params)
         local = pipeline.upscale(image, UpscaleRequest(**params)).image
         np.testing.assert_array_equal(remote.reshape(local.shape), local)
-        assert header["report"]["seed"] == params.get("seed", 0)
+        assert result.report["seed"] == params.get("seed", 0)
 
 
 def test_hello_ping_status_and_echo(client):
     wait_for_model(client)  # --preload loads in the background: run alone, this test may come first
     hello = client.hello()
-    assert hello["protocol"] == protocol.version_text() and hello["model"]["state"] == "ready"
-    assert hello["model"]["weights"]["tiny_random"] is True
-    assert hello["limits"]["queue_length"] == 8 and "upscale" in hello["capabilities"]["operations"]
+    assert (
+        hello.protocol == protocol.version_text()
+        and hello.model.state == "ready"
+        and hello.pid == client.connection.pid
+    )
+    assert hello.model.tiny_random is True and hello.model.device == "cpu" and hello.model.load_seconds > 0
+    assert hello.limits.queue_length == 8 and "upscale" in hello.capabilities.operations
+    assert hello.capabilities.steps == (1, 5) and hello.capabilities.dtypes == ("u8", "u16", "f32")
     assert client.ping() < PROMPT
     assert client.status()["jobs"] == []
     payload = [os.urandom(1000), b"", os.urandom(3 * 1024 * 1024)]
@@ -86,12 +99,13 @@ def test_hello_ping_status_and_echo(client):
 
 def test_progress_arrives_for_each_tile(client):
     seen = []
-    header, _ = client.upscale(
-        noise_image(64).tobytes(), 64, 64, 3, "u8", {"tile": 32, "overlap": 8}, on_progress=seen.append
+    result = client.upscale(
+        noise_image(64).tobytes(), 64, 64, 3, "u8", UpscaleRequest(tile=32, overlap=8), on_progress=seen.append
     )
-    tiles = header["report"]["tiling"]["tiles"]
-    assert [p["done"] for p in seen if p["stage"] == "tiles"] == list(range(1, tiles + 1))
-    assert seen[-1]["stage"] == "finish" and seen[-1]["done"] == tiles + 1
+    tiles = result.report["tiling"]["tiles"]
+    assert [p.done for p in seen if p.stage == "tiles"] == list(range(1, tiles + 1))
+    assert seen[-1].stage == "finish" and seen[-1].done == seen[-1].total == tiles + 1
+    assert all(isinstance(p, Progress) and p.job == result.job for p in seen) and result.job
 
 
 def test_several_clients_at_once_each_get_their_own_result(worker, pipeline):
@@ -135,15 +149,19 @@ def test_cancel_stops_the_job_at_the_next_tile(client):
 def test_bad_parameters_and_pixels_get_clear_errors_and_the_worker_goes_on(client):
     image = noise_image(16).tobytes()
     with pytest.raises(errors.InvalidRequest, match="steps must be an integer from 1 to 5"):
-        client.upscale(image, 16, 16, 3, "u8", {"steps": 9})
+        upscale_unchecked(client, image, 16, 16, 3, "u8", {"steps": 9})  # the worker's own check on arrival
+    with pytest.raises(errors.InvalidRequest, match="steps must be an integer from 1 to 5"):
+        client.upscale(image, 16, 16, 3, "u8", UpscaleRequest(steps=9))  # the same check, where it is made
+    with pytest.raises(TypeError, match="must be an UpscaleRequest"):
+        client.upscale(image, 16, 16, 3, "u8", {"steps": 1})
     with pytest.raises(errors.InvalidImage, match="NaN or infinite"):
-        client.upscale(np.full((4, 4, 3), np.nan, np.float32).tobytes(), 4, 4, 3, "f32", {})
+        client.upscale(np.full((4, 4, 3), np.nan, np.float32).tobytes(), 4, 4, 3, "f32", UpscaleRequest())
     with pytest.raises(errors.InvalidImage, match="dtype must be one of u8, u16, f32"):
-        client.upscale(image, 16, 16, 3, "f64", {})
+        client.upscale(image, 16, 16, 3, "f64", UpscaleRequest())
     with pytest.raises(errors.BadMessage, match="one pixel frame of 768 bytes"):
-        client.upscale(image[:100], 16, 16, 3, "u8", {})
+        client.upscale(image[:100], 16, 16, 3, "u8", UpscaleRequest())
     with pytest.raises(errors.TooLarge, match="over this worker's limit"):
-        client.upscale(image, 1_000_000, 1_000_000, 3, "u8", {})
+        client.upscale(image, 1_000_000, 1_000_000, 3, "u8", UpscaleRequest())
     with pytest.raises(errors.UnknownJob):
         client.cancel("no-such-job")
     assert client.ping() < PROMPT
@@ -251,7 +269,12 @@ def test_huge_or_nonsense_declared_sizes_are_refused_before_any_allocation(
 
 
 def test_the_client_imports_neither_numpy_nor_torch():
-    code = "import sys, invsr.wire.client; print(sorted(m for m in ('numpy', 'torch', 'invsr') if m in sys.modules))"
+    """Nor anything of the library but the wire (the package `invsr` itself is imported: the wire lives in it)."""
+    code = (
+        "import sys, invsr.wire.client\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'torch')"
+        " or m.startswith('invsr.') and not m.startswith('invsr.wire')))"
+    )
     assert (
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
     )
@@ -295,7 +318,7 @@ def test_what_cannot_be_done_is_refused_before_queueing(client):
     ]:
         arrivals = []
         with pytest.raises(error):
-            client.upscale(bytes(2001 * 1000 * 3), 2001, 1000, 3, "u8", params, on_progress=arrivals.append)
+            upscale_unchecked(client, bytes(2001 * 1000 * 3), 2001, 1000, 3, "u8", params, on_progress=arrivals.append)
         assert arrivals == []  # never accepted, never queued
     assert client.status()["jobs"] == []
 
@@ -332,7 +355,7 @@ def test_a_slow_link_is_not_mistaken_for_a_lost_worker(worker):
         with Client(slow) as c:
             started = time.monotonic()
             with pytest.raises(errors.InvalidRequest, match="steps"):  # the worker's answer, once the pixels are there
-                c.upscale(bytes(30_000_000), 5000, 2000, 3, "u8", {"steps": 99})
+                upscale_unchecked(c, bytes(30_000_000), 5000, 2000, 3, "u8", {"steps": 99})
             assert time.monotonic() - started > 6
     finally:
         listener.close()
@@ -363,8 +386,8 @@ def test_worker_killed_mid_job_is_reported_within_seconds(tmp_path, tiny_weights
     seen = []
     killed_at = []
 
-    def kill_after_first_progress(fields):
-        seen.append(fields)
+    def kill_after_first_progress(progress):
+        seen.append(progress)
         if len(seen) == 2:
             victim.signal(signal.SIGKILL)
             killed_at.append(time.monotonic())
@@ -382,8 +405,8 @@ def test_worker_frozen_mid_job_is_reported_within_seconds(tmp_path, tiny_weights
     victim = WorkerProcess(tmp_path, tiny_weights.noise_predictor.parent, "--preload").wait_ready()
     frozen_at = []
 
-    def freeze(fields):
-        if not frozen_at and fields.get("stage") == "tiles":
+    def freeze(progress):
+        if not frozen_at and progress.stage == "tiles":
             victim.signal(signal.SIGSTOP)
             frozen_at.append(time.monotonic())
 
@@ -401,11 +424,12 @@ CLIENT_THAT_VANISHES = r"""
 import sys, numpy as np
 from invsr.wire.client import Client
 from invsr.wire import connection
+from invsr.wire.request import UpscaleRequest
 client = Client(connection.read(sys.argv[1]))
-def show(fields):
+def show(progress):
     print("progress", flush=True)
 image = (np.random.default_rng(0).random((256, 256, 3)) * 255).astype(np.uint8)
-client.upscale(image.tobytes(), 256, 256, 3, "u8", {"tile": 32, "overlap": 8, "steps": 5}, on_progress=show)
+client.upscale(image.tobytes(), 256, 256, 3, "u8", UpscaleRequest(tile=32, overlap=8, steps=5), on_progress=show)
 """
 
 
@@ -449,7 +473,7 @@ def test_full_queue_answers_busy(tmp_path, tiny_weights):
                 "height": 256,
                 "channels": 3,
                 "dtype": "u8",
-                "params": LONG_JOB,
+                "params": LONG_JOB.to_dict(),
             }
             sock.send_multipart(signed(key, fields, [image]))
             message = Message.decode(key, reply_to(sock))
@@ -465,8 +489,8 @@ def test_full_queue_answers_busy(tmp_path, tiny_weights):
 def test_sigterm_cancels_the_job_removes_the_connection_file_and_exits(tmp_path, tiny_weights):
     seen = []
 
-    def stop_worker(fields):
-        seen.append(fields)
+    def stop_worker(progress):
+        seen.append(progress)
         if len(seen) == 2:
             victim.signal(signal.SIGTERM)
 
@@ -482,8 +506,8 @@ def test_missing_weights_fail_the_job_not_the_worker(tmp_path):
     try:
         with empty.client() as c:
             with pytest.raises(errors.WeightsMissing, match="invsr weights download"):
-                c.upscale(noise_image(16).tobytes(), 16, 16, 3, "u8", {})
-            assert c.hello()["model"]["state"] == "failed"
+                c.upscale(noise_image(16).tobytes(), 16, 16, 3, "u8", UpscaleRequest())
+            assert c.hello().model.state == "failed"
             assert c.ping() < PROMPT
     finally:
         empty.stop()
@@ -544,7 +568,7 @@ def test_connect_starts_a_worker_when_none_answers(tmp_path, tiny_weights):
     try:
         with connect(path, start_command=command, on_status=statuses.append) as client:
             assert statuses == ["Starting the InvSR worker..."]
-            assert client.hello()["model"]["state"] in ("not loaded", "ready")
+            assert client.hello().model.state in ("not loaded", "ready")
             again = connect(path, start_command=command, on_status=statuses.append)  # reused, not started twice
             assert again.connection.pid == client.connection.pid and len(statuses) == 1
             again.close()
@@ -633,7 +657,7 @@ def test_a_model_that_fails_to_load_for_any_reason_is_reported_as_failed(tmp_pat
         with broken.client() as c:
             with pytest.raises(errors.InvSRError):
                 send_upscale(c, noise_image(32))
-            assert c.hello()["model"]["state"] == "failed"
+            assert c.hello().model.state == "failed"
     finally:
         broken.stop()
 
@@ -712,9 +736,9 @@ def test_protocol_document_states_the_version_in_the_code():
     assert f"[docs/PROTOCOL.md](PROTOCOL.md), version {protocol.version_text()}." in worker_page.replace("\n", " ")
 
 
-def wait_for_model(client, timeout=240.0) -> dict:
+def wait_for_model(client, timeout=240.0) -> ModelState:
     deadline = time.monotonic() + timeout
-    while (model := client.hello()["model"])["state"] not in ("ready", "failed") and time.monotonic() < deadline:
+    while (model := client.hello().model).state not in ("ready", "failed") and time.monotonic() < deadline:
         time.sleep(0.5)
     return model
 
@@ -736,23 +760,23 @@ def test_a_compiling_worker_compiles_before_jobs_run_and_serves_uncompiled_where
             if preload:
                 wait_for_model(client)
             image, seen = noise_image(96), []
-            header, buffer = client.upscale(image.tobytes(), 96, 96, 3, "u8", {"seed": 3}, on_progress=seen.append)
-            model = client.hello()["model"]
+            upscaled = client.upscale(image.tobytes(), 96, 96, 3, "u8", UpscaleRequest(seed=3), on_progress=seen.append)
+            model = client.hello().model
     finally:
         worker.stop()
-    result = np.frombuffer(buffer, np.uint8).reshape(header["height"], header["width"], 3)
-    assert model["state"] == "ready" and result.shape == (384, 384, 3)
+    result = np.frombuffer(upscaled.pixels, np.uint8).reshape(upscaled.height, upscaled.width, 3)
+    assert model.state == "ready" and result.shape == (384, 384, 3)
     assert worker.log.read_text().count("model loaded") == 1  # a failed compile restores the networks: no second copy
-    stages = [fields["stage"] for fields in seen]
+    stages = [progress.stage for progress in seen]
     assert stages[: stages.index("tiles")] == (
         [] if preload else ["loading model", "compiling"]
     )  # the bar says why it waits
     assert "compiling" not in stages[stages.index("tiles") :]  # the job itself compiled nothing
     if backend == "eager":
-        assert model["compile_seconds"] > 0 and "compile_error" not in model
-        assert header["report"]["tiling"]["static_shapes"]
+        assert model.compile_seconds > 0 and model.compile_error is None
+        assert upscaled.report["tiling"]["static_shapes"]
     else:
-        assert "no_such_backend" in model["compile_error"] and not header["report"]["tiling"]["static_shapes"]
+        assert "no_such_backend" in model.compile_error and not upscaled.report["tiling"]["static_shapes"]
         np.testing.assert_array_equal(
             result, pipeline.upscale(image, UpscaleRequest(seed=3)).image
         )  # served, uncompiled

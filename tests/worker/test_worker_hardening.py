@@ -16,6 +16,8 @@ from worker_helpers import WorkerProcess
 
 from invsr.wire import errors
 from invsr.wire.protocol import Message, sign, version_text
+from invsr.wire.replies import ModelState
+from invsr.wire.request import UpscaleRequest
 
 VERSION = version_text()
 
@@ -50,7 +52,7 @@ def upscale(client, image, on_progress=None, should_cancel=None, **params):
         image.shape[0],
         image.shape[2],
         dtype,
-        params,
+        UpscaleRequest(**params),
         on_progress=on_progress,
         should_cancel=should_cancel,
     )
@@ -118,11 +120,11 @@ def test_a_model_that_fails_to_load_fails_the_job_and_the_next_job_loads_it_agai
         with pytest.raises(errors.InvSRError) as failure:
             within(ANSWER_WITHIN, lambda: upscale(c, noise_image(32)))
         assert failure.value.code in ("internal", "bad_checkpoint") and str(failure.value)  # a code and a message
-        assert c.hello()["model"]["state"] == "failed"
+        assert c.hello().model.state == "failed"
         config.write_text(good)  # the user mends the file: the next job loads the model
-        header, _ = within(ANSWER_WITHIN, lambda: upscale(c, noise_image(32)))
-        assert (header["width"], header["height"]) == (128, 128)
-        assert c.hello()["model"]["state"] == "ready"
+        result = within(ANSWER_WITHIN, lambda: upscale(c, noise_image(32)))
+        assert (result.width, result.height) == (128, 128)
+        assert c.hello().model.state == "ready"
 
 
 def test_an_exception_no_one_foresaw_while_loading_fails_the_job_with_internal(tmp_path, tiny_weights):
@@ -135,8 +137,8 @@ def test_an_exception_no_one_foresaw_while_loading_fails_the_job_with_internal(t
         for _ in range(2):  # the executor survives the failure at start and the one at the job
             with pytest.raises(errors.Internal, match="ZeroDivisionError.*see the worker log"):
                 within(ANSWER_WITHIN, lambda: upscale(c, noise_image(32)))
-        model = c.hello()["model"]
-        assert model["state"] == "failed" and model["code"] == "internal" and "ZeroDivisionError" in model["error"]
+        model = c.hello().model
+        assert model.state == "failed" and model.code == "internal" and "ZeroDivisionError" in model.error
         assert c.status()["jobs"] == []
     assert "ZeroDivisionError" in broken.log.read_text()  # with its traceback, for whoever mends it
 
@@ -188,9 +190,9 @@ def test_should_the_executor_thread_end_its_jobs_fail_and_hello_says_so(tmp_path
         assert set(ends) == {"first", "second"}
         sock.close()
         with doomed.client() as c:
-            model = c.hello()["model"]
-            assert model["state"] == "failed" and "can no longer run jobs" in model["error"]
-            assert c.status()["model"] == model and c.status()["jobs"] == []
+            model = c.hello().model
+            assert model.state == "failed" and "can no longer run jobs" in model.error
+            assert ModelState.from_dict(c.status()["model"]) == model and c.status()["jobs"] == []
             with pytest.raises(errors.Internal, match="can no longer run jobs"):  # refused on arrival
                 within(30, lambda: upscale(c, noise_image(16)))
             assert c.ping() < 5.0
@@ -314,7 +316,7 @@ class LongJob:
             upscale(
                 self.client,
                 noise_image(256),
-                on_progress=lambda f: self.ids.append(f["job"]),
+                on_progress=lambda progress: self.ids.append(progress.job),
                 should_cancel=self.stop.is_set,
                 **LONG_JOB,
             )

@@ -34,7 +34,7 @@ def ready_worker(tmp_path_factory, tiny_weights):
     with WorkerProcess(folder, tiny_weights.noise_predictor.parent, "--preload", bind=None).wait_ready() as worker:
         with worker.client() as client:
             deadline = time.monotonic() + 120
-            while client.hello()["model"]["state"] != "ready" and time.monotonic() < deadline:
+            while client.hello().model.state != "ready" and time.monotonic() < deadline:
                 time.sleep(0.2)
         yield worker
 
@@ -62,7 +62,7 @@ def test_a_running_worker_whose_model_is_not_loaded_says_when_it_loads(worker_st
         f"Worker: worker.json at {endpoint}, running, the model loads on the first upscale"
     )
     with idle_worker.client() as client:
-        assert client.hello()["model"]["state"] == "not loaded"  # asking did not make it load
+        assert client.hello().model.state == "not loaded"  # asking did not make it load
 
 
 def test_a_connection_file_names_its_worker_and_its_state(worker_status, ready_worker, tmp_path):
@@ -165,7 +165,7 @@ def test_a_curve_worker_without_a_client_key_says_how_to_give_one(worker_status,
     ],
 )
 def test_each_model_state_is_said_in_words(worker_status, model, words):
-    assert worker_status.model_words(model).startswith(words)
+    assert worker_status.model_words(worker_status.ModelState.from_dict(model)).startswith(words)
 
 
 def test_in_gimps_flatpak_the_line_looks_where_the_sandbox_meets_the_worker(

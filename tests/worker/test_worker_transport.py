@@ -28,8 +28,9 @@ from invsr.wire import errors
 from invsr.wire.client import Client
 from invsr.wire.keys import load_key_pair, make_key_pair
 from invsr.wire.protocol import Message, new_id
+from invsr.wire.request import UpscaleRequest
 
-LONG_JOB = {"tile": 32, "overlap": 8, "steps": 5}  # about 10 s on the test weights: 121 tiles of a 256 x 256 image
+LONG_JOB = UpscaleRequest(tile=32, overlap=8, steps=5)  # about 10 s on the test weights: 121 tiles of a 256 x 256 image
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc, and predicts glibc's rand()")
 
 
@@ -98,7 +99,7 @@ def assert_still_serves_after_the_next_ids_are_claimed(worker: WorkerProcess, cl
     claimers = claim_the_next_routing_ids(worker, client_keys)
     try:
         with worker.client(client_keys=client_keys) as ordinary:
-            assert ordinary.hello()["pid"] == worker.process.pid
+            assert ordinary.hello().pid == worker.process.pid
         time.sleep(0.3)
         assert worker.process.poll() is None, worker.text_output()[-2000:]
     finally:
@@ -188,7 +189,7 @@ def test_other_users_cannot_even_connect_to_a_local_worker(weights, started):
         folder = Path(endpoint[len("ipc://") :]).parent
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700 and folder.stat().st_uid == os.getuid()
         with worker.client() as own:  # while its own user gets in as before
-            assert own.hello()["pid"] == worker.process.pid
+            assert own.hello().pid == worker.process.pid
         worker.stop()
         assert not os.path.exists(endpoint[len("ipc://") :])  # libzmq leaves it; the worker does not
     finally:
@@ -248,7 +249,7 @@ def test_an_unfinished_handshake_is_dropped_within_seconds_with_its_memory(tmp_p
     assert dropped_after is not None and dropped_after < 10  # ...but not for libzmq's default 30 s
     assert after - before < 64
     with worker.client() as c:
-        assert c.hello()["pid"] == pid
+        assert c.hello().pid == pid
 
 
 def soft_open_file_limit(limit: int):
@@ -289,7 +290,7 @@ def test_a_thousand_idle_connections_do_not_lock_the_real_client_out(tmp_path, w
             except OSError:
                 break  # the worker no longer accepts connections
         with worker.client() as real:
-            assert real.hello()["pid"] == worker.process.pid
+            assert real.hello().pid == worker.process.pid
         time.sleep(6)
         dropped = sum(is_closed(sock) for sock in idle)
         print(f"\n{len(idle)} idle connections: the real client was served; the worker dropped {dropped} of them")
@@ -336,8 +337,8 @@ def test_a_stopped_worker_is_reported_within_5_s(tmp_path, weights, started):
     worker = started(WorkerProcess(tmp_path, weights, "--preload"))
     stopped_at = []
 
-    def stop(fields):
-        if not stopped_at and fields.get("stage") == "tiles":
+    def stop(progress):
+        if not stopped_at and progress.stage == "tiles":
             worker.signal(signal.SIGSTOP)
             stopped_at.append(time.monotonic())
 
@@ -389,10 +390,11 @@ VANISHING_CLIENT = r"""
 import sys, numpy as np
 from invsr.wire.client import Client
 from invsr.wire import connection
+from invsr.wire.request import UpscaleRequest
 client = Client(connection.read(sys.argv[1]))
 image = (np.random.default_rng(0).random((256, 256, 3)) * 255).astype(np.uint8)
-client.upscale(image.tobytes(), 256, 256, 3, "u8", {"tile": 32, "overlap": 8, "steps": 5},
-               on_progress=lambda fields: print(fields.get("stage"), flush=True))
+client.upscale(image.tobytes(), 256, 256, 3, "u8", UpscaleRequest(tile=32, overlap=8, steps=5),
+               on_progress=lambda progress: print(progress.stage, flush=True))
 """
 
 
@@ -436,7 +438,7 @@ def test_a_second_worker_on_the_same_socket_refuses_to_start(tmp_path, weights, 
     finally:
         second.stop()
     with first.client() as c:
-        assert c.hello()["pid"] == first.process.pid
+        assert c.hello().pid == first.process.pid
 
 
 def test_two_clients_starting_the_default_worker_at_once_both_get_it(tmp_path, weights):
@@ -444,7 +446,7 @@ def test_two_clients_starting_the_default_worker_at_once_both_get_it(tmp_path, w
     try:
         assert None not in clients and clients[0].connection.pid == clients[1].connection.pid
         assert clients[0].connection.endpoint.startswith("ipc://" if zmq.has("ipc") else "tcp://")
-        assert clients[1].hello()["pid"] == clients[0].connection.pid
+        assert clients[1].hello().pid == clients[0].connection.pid
     finally:
         for client in clients:
             if client is not None:
@@ -464,4 +466,4 @@ def test_a_connection_file_seen_under_another_path_finds_its_socket(tmp_path, we
     moved["endpoint"] = "ipc:///nonexistent" + str(socket_path)
     (seen / "worker.json").write_text(json.dumps(moved))
     with Client.from_file(seen / "worker.json") as c:
-        assert c.hello()["pid"] == worker.process.pid
+        assert c.hello().pid == worker.process.pid

@@ -14,6 +14,8 @@ from pathlib import Path
 from invsr_wire import flatpak
 from invsr_wire.contract import DEFAULT_COLOR_FIX, DEFAULT_SCALE, sample_bytes, scaled_side
 from invsr_wire.errors import InvSRError
+from invsr_wire.replies import Progress, Result
+from invsr_wire.request import UpscaleRequest
 
 from . import messages
 from .errors import PluginError
@@ -33,14 +35,15 @@ class Options:
     output: str = "scale-image"  # or "new-image", or "in-place" (scale 1: the model's detail at the same size)
     server: str = ""  # empty: the local worker
 
-    def worker_params(self) -> dict:
-        return {
-            "scale": self.scale,
-            "steps": self.steps,
-            "color_fix": self.color_fix,
-            "seed": self.seed,
-            "tile": "auto" if self.tile == 0 else self.tile,
-        }
+    def worker_request(self) -> UpscaleRequest:
+        """What the worker is asked to do: refused here (InvalidRequest) where a setting is out of range."""
+        return UpscaleRequest(
+            scale=self.scale,
+            steps=self.steps,
+            color_fix=self.color_fix,
+            seed=self.seed,
+            tile="auto" if self.tile == 0 else self.tile,
+        )
 
 
 @dataclasses.dataclass
@@ -142,17 +145,17 @@ def upscale_regions(client, regions: list[Region], options: Options, on_progress
     results = []
     for index, region in enumerate(regions):
 
-        def show(fields, index=index):
-            on_progress(*progress_update(fields, index, len(regions)))
+        def show(progress: Progress, index=index):
+            on_progress(*progress_update(progress, index, len(regions)))
 
         try:
-            header, buffer = client.upscale(
+            result = client.upscale(
                 region.pixels,
                 region.width,
                 region.height,
                 region.channels,
                 region.dtype,
-                options.worker_params(),
+                options.worker_request(),
                 on_progress=show,
             )
         except InvSRError as error:
@@ -161,20 +164,20 @@ def upscale_regions(client, regions: list[Region], options: Options, on_progress
                 where = corner if region.selected else ""
                 raise PluginError(f"InvSR: the layer {region.layer_name!r}: {error}{where}") from None
             raise PluginError(messages.job_failed(error, bool(options.server), region.layer_name)) from None
-        results.append(check(region, header, buffer, options))
+        results.append(check(region, result, options))
     return results
 
 
-def progress_update(fields: dict, index: int, count: int) -> tuple[float | None, str]:
+def progress_update(progress: Progress, index: int, count: int) -> tuple[float | None, str]:
     """The bar's fraction (None: it pulses) and text for a worker's progress on region `index` of `count`."""
     label = f"layer {index + 1}/{count}: " if count > 1 else ""
-    if fields.get("stage") == "loading model":  # no count to show
+    if progress.stage == "loading model":  # no count to show
         return None, f"InvSR: {label}loading the model, once after the worker starts"
-    if fields.get("stage") == "compiling":  # a worker started with --compile, on its first job of this size
+    if progress.stage == "compiling":  # a worker started with --compile, on its first job of this size
         return None, f"InvSR: {label}compiling the networks (the worker's first job at this tile size: minutes)"
-    total = fields.get("total") or 1
-    done = min(fields.get("done", 0), total)
-    return (index + done / total) / count, f"InvSR: {label}{progress_text(done, total, fields.get('eta'))}"
+    total = progress.total or 1
+    done = min(progress.done, total)
+    return (index + done / total) / count, f"InvSR: {label}{progress_text(done, total, progress.eta)}"
 
 
 def progress_text(done: int, total: int, eta: float | None) -> str:
@@ -187,21 +190,21 @@ def progress_text(done: int, total: int, eta: float | None) -> str:
     return "receiving the result"
 
 
-def check(region: Region, header: dict, buffer, options: Options) -> Upscaled:
+def check(region: Region, result: Result, options: Options) -> Upscaled:
     """Refuse a result that is not exactly what was asked for: the image must not receive it."""
     width, height = region.output_size(options.scale)
-    got = (header.get("width"), header.get("height"), header.get("channels"), header.get("dtype"))
+    got = (result.width, result.height, result.channels, result.dtype)
     if got != (width, height, region.channels, region.dtype):
         raise PluginError(
             f"InvSR: the worker returned {got}, expected {(width, height, region.channels, region.dtype)}; "
             "nothing was changed"
         )
     expected_bytes = width * height * region.channels * sample_bytes(region.dtype)
-    if memoryview(buffer).nbytes != expected_bytes:
+    if result.pixels.nbytes != expected_bytes:
         raise PluginError(
-            f"InvSR: the result holds {memoryview(buffer).nbytes} bytes, expected {expected_bytes}; nothing was changed"
+            f"InvSR: the result holds {result.pixels.nbytes} bytes, expected {expected_bytes}; nothing was changed"
         )
-    return Upscaled(region, width, height, memoryview(buffer), header.get("report", {}))  # no copy: results may be GBs
+    return Upscaled(region, width, height, result.pixels, result.report)  # no copy: results may be GBs
 
 
 def record(upscaled: Upscaled, options: Options) -> str:

@@ -18,6 +18,7 @@ import time
 
 from invsr_wire.contract import DEFAULT_TILE, scaled_side
 from invsr_wire.errors import Cancelled, InvSRError
+from invsr_wire.replies import Progress, Result
 
 from .errors import PluginError
 from .flow import Options
@@ -146,17 +147,17 @@ class PreviewJobs:
         started = time.monotonic()
         try:
             client = self._client_for(request)
-            header, buffer = client.upscale(
+            result = client.upscale(
                 request.pixels,
                 request.crop.sent.width,
                 request.crop.sent.height,
                 request.channels,
                 "u8",
-                request.options.worker_params(),
-                on_progress=lambda fields: self._tell(request, progress_text(fields), busy=True),
+                request.options.worker_request(),
+                on_progress=lambda progress: self._tell(request, progress_text(progress), busy=True),
                 should_cancel=self._superseded,
             )
-            pixels = shown_pixels(request, header, buffer)
+            pixels = shown_pixels(request, result)
         except Cancelled:
             return
         except (InvSRError, PluginError) as error:
@@ -204,15 +205,15 @@ class PreviewJobs:
 STARTING = "Preview: starting the worker (the first time after a restart: up to a minute)..."
 
 
-def shown_pixels(request: Request, header: dict, buffer) -> bytes:
+def shown_pixels(request: Request, result: Result) -> bytes:
     """The rows of `crop.shown` out of the worker's result (result width x height x channels, u8)."""
     shown, channels = request.crop.shown, request.channels
     expected = (
         scaled_side(request.crop.sent.width, request.crop.scale),
         scaled_side(request.crop.sent.height, request.crop.scale),
     )
-    data = memoryview(buffer).cast("B")
-    size = (header.get("width"), header.get("height"), header.get("channels"))
+    data = result.pixels.cast("B")
+    size = (result.width, result.height, result.channels)
     if size != (*expected, channels) or data.nbytes != expected[0] * expected[1] * channels:
         raise PluginError(f"Preview: the worker returned a result of another size than {expected}; try again")
     row = expected[0] * channels
@@ -222,10 +223,10 @@ def shown_pixels(request: Request, header: dict, buffer) -> bytes:
     )
 
 
-def progress_text(fields: dict) -> str:
-    if fields.get("stage") == "loading model":
+def progress_text(progress: Progress) -> str:
+    if progress.stage == "loading model":
         return "Preview: the worker is loading the model (once, after it starts)..."
-    if fields.get("stage") == "compiling":
+    if progress.stage == "compiling":
         return "Preview: the worker is compiling the networks for this tile size (minutes, once)..."
     return "Preview: upscaling..."
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from invsr_wire.replies import Hello, ModelState
+
 CHECK_TIMEOUT = 3.0  # seconds a worker may take to answer `hello` before the line says it does not answer
 CHECKING = "Worker: checking..."
 NO_FILE_CHOSEN = "Worker: choose the worker's connection file under Advanced; until then, the local worker"
@@ -35,7 +37,7 @@ def _local_line(settings: dict, timeout: float) -> str:
     sandboxed = flatpak.in_flatpak_sandbox()
     path = flatpak.flatpak_connection_file() if sandboxed else connection.default_path()
     try:
-        fields = _hello(connection.read(path), None, timeout)
+        hello = _hello(connection.read(path), None, timeout)
     except VersionMismatch:
         return (
             "Worker: local, another version of InvSR is running. In a terminal, run: invsr serve --stop. "
@@ -43,7 +45,7 @@ def _local_line(settings: dict, timeout: float) -> str:
         )
     except (OSError, ValueError, InvSRError):  # no file, a stale one, or a worker that does not answer
         return _local_not_running(sandboxed, bool(settings.get("start_command")))
-    return "Worker: local, " + model_words(fields.get("model") or {})
+    return "Worker: local, " + model_words(hello.model)
 
 
 def _local_not_running(sandboxed: bool, startable: bool) -> str:
@@ -84,17 +86,17 @@ def _remote_line(path: Path, settings: dict, timeout: float) -> str:
     except (OSError, ValueError) as error:
         return f"Worker: the plug-in's client key cannot be read ({error}). Run invsr gimp install --client-key again"
     try:
-        fields = _hello(described, pair, timeout)
+        hello = _hello(described, pair, timeout)
     except VersionMismatch:
         return f"Worker: {where} runs another version of InvSR: give both computers the same version"
     except Unauthorized:
         return f"Worker: {where} refuses this computer: ask whoever runs it to allow this computer's key"
     except (ValueError, InvSRError):
         return f"Worker: the file {path.name} names no worker that answers: start it on its computer"
-    return f"Worker: {where}, " + model_words(fields.get("model") or {})
+    return f"Worker: {where}, " + model_words(hello.model)
 
 
-def _hello(described, client_keys, timeout: float) -> dict:
+def _hello(described, client_keys, timeout: float) -> Hello:
     """The worker's `hello`, on a socket of this thread's own, closed before returning."""
     from invsr_wire import client
 
@@ -102,13 +104,12 @@ def _hello(described, client_keys, timeout: float) -> dict:
         return worker.hello()
 
 
-def model_words(model: dict) -> str:
+def model_words(model: ModelState) -> str:
     """What a running worker's model is doing (hello's `model`), in the user's words."""
-    state = model.get("state")
-    device = model.get("device")
-    on = f" on {device}" if device else ""
+    state = model.state
+    on = f" on {model.device}" if model.device else ""
     if state == "ready":
-        tiny = (model.get("weights") or {}).get("tiny_random")
+        tiny = model.tiny_random
         return f"running{on}, ready" + (", on small random weights: not a real upscale" if tiny else "")
     if state == "not loaded":
         return "running, the model loads on the first upscale"
@@ -117,6 +118,6 @@ def model_words(model: dict) -> str:
     if state == "compiling":
         return f"running{on}, compiling the networks once after its start (minutes)"
     if state == "failed":
-        reason = model.get("error", "no reason given")
+        reason = model.error or "no reason given"
         return f"running, but its model failed to load: {reason}. Fix what it names; the next upscale tries again"
     return f"running, its model is {state}"
