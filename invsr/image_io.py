@@ -139,7 +139,7 @@ def _decode_tiff(data: bytes) -> tuple[np.ndarray, bytes | None] | None:
             return None
         pixels = page.asarray()
         orientation = int(page.tags.valueof(ORIENTATION, 1))
-        icc = page.tags.valueof(34675)  # InterColorProfile (Pillow cannot open a float RGB TIFF to find it)
+        icc = page.tags.valueof("InterColorProfile")  # Pillow cannot open a float RGB TIFF to find it
     if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE and pixels.ndim == 3:
         pixels = np.moveaxis(pixels, 0, -1)  # planes of samples -> samples of each pixel
     return _oriented(_checked(pixels), orientation), bytes(icc) if icc else None

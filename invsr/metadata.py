@@ -21,9 +21,10 @@ from fractions import Fraction
 
 import numpy as np
 from PIL.ExifTags import IFD, Base
+from PIL.TiffImagePlugin import PHOTOSHOP_CHUNK
 
 from . import xmp as xmp_packet
-from .tiff_tags import bytes_as_undefined
+from .tiff_tags import WINDOWS_TAGS, bytes_as_undefined
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MODEL = "InvSR (Yue et al., CVPR 2025) on SD-Turbo"  # as the plug-in's parasite names it
@@ -31,7 +32,7 @@ EXIF_IFD, GPS_IFD, INTEROP_IFD, MAKER_NOTE = IFD.Exif, IFD.GPSInfo, IFD.Interop,
 ORIENTATION, X_RESOLUTION, Y_RESOLUTION = Base.Orientation, Base.XResolution, Base.YResolution
 RESOLUTION_UNIT, SOFTWARE, YCBCR_POSITIONING = Base.ResolutionUnit, Base.Software, Base.YCbCrPositioning
 PIXEL_X, PIXEL_Y = Base.ExifImageWidth, Base.ExifImageHeight
-XMP_TAG, IPTC_TAG, PHOTOSHOP_TAG = Base.XMLPacket, Base.IPTCNAA, 34377  # the last: Photoshop's image resources
+XMP_TAG, IPTC_TAG, PHOTOSHOP_TAG = Base.XMLPacket, Base.IPTCNAA, PHOTOSHOP_CHUNK  # the last: image resources
 # EXIF's tags for compressed files only, left out of a TIFF: how the components and bits are packed (the
 # TIFF's own tags say it) and the interoperability directory. The pixel dimensions are written, as Photoshop does.
 _NOT_IN_TIFF = {Base.ComponentsConfiguration, Base.CompressedBitsPerPixel, INTEROP_IFD}
@@ -52,13 +53,8 @@ _IFD0_KEPT = {
     Base.Rating,
     Base.RatingPercent,
     Base.Copyright,
-    Base.XPTitle,
-    Base.XPComment,
-    Base.XPAuthor,
-    Base.XPKeywords,
-    Base.XPSubject,
+    *WINDOWS_TAGS,  # title, comment, author, keywords, subject
 }
-_WINDOWS_TAGS = {Base.XPTitle, Base.XPComment, Base.XPAuthor, Base.XPKeywords, Base.XPSubject}  # BYTE, UCS-2 text
 SUBJECT_AREA = 0x9214  # EXIF 2.2's; PIL.ExifTags names SubjectLocation but not this one
 _EXIF_DROPPED = {SUBJECT_AREA, Base.SubjectLocation}  # positions in the source's pixels
 _INCH, _CENTIMETRE = 2, 3  # EXIF and TIFF resolution units
@@ -495,13 +491,13 @@ def _tifffile_tag(tag: int, value) -> tuple | None:
     """One IFD0 tag as tifffile writes it, typed by its value as Pillow read it; None for a kind of value
     IFD0's picture tags never hold."""
     from PIL.TiffImagePlugin import IFDRational
-    from PIL.TiffTags import lookup
+    from PIL.TiffTags import BYTE, UNDEFINED, lookup
 
     if isinstance(value, str):
         return (tag, 2, 0, value.encode("utf-8"), True)  # ASCII (tifffile adds the terminating zero)
     if isinstance(value, bytes):
-        byte = tag in _WINDOWS_TAGS or lookup(tag).type == 1
-        return (tag, 1 if byte else 7, len(value), value, True)
+        byte = tag in WINDOWS_TAGS or lookup(tag).type == BYTE
+        return (tag, BYTE if byte else UNDEFINED, len(value), value, True)
     values = value if isinstance(value, tuple) else (value,)
     if values and all(isinstance(v, IFDRational) for v in values):
         return (tag, 5, len(values), tuple(part for v in values for part in (v.numerator, v.denominator)), True)

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import struct
 
-BYTE, UNDEFINED = 1, 7
-EXIF_IFD, GPS_IFD, INTEROP_IFD = 0x8769, 0x8825, 0xA005  # PIL.ExifTags.IFD's numbers (metadata imports this module)
-_WINDOWS_TAGS = range(0x9C9B, 0x9CA0)  # XPTitle to XPSubject: BYTE by the standard, unknown to Pillow
+from PIL.ExifTags import IFD, Base
+from PIL.TiffTags import BYTE, UNDEFINED
+
+EXIF_IFD, GPS_IFD, INTEROP_IFD = IFD.Exif, IFD.GPSInfo, IFD.Interop
+# Windows' own text tags, UCS-2 in BYTE by their standard; Pillow has no type for them
+WINDOWS_TAGS = {Base.XPTitle, Base.XPComment, Base.XPAuthor, Base.XPKeywords, Base.XPSubject}
 
 
 def add_directories(data: bytes, directories: dict[int, dict]) -> bytes:
@@ -61,7 +64,7 @@ def bytes_as_undefined(data: bytes) -> bytes:
             tag, kind = struct.unpack_from(layout.order + "HH", out, position)
             if tag in (EXIF_IFD, GPS_IFD, INTEROP_IFD):
                 pending.append((layout.pointer(out, position), tag))
-            elif kind == BYTE and lookup(tag, group).type != BYTE and tag not in _WINDOWS_TAGS:
+            elif kind == BYTE and lookup(tag, group).type != BYTE and tag not in WINDOWS_TAGS:
                 struct.pack_into(layout.order + "H", out, position + 2, UNDEFINED)
     return bytes(out)
 
