@@ -77,7 +77,6 @@ class _Layout:
         self.order, self.big = order, big
         self.count_format, self.offset_format = ("Q", "Q") if big else ("H", "I")
         self.entry_size = 20 if big else 12
-        self.slot = 8 if big else 4  # bytes of a value held in the entry itself
 
     @classmethod
     def of(cls, data: bytes) -> _Layout:
