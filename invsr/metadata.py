@@ -19,40 +19,44 @@ import warnings
 import zlib
 from fractions import Fraction
 
+import numpy as np
+from PIL.ExifTags import IFD, Base
+from PIL.TiffImagePlugin import PHOTOSHOP_CHUNK
+
 from . import xmp as xmp_packet
-from .tiff_tags import bytes_as_undefined, raw_value
+from .tiff_tags import WINDOWS_TAGS, bytes_as_undefined
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MODEL = "InvSR (Yue et al., CVPR 2025) on SD-Turbo"  # as the plug-in's parasite names it
-EXIF_IFD, GPS_IFD, INTEROP_IFD, MAKER_NOTE = 0x8769, 0x8825, 0xA005, 0x927C
-ORIENTATION, X_RESOLUTION, Y_RESOLUTION, RESOLUTION_UNIT, SOFTWARE = 0x0112, 0x011A, 0x011B, 0x0128, 0x0131
-PIXEL_X, PIXEL_Y = 0xA002, 0xA003
-XMP_TAG, IPTC_TAG, YCBCR_POSITIONING = 700, 33723, 0x0213
-_NOT_IN_TIFF = {0x9101, 0x9102, PIXEL_X, PIXEL_Y, INTEROP_IFD}  # EXIF's tags for compressed files only
+EXIF_IFD, GPS_IFD, INTEROP_IFD, MAKER_NOTE = IFD.Exif, IFD.GPSInfo, IFD.Interop, Base.MakerNote
+ORIENTATION, X_RESOLUTION, Y_RESOLUTION = Base.Orientation, Base.XResolution, Base.YResolution
+RESOLUTION_UNIT, SOFTWARE, YCBCR_POSITIONING = Base.ResolutionUnit, Base.Software, Base.YCbCrPositioning
+PIXEL_X, PIXEL_Y = Base.ExifImageWidth, Base.ExifImageHeight
+XMP_TAG, IPTC_TAG, PHOTOSHOP_TAG = Base.XMLPacket, Base.IPTCNAA, PHOTOSHOP_CHUNK  # the last: image resources
+# EXIF's tags for compressed files only, left out of a TIFF: how the components and bits are packed (the
+# TIFF's own tags say it) and the interoperability directory. The pixel dimensions are written, as Photoshop does.
+_NOT_IN_TIFF = {Base.ComponentsConfiguration, Base.CompressedBitsPerPixel, INTEROP_IFD}
 _IFD0_KEPT = {
-    0x000B,
-    0x010D,
-    0x010E,
-    0x010F,
-    0x0110,  # processing software, document name, description, make, model
+    Base.ProcessingSoftware,
+    Base.DocumentName,
+    Base.ImageDescription,
+    Base.Make,
+    Base.Model,
     ORIENTATION,
     X_RESOLUTION,
     Y_RESOLUTION,
     RESOLUTION_UNIT,
     SOFTWARE,
-    0x0132,
-    0x013B,
-    0x013C,
-    0x4746,
-    0x4749,
-    0x8298,  # date, artist, host computer, rating (two), copyright
-    0x9C9B,
-    0x9C9C,
-    0x9C9D,
-    0x9C9E,
-    0x9C9F,  # Windows' title, comment, author, keywords, subject
+    Base.DateTime,
+    Base.Artist,
+    Base.HostComputer,
+    Base.Rating,
+    Base.RatingPercent,
+    Base.Copyright,
+    *WINDOWS_TAGS,  # title, comment, author, keywords, subject
 }
-_EXIF_DROPPED = {0x9214, 0xA214}  # SubjectArea, SubjectLocation: positions in the source's pixels
+SUBJECT_AREA = 0x9214  # EXIF 2.2's; PIL.ExifTags names SubjectLocation but not this one
+_EXIF_DROPPED = {SUBJECT_AREA, Base.SubjectLocation}  # positions in the source's pixels
 _INCH, _CENTIMETRE = 2, 3  # EXIF and TIFF resolution units
 _JPEG_SEGMENT = 65533  # bytes in a JPEG marker segment after its length field
 
@@ -110,7 +114,7 @@ def read_metadata(data: bytes) -> Metadata:
             xmp = image.info.get("xmp") or None
             iptc = _quietly(lambda: _iptc_of(image, data))
             dpi = _quietly(lambda: _container_dpi(image)) or _exif_dpi(exif)
-    except Exception:  # Pillow cannot parse these headers (OpenCV may still read the pixels)
+    except Exception:  # Pillow cannot parse these headers (tifffile or libpng may still read the pixels)
         return Metadata()
     return Metadata(exif, bytes(xmp) if isinstance(xmp, (bytes, bytearray)) else None, iptc, dpi)
 
@@ -219,8 +223,18 @@ def _iptc_of(image, data: bytes) -> bytes | None:
         segments = [body for marker, body in image.applist if marker == "APP13"]
         return _iim(b"".join(body[14:] for body in segments if body.startswith(b"Photoshop 3.0\0")))
     if image.format == "TIFF":  # read raw: Pillow keeps one word of a tag it expects to hold one
-        return _iim(raw_value(data, IPTC_TAG)) or _iim(raw_value(data, 34377))
+        return _iim(_tiff_raw_value(data, IPTC_TAG)) or _iim(_tiff_raw_value(data, PHOTOSHOP_TAG))
     return None
+
+
+def _tiff_raw_value(data: bytes, tag: int) -> bytes | None:
+    """The bytes of a tag's value in a TIFF's first directory as stored (tifffile finds where), whatever its
+    type: Pillow keeps one word of an IPTC tag of many, and tifffile reads 32-bit words in the file's order."""
+    import tifffile
+
+    with tifffile.TiffFile(io.BytesIO(data)) as tiff:
+        found = tiff.pages.first.tags.get(tag)
+        return data[found.valueoffset : found.valueoffset + found.valuebytecount] if found is not None else None
 
 
 def _iim(data: bytes | None) -> bytes | None:
@@ -433,23 +447,60 @@ def png_chunks_for(metadata: Metadata) -> list[tuple[bytes, bytes]]:
     return chunks
 
 
-def tiff_tags(metadata: Metadata) -> dict:
-    """Tags for a TIFF's first directory (tiff_tags.add_tags, with IPTC_TAG as 32-bit words): EXIF's IFD0
-    tags and its EXIF and GPS directories (less what EXIF records for compressed files only), XMP, IPTC
-    and the resolution."""
-    tags = {}
+@dataclasses.dataclass(frozen=True)
+class TiffTags:
+    """What a TIFF writer (tifffile) is given of `metadata`: its first directory's tags, the resolution,
+    and the EXIF and GPS sub-directories, which tifffile does not write (tiff_tags.add_directories does)."""
+
+    extratags: list[tuple]  # tifffile's (code, type, count, value, write once), for a little-endian file
+    resolution: tuple[tuple[int, int], tuple[int, int]] | None = None  # pixels per unit, as fractions
+    unit: int | None = None  # 2: inch, 3: centimetre
+    directories: dict[int, dict] = dataclasses.field(default_factory=dict)  # EXIF_IFD, GPS_IFD -> their tags
+
+
+def tiff_tags(metadata: Metadata) -> TiffTags:
+    """EXIF's IFD0 tags and its EXIF and GPS directories (less what EXIF records for compressed files only),
+    XMP, IPTC (as 32-bit words, its type in TIFF) and the resolution, for a TIFF's first directory."""
+    tags, directories = {}, {}
     if metadata.exif:
         exif = _exif_object(metadata.exif)
         tags.update({tag: exif[tag] for tag in exif if tag not in (EXIF_IFD, GPS_IFD)})
         directories = _sub_directories(exif)
         if EXIF_IFD in directories:
             directories[EXIF_IFD] = {tag: v for tag, v in directories[EXIF_IFD].items() if tag not in _NOT_IN_TIFF}
-        tags.update({tag: directory for tag, directory in directories.items() if directory})
+        directories = {tag: directory for tag, directory in directories.items() if directory}
+    resolution, unit = None, None
+    if X_RESOLUTION in tags and Y_RESOLUTION in tags:
+        resolution = tuple((value.numerator, value.denominator) for value in (tags[X_RESOLUTION], tags[Y_RESOLUTION]))
+        unit = tags.get(RESOLUTION_UNIT, _INCH)
+    elif metadata.dpi:
+        resolution = tuple((r.numerator, r.denominator) for r in (_rational(d) for d in metadata.dpi))
+        unit = _INCH
+    for tag in (X_RESOLUTION, Y_RESOLUTION, RESOLUTION_UNIT):
+        tags.pop(tag, None)
+    extratags = [_tifffile_tag(tag, value) for tag, value in sorted(tags.items())]
     if metadata.xmp:
-        tags[XMP_TAG] = metadata.xmp
+        extratags.append((XMP_TAG, 1, len(metadata.xmp), bytes(metadata.xmp), True))
     if metadata.iptc:
-        tags[IPTC_TAG] = metadata.iptc
-    if metadata.dpi and X_RESOLUTION not in tags:
-        tags[X_RESOLUTION], tags[Y_RESOLUTION] = (_rational(d) for d in metadata.dpi)
-        tags[RESOLUTION_UNIT] = _INCH
-    return tags
+        words = bytes(metadata.iptc) + bytes(-len(metadata.iptc) % 4)
+        extratags.append((IPTC_TAG, 4, len(words) // 4, np.frombuffer(words, "<u4"), True))
+    return TiffTags([tag for tag in extratags if tag is not None], resolution, unit, directories)
+
+
+def _tifffile_tag(tag: int, value) -> tuple | None:
+    """One IFD0 tag as tifffile writes it, typed by its value as Pillow read it; None for a kind of value
+    IFD0's picture tags never hold."""
+    from PIL.TiffImagePlugin import IFDRational
+    from PIL.TiffTags import BYTE, UNDEFINED, lookup
+
+    if isinstance(value, str):
+        return (tag, 2, 0, value.encode("utf-8"), True)  # ASCII (tifffile adds the terminating zero)
+    if isinstance(value, bytes):
+        byte = tag in WINDOWS_TAGS or lookup(tag).type == BYTE
+        return (tag, BYTE if byte else UNDEFINED, len(value), value, True)
+    values = value if isinstance(value, tuple) else (value,)
+    if values and all(isinstance(v, IFDRational) for v in values):
+        return (tag, 5, len(values), tuple(part for v in values for part in (v.numerator, v.denominator)), True)
+    if values and all(isinstance(v, int) for v in values):
+        return (tag, 3 if all(0 <= v < 65536 for v in values) else 4, len(values), values, True)
+    return None

@@ -1,72 +1,51 @@
-"""Tags added to a TIFF file that another encoder (OpenCV's libtiff) wrote, without touching its pixels.
+"""The two things about TIFF directories that neither tifffile nor Pillow does for us.
 
-A TIFF's first directory (IFD) lists its tags; values longer than the entry's slot live elsewhere in the
-file, at offsets the entry gives. To add tags, the new values (and any sub-directories, such as EXIF's)
-are appended, serialised by Pillow at their final offsets, and a new first directory, the old entries
-and the new ones in ascending order, is appended after them; the header then points to it. The old
-directory stays in the file, unreferenced (a few hundred bytes). Classic TIFF and BigTIFF, either byte
-order.
+- tifffile writes our pixels (16-bit RGB, float) and every tag of the first directory but refuses EXIF's
+  and GPS's sub-directories (their pointer tags are filtered: out of its scope, its author says), and
+  Pillow, which writes them, has no 16-bit RGB(A) or float RGB mode. add_directories appends them to
+  tifffile's file: the sub-directories, serialised by Pillow at their final offsets, and a new first
+  directory, the old entries plus the two pointers in ascending order; the header then points to it. The
+  old directory stays in the file, unreferenced (a few hundred bytes).
+- Pillow writes a byte string of a tag it has no type for as BYTE, where EXIF has UNDEFINED (exiftool
+  warns: "Non-standard format (int8u)"); bytes_as_undefined retypes them in place.
+Classic TIFF and BigTIFF, either byte order.
 """
 
 from __future__ import annotations
 
 import struct
 
-BYTE, LONG, UNDEFINED = 1, 4, 7
-EXIF_IFD, GPS_IFD, INTEROP_IFD = 0x8769, 0x8825, 0xA005
-_TYPE_SIZES = {3: 2, 4: 4, 5: 8, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4, 16: 8, 17: 8, 18: 8}  # others: 1
-_WINDOWS_TAGS = range(0x9C9B, 0x9CA0)  # XPTitle to XPSubject: BYTE by the standard, unknown to Pillow
+from PIL.ExifTags import IFD, Base
+from PIL.TiffTags import BYTE, UNDEFINED
+
+EXIF_IFD, GPS_IFD, INTEROP_IFD = IFD.Exif, IFD.GPSInfo, IFD.Interop
+# Windows' own text tags, UCS-2 in BYTE by their standard; Pillow has no type for them
+WINDOWS_TAGS = {Base.XPTitle, Base.XPComment, Base.XPAuthor, Base.XPKeywords, Base.XPSubject}
 
 
-def add_tags(data: bytes, tags: dict, as_longs: tuple[int, ...] = ()) -> bytes:
-    """`data`, a TIFF file, with `tags` (tag number -> value, as Pillow's ImageFileDirectory_v2 takes
-    them: a dict for a sub-directory) added to its first directory; a tag it has already is replaced.
-    The bytes of the tags in `as_longs` are written as they are, padded with zeros and typed as 32-bit
-    words (IPTC's type in TIFF; Pillow would keep only the first word)."""
+def add_directories(data: bytes, directories: dict[int, dict]) -> bytes:
+    """`data`, a TIFF file, with `directories` (EXIF_IFD or GPS_IFD -> its tags, as Pillow's
+    ImageFileDirectory_v2 takes them) added to its first directory, BYTE strings retyped as EXIF's."""
     from PIL.TiffImagePlugin import ImageFileDirectory_v2
 
-    if not tags:
+    if not directories:
         return data
     layout = _Layout.of(data)
     entries = layout.entries(data, layout.first_offset(data))
     next_offset = layout.next_offset(data, layout.first_offset(data))
     start = len(data) + len(data) % 2  # TIFF offsets are word aligned
     supplement = ImageFileDirectory_v2(ifh=layout.header(data))
-    for tag, value in tags.items():
-        if tag not in as_longs:
-            supplement[tag] = value
-    serialised = supplement.tobytes(start) if len(supplement) else b""
-    entries.update(layout.entries(serialised, 0) if serialised else {})  # Pillow wrote offsets for `start`
-    blobs = bytes(len(serialised) % 2)
-    for tag in (tag for tag in as_longs if tag in tags):
-        value = bytes(tags[tag]) + bytes(-len(tags[tag]) % 4)
-        inline = len(value) <= layout.slot
-        field = value.ljust(layout.slot, b"\0") if inline else layout.pack_offset(start + len(serialised) + len(blobs))
-        entries[tag] = layout.pack_entry(tag, LONG, len(value) // 4, field)
-        blobs += b"" if inline else value
-    directory_offset = start + len(serialised) + len(blobs)
+    for tag, directory in directories.items():
+        supplement[tag] = directory
+    serialised = supplement.tobytes(start)
+    entries.update(layout.entries(serialised, 0))  # Pillow wrote offsets for `start`
+    directory_offset = start + len(serialised) + len(serialised) % 2
     directory = layout.pack_count(len(entries)) + b"".join(entries[tag] for tag in sorted(entries))
     directory += layout.pack_offset(next_offset)
     out = bytearray(data)
     layout.set_first_offset(out, directory_offset)
-    out += bytes(start - len(data)) + serialised + blobs + directory
+    out += bytes(start - len(data)) + serialised + bytes(len(serialised) % 2) + directory
     return bytes_as_undefined(bytes(out))
-
-
-def raw_value(data: bytes, tag: int) -> bytes | None:
-    """The bytes of a tag's value in a TIFF file's first directory, as stored; None when absent."""
-    layout = _Layout.of(data)
-    for position in layout.entry_positions(data, layout.first_offset(data)):
-        found, kind = struct.unpack_from(layout.order + "HH", data, position)
-        if found == tag:
-            count = struct.unpack_from(layout.order + layout.offset_format, data, position + 4)[0]
-            size = count * _TYPE_SIZES.get(kind, 1)
-            field = position + 4 + struct.calcsize(layout.offset_format)
-            if size <= layout.slot:
-                return data[field : field + size]
-            offset = struct.unpack_from(layout.order + layout.offset_format, data, field)[0]
-            return data[offset : offset + size]
-    return None
 
 
 def bytes_as_undefined(data: bytes) -> bytes:
@@ -85,7 +64,7 @@ def bytes_as_undefined(data: bytes) -> bytes:
             tag, kind = struct.unpack_from(layout.order + "HH", out, position)
             if tag in (EXIF_IFD, GPS_IFD, INTEROP_IFD):
                 pending.append((layout.pointer(out, position), tag))
-            elif kind == BYTE and lookup(tag, group).type != BYTE and tag not in _WINDOWS_TAGS:
+            elif kind == BYTE and lookup(tag, group).type != BYTE and tag not in WINDOWS_TAGS:
                 struct.pack_into(layout.order + "H", out, position + 2, UNDEFINED)
     return bytes(out)
 
@@ -98,7 +77,6 @@ class _Layout:
         self.order, self.big = order, big
         self.count_format, self.offset_format = ("Q", "Q") if big else ("H", "I")
         self.entry_size = 20 if big else 12
-        self.slot = 8 if big else 4  # bytes of a value held in the entry itself
 
     @classmethod
     def of(cls, data: bytes) -> _Layout:
@@ -144,9 +122,6 @@ class _Layout:
 
     def pack_count(self, count: int) -> bytes:
         return struct.pack(self.order + self.count_format, count)
-
-    def pack_entry(self, tag: int, kind: int, count: int, field: bytes) -> bytes:
-        return struct.pack(self.order + "HH" + self.offset_format, tag, kind, count) + field
 
     def pack_offset(self, offset: int) -> bytes:
         return struct.pack(self.order + self.offset_format, offset)

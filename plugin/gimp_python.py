@@ -197,7 +197,7 @@ def check_fits(wheel: Path, target: PythonTarget) -> None:
     if not wheel.name.startswith("pyzmq-"):
         raise InvSRError(f"--offline-wheel: {wheel.name} is not a pyzmq wheel")
     if rank(wheel.name, target) is None:
-        wanted = "-".join(supported_tags(target)[0]) if supported_tags(target) else "a CPython build"
+        wanted = str(supported_tags(target)[0]) if supported_tags(target) else "a CPython build"
         raise InvSRError(
             f"--offline-wheel: {wheel.name} does not fit GIMP's Python ({target.describe()}), which needs a wheel "
             f"tagged like {wanted}; download one with `{shlex.join(pip_download_command(target))}`"

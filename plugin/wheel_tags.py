@@ -3,17 +3,22 @@ accepts, best first, and whether a wheel's file name carries one of them.
 
 GIMP's Python is not the Python running `invsr`: it may be another version, another ABI or another
 operating system's (a Windows GIMP's bundled Python is described by the same fields). The description
-comes from that Python itself (gimp_python.PROBE); the rules are those of the wheel tags (PEP 425, the
-manylinux tags of PEP 600, macOS's versions and universal2), limited to CPython, which GIMP embeds.
+comes from that Python itself (gimp_python.PROBE). The rules are packaging's (pip's own): `cpython_tags`
+orders interpreters and ABIs (PEP 425, the stable ABI, free-threaded builds), `mac_platforms` macOS's
+versions and universal2, `parse_wheel_filename` reads a wheel's name. packaging's Linux tags read the glibc
+of the Python running them, not the target's, so the manylinux tags (PEP 600) are listed here. Limited to
+CPython, which GIMP embeds. (The installer runs in the user's Python, where packaging is; never in GIMP.)
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+from packaging.tags import Tag, cpython_tags, mac_platforms
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
 OLDEST_MANYLINUX_GLIBC = 5  # manylinux1 is glibc 2.5
 LEGACY_MANYLINUX = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}  # their glibc 2.x
-OLDEST_ABI3 = 2  # the stable ABI began with CPython 3.2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,46 +101,26 @@ def _linux_platforms(glibc: tuple[int, int] | None, arch: str) -> list[str]:
 
 
 def _mac_platforms(version: tuple[int, int] | None, arch: str) -> list[str]:
-    """macOS 11 and later number their yearly releases by the major version; a wheel built for an older
-    macOS runs on a newer one. Apple silicon (arm64) exists from macOS 11, but a universal2 wheel (both
-    architectures) may name an older version, that of its Intel half."""
-    version = version or (11, 0)
-    formats = [arch, "universal2"] if arch in ("arm64", "x86_64") else [arch]
-    releases = [(major, 0) for major in range(version[0], 10, -1)] if version[0] >= 11 else []
-    tens = range(version[1] if version[0] == 10 else 16, 3, -1)
-    tags = [f"macosx_{major}_{minor}_{form}" for major, minor in releases for form in formats]
-    older = formats if arch == "x86_64" else ["universal2"]
-    return tags + [f"macosx_10_{minor}_{form}" for minor in tens for form in older]
+    """packaging's: a wheel built for an older macOS runs on a newer one, and a universal2 wheel (both
+    architectures) may name an older version than Apple silicon has, that of its Intel half."""
+    return list(mac_platforms(version or (11, 0), arch))
 
 
-def supported_tags(target: PythonTarget) -> list[tuple[str, str, str]]:
-    """(interpreter, abi, platform) triples this Python loads, best first: its own ABI, then the stable
-    ABI of its version and every older 3.x since 3.2."""
+def supported_tags(target: PythonTarget) -> list[Tag]:
+    """The tags this Python loads, best first: its own ABI, then the stable ABI of its version and every
+    older 3.x since 3.2 (not for free-threaded builds), then no ABI."""
     if target.implementation != "cpython":
         return []
-    platforms = platform_tags(target)
-    major, minor = target.version
-    tags = [(target.interpreter, abi, platform) for abi in abi_tags(target) for platform in platforms]
-    if "abi3" in abi_tags(target):
-        older = [f"cp{major}{m}" for m in range(minor - 1, OLDEST_ABI3 - 1, -1)]
-        tags += [(interpreter, "abi3", platform) for interpreter in older for platform in platforms]
-    return tags
-
-
-def wheel_tags(filename: str) -> set[tuple[str, str, str]]:
-    """The tag triples a wheel's file name carries (each part may hold several, joined by dots)."""
-    if not filename.endswith(".whl"):
-        return set()
-    parts = filename[: -len(".whl")].split("-")
-    if len(parts) not in (5, 6):
-        return set()
-    interpreters, abis, platforms = parts[-3:]
-    return {(i, a, p) for i in interpreters.split(".") for a in abis.split(".") for p in platforms.split(".")}
+    return list(cpython_tags(target.version, abi_tags(target), platform_tags(target)))
 
 
 def rank(filename: str, target: PythonTarget) -> int | None:
-    """The wheel's place in the target's preference (0 is best), or None when the target cannot load it."""
-    offered = wheel_tags(filename)
+    """The wheel's place in the target's preference (0 is best), or None when the target cannot load it
+    (or the name is not a wheel's)."""
+    try:
+        offered = parse_wheel_filename(filename)[3]
+    except InvalidWheelFilename:
+        return None
     return next((index for index, tag in enumerate(supported_tags(target)) if tag in offered), None)
 
 

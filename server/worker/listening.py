@@ -16,10 +16,10 @@ connection: at most what it sends in that time, bounded by the link.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import zmq
+from filelock import FileLock, Timeout
 
 from invsr.wire import connection as connections
 
@@ -70,13 +70,15 @@ class SocketClaim:
         connections.make_socket_folder(socket_file.parent)
         self.socket_file = socket_file
         self.path = socket_file.with_name(socket_file.name + ".lock")
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        if not _lock(self.fd):
-            os.close(self.fd)
+        # flock on POSIX, msvcrt on Windows; not thread-local: the worker may let go from another thread
+        self.lock = FileLock(self.path, mode=0o600, thread_local=False)
+        try:
+            self.lock.acquire(timeout=0)
+        except Timeout:
             raise SystemExit(
                 f"invsr serve: another worker listens on ipc://{socket_file} (it holds {self.path}): stop it with "
                 "`invsr serve --stop`, or give this one another --connection-file"
-            )
+            ) from None
 
     def release(self) -> None:
         """Remove the socket file (libzmq 4.3 leaves it), then let go of the claim."""
@@ -84,25 +86,10 @@ class SocketClaim:
             self.socket_file.unlink()
         except FileNotFoundError:
             pass
-        os.close(self.fd)  # the lock file stays: removing it would let two workers lock two different files
+        self.lock.release()
 
 
 def claim(endpoint: str) -> SocketClaim | None:
     """For an ipc endpoint: its owner-only folder, and the claim on its path. Nothing for other transports."""
     socket_file = connections.ipc_path(endpoint)
     return SocketClaim(socket_file) if socket_file is not None else None
-
-
-def _lock(fd: int) -> bool:
-    try:
-        if os.name == "posix":
-            import fcntl
-
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        else:
-            import msvcrt
-
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-    except OSError:
-        return False
-    return True

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+import tifffile
 from PIL import Image, ImageCms, ImageOps
 
 from invsr.errors import ImageFileError
@@ -29,9 +30,7 @@ def test_lossless_formats_round_trip_exactly(tmp_path, suffix, dtype, channels):
     pixels = pixels[..., 0] if channels == 1 else pixels
     write_image(tmp_path / f"x{suffix}", ImageFile(pixels))
     back = read_image(tmp_path / f"x{suffix}").pixels
-    assert back.dtype == dtype
-    if suffix == ".tif" and channels == 2:  # OpenCV has no gray + alpha TIFF: it comes back as RGBA
-        back = back[..., [0, 3]]
+    assert back.dtype == dtype and back.shape == pixels.shape  # gray + alpha TIFF too, not widened to RGBA
     np.testing.assert_array_equal(back, pixels)
 
 
@@ -61,13 +60,35 @@ def test_lossy_formats_are_close(tmp_path, suffix):
     assert back.shape == pixels.shape and np.abs(back.astype(int) - pixels).mean() < 3
 
 
-@pytest.mark.parametrize("suffix", [".png", ".jpg", ".webp"])
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".webp", ".tif"])
 def test_icc_profile_survives(tmp_path, suffix):
     profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     write_image(tmp_path / f"x{suffix}", ImageFile(gradient(np.uint8, 3), profile))
     assert read_image(tmp_path / f"x{suffix}").icc_profile == profile
     with Image.open(tmp_path / f"x{suffix}") as image:  # and other programs see it too
         assert image.info.get("icc_profile") == profile
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32])
+@pytest.mark.parametrize("channels", [2, 3, 4])
+def test_deep_tiff_keeps_its_icc_profile(tmp_path, dtype, channels):
+    """16-bit and float TIFFs (which Pillow cannot write) carry their profile, as tifffile reads it."""
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes() if channels > 2 else gray_profile()
+    pixels = gradient(dtype, channels)
+    write_image(tmp_path / "x.tif", ImageFile(pixels, profile))
+    with tifffile.TiffFile(tmp_path / "x.tif") as tiff:
+        page = tiff.pages[0]
+        assert page.tags["InterColorProfile"].value == profile
+        np.testing.assert_array_equal(page.asarray(), pixels)
+    assert read_image(tmp_path / "x.tif").icc_profile == profile
+
+
+def gray_profile() -> bytes:
+    """A gray ICC profile (lcms has none built in to hand out): the sRGB one with its header's colour space
+    set to GRAY, which is all that decides whether it is written."""
+    srgb = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    srgb[16:20] = b"GRAY"
+    return bytes(srgb)
 
 
 @pytest.mark.parametrize(
@@ -144,10 +165,11 @@ def test_a_profile_of_another_colour_space_is_not_written(tmp_path, gray_cmyk_pr
         ("lab_on_rgb", gradient(np.uint8, 3), lab),
         ("rgb_on_gray", gradient(np.uint8, 2), srgb),
     ):
-        for suffix in (".png", ".jpg", ".webp"):
+        for suffix in (".png", ".jpg", ".webp", ".tif"):
             if suffix == ".jpg" and pixels.shape[2] == 2:
                 continue
-            write_image(tmp_path / f"{name}{suffix}", ImageFile(pixels, profile))
+            notes = write_image(tmp_path / f"{name}{suffix}", ImageFile(pixels, profile))
+            assert any("ICC profile is for" in note and "written without it" in note for note in notes), notes
             with Image.open(tmp_path / f"{name}{suffix}") as image:
                 assert "icc_profile" not in image.info, (name, suffix)
 
@@ -198,3 +220,27 @@ def test_unreadable_file_is_reported(tmp_path):
     (tmp_path / "x.png").symlink_to("/proc/self/mem")  # a file whose every read fails
     with pytest.raises(ImageFileError, match="x.png: cannot read the file"):
         read_image(tmp_path / "x.png")
+
+
+def test_palette_png_with_transparency_becomes_rgba(tmp_path):
+    pixels = gradient(np.uint8, 3)
+    palette = Image.fromarray(pixels).quantize(colors=16)
+    palette.save(tmp_path / "x.png", transparency=0)
+    with Image.open(tmp_path / "x.png") as image:
+        expected = np.asarray(image.convert("RGBA"))
+    np.testing.assert_array_equal(read_image(tmp_path / "x.png").pixels, expected)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_tiffs_of_other_programs_layouts_are_read(tmp_path, dtype):
+    """Separate planes, big-endian, tiles, no compression: as tifffile writes them for another program."""
+    pixels = gradient(dtype, 4)
+    layouts = {
+        "planar": dict(planarconfig="separate"),
+        "big_endian": dict(byteorder=">", compression="zlib"),
+        "tiled": dict(tile=(16, 16)),
+    }
+    for name, options in layouts.items():
+        stored = np.moveaxis(pixels, -1, 0) if name == "planar" else pixels  # the planes, one after the other
+        tifffile.imwrite(tmp_path / f"{name}.tif", stored, photometric="rgb", extrasamples=["unassalpha"], **options)
+        np.testing.assert_array_equal(read_image(tmp_path / f"{name}.tif").pixels, pixels, err_msg=name)

@@ -12,6 +12,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
+import tifffile
 from PIL import ExifTags, Image, ImageCms
 
 from invsr import __version__
@@ -157,8 +158,7 @@ def test_camera_exif_and_xmp_are_kept_and_made_true(upscaled, suffix):
     assert tags["ExifIFD:LensModel"] == "RF24-70mm F2.8 L IS USM"
     assert tags["GPS:GPSLatitude"] == pytest.approx(48.8583, abs=1e-4)
     assert tags["IFD0:Orientation"] == 1 and tags["XMP-tiff:Orientation"] == 1  # applied, so upright as stored
-    if suffix != ".tif":  # EXIF records these for compressed files only; a TIFF's own tags give the size
-        assert (tags["ExifIFD:ExifImageWidth"], tags["ExifIFD:ExifImageHeight"]) == (48, 80)
+    assert (tags["ExifIFD:ExifImageWidth"], tags["ExifIFD:ExifImageHeight"]) == (48, 80)  # TIFF too (issue 23)
     assert "ExifIFD:SubjectArea" not in tags  # a position in the source's pixels
     assert "IFD1:ThumbnailLength" not in tags and "XMP-xmp:ThumbnailsWidth" not in tags  # stale previews
     assert float(tags["IFD0:XResolution"]) == 300  # the resolution is kept
@@ -199,6 +199,12 @@ def test_exiftool_finds_the_outputs_metadata_valid(upscaled, camera_jpeg):
     outputs, _, _ = upscaled
     for path in outputs.values():
         found = {w for w in warnings(path) if "GPSProcessingMethod" not in w}  # required in TIFF only, not by cameras
+        if path.suffix == ".tif":  # EXIF reserves the pixel sizes for compressed files; kept in TIFF (issue 23), as
+            # Photoshop keeps them; exiftool calls it minor, and nothing else may be
+            found -= {
+                f"[minor] ExifIFD tag 0xa00{n} ExifImage{side} is not allowed in TIFF"
+                for n, side in ((2, "Width"), (3, "Height"))
+            }
         assert found == set(), path.name
 
 
@@ -214,8 +220,8 @@ def test_the_written_metadata_reads_back_as_written(tmp_path, camera_jpeg):
         assert back.dpi == pytest.approx((300, 300), abs=0.01) and back.xmp == image.metadata.xmp, suffix
         assert back.iptc == (None if suffix == ".webp" else image.metadata.iptc), suffix
         tags = exif_tags(back.exif)
-        if suffix == ".tif":  # what EXIF records for compressed files only is left out of a TIFF
-            written = {tag: v for tag, v in written.items() if tag not in (0x9101, 0xA002, 0xA003)}
+        if suffix == ".tif":  # how a compressed file packs its components is left out of a TIFF (its tags say)
+            written = {tag: v for tag, v in written.items() if tag != 0x9101}
         compared = [tag for tag in written if tag != 0x0213]  # YCbCrPositioning: added for JPEG
         assert {tag: tags.get(tag) for tag in compared} == {tag: written[tag] for tag in compared}, suffix
 
@@ -247,6 +253,35 @@ def test_strip_metadata_writes_none_but_keeps_the_colour_profile(tmp_path, camer
         groups = ("IFD0", "ExifIFD", "GPS", "IFD1", "IPTC")
         assert not [key for key in tags if key.split(":")[0] in groups or key.startswith("XMP")], tags
         assert read_image(out).icc_profile == profile
+
+
+def test_a_tiff_output_keeps_the_colour_profile_and_the_exif_sizes(tmp_path, camera_jpeg, pipeline):
+    """Issue 23: a TIFF output lost the input's ICC profile (a 16-bit tagged TIFF became untagged, while
+    PNG kept it) and its ExifImageWidth/Height. Read back by tifffile, and by exiftool where installed."""
+    profile = icc_rgb()
+    photo = tmp_path / "profiled.jpg"
+    with Image.open(camera_jpeg) as image:
+        image.save(photo, exif=image.getexif(), icc_profile=profile, quality=95)
+    deep = tmp_path / "deep.tif"  # written by tifffile itself, as another program would
+    pixels = (np.random.default_rng(2).random((24, 40, 3)) * 65535).astype(np.uint16)
+    tifffile.imwrite(deep, pixels, photometric="rgb", iccprofile=profile, metadata=None)
+    jobs = [(photo, tmp_path / "photo.tif"), (deep, tmp_path / "deep-out.tif")]
+    assert all("error" not in entry for entry in upscale_files(pipeline, jobs, UpscaleRequest(scale=2)))
+    for (_, out), depth, size in zip(jobs, (np.uint8, np.uint16), ((48, 80), (80, 48)), strict=True):
+        with tifffile.TiffFile(out) as tiff:
+            page = tiff.pages[0]
+            assert page.tags["InterColorProfile"].value == profile, out.name
+            assert page.dtype == depth and (page.imagewidth, page.imagelength) == size, out.name
+        assert read_image(out).icc_profile == profile
+    with tifffile.TiffFile(tmp_path / "photo.tif") as tiff:
+        exif = tiff.pages[0].tags["ExifTag"].value
+        assert (exif["PixelXDimension"], exif["PixelYDimension"]) == (48, 80)  # ExifImageWidth/Height
+    if EXIFTOOL:
+        tags = read_back(tmp_path / "photo.tif")
+        assert (tags["ExifIFD:ExifImageWidth"], tags["ExifIFD:ExifImageHeight"]) == (48, 80)
+        for _, out in jobs:
+            extracted = subprocess.run([EXIFTOOL, "-b", "-ICC_Profile", str(out)], check=True, capture_output=True)
+            assert extracted.stdout == profile, out.name
 
 
 def test_keep_print_size_scales_the_resolution_with_the_pixels(tmp_path, camera_jpeg, tiny_weights):

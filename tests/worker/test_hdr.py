@@ -18,7 +18,7 @@ from invsr_server.cli.commands import main
 def hdr_tiff(tmp_path):
     path = tmp_path / "merge.tif"
     write_image(path, ImageFile(hdr_image()))
-    assert read_image(path).pixels.max() == 4.0  # OpenCV writes float TIFFs as they are
+    assert read_image(path).pixels.max() == 4.0  # tifffile writes float TIFFs as they are
     return path
 
 
