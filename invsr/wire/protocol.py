@@ -182,6 +182,8 @@ def pixel_frame_size(header: dict, max_pixels: int) -> int:
             raise BadMessage(f"{name} must be a positive integer, got {value!r}")
     if channels not in CHANNELS:
         raise InvalidImage(f"channels must be 1 to 4 (gray, gray+alpha, RGB, RGBA), got {channels}")
+    if not isinstance(dtype, str):  # an object or a list cannot even be looked up
+        raise BadMessage(f"dtype must be a string ({', '.join(PIXEL_DTYPES)}), got {type(dtype).__name__}")
     if dtype not in PIXEL_DTYPES:
         raise InvalidImage(f"dtype must be one of {', '.join(PIXEL_DTYPES)}, got {dtype!r}")
     if width * height > max_pixels:

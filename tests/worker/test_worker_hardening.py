@@ -483,3 +483,28 @@ def test_undo_optimize_restores_the_very_networks_loaded_and_their_results(tiny_
     assert networks() == loaded  # the very modules, not copies
     assert not mine.static_shapes and "optimized" not in mine.load_report
     np.testing.assert_array_equal(mine.upscale(small_photo).image, pipeline.upscale(small_photo).image)
+
+
+# --- a peer with the password can neither stall, starve nor crash the worker (issue 23) -----------------------
+
+
+@pytest.mark.parametrize("dtype", [{"name": "u8"}, ["u8"], [], {}])
+def test_a_dtype_that_is_not_a_string_is_a_bad_message(worker, client, dtype):
+    """An object or a list made the lookup among the pixel types raise TypeError: answered `internal`."""
+    header = json.dumps(
+        {
+            "type": "upscale",
+            "protocol": VERSION,
+            "sent": time.time(),
+            "id": "dtype",
+            "width": 16,
+            "height": 16,
+            "channels": 3,
+            "dtype": dtype,
+            "params": {},
+        }
+    )
+    reply = answer(worker, header, [noise_image(16).tobytes()])
+    assert reply.type == "error" and reply.fields["code"] == "bad_message", reply.fields
+    assert reply.fields["re"] == "dtype" and "dtype must be a string" in reply.fields["message"]
+    assert client.ping() < 5.0
