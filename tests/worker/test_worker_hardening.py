@@ -508,3 +508,33 @@ def test_a_dtype_that_is_not_a_string_is_a_bad_message(worker, client, dtype):
     assert reply.type == "error" and reply.fields["code"] == "bad_message", reply.fields
     assert reply.fields["re"] == "dtype" and "dtype must be a string" in reply.fields["message"]
     assert client.ping() < 5.0
+
+
+SMALL_REPLAY_MEMORY = """
+import invsr_server.worker.replay as replay
+
+defaults = list(replay.ReplayGuard.__init__.__defaults__)
+defaults[1] = 2000  # the count bound: a flood beyond it takes seconds, not a million messages
+replay.ReplayGuard.__init__.__defaults__ = tuple(defaults)
+"""
+
+
+def test_a_flood_of_pings_dated_half_an_hour_ahead_locks_no_one_out(tmp_path):
+    """Valid pings dated 29 minutes ahead, beyond the replay guard's count bound (made 2,000 here): the guard
+    used to forget the slice of the future they fell in, and refuse every honest message for half an hour as
+    "sent before a flood". Now they are refused on arrival, and everyone else is served."""
+    with WorkerProcess(tmp_path, None, prelude=SMALL_REPLAY_MEMORY) as flooded:
+        sock = flooded.wait_ready().raw_socket()
+        key = flooded.connection.key_bytes
+        replies = []
+        for _ in range(6):
+            for _ in range(500):
+                ahead = json.dumps({"type": "ping", "protocol": VERSION, "sent": time.time() + 1740, "id": "f"})
+                sock.send_multipart(signed_header(key, ahead))
+            replies += [Message.decode(key, reply_to(sock), signed_buffers=False) for _ in range(500)]
+        sock.close()
+        with flooded.client() as honest:
+            assert honest.hello()["pid"] == flooded.process.pid  # used to raise "sent before a flood"
+            assert honest.ping() < 5.0
+    assert {reply.fields.get("code") for reply in replies} == {"bad_message"}
+    assert "in the future" in replies[-1].fields["message"]
