@@ -83,6 +83,7 @@ class WorkerConfig:
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_message_bytes: int = 1 << 30
     queue_length: int = 8
+    jobs_per_client: int | None = None  # queued or running at once per client; None: half the places (jobs.share_of)
     client_timeout: float = 5.0  # seconds of silence after which a client's jobs are cancelled
     curve_keys: Path | None = None  # folder with server.key_secret
     allowed_keys: Path | None = None  # folder of allowed clients' public .key files
@@ -101,7 +102,7 @@ class Worker:
         self.config = config
         self.context = zmq.Context()
         self.key = bytes.fromhex(connections.new_key())
-        self.board = JobBoard(config.queue_length)
+        self.board = JobBoard(config.queue_length, config.jobs_per_client)
         self.last_seen: dict[bytes, float] = {}
         self.replays = ReplayGuard()
         self.stopping = False

@@ -538,3 +538,46 @@ def test_a_flood_of_pings_dated_half_an_hour_ahead_locks_no_one_out(tmp_path):
             assert honest.ping() < 5.0
     assert {reply.fields.get("code") for reply in replies} == {"bad_message"}
     assert "in the future" in replies[-1].fields["message"]
+
+
+def first_replies(sock, key, request_ids, timeout=60.0) -> dict:
+    """The first reply (accepted, or an error) to each upscale sent on a raw socket; progress that comes
+    meanwhile is read and dropped."""
+    first, deadline = {}, time.monotonic() + timeout
+    while set(first) != set(request_ids) and time.monotonic() < deadline:
+        if sock.poll(int(max(0.0, deadline - time.monotonic()) * 1000)):
+            message = Message.decode(key, sock.recv_multipart(), signed_buffers=False)
+            first.setdefault(message.fields.get("re"), message)
+    assert set(first) == set(request_ids), f"no first reply to {set(request_ids) - set(first)}"
+    return first
+
+
+def send_long_upscales(sock, key, request_ids):
+    pixels = noise_image(256).tobytes()
+    for request_id in request_ids:
+        fields = {"type": "upscale", "protocol": VERSION, "sent": time.time(), "id": request_id}
+        fields.update(width=256, height=256, channels=3, dtype="u8", params=LONG_JOB)
+        sock.send_multipart(signed_header(key, json.dumps(fields), [pixels]))
+
+
+def test_one_client_cannot_take_every_place_in_the_queue(tmp_path, tiny_weights):
+    """Twenty jobs from one connection used to take all nine places (one running, eight waiting), and the
+    next client was told `busy`. Each client (a connection, or with CurveZMQ a key) now has its share."""
+    options = ["--client-timeout", "600", "--queue-length", "8"]
+    with WorkerProcess(tmp_path, tiny_weights.noise_predictor.parent, *options) as shared:
+        key = shared.wait_ready().connection.key_bytes
+        greedy, other = shared.raw_socket(), shared.raw_socket()
+        try:
+            many = [f"greedy-{n}" for n in range(20)]
+            send_long_upscales(greedy, key, many)
+            answers = first_replies(greedy, key, many)
+            send_long_upscales(other, key, ["other"])
+            (reply,) = first_replies(other, key, ["other"]).values()
+        finally:
+            greedy.close()  # their jobs are cancelled with the connection
+            other.close()
+    accepted = [a for a in answers.values() if a.type == "accepted"]
+    refused = [a for a in answers.values() if a.type == "error"]
+    assert len(accepted) == 4 and len(refused) == 16, [a.fields.get("code") for a in answers.values()]
+    assert {a.fields["code"] for a in refused} == {"busy"} and "jobs of this client" in refused[0].fields["message"]
+    assert reply.type == "accepted", reply.fields  # used to be `busy`
