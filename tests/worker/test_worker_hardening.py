@@ -2,10 +2,14 @@
 no failure leaves a client waiting forever, no message a peer sends stops the worker or gets the wrong
 answer, only a job's own client may cancel it, and the worker's files are private to its user."""
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -581,3 +585,59 @@ def test_one_client_cannot_take_every_place_in_the_queue(tmp_path, tiny_weights)
     assert len(accepted) == 4 and len(refused) == 16, [a.fields.get("code") for a in answers.values()]
     assert {a.fields["code"] for a in refused} == {"busy"} and "jobs of this client" in refused[0].fields["message"]
     assert reply.type == "accepted", reply.fields  # used to be `busy`
+
+
+START_FROM_A_CLIENT = """
+import os, sys
+from invsr.wire.client import connect
+
+os.umask(0o022)  # a common umask: folders 0755 and files 0644 unless made otherwise
+command = [sys.executable, "-m", "invsr_server", "serve", "--device", "cpu", "--weights", sys.argv[1]]
+with connect(start_command=command) as client:
+    print(client.connection.pid)
+"""
+
+
+def test_a_worker_started_by_a_client_keeps_its_files_private_without_xdg_runtime_dir(tmp_path, tiny_weights):
+    """The plug-in and `invsr upscale` start a worker through invsr.wire.client.connect when none runs. Without
+    XDG_RUNTIME_DIR its folder (~/.cache/invsr/run) used to be made 0755 and worker-start.log 0644, readable by
+    every user of the machine; now as private as `invsr serve` makes them. An older version's start log,
+    left readable, becomes private."""
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if k not in ("XDG_RUNTIME_DIR", "INVSR_RUNTIME_DIR")}
+    env.update(HOME=str(home), PYTHONPATH=os.pathsep.join(sys.path))
+    run = home / ".cache" / "invsr" / "run"
+    weights = str(tiny_weights.noise_predictor.parent)
+    started_pids = []
+    try:
+        for older_log in (False, True):
+            if older_log:  # as an older version left it, with no worker running
+                (run / "worker-start.log").chmod(0o644)
+            done = subprocess.run(
+                [sys.executable, "-c", START_FROM_A_CLIENT, weights],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=180,
+            )
+            assert done.returncode == 0, done.stderr[-2000:]
+            started_pids.append(int(done.stdout.split()[-1]))
+            modes = {p.relative_to(home): p.stat().st_mode & 0o777 for p in (home / ".cache", run.parent, run)}
+            modes[Path("start log")] = (run / "worker-start.log").stat().st_mode & 0o777
+            assert modes == {Path(p): 0o700 for p in (".cache", ".cache/invsr", ".cache/invsr/run")} | {
+                Path("start log"): 0o600
+            }
+            os.kill(started_pids[-1], signal.SIGTERM)
+            wait_for_exit(started_pids[-1])
+    finally:
+        for pid in started_pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def wait_for_exit(pid: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.1)
