@@ -60,7 +60,7 @@ from invsr.wire.protocol import (
 )
 
 from . import listening
-from .access import Gatekeeper, allowed_curve_keys, unpredictable_routing_ids
+from .access import Gatekeeper, PeerNames, allowed_curve_keys, unpredictable_routing_ids
 from .disconnects import DisconnectWatch
 from .jobs import OUTBOX, PRELOAD, Executor, Job, JobBoard, ModelHolder, refuse_non_finite
 from .replay import ReplayGuard
@@ -105,6 +105,7 @@ class Worker:
         self.board = JobBoard(config.queue_length, config.jobs_per_client)
         self.last_seen: dict[bytes, float] = {}
         self.replays = ReplayGuard()
+        self.peer_name = PeerNames()  # what the log calls a connection: never its routing id
         self.stopping = False
         self.model = ModelHolder(config)
         self.executor_lost: str | None = None  # why no job can run any more, once the executor thread has ended
@@ -254,7 +255,7 @@ class Worker:
             self._dispatch(client, self._owner(client, frames[0]), request_id, message)
         except InvSRError as error:
             if not isinstance(error, Unauthorized):
-                log.info("refused a request from %s: %s", client.hex(), error)
+                log.info("refused a request from %s: %s", self.peer_name(client), error)
             if request_id is None and len(frames) >= 2:  # refused unread: name the request if it can be read
                 request_id = unverified_request_id(frames[1].buffer)
             self._send(client, error_message(error, request_id))

@@ -641,3 +641,43 @@ def wait_for_exit(pid: int, timeout: float = 30.0) -> None:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
         time.sleep(0.1)
+
+
+def refused_request(sock, key) -> Message:
+    header = json.dumps({"type": "frobnicate", "protocol": VERSION, "sent": time.time(), "id": "r"})
+    sock.send_multipart(signed_header(key, header))
+    return Message.decode(key, reply_to(sock), signed_buffers=False)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the routing ids of libzmq's counter, as glibc's rand() gives them")
+def test_what_the_log_shows_gives_no_routing_id_to_claim(tmp_path):
+    """The log named connections by their routing ids ("refused a request from 006ab4f3e7"): a peer that read it
+    knew the worker's counter, claimed the next ids as its own, and the next client's connection aborted libzmq
+    (SIGABRT). Now the log names a connection by a keyed hash of its id: whatever the log shows, taken as ids
+    and their successors, claims nothing the worker will give."""
+    with WorkerProcess(tmp_path, None) as worker:
+        key = worker.wait_ready().connection.key_bytes
+        honest = worker.raw_socket()  # its id comes from the worker's counter
+        chosen = worker.raw_socket_with_id(b"\0\x12\x34\x56\x78")  # a peer that picks its own
+        for sock in (honest, chosen):
+            assert refused_request(sock, key).fields["code"] == "unknown_operation"
+        deadline = time.monotonic() + 10
+        while worker.log.read_text().count("refused a request") < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        shown = worker.log.read_text()
+        assert shown.count("refused a request") == 2 and "0012345678" not in shown  # not even a chosen id
+        claimers = []
+        for name in set(re.findall(r"\b[0-9a-f]{8,}\b", shown)):  # any hex it shows, taken as an id
+            for step in range(1, 4):
+                claimed = ((int(name, 16) + step) % (1 << 40)).to_bytes(5, "big")
+                claimers.append(worker.raw_socket_with_id(claimed))
+                refused_request(claimers[-1], key)  # answered: the id is now held
+        try:
+            for _ in range(3):  # the next clients get the next ids of the counter
+                with worker.client() as newcomer:
+                    assert newcomer.hello()["pid"] == worker.process.pid
+            time.sleep(0.3)
+            assert worker.process.poll() is None, worker.text_output()[-2000:]
+        finally:
+            for sock in [honest, chosen, *claimers]:
+                sock.close()
