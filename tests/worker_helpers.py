@@ -192,10 +192,11 @@ class RawZmtpPeer:
         return bytes([len(name)]) + name + len(value).to_bytes(4, "big") + value
 
     def _command(self, name: bytes, body: bytes) -> None:
-        self.sock.sendall(self._frame(bytes([len(name)]) + name + body, command=True))
+        self.sock.sendall(self.frame(bytes([len(name)]) + name + body, command=True))
 
     @staticmethod
-    def _frame(body: bytes, more: bool = False, command: bool = False, declared: int | None = None) -> bytes:
+    def frame(body: bytes, more: bool = False, command: bool = False, declared: int | None = None) -> bytes:
+        """A frame as ZMTP puts it on the wire: flags, size (1 byte, or 8 for more than 255), body."""
         size = len(body) if declared is None else declared
         flags = (1 if more else 0) | (4 if command else 0)
         if size > 255:
@@ -219,11 +220,24 @@ class RawZmtpPeer:
 
     def send_frames(self, frames: list[bytes]) -> None:
         """Whole frames of one message, all but the last marked MORE."""
-        self.sock.sendall(b"".join(self._frame(f, more=n < len(frames) - 1) for n, f in enumerate(frames)))
+        self.sock.sendall(b"".join(self.frame(f, more=n < len(frames) - 1) for n, f in enumerate(frames)))
 
     def start_frame(self, declared: int, part: bytes, more: bool = False) -> None:
         """The start of a frame that says it holds `declared` bytes, and only `part` of them."""
-        self.sock.sendall(self._frame(part, more=more, declared=declared))
+        self.sock.sendall(self.frame(part, more=more, declared=declared))
+
+    def receive_message(self, timeout: float = 30.0) -> list[bytes]:
+        """The frames of the next message the worker sends (ZMTP commands, such as heartbeats, skipped)."""
+        self.sock.settimeout(timeout)
+        frames: list[bytes] = []
+        while True:
+            flags = self._read_exactly(1)[0]
+            body = self._read_exactly(int.from_bytes(self._read_exactly(8 if flags & 2 else 1), "big"))
+            if flags & 4:
+                continue
+            frames.append(body)
+            if not flags & 1:
+                return frames
 
     def closed_by_worker(self, timeout: float) -> bool:
         """Whether the worker closes the connection within `timeout` seconds (what it sends meanwhile, such as

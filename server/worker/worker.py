@@ -62,6 +62,7 @@ from invsr.wire.protocol import (
 from . import listening
 from .access import Gatekeeper, PeerNames, allowed_curve_keys, unpredictable_routing_ids
 from .disconnects import DisconnectWatch
+from .intake import Intake
 from .jobs import OUTBOX, PRELOAD, Executor, Job, JobBoard, ModelHolder, refuse_non_finite
 from .replay import ReplayGuard
 
@@ -173,6 +174,7 @@ class Worker:
                 f"running, its connection file is {config.connection_file}; or choose --bind tcp://127.0.0.1:PORT"
             ) from None
         self.disconnects = DisconnectWatch(router)
+        self.intake = Intake(router, config.max_message_bytes)
         return router
 
     def _configure_access(self, router: zmq.Socket) -> str | None:
@@ -226,7 +228,7 @@ class Worker:
             events = dict(poller.poll(POLL_MS))
             if self.outbox in events:
                 self.router.send_multipart(self.outbox.recv_multipart(copy=False), copy=False)
-            if self.router in events:
+            if self.router in events or self.intake.refused is not None:  # the rest of a refused message: dropped
                 self._receive_safely()
             self._notice_a_lost_executor()
             self._cancel_abandoned_jobs()
@@ -244,10 +246,13 @@ class Worker:
             log.exception("failed to handle a message")
 
     def _receive(self) -> None:
-        frames = self.router.recv_multipart(copy=False)
-        client, frames = frames[0].bytes, frames[1:]
-        request_id = None
+        arrival = self.intake.receive()  # frame by frame: what is beyond the protocol's limits is never kept
+        if arrival is None:
+            return  # part of a refused message dropped; the rest at the next turn
+        client, frames, request_id = arrival.client, arrival.frames, arrival.request_id
         try:
+            if arrival.refusal is not None:
+                raise arrival.refusal
             message = Message.decode(self.key, [frame.buffer for frame in frames], self.signed_buffers)
             request_id = _request_id(message.fields)
             self.replays.check(frames[0].buffer, message.fields.get("sent"), time.time())

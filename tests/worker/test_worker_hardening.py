@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from worker_helpers import WorkerProcess
+from worker_helpers import RawZmtpPeer, WorkerProcess
 
 from invsr.wire import errors
 from invsr.wire.protocol import Message, sign, version_text
@@ -681,3 +681,76 @@ def test_what_the_log_shows_gives_no_routing_id_to_claim(tmp_path):
         finally:
             for sock in [honest, chosen, *claimers]:
                 sock.close()
+
+
+def raw_peer(worker) -> RawZmtpPeer:
+    return RawZmtpPeer(worker.connection.endpoint, worker.connection.socket_password)
+
+
+def peak_resident_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+def ping_header(request_id: str) -> bytes:
+    return json.dumps({"type": "ping", "protocol": VERSION, "sent": time.time(), "id": request_id}).encode()
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the worker's resident memory from /proc")
+def test_a_message_of_a_million_frames_neither_stalls_the_worker_nor_holds_its_frames(tmp_path, tiny_weights):
+    """A million empty frames (2 MB on the wire) behind a header: the worker used to take them all as Python
+    objects and hash them, unresponsive for 14 to 24 s and 860 MB larger; a client waiting on its own job
+    meanwhile declared the worker lost. Now the frames beyond the protocol's 16 buffers are dropped as they
+    are read, the job's progress goes on reaching its client, and the sender is told why."""
+    with WorkerProcess(tmp_path, tiny_weights.noise_predictor.parent, "--preload") as worker, worker.wait_ready():
+        with worker.client() as waiting:
+            job = LongJob(waiting)
+            try:
+                job.job_id()  # running, and its client waiting on it with heartbeats
+                before = resident_bytes(worker.process.pid)
+                flood = raw_peer(worker)
+                flood.sock.sendall(
+                    RawZmtpPeer.frame(bytes(32), more=True)
+                    + RawZmtpPeer.frame(ping_header("flood"), more=True)
+                    + RawZmtpPeer.frame(b"", more=True) * 999_999
+                    + RawZmtpPeer.frame(b"")
+                )
+                signature, header = flood.receive_message(timeout=60)
+                grown = resident_bytes(worker.process.pid) - before
+                flood.close()
+                assert waiting.ping() < 5.0
+            finally:
+                outcome = job.end()
+    reply = json.loads(header)
+    assert reply["code"] == "bad_message" and "at most 16 buffers" in reply["message"] and reply["re"] == "flood"
+    assert isinstance(outcome, errors.Cancelled), outcome  # its own cancel, not WorkerLost
+    assert grown < 200e6, f"the worker grew by {grown / 1e6:.0f} MB"
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the worker's peak memory from /proc")
+def test_an_oversized_header_is_refused_unread_and_the_frames_beside_it_dropped_at_once(tmp_path):
+    """A 40 MB header (the limit is 64 KiB) was refused, but parsed in full to find a request id to answer,
+    seconds of the worker's only I/O thread and several times the header in memory, with a 200 MB frame beside
+    it held all along. Now nothing over the limit is parsed: the refusal names no request."""
+    with WorkerProcess(tmp_path, None) as worker:
+        worker.wait_ready()
+        sock = worker.raw_socket()
+        key = worker.connection.key_bytes
+        sock.send_multipart(signed_header(key, ping_header("warm").decode()))
+        reply_to(sock)
+        before = peak_resident_bytes(worker.process.pid)
+        header = b'{"type": "ping", "id": "huge", "padding": [' + b"0," * 20_000_000 + b"0]}"
+        pixels = bytes(200_000_000)
+        started = time.monotonic()
+        sock.send_multipart([bytes(32), header, pixels], copy=False)
+        reply = Message.decode(key, reply_to(sock), signed_buffers=False)
+        took = time.monotonic() - started
+        peak = peak_resident_bytes(worker.process.pid) - before
+        sock.close()
+    assert reply.fields["code"] == "bad_message" and "header over 65536 bytes" in reply.fields["message"]
+    assert "re" not in reply.fields  # the id in it was never read
+    sent = len(header) + len(pixels)
+    assert peak < sent + 100e6, f"the worker's peak grew by {peak / 1e6:.0f} MB for {sent / 1e6:.0f} MB sent"
+    print(f"refused in {took:.2f} s; peak +{peak / 1e6:.0f} MB for {sent / 1e6:.0f} MB sent")
