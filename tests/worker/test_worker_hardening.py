@@ -754,3 +754,21 @@ def test_an_oversized_header_is_refused_unread_and_the_frames_beside_it_dropped_
     sent = len(header) + len(pixels)
     assert peak < sent + 100e6, f"the worker's peak grew by {peak / 1e6:.0f} MB for {sent / 1e6:.0f} MB sent"
     print(f"refused in {took:.2f} s; peak +{peak / 1e6:.0f} MB for {sent / 1e6:.0f} MB sent")
+
+
+def test_an_upload_cut_off_half_way_is_dropped_within_the_time_a_frame_may_take(tmp_path):
+    """A peer that sends the start of a frame and stops used to keep the worker holding it for as long as the
+    peer stayed connected. With a message limit of 2 MB a frame may take 5 s plus 1 s per 2 MB, and the
+    worker's heartbeats come every 2 s: the connection is closed within about 8 s."""
+    with WorkerProcess(tmp_path, None, "--max-message-mb", "2") as worker:
+        worker.wait_ready()
+        stalled = raw_peer(worker)
+        started = time.monotonic()
+        stalled.sock.sendall(RawZmtpPeer.frame(bytes(32), more=True) + RawZmtpPeer.frame(ping_header("cut"), more=True))
+        stalled.start_frame(1_500_000, bytes(500_000))
+        closed = stalled.closed_by_worker(timeout=20)
+        took = time.monotonic() - started
+        stalled.close()
+        with worker.client() as other:
+            assert other.ping() < 5.0
+    assert closed and took < 12, f"closed: {closed}, after {took:.1f} s"
