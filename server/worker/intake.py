@@ -15,6 +15,7 @@ worker's loop goes on forwarding progress and results to the clients of running 
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import zmq
 
@@ -38,6 +39,7 @@ class Intake:
     def __init__(self, router: zmq.Socket, max_message_bytes: int):
         self.router, self.max_message_bytes = router, max_message_bytes
         self.refused: Arrival | None = None  # a refused message whose remaining frames are being dropped
+        self.refused_at = 0.0  # when it was refused (time.monotonic)
         self.more = False  # whether the refused message has frames left
 
     def receive(self) -> Arrival | None:
@@ -47,7 +49,7 @@ class Intake:
             arrival = self._read()
             if arrival.refusal is None:
                 return arrival
-            self.refused = arrival
+            self.refused, self.refused_at = arrival, time.monotonic()
         if not self._drop(DROP_SLICE):
             return None
         arrival, self.refused = self.refused, None

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import logging.handlers
+import math
 import os
 import signal
 import threading
@@ -68,6 +69,7 @@ from .replay import ReplayGuard
 
 log = logging.getLogger("invsr.worker")
 POLL_MS = 100
+REASSURE_EVERY = 1.0  # seconds between the pongs that tell waiting clients the worker lives while it drops a message
 LOG_BYTES, LOG_BACKUPS = 5 * 1024 * 1024, 3  # the log rotates at this size, keeping this many old ones
 
 
@@ -107,6 +109,7 @@ class Worker:
         self.last_seen: dict[bytes, float] = {}
         self.replays = ReplayGuard()
         self.peer_name = PeerNames()  # what the log calls a connection: never its routing id
+        self.held_up_until = self.reassured_at = -math.inf  # while the rest of a refused message was dropped
         self.stopping = False
         self.model = ModelHolder(config)
         self.executor_lost: str | None = None  # why no job can run any more, once the executor thread has ended
@@ -230,6 +233,8 @@ class Worker:
                 self.router.send_multipart(self.outbox.recv_multipart(copy=False), copy=False)
             if self.router in events or self.intake.refused is not None:  # the rest of a refused message: dropped
                 self._receive_safely()
+            if self.intake.refused is not None:
+                self._reassure_waiting_clients()
             self._notice_a_lost_executor()
             self._cancel_abandoned_jobs()
             if self.stopping:
@@ -267,6 +272,18 @@ class Worker:
         except Exception:  # a bug must not stop the worker: report it and go on
             log.exception("failed to handle a request")
             self._send(client, error_message(Internal("unexpected failure; see the worker log"), request_id))
+
+    def _reassure_waiting_clients(self) -> None:
+        """While the rest of a refused message is dropped (a million frames take seconds), other clients'
+        messages wait behind it: tell those heard from lately, once a second, that the worker lives (a `pong`
+        without `re`), and do not count that time as their silence (_cancel_abandoned_jobs)."""
+        now = self.held_up_until = time.monotonic()
+        if now - self.reassured_at < REASSURE_EVERY:
+            return
+        self.reassured_at = now
+        recent = self.intake.refused_at - self.config.client_timeout
+        for client in [client for client, seen in self.last_seen.items() if seen >= recent]:
+            self._send(client, Message("pong", {}))
 
     def _owner(self, client: bytes, frame: zmq.Frame) -> str:
         """Who may see and cancel a job: with CurveZMQ, whoever holds its client's key (the ZAP handshake's
@@ -418,7 +435,7 @@ class Worker:
             if job.client in closed:
                 self.board.cancel(job, "the client disconnected")
                 self.last_seen.pop(job.client, None)
-            elif self.last_seen.get(job.client, 0.0) < now - self.config.client_timeout:
+            elif max(self.last_seen.get(job.client, 0.0), self.held_up_until) < now - self.config.client_timeout:
                 self.board.cancel(job, f"the client sent no heartbeat for {self.config.client_timeout:g} s")
         if len(self.last_seen) > 1000:  # forget clients long gone
             forgotten = now - 60 * self.config.client_timeout
