@@ -103,6 +103,15 @@ class WorkerProcess:
         sock.connect(self.connection.endpoint)
         return sock
 
+    def raw_socket_with_id(self, routing_id: bytes) -> zmq.Socket:
+        """A bare DEALER with the socket password that picks its own routing id, as a peer may with PLAIN."""
+        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.ROUTING_ID, routing_id)
+        sock.plain_username, sock.plain_password = connection.SOCKET_USER, self.connection.socket_password
+        sock.connect(self.connection.endpoint)
+        return sock
+
     def signal(self, signum) -> None:
         os.kill(self.process.pid, signum)
 
@@ -162,3 +171,95 @@ def upscale_unchecked(client: Client, pixels, width: int, height: int, channels:
     send them): the worker's own checks on arrival answer. Returns the `result` message."""
     header = {"width": width, "height": height, "channels": channels, "dtype": dtype, "params": params}
     return client.request("upscale", header, [pixels], final=("result",), **kw)
+
+
+class RawZmtpPeer:
+    """A peer that speaks ZMTP 3.1 itself over a TCP socket, with the PLAIN handshake: it can do what no ZeroMQ
+    library lets a sender do, such as stop in the middle of a frame. The wire format is ZeroMQ's RFC 23 (ZMTP
+    3.0) and RFC 24 (PLAIN)."""
+
+    def __init__(self, endpoint: str, password: bytes, timeout: float = 10.0):
+        import socket
+
+        host, port = endpoint[len("tcp://") :].rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
+        mechanism = b"PLAIN".ljust(20, b"\0")
+        self.sock.sendall(b"\xff" + bytes(8) + b"\x7f" + bytes([3, 1]) + mechanism + b"\0" + bytes(31))
+        self._read_exactly(64)  # the worker's greeting
+        user = connection.SOCKET_USER
+        self._command(b"HELLO", bytes([len(user)]) + user + bytes([len(password)]) + password)
+        name = self._read_command()
+        assert name == b"WELCOME", f"the worker answered {name!r} to the PLAIN hello"
+        self._command(b"INITIATE", self._property(b"Socket-Type", b"DEALER"))
+        name = self._read_command()
+        assert name == b"READY", f"the worker answered {name!r} to INITIATE"
+
+    @staticmethod
+    def _property(name: bytes, value: bytes) -> bytes:
+        return bytes([len(name)]) + name + len(value).to_bytes(4, "big") + value
+
+    def _command(self, name: bytes, body: bytes) -> None:
+        self.sock.sendall(self.frame(bytes([len(name)]) + name + body, command=True))
+
+    @staticmethod
+    def frame(body: bytes, more: bool = False, command: bool = False, declared: int | None = None) -> bytes:
+        """A frame as ZMTP puts it on the wire: flags, size (1 byte, or 8 for more than 255), body."""
+        size = len(body) if declared is None else declared
+        flags = (1 if more else 0) | (4 if command else 0)
+        if size > 255:
+            return bytes([flags | 2]) + size.to_bytes(8, "big") + body
+        return bytes([flags, size]) + body
+
+    def _read_exactly(self, count: int) -> bytes:
+        data = b""
+        while len(data) < count:
+            chunk = self.sock.recv(count - len(data))
+            if not chunk:
+                raise ConnectionError("the worker closed the connection")
+            data += chunk
+        return data
+
+    def _read_command(self) -> bytes:
+        flags = self._read_exactly(1)[0]
+        size = int.from_bytes(self._read_exactly(8 if flags & 2 else 1), "big")
+        body = self._read_exactly(size)
+        return body[1 : 1 + body[0]]
+
+    def send_frames(self, frames: list[bytes]) -> None:
+        """Whole frames of one message, all but the last marked MORE."""
+        self.sock.sendall(b"".join(self.frame(f, more=n < len(frames) - 1) for n, f in enumerate(frames)))
+
+    def start_frame(self, declared: int, part: bytes, more: bool = False) -> None:
+        """The start of a frame that says it holds `declared` bytes, and only `part` of them."""
+        self.sock.sendall(self.frame(part, more=more, declared=declared))
+
+    def receive_message(self, timeout: float = 30.0) -> list[bytes]:
+        """The frames of the next message the worker sends (ZMTP commands, such as heartbeats, skipped)."""
+        self.sock.settimeout(timeout)
+        frames: list[bytes] = []
+        while True:
+            flags = self._read_exactly(1)[0]
+            body = self._read_exactly(int.from_bytes(self._read_exactly(8 if flags & 2 else 1), "big"))
+            if flags & 4:
+                continue
+            frames.append(body)
+            if not flags & 1:
+                return frames
+
+    def closed_by_worker(self, timeout: float) -> bool:
+        """Whether the worker closes the connection within `timeout` seconds (what it sends meanwhile, such as
+        ZMTP heartbeats, is read and dropped)."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            self.sock.settimeout(left)
+            try:
+                if not self.sock.recv(65536):
+                    return True
+            except TimeoutError:
+                return False
+            except (ConnectionResetError, BrokenPipeError):
+                return True
+        return False
+
+    def close(self) -> None:
+        self.sock.close()

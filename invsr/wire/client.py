@@ -408,9 +408,10 @@ def _answering(path: Path, **options) -> Client | None:
 
 
 def _start(path: Path, command: list[str], timeout: float, **options) -> Client:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    connection_file.make_private_folder(path.parent)  # 0700, as `invsr serve` makes it: the log names jobs
     startup_log = path.with_name("worker-start.log")
-    with open(startup_log, "wb") as log:
+    with open(startup_log, "wb", opener=_private_opener) as log:
+        startup_log.chmod(0o600)  # one an older version left readable by all
         try:
             process = subprocess.Popen(
                 [*command, "--connection-file", str(path)],
@@ -442,6 +443,10 @@ def _start(path: Path, command: list[str], timeout: float, **options) -> Client:
         time.sleep(0.2)
     process.kill()
     raise WorkerLost(f"the InvSR worker did not answer within {timeout:.0f} s of starting; see {startup_log}")
+
+
+def _private_opener(path, flags):
+    return os.open(path, flags, 0o600)
 
 
 def stop_worker(path: Path | None = None, timeout: float = 30.0) -> int | None:

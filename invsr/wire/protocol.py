@@ -31,6 +31,7 @@ PROTOCOL_VERSION = (3, 1)  # the one place the version is written; docs/PROTOCOL
 # cannot verify: so 3.0 is refused like another major version, with a message that says to update both sides.
 OLDEST_COMPATIBLE = (3, 1)
 MAX_HEADER_BYTES = 64 * 1024
+MAX_BUFFERS = 16  # buffers in one message at most: an upscale has one, an echo a few (docs/PROTOCOL.md)
 SIGNATURE_BYTES = 32
 PIECE_BYTES = 4 * 1024 * 1024  # frames are hashed in pieces of this size (part of the signature's definition)
 PARALLEL_FROM_BYTES = 2 * PIECE_BYTES  # smaller messages hash faster than a thread pool starts work
@@ -118,6 +119,8 @@ class Message:
         signature, header, buffers = frames[0], frames[1], frames[2:]
         if memoryview(header).nbytes > MAX_HEADER_BYTES:
             raise BadMessage(f"header over {MAX_HEADER_BYTES} bytes")
+        if len(buffers) > MAX_BUFFERS:
+            raise BadMessage(f"a message carries at most {MAX_BUFFERS} buffers, got {len(buffers)}")
         if not hmac.compare_digest(bytes(signature), sign(key, header, buffers, signed_buffers)):
             claimed = _unverified_version(header)
             if claimed is not None:
@@ -182,6 +185,8 @@ def pixel_frame_size(header: dict, max_pixels: int) -> int:
             raise BadMessage(f"{name} must be a positive integer, got {value!r}")
     if channels not in CHANNELS:
         raise InvalidImage(f"channels must be 1 to 4 (gray, gray+alpha, RGB, RGBA), got {channels}")
+    if not isinstance(dtype, str):  # an object or a list cannot even be looked up
+        raise BadMessage(f"dtype must be a string ({', '.join(PIXEL_DTYPES)}), got {type(dtype).__name__}")
     if dtype not in PIXEL_DTYPES:
         raise InvalidImage(f"dtype must be one of {', '.join(PIXEL_DTYPES)}, got {dtype!r}")
     if width * height > max_pixels:

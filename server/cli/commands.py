@@ -271,6 +271,12 @@ def _add_serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preload", action="store_true", help="load the model now rather than at the first job")
     parser.add_argument("--queue-length", type=int, default=8, help="jobs that may wait (default: %(default)s)")
     parser.add_argument(
+        "--jobs-per-client",
+        type=int,
+        default=None,
+        help="jobs one client may have queued or running at once (default: half the places, 4 of 8 + 1)",
+    )
+    parser.add_argument(
         "--max-message-mb", type=float, default=1024, help="largest message accepted, in MB (default: %(default)s)"
     )
     parser.add_argument(
@@ -507,6 +513,7 @@ def run_serve(args) -> int:
         dtype=args.dtype,
         preload=args.preload,
         queue_length=args.queue_length,
+        jobs_per_client=args.jobs_per_client,
         max_message_bytes=int(args.max_message_mb * 1e6),
         client_timeout=args.client_timeout,
         curve_keys=args.curve_keys,

@@ -18,11 +18,16 @@ worker when the next client came. Two defences:
   choice would win). PLAIN cannot do this: its peer sends its id only after the ZAP reply. That is one
   reason why a local worker is reachable only by its own user (an owner-only ipc folder), who could stop it
   anyway; over TCP without CurveZMQ (Windows, or --bind) the secret counter is the defence.
+The counter stays secret only if nothing shows the ids it gave: the log names a connection by a keyed hash
+of its routing id (`PeerNames`), never the id, so a peer that reads the log learns nothing it could claim.
+ZMQ_ROUTER_HANDOVER stays off: with it a peer presenting a connected client's id would take that client's
+connection over, replies and all.
 """
 
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import heapq
 import hmac
 import itertools
@@ -57,6 +62,18 @@ def unpredictable_routing_ids() -> None:
         ctypes.CDLL(None).srand(ctypes.c_uint(secrets.randbits(32)))
     except (OSError, AttributeError) as error:
         log.warning("cannot seed the C library's rand() (%s): the worker's routing ids stay predictable", error)
+
+
+class PeerNames:
+    """What the log calls a connection: a hash of its routing id keyed with a secret of this process. The same
+    connection always has the same name, so its lines can be followed; the name neither shows the id nor the
+    counter's state, nor can it be turned back into an id a peer could present."""
+
+    def __init__(self):
+        self.key = secrets.token_bytes(32)
+
+    def __call__(self, routing_id: bytes) -> str:
+        return "peer " + hashlib.blake2b(routing_id, key=self.key, digest_size=6).hexdigest()
 
 
 def allowed_curve_keys(folder: Path) -> set[bytes]:

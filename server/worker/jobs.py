@@ -41,21 +41,35 @@ class Job:
     progress: dict = dataclasses.field(default_factory=dict)
 
 
+def share_of(queue_length: int) -> int:
+    """The jobs one client may have queued or running by default: half the places (one running, `queue_length`
+    waiting), so that a second client always finds room."""
+    return max(1, (queue_length + 1) // 2)
+
+
 class JobBoard:
     """The queued and running jobs, in order; safe to use from both threads."""
 
-    def __init__(self, queue_length: int):
+    def __init__(self, queue_length: int, jobs_per_client: int | None = None):
         self.queue_length = queue_length
+        self.jobs_per_client = jobs_per_client or share_of(queue_length)
         self.jobs: dict[str, Job] = {}
         self.lock = threading.Lock()
         self.queue: queue.Queue = queue.Queue()
 
     def submit(self, client: bytes, owner: str, request_id: str, header: dict, pixels, request) -> tuple[Job, int]:
-        """Queue a job; raise Busy when the queue is full. Returns the job and its queue position."""
+        """Queue a job; raise Busy when the queue is full, or when its owner (worker.py) already has its share of
+        it, `jobs_per_client` queued or running: one client, or one GIMP with many layers, never starves another.
+        Returns the job and its queue position."""
         with self.lock:
             waiting = sum(1 for j in self.jobs.values() if j.state == "queued")
             if waiting >= self.queue_length:
                 raise Busy(f"the worker's queue is full ({self.queue_length} jobs waiting); try again shortly")
+            if sum(1 for j in self.jobs.values() if j.owner == owner) >= self.jobs_per_client:
+                raise Busy(
+                    f"this worker takes at most {self.jobs_per_client} jobs of this client at a time, queued or "
+                    "running, so that other clients get their turn; send the next when one has ended"
+                )
             job = Job(new_id(), client, owner, request_id, header, pixels, request)
             self.jobs[job.id] = job
         self.queue.put(job)

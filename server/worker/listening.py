@@ -11,6 +11,12 @@ declares, up to ZMQ_MAXMSGSIZE, before it reads the frame. So:
   leave the worker unable to accept its real client.
 Over TCP an unauthenticated peer can still cost up to the message limit for HANDSHAKE_SECONDS per
 connection: at most what it sends in that time, bounded by the link.
+
+A peer that has proved itself can still start a frame and stop, and libzmq would hold what it sent for as long
+as the connection lasts. The worker sends ZMTP heartbeats (PING) every HEARTBEAT_SECONDS, and closes a
+connection on which no whole frame has arrived within `frame_seconds` of one: STALL_SECONDS plus the time the
+largest frame takes at MIN_UPLOAD_RATE, the rate a client allows its own pixels (1 s per 2 MB). A peer's
+libzmq answers a PING by itself, between frames, so an idle or waiting client is never cut off.
 """
 
 from __future__ import annotations
@@ -27,12 +33,22 @@ log = logging.getLogger("invsr.worker")
 # A handshake is three short exchanges: three seconds suit a slow link and a busy worker, and a client
 # whose handshake was cut short reconnects by itself.
 HANDSHAKE_SECONDS = 3.0
+HEARTBEAT_SECONDS = 2.0  # the worker's ZMTP PING to each peer, this often
+STALL_SECONDS = 5.0  # a peer whose libzmq answers no PING for this long (plus a frame's time) is gone
+MIN_UPLOAD_RATE = 2e6  # bytes a second: the slowest link a frame of the message limit may take
+
+
+def frame_seconds(max_message_bytes: int) -> float:
+    """How long the worker waits for a whole frame on a connection before closing it."""
+    return STALL_SECONDS + max_message_bytes / MIN_UPLOAD_RATE
 
 
 def limit_unproven_peers(router: zmq.Socket, max_message_bytes: int) -> None:
     router.setsockopt(zmq.LINGER, 0)
     router.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)  # bigger messages (handshake commands too): peer dropped
     router.setsockopt(zmq.HANDSHAKE_IVL, int(HANDSHAKE_SECONDS * 1000))
+    router.setsockopt(zmq.HEARTBEAT_IVL, int(HEARTBEAT_SECONDS * 1000))  # a frame cut off is not held for ever
+    router.setsockopt(zmq.HEARTBEAT_TIMEOUT, int(frame_seconds(max_message_bytes) * 1000))
 
 
 def raise_open_file_limit() -> None:

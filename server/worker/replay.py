@@ -7,10 +7,16 @@ signatures are HMAC outputs, unpredictable without the secret, so their first 8 
 well enough (with a million remembered, a new message is taken for a replay once in 18 trillion), kept
 per ten seconds of `sent` time, packed as sorted 8-byte numbers.
 
+A message dated more than CLOCK_SKEW ahead of the worker's clock is refused on arrival: remembering it
+would hold memory for as long as it stays ahead, and a flood of them could fill the guard with slices of
+the future.
+
 A count bound remains for a peer that sends faster than memory allows. Forgetting a signature that is
 still fresh would let it be replayed, so when the guard is full it forgets its oldest ten seconds and
-from then on refuses as too old everything sent before their end: honest clients, whose messages are
-seconds old, never notice; replays are never accepted.
+from then on refuses as too old everything sent before their end. It never forgets a slice that ends
+less than CLOCK_SKEW before its clock: honest clients' messages, seconds old, are never refused for a
+flood (the memory of those last and next CLOCK_SKEW seconds is bounded by how fast the worker can take
+messages, some tens of thousands a second); replays are never accepted.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from array import array
 from invsr.wire.errors import BadMessage
 
 REPLAY_WINDOW = 1800.0  # seconds: older messages are refused; newer ones are remembered to refuse a replay
+CLOCK_SKEW = 60.0  # seconds: a message dated further ahead is refused; one dated less far back is never forgotten
 REPLAY_MEMORY = 1_000_000  # at most this many signatures remembered (about 8 MB)
 SLICE_SECONDS = 10.0  # signatures are remembered and forgotten in slices of this much `sent` time
 PACK_AT = 4096  # signatures that arrive into a slice are packed once there are this many (a set's are 9x larger)
@@ -69,8 +76,8 @@ class SignatureSlice:
 
 
 class ReplayGuard:
-    def __init__(self, window: float = REPLAY_WINDOW, capacity: int = REPLAY_MEMORY):
-        self.window, self.capacity = window, capacity
+    def __init__(self, window: float = REPLAY_WINDOW, capacity: int = REPLAY_MEMORY, skew: float = CLOCK_SKEW):
+        self.window, self.capacity, self.skew = window, capacity, skew
         self.slices: dict[int, SignatureSlice] = {}  # slice number (sent // SLICE_SECONDS) -> its signatures
         self.order: list[int] = []  # the slice numbers, as a heap: the oldest first
         self.count = 0
@@ -80,7 +87,7 @@ class ReplayGuard:
         """Raise BadMessage for a replay or a message outside the window; else remember its signature."""
         seconds = message_time(sent)
         self._forget_older_than(now - self.window)
-        if abs(now - seconds) > self.window:
+        if seconds - now > self.skew or now - seconds > self.window:
             when = f"{now - seconds:.0f} s ago" if seconds < now else f"{seconds - now:.0f} s in the future"
             raise BadMessage(
                 f"this message says it was sent {when}: a replay, or the two computers' clocks differ; "
@@ -96,7 +103,7 @@ class ReplayGuard:
             raise BadMessage("this message was already received (replayed)")
         remembered.add(number)
         self.count += 1
-        while self.count > self.capacity:
+        while self.count > self.capacity and self._oldest_slice_may_go(now):
             self._drop_oldest_slice()
 
     def _slice(self, number: int) -> SignatureSlice:
@@ -111,6 +118,11 @@ class ReplayGuard:
         """Slices whose every message is now older than the window: a replay of them is refused as too old."""
         while self.order and (self.order[0] + 1) * SLICE_SECONDS < oldest:
             self._drop_oldest_slice()
+
+    def _oldest_slice_may_go(self, now: float) -> bool:
+        """Whether the oldest slice ended at least `skew` before `now`: forgetting one that ends later would
+        refuse honest, current messages."""
+        return bool(self.order) and (self.order[0] + 1) * SLICE_SECONDS <= now - self.skew
 
     def _drop_oldest_slice(self) -> None:
         number = heapq.heappop(self.order)

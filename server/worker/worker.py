@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import logging.handlers
+import math
 import os
 import signal
 import threading
@@ -60,13 +61,15 @@ from invsr.wire.protocol import (
 )
 
 from . import listening
-from .access import Gatekeeper, allowed_curve_keys, unpredictable_routing_ids
+from .access import Gatekeeper, PeerNames, allowed_curve_keys, unpredictable_routing_ids
 from .disconnects import DisconnectWatch
+from .intake import Intake
 from .jobs import OUTBOX, PRELOAD, Executor, Job, JobBoard, ModelHolder, refuse_non_finite
 from .replay import ReplayGuard
 
 log = logging.getLogger("invsr.worker")
 POLL_MS = 100
+REASSURE_EVERY = 1.0  # seconds between the pongs that tell waiting clients the worker lives while it drops a message
 LOG_BYTES, LOG_BACKUPS = 5 * 1024 * 1024, 3  # the log rotates at this size, keeping this many old ones
 
 
@@ -83,6 +86,7 @@ class WorkerConfig:
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_message_bytes: int = 1 << 30
     queue_length: int = 8
+    jobs_per_client: int | None = None  # queued or running at once per client; None: half the places (jobs.share_of)
     client_timeout: float = 5.0  # seconds of silence after which a client's jobs are cancelled
     curve_keys: Path | None = None  # folder with server.key_secret
     allowed_keys: Path | None = None  # folder of allowed clients' public .key files
@@ -101,9 +105,11 @@ class Worker:
         self.config = config
         self.context = zmq.Context()
         self.key = bytes.fromhex(connections.new_key())
-        self.board = JobBoard(config.queue_length)
+        self.board = JobBoard(config.queue_length, config.jobs_per_client)
         self.last_seen: dict[bytes, float] = {}
         self.replays = ReplayGuard()
+        self.peer_name = PeerNames()  # what the log calls a connection: never its routing id
+        self.held_up_until = self.reassured_at = -math.inf  # while the rest of a refused message was dropped
         self.stopping = False
         self.model = ModelHolder(config)
         self.executor_lost: str | None = None  # why no job can run any more, once the executor thread has ended
@@ -171,6 +177,7 @@ class Worker:
                 f"running, its connection file is {config.connection_file}; or choose --bind tcp://127.0.0.1:PORT"
             ) from None
         self.disconnects = DisconnectWatch(router)
+        self.intake = Intake(router, config.max_message_bytes)
         return router
 
     def _configure_access(self, router: zmq.Socket) -> str | None:
@@ -224,8 +231,10 @@ class Worker:
             events = dict(poller.poll(POLL_MS))
             if self.outbox in events:
                 self.router.send_multipart(self.outbox.recv_multipart(copy=False), copy=False)
-            if self.router in events:
+            if self.router in events or self.intake.refused is not None:  # the rest of a refused message: dropped
                 self._receive_safely()
+            if self.intake.refused is not None:
+                self._reassure_waiting_clients()
             self._notice_a_lost_executor()
             self._cancel_abandoned_jobs()
             if self.stopping:
@@ -242,10 +251,13 @@ class Worker:
             log.exception("failed to handle a message")
 
     def _receive(self) -> None:
-        frames = self.router.recv_multipart(copy=False)
-        client, frames = frames[0].bytes, frames[1:]
-        request_id = None
+        arrival = self.intake.receive()  # frame by frame: what is beyond the protocol's limits is never kept
+        if arrival is None:
+            return  # part of a refused message dropped; the rest at the next turn
+        client, frames, request_id = arrival.client, arrival.frames, arrival.request_id
         try:
+            if arrival.refusal is not None:
+                raise arrival.refusal
             message = Message.decode(self.key, [frame.buffer for frame in frames], self.signed_buffers)
             request_id = _request_id(message.fields)
             self.replays.check(frames[0].buffer, message.fields.get("sent"), time.time())
@@ -253,13 +265,25 @@ class Worker:
             self._dispatch(client, self._owner(client, frames[0]), request_id, message)
         except InvSRError as error:
             if not isinstance(error, Unauthorized):
-                log.info("refused a request from %s: %s", client.hex(), error)
+                log.info("refused a request from %s: %s", self.peer_name(client), error)
             if request_id is None and len(frames) >= 2:  # refused unread: name the request if it can be read
                 request_id = unverified_request_id(frames[1].buffer)
             self._send(client, error_message(error, request_id))
         except Exception:  # a bug must not stop the worker: report it and go on
             log.exception("failed to handle a request")
             self._send(client, error_message(Internal("unexpected failure; see the worker log"), request_id))
+
+    def _reassure_waiting_clients(self) -> None:
+        """While the rest of a refused message is dropped (a million frames take seconds), other clients'
+        messages wait behind it: tell those heard from lately, once a second, that the worker lives (a `pong`
+        without `re`), and do not count that time as their silence (_cancel_abandoned_jobs)."""
+        now = self.held_up_until = time.monotonic()
+        if now - self.reassured_at < REASSURE_EVERY:
+            return
+        self.reassured_at = now
+        recent = self.intake.refused_at - self.config.client_timeout
+        for client in [client for client, seen in self.last_seen.items() if seen >= recent]:
+            self._send(client, Message("pong", {}))
 
     def _owner(self, client: bytes, frame: zmq.Frame) -> str:
         """Who may see and cancel a job: with CurveZMQ, whoever holds its client's key (the ZAP handshake's
@@ -411,7 +435,7 @@ class Worker:
             if job.client in closed:
                 self.board.cancel(job, "the client disconnected")
                 self.last_seen.pop(job.client, None)
-            elif self.last_seen.get(job.client, 0.0) < now - self.config.client_timeout:
+            elif max(self.last_seen.get(job.client, 0.0), self.held_up_until) < now - self.config.client_timeout:
                 self.board.cancel(job, f"the client sent no heartbeat for {self.config.client_timeout:g} s")
         if len(self.last_seen) > 1000:  # forget clients long gone
             forgotten = now - 60 * self.config.client_timeout

@@ -7,7 +7,7 @@ import tracemalloc
 import pytest
 
 from invsr.wire.errors import BadMessage
-from invsr_server.worker.replay import REPLAY_WINDOW, ReplayGuard
+from invsr_server.worker.replay import CLOCK_SKEW, REPLAY_WINDOW, ReplayGuard
 
 pytestmark = pytest.mark.slow  # minutes on a 2-core machine
 
@@ -58,6 +58,46 @@ def test_a_flood_beyond_the_count_bound_never_lets_a_replay_through():
     with pytest.raises(BadMessage, match="before a flood"):  # forgotten, so refused
         guard.check(early[0], NOW - 100, NOW)
     guard.check(os.urandom(32), NOW + 1, NOW + 1)  # an honest client, seconds behind, goes on
+
+
+def test_a_message_dated_beyond_the_clock_skew_is_refused_on_arrival_and_not_remembered():
+    guard = ReplayGuard()
+    with pytest.raises(BadMessage, match="in the future"):
+        guard.check(os.urandom(32), NOW + CLOCK_SKEW + 1, NOW)
+    assert guard.count == 0
+    guard.check(os.urandom(32), NOW + CLOCK_SKEW - 1, NOW)  # a clock a little ahead is still served
+
+
+@pytest.mark.parametrize("ahead", [REPLAY_WINDOW - 10, CLOCK_SKEW - 1, 0.0], ids=["half an hour", "the skew", "now"])
+def test_a_flood_beyond_the_count_bound_never_refuses_honest_current_messages(ahead):
+    """A flood of valid messages dated ahead (half an hour: refused on arrival; within the skew; or now) used to
+    make the guard forget the slice it fell in and refuse, as sent before the flood, every message dated before
+    that slice's end: for half an hour, everyone's."""
+    guard = ReplayGuard(capacity=1000)
+    flood = signatures(3000)
+    for signature in flood:
+        try:
+            guard.check(signature, NOW + ahead, NOW)
+        except BadMessage as error:
+            assert "in the future" in str(error) and ahead > CLOCK_SKEW
+    with pytest.raises(BadMessage):  # a replay of it: remembered, or refused as sent in the future
+        guard.check(flood[0], NOW + ahead, NOW + 1)
+    for second in range(0, 120, 7):  # honest clients, from now on, a second or two behind
+        guard.check(os.urandom(32), NOW + second - 2, NOW + second)
+    with pytest.raises(BadMessage):  # and later: remembered, or refused as sent before the flood
+        guard.check(flood[0], NOW + ahead, NOW + 120)
+
+
+def test_once_the_flood_is_past_the_skew_the_count_bound_holds_again():
+    guard = ReplayGuard(capacity=1000)
+    for signature in signatures(3000):
+        guard.check(signature, NOW, NOW)
+    assert guard.count == 3000  # all of them current: none may be forgotten yet
+    later = NOW + CLOCK_SKEW + 20
+    guard.check(os.urandom(32), later, later)
+    assert guard.count == 1  # the flood's slice is forgotten; a replay of it is refused as sent before the flood
+    with pytest.raises(BadMessage, match="before a flood"):
+        guard.check(os.urandom(32), NOW, later)
 
 
 def test_a_hundred_thousand_signatures_take_under_3_mb():

@@ -458,7 +458,15 @@ def test_client_killed_mid_job_gets_its_job_cancelled_and_the_next_one_served(wo
 def test_full_queue_answers_busy(tmp_path, tiny_weights):
     # a raw socket sends no heartbeats: give it time before its jobs count as abandoned
     small = WorkerProcess(
-        tmp_path, tiny_weights.noise_predictor.parent, "--preload", "--queue-length", "1", "--client-timeout", "60"
+        tmp_path,
+        tiny_weights.noise_predictor.parent,
+        "--preload",
+        "--queue-length",
+        "1",
+        "--client-timeout",
+        "60",
+        "--jobs-per-client",
+        "3",  # more than the places: the queue fills, not this client's share of it
     ).wait_ready()
     try:
         sock = small.raw_socket()

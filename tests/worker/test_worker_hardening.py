@@ -2,17 +2,21 @@
 no failure leaves a client waiting forever, no message a peer sends stops the worker or gets the wrong
 answer, only a job's own client may cancel it, and the worker's files are private to its user."""
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from worker_helpers import WorkerProcess
+from worker_helpers import RawZmtpPeer, WorkerProcess
 
 from invsr.wire import errors
 from invsr.wire.protocol import Message, sign, version_text
@@ -485,3 +489,292 @@ def test_undo_optimize_restores_the_very_networks_loaded_and_their_results(tiny_
     assert networks() == loaded  # the very modules, not copies
     assert not mine.static_shapes and "optimized" not in mine.load_report
     np.testing.assert_array_equal(mine.upscale(small_photo).image, pipeline.upscale(small_photo).image)
+
+
+# --- a peer with the password can neither stall, starve nor crash the worker (issue 23) -----------------------
+
+
+@pytest.mark.parametrize("dtype", [{"name": "u8"}, ["u8"], [], {}])
+def test_a_dtype_that_is_not_a_string_is_a_bad_message(worker, client, dtype):
+    """An object or a list made the lookup among the pixel types raise TypeError: answered `internal`."""
+    header = json.dumps(
+        {
+            "type": "upscale",
+            "protocol": VERSION,
+            "sent": time.time(),
+            "id": "dtype",
+            "width": 16,
+            "height": 16,
+            "channels": 3,
+            "dtype": dtype,
+            "params": {},
+        }
+    )
+    reply = answer(worker, header, [noise_image(16).tobytes()])
+    assert reply.type == "error" and reply.fields["code"] == "bad_message", reply.fields
+    assert reply.fields["re"] == "dtype" and "dtype must be a string" in reply.fields["message"]
+    assert client.ping() < 5.0
+
+
+SMALL_REPLAY_MEMORY = """
+import invsr_server.worker.replay as replay
+
+defaults = list(replay.ReplayGuard.__init__.__defaults__)
+defaults[1] = 2000  # the count bound: a flood beyond it takes seconds, not a million messages
+replay.ReplayGuard.__init__.__defaults__ = tuple(defaults)
+"""
+
+
+def test_a_flood_of_pings_dated_half_an_hour_ahead_locks_no_one_out(tmp_path):
+    """Valid pings dated 29 minutes ahead, beyond the replay guard's count bound (made 2,000 here): the guard
+    used to forget the slice of the future they fell in, and refuse every honest message for half an hour as
+    "sent before a flood". Now they are refused on arrival, and everyone else is served."""
+    with WorkerProcess(tmp_path, None, prelude=SMALL_REPLAY_MEMORY) as flooded:
+        sock = flooded.wait_ready().raw_socket()
+        key = flooded.connection.key_bytes
+        replies = []
+        for _ in range(6):
+            for _ in range(500):
+                ahead = json.dumps({"type": "ping", "protocol": VERSION, "sent": time.time() + 1740, "id": "f"})
+                sock.send_multipart(signed_header(key, ahead))
+            replies += [Message.decode(key, reply_to(sock), signed_buffers=False) for _ in range(500)]
+        sock.close()
+        with flooded.client() as honest:
+            assert honest.hello().pid == flooded.process.pid  # used to raise "sent before a flood"
+            assert honest.ping() < 5.0
+    assert {reply.fields.get("code") for reply in replies} == {"bad_message"}
+    assert "in the future" in replies[-1].fields["message"]
+
+
+def first_replies(sock, key, request_ids, timeout=60.0) -> dict:
+    """The first reply (accepted, or an error) to each upscale sent on a raw socket; progress that comes
+    meanwhile is read and dropped."""
+    first, deadline = {}, time.monotonic() + timeout
+    while set(first) != set(request_ids) and time.monotonic() < deadline:
+        if sock.poll(int(max(0.0, deadline - time.monotonic()) * 1000)):
+            message = Message.decode(key, sock.recv_multipart(), signed_buffers=False)
+            first.setdefault(message.fields.get("re"), message)
+    assert set(first) == set(request_ids), f"no first reply to {set(request_ids) - set(first)}"
+    return first
+
+
+def send_long_upscales(sock, key, request_ids):
+    pixels = noise_image(256).tobytes()
+    for request_id in request_ids:
+        fields = {"type": "upscale", "protocol": VERSION, "sent": time.time(), "id": request_id}
+        fields.update(width=256, height=256, channels=3, dtype="u8", params=LONG_JOB)
+        sock.send_multipart(signed_header(key, json.dumps(fields), [pixels]))
+
+
+def test_one_client_cannot_take_every_place_in_the_queue(tmp_path, tiny_weights):
+    """Twenty jobs from one connection used to take all nine places (one running, eight waiting), and the
+    next client was told `busy`. Each client (a connection, or with CurveZMQ a key) now has its share."""
+    options = ["--client-timeout", "600", "--queue-length", "8"]
+    with WorkerProcess(tmp_path, tiny_weights.noise_predictor.parent, *options) as shared:
+        key = shared.wait_ready().connection.key_bytes
+        greedy, other = shared.raw_socket(), shared.raw_socket()
+        try:
+            many = [f"greedy-{n}" for n in range(20)]
+            send_long_upscales(greedy, key, many)
+            answers = first_replies(greedy, key, many)
+            send_long_upscales(other, key, ["other"])
+            (reply,) = first_replies(other, key, ["other"]).values()
+        finally:
+            greedy.close()  # their jobs are cancelled with the connection
+            other.close()
+    accepted = [a for a in answers.values() if a.type == "accepted"]
+    refused = [a for a in answers.values() if a.type == "error"]
+    assert len(accepted) == 4 and len(refused) == 16, [a.fields.get("code") for a in answers.values()]
+    assert {a.fields["code"] for a in refused} == {"busy"} and "jobs of this client" in refused[0].fields["message"]
+    assert reply.type == "accepted", reply.fields  # used to be `busy`
+
+
+START_FROM_A_CLIENT = """
+import os, sys
+from invsr.wire.client import connect
+
+os.umask(0o022)  # a common umask: folders 0755 and files 0644 unless made otherwise
+command = [sys.executable, "-m", "invsr_server", "serve", "--device", "cpu", "--weights", sys.argv[1]]
+with connect(start_command=command) as client:
+    print(client.connection.pid)
+"""
+
+
+def test_a_worker_started_by_a_client_keeps_its_files_private_without_xdg_runtime_dir(tmp_path, tiny_weights):
+    """The plug-in and `invsr upscale` start a worker through invsr.wire.client.connect when none runs. Without
+    XDG_RUNTIME_DIR its folder (~/.cache/invsr/run) used to be made 0755 and worker-start.log 0644, readable by
+    every user of the machine; now as private as `invsr serve` makes them. An older version's start log,
+    left readable, becomes private."""
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if k not in ("XDG_RUNTIME_DIR", "INVSR_RUNTIME_DIR")}
+    env.update(HOME=str(home), PYTHONPATH=os.pathsep.join(sys.path))
+    run = home / ".cache" / "invsr" / "run"
+    weights = str(tiny_weights.noise_predictor.parent)
+    started_pids = []
+    try:
+        for older_log in (False, True):
+            if older_log:  # as an older version left it, with no worker running
+                (run / "worker-start.log").chmod(0o644)
+            done = subprocess.run(
+                [sys.executable, "-c", START_FROM_A_CLIENT, weights],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=180,
+            )
+            assert done.returncode == 0, done.stderr[-2000:]
+            started_pids.append(int(done.stdout.split()[-1]))
+            modes = {p.relative_to(home): p.stat().st_mode & 0o777 for p in (home / ".cache", run.parent, run)}
+            modes[Path("start log")] = (run / "worker-start.log").stat().st_mode & 0o777
+            assert modes == {Path(p): 0o700 for p in (".cache", ".cache/invsr", ".cache/invsr/run")} | {
+                Path("start log"): 0o600
+            }
+            os.kill(started_pids[-1], signal.SIGTERM)
+            wait_for_exit(started_pids[-1])
+    finally:
+        for pid in started_pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def wait_for_exit(pid: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.1)
+
+
+def refused_request(sock, key) -> Message:
+    header = json.dumps({"type": "frobnicate", "protocol": VERSION, "sent": time.time(), "id": "r"})
+    sock.send_multipart(signed_header(key, header))
+    return Message.decode(key, reply_to(sock), signed_buffers=False)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the routing ids of libzmq's counter, as glibc's rand() gives them")
+def test_what_the_log_shows_gives_no_routing_id_to_claim(tmp_path):
+    """The log named connections by their routing ids ("refused a request from 006ab4f3e7"): a peer that read it
+    knew the worker's counter, claimed the next ids as its own, and the next client's connection aborted libzmq
+    (SIGABRT). Now the log names a connection by a keyed hash of its id: whatever the log shows, taken as ids
+    and their successors, claims nothing the worker will give."""
+    with WorkerProcess(tmp_path, None) as worker:
+        key = worker.wait_ready().connection.key_bytes
+        honest = worker.raw_socket()  # its id comes from the worker's counter
+        chosen = worker.raw_socket_with_id(b"\0\x12\x34\x56\x78")  # a peer that picks its own
+        for sock in (honest, chosen):
+            assert refused_request(sock, key).fields["code"] == "unknown_operation"
+        deadline = time.monotonic() + 10
+        while worker.log.read_text().count("refused a request") < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        shown = worker.log.read_text()
+        assert shown.count("refused a request") == 2 and "0012345678" not in shown  # not even a chosen id
+        claimers = []
+        for name in set(re.findall(r"\b[0-9a-f]{8,}\b", shown)):  # any hex it shows, taken as an id
+            for step in range(1, 4):
+                claimed = ((int(name, 16) + step) % (1 << 40)).to_bytes(5, "big")
+                claimers.append(worker.raw_socket_with_id(claimed))
+                refused_request(claimers[-1], key)  # answered: the id is now held
+        try:
+            for _ in range(3):  # the next clients get the next ids of the counter
+                with worker.client() as newcomer:
+                    assert newcomer.hello().pid == worker.process.pid
+            time.sleep(0.3)
+            assert worker.process.poll() is None, worker.text_output()[-2000:]
+        finally:
+            for sock in [honest, chosen, *claimers]:
+                sock.close()
+
+
+def raw_peer(worker) -> RawZmtpPeer:
+    return RawZmtpPeer(worker.connection.endpoint, worker.connection.socket_password)
+
+
+def peak_resident_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+def ping_header(request_id: str) -> bytes:
+    return json.dumps({"type": "ping", "protocol": VERSION, "sent": time.time(), "id": request_id}).encode()
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the worker's resident memory from /proc")
+def test_a_message_of_a_million_frames_neither_stalls_the_worker_nor_holds_its_frames(tmp_path, tiny_weights):
+    """A million empty frames (2 MB on the wire) behind a header: the worker used to take them all as Python
+    objects and hash them, unresponsive for 14 to 24 s and 860 MB larger; a client waiting on its own job
+    meanwhile declared the worker lost. Now the frames beyond the protocol's 16 buffers are dropped as they
+    are read, the job's progress goes on reaching its client, and the sender is told why."""
+    with WorkerProcess(tmp_path, tiny_weights.noise_predictor.parent, "--preload") as worker, worker.wait_ready():
+        with worker.client() as waiting:
+            job = LongJob(waiting)
+            try:
+                job.job_id()  # running, and its client waiting on it with heartbeats
+                before = resident_bytes(worker.process.pid)
+                flood = raw_peer(worker)
+                flood.sock.sendall(
+                    RawZmtpPeer.frame(bytes(32), more=True)
+                    + RawZmtpPeer.frame(ping_header("flood"), more=True)
+                    + RawZmtpPeer.frame(b"", more=True) * 999_999
+                    + RawZmtpPeer.frame(b"")
+                )
+                sent = time.monotonic()
+                signature, header = flood.receive_message(timeout=60)
+                took = time.monotonic() - sent
+                grown = resident_bytes(worker.process.pid) - before
+                flood.close()
+                with worker.client() as other:
+                    assert other.ping() < 5.0
+            finally:
+                outcome = job.end()
+    reply = json.loads(header)
+    assert reply["code"] == "bad_message" and "at most 16 buffers" in reply["message"] and reply["re"] == "flood"
+    assert isinstance(outcome, errors.Cancelled), outcome  # its own cancel, not WorkerLost
+    assert grown < 200e6, f"the worker grew by {grown / 1e6:.0f} MB"
+    print(f"a million frames refused in {took:.1f} s; the worker grew by {grown / 1e6:.0f} MB")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the worker's peak memory from /proc")
+def test_an_oversized_header_is_refused_unread_and_the_frames_beside_it_dropped_at_once(tmp_path):
+    """A 40 MB header (the limit is 64 KiB) was refused, but parsed in full to find a request id to answer,
+    seconds of the worker's only I/O thread and several times the header in memory, with a 200 MB frame beside
+    it held all along. Now nothing over the limit is parsed: the refusal names no request."""
+    with WorkerProcess(tmp_path, None) as worker:
+        worker.wait_ready()
+        sock = worker.raw_socket()
+        key = worker.connection.key_bytes
+        sock.send_multipart(signed_header(key, ping_header("warm").decode()))
+        reply_to(sock)
+        before = peak_resident_bytes(worker.process.pid)
+        header = b'{"type": "ping", "id": "huge", "padding": [' + b"0," * 20_000_000 + b"0]}"
+        pixels = bytes(200_000_000)
+        started = time.monotonic()
+        sock.send_multipart([bytes(32), header, pixels], copy=False)
+        reply = Message.decode(key, reply_to(sock), signed_buffers=False)
+        took = time.monotonic() - started
+        peak = peak_resident_bytes(worker.process.pid) - before
+        sock.close()
+    assert reply.fields["code"] == "bad_message" and "header over 65536 bytes" in reply.fields["message"]
+    assert "re" not in reply.fields  # the id in it was never read
+    sent = len(header) + len(pixels)
+    assert peak < sent + 100e6, f"the worker's peak grew by {peak / 1e6:.0f} MB for {sent / 1e6:.0f} MB sent"
+    print(f"refused in {took:.2f} s; peak +{peak / 1e6:.0f} MB for {sent / 1e6:.0f} MB sent")
+
+
+def test_an_upload_cut_off_half_way_is_dropped_within_the_time_a_frame_may_take(tmp_path):
+    """A peer that sends the start of a frame and stops used to keep the worker holding it for as long as the
+    peer stayed connected. With a message limit of 2 MB a frame may take 5 s plus 1 s per 2 MB, and the
+    worker's heartbeats come every 2 s: the connection is closed within about 8 s."""
+    with WorkerProcess(tmp_path, None, "--max-message-mb", "2") as worker:
+        worker.wait_ready()
+        stalled = raw_peer(worker)
+        started = time.monotonic()
+        stalled.sock.sendall(RawZmtpPeer.frame(bytes(32), more=True) + RawZmtpPeer.frame(ping_header("cut"), more=True))
+        stalled.start_frame(1_500_000, bytes(500_000))
+        closed = stalled.closed_by_worker(timeout=20)
+        took = time.monotonic() - started
+        stalled.close()
+        with worker.client() as other:
+            assert other.ping() < 5.0
+    assert closed and took < 12, f"closed: {closed}, after {took:.1f} s"
