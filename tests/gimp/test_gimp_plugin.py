@@ -126,8 +126,9 @@ def worker(workspace):
     process.stop()
 
 
-def run_gimp(gimp, workspace, name, scenarios, env=None, installed=None, screen=False):
-    """Run scenarios in GIMP; the plug-in from the source tree, or from `installed` (a plug-ins folder)."""
+def run_gimp(gimp, workspace, name, scenarios, env=None, installed=None, screen=False, config=None):
+    """Run scenarios in GIMP; the plug-in from the source tree, or from `installed` (a plug-ins folder);
+    GIMP's configuration in `config` (kept from one run to the next), else a new one."""
     out = workspace / name
     out.mkdir()
     plan = {
@@ -153,6 +154,7 @@ def run_gimp(gimp, workspace, name, scenarios, env=None, installed=None, screen=
         plugin_path=None if installed else PLUGINS,
         timeout=180 if screen else 600,
         screen=screen,
+        config=config,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (out / "gimp-stderr.txt").write_text(done.stderr)
@@ -396,6 +398,31 @@ def test_a_new_image_stacks_the_results_as_their_sources_whatever_the_selection_
     assert result["status"] == "success", result["error"]
     (created,) = result["new_images"]
     assert [layer["name"] for layer in created["layers"]] == ["upper (InvSR ×2)", "lower (InvSR ×2)"]
+
+
+def test_a_script_repeats_the_last_values_without_a_window(gimp, workspace, worker, pipeline):
+    """Gimp.RunMode.WITH_LAST_VALS (batch tools, Repeat from a script) in gimp-console without a display, after
+    a run in the dialog (on a virtual screen) that GIMP kept the values of: those values, no dialog, no window
+    (the result is a new image, which a window would show), and the library's result."""
+    if not gimp.has_screen:
+        pytest.skip("the first run, whose values GIMP keeps, is in the dialog: xvfb-run and xdotool are needed")
+    env = {
+        "INVSR_RUNTIME_DIR": gimp.inside(workspace / "run"),
+        "INVSR_GIMP_SETTINGS": gimp.inside(workspace / "absent.json"),
+    }
+    arguments = {"scale": 1.5, "seed": 11, "output": "new-image", "size-by": "scale"}
+    first = scenario("first", [photo_layer()], arguments=arguments, dialog=[["key", "Return"]])
+    config = workspace / "last-values-config"
+    _, results = run_gimp(gimp, workspace, "last-values-dialog", [first], env, screen=True, config=config)
+    assert results["first"]["status"] == "success", results["first"]["error"]
+    again = scenario("again", [photo_layer()], mode="WITH_LAST_VALS")  # no arguments: GIMP's last values
+    folder, results = run_gimp(gimp, workspace, "last-values", [again], env, config=config)
+    result = results["again"]
+    assert result["status"] == "success", result["error"]
+    assert same_image(folder, result["before"], result["after"])
+    (created,) = result["new_images"]
+    want = expected(pipeline, pixels(folder, by_name(result["before"], "photo")), arguments)
+    np.testing.assert_array_equal(pixels(folder, by_name(created, "photo (InvSR ×1.5)")), want)
 
 
 def test_result_layer_records_how_it_was_made(main_run):
