@@ -11,6 +11,7 @@ import re
 import shutil
 import signal
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -836,6 +837,52 @@ def test_installed_plugin_works_in_gimp_and_doctor_finds_every_link(gimp, worksp
     assert (plugins / "invsr-upscale" / "help" / "en" / "index.html").is_file()  # the page Help opens
     assert main(["gimp", "uninstall", "--gimp-dir", str(plugins)]) == 0
     assert not (plugins / "invsr-upscale").exists()
+
+
+def test_a_pyenv_python_first_on_path_is_not_taken_for_gimps(gimp, workspace, worker, pipeline):
+    """pyenv's Python 3.11 (this test's own interpreter, without gi) first on PATH when `invsr gimp install` runs
+    where GIMP is, before GIMP's first start: the plug-in goes to this GIMP's folder, for GIMP's own Python and
+    its python3-zmq; a pyzmq for Python 3.11 that an older installer put in vendor/ never shadows that one; and
+    doctor names it."""
+    if gimp.root is None:
+        pytest.skip("runs the installer where GIMP is, in its root")
+    home = workspace / "pyenv-home"
+    shims = workspace / "pyenv-shims"
+    shims.mkdir()
+    pyenv_python = Path(sys.base_prefix).resolve() / "bin" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    (shims / "python3").symlink_to(pyenv_python)  # what pyenv's shim runs
+    env = {
+        "HOME": gimp.inside(home),
+        "PATH": f"{gimp.inside(shims)}:/usr/local/bin:/usr/bin:/bin",
+        "INVSR_RUNTIME_DIR": gimp.inside(workspace / "run"),
+    }
+    weights = gimp.inside(workspace / "weights")
+    invsr = [sys.executable, "-m", "invsr_server", "gimp"]
+    done = gimp.run([*invsr, "install", "--weights", weights, "--device", "cpu"], env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    plugins = home / ".config" / "GIMP" / gimp.version / "plug-ins"
+    assert f"installed the plug-in in {gimp.inside(plugins / 'invsr-upscale')}" in done.stdout, done.stdout
+    assert "(/usr/bin/python3, Python 3.1" in done.stdout and "GIMP's Python's own" in done.stdout, done.stdout
+    assert not (plugins / "invsr-upscale" / "vendor").exists()
+
+    vendor = plugins / "invsr-upscale" / "vendor"  # what the installer that asked pyenv's Python left there
+    site = Path(sys.prefix) / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    for part in ("zmq", "pyzmq.libs", *(path.name for path in site.glob("pyzmq-*.dist-info"))):
+        shutil.copytree(site / part, vendor / part)
+    desktop = {key: value for key, value in env.items() if key != "PATH"}  # GIMP starts with the desktop's PATH
+    case = scenario("rgb8", [photo_layer()], arguments={"scale": 2.0})
+    folder, results = run_gimp(gimp, workspace, "pyenv", [case], desktop, installed=plugins)
+    result = results["rgb8"]
+    assert result["status"] == "success", result["error"]
+    source = pixels(folder, by_name(result["before"], "photo"))
+    np.testing.assert_array_equal(
+        pixels(folder, by_name(result["after"], "photo (InvSR ×2)")), expected(pipeline, source, {"scale": 2.0})
+    )
+    doctor = gimp.run([*invsr, "doctor"], env)
+    lines = doctor.stdout.strip().splitlines()
+    assert doctor.returncode == 0 and len(lines) == 4, doctor.stdout + doctor.stderr
+    assert "/usr/bin/python3, Python 3.1" in lines[2] and "imports gi (Gimp 3.0) and zmq" in lines[2], lines[2]
+    assert f"built as cp{sys.version_info[0]}{sys.version_info[1]}-" in lines[2] and "leaves it unused" in lines[2]
 
 
 def test_doctor_names_the_broken_link(tmp_path, capsys):

@@ -132,7 +132,7 @@ def run(procedure, run_mode, image, drawables, config, data):
     try:
         import zmq  # noqa: F401  (here, so that the procedure registers, and explains, without it)
     except ImportError:
-        return _failure(procedure, ZMQ_MISSING)
+        return _failure(procedure, zmq_missing())
     if config.get_property("random-seed"):  # remembered with the other values: the result can be made again
         config.set_property("seed", random.randrange(2**31))
     try:
@@ -147,6 +147,16 @@ def run(procedure, run_mode, image, drawables, config, data):
         Gimp.Display.new(new_image)
     Gimp.displays_flush()
     return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+
+
+def zmq_missing() -> str:
+    """Why zmq cannot be imported, and what to do: the vendored copy's own reason, when it is one for another
+    Python (an older installer asked the python3 first on PATH, not GIMP's)."""
+    from invsr_wire import vendored
+
+    if vendored.state in (vendored.OWN, vendored.VENDORED, vendored.ABSENT):
+        return ZMQ_MISSING
+    return f"{ZMQ_MISSING} Here {vendored.state}."
 
 
 def options_from(config, job: sizing.Job) -> Options:
