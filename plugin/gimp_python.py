@@ -2,8 +2,11 @@
 putting a pyzmq that fits it into the plug-in's vendor/ folder (which the plug-in puts on its sys.path).
 
 Which Python runs GIMP's plug-ins:
-- a distribution's GIMP (Debian, Ubuntu, Fedora): the system's python3, the one the plug-in's first line
-  (`#!/usr/bin/env python3`) finds on the desktop's PATH;
+- the program that an interpreter file of GIMP's maps `python3` to (`python3=/usr/bin/python3` in a `*.interp`
+  file of GIMP's `interpreters` folders): GIMP runs the plug-in's first line (`#!/usr/bin/env python3`) with it;
+- else, a distribution's GIMP (Debian, Ubuntu, Fedora): the system's python3, the one the plug-in's first line
+  finds on the desktop's PATH: the first python3 on PATH whose gi imports GIMP 3 (a pyenv, conda or venv
+  python3 first on a terminal's PATH lacks it, and is not the desktop's);
 - the flatpak org.gimp.GIMP: the python3 inside the flatpak (`flatpak run --command=python3 org.gimp.GIMP`);
 - Windows and macOS: the Python bundled in GIMP's installation folder.
 `--gimp-python COMMAND` (or INVSR_GIMP_PYTHON) names it instead: any command that runs it, such as a GIMP in
@@ -24,6 +27,7 @@ import zipfile
 from importlib import metadata
 from pathlib import Path
 
+from invsr.wire import vendored
 from invsr.wire.errors import InvSRError
 from invsr.wire.flatpak import GIMP_APP_ID
 
@@ -32,23 +36,32 @@ from .wheel_tags import PythonTarget, pip_download_arguments, rank, supported_ta
 PYTHON_ENVIRONMENT_VARIABLE = "INVSR_GIMP_PYTHON"
 FLATPAK_PYTHON = ("flatpak", "run", "--command=python3", GIMP_APP_ID)
 DISTRIBUTION = "invsr-gimp"  # our own, whose declared pyzmq range the vendored copy follows
-PYZMQ_PARTS = ("zmq", "pyzmq.libs", "pyzmq-*.dist-info")  # what a pyzmq wheel unpacks (its libzmq beside)
+PYZMQ_PARTS = ("zmq", "pyzmq.libs", "pyzmq-*.dist-info", vendored.RECORD)  # a wheel's files (libzmq beside)
+GIMP_NAMES = ("gimp-3.2", "gimp-console-3.2", "gimp-3.0", "gimp-console-3.0", "gimp", "gimp-console")
 
 # Run by GIMP's Python (any 3.x, standard library only): what it is, and what `import zmq` gives it with the
-# plug-in's vendor folder (argv[1]) first on its path, as the plug-in's entry script sets it up.
+# plug-in's vendor folder (argv[1]) on its path as the plug-in's entry script puts it there (invsr_wire.vendored,
+# from the plug-in's folder: only when it has no zmq of its own, and only a copy built for it).
 PROBE = r"""
 import json, os, platform, sys, sysconfig
+found = {}
 if len(sys.argv) > 1:
-    sys.path.insert(0, sys.argv[1])
+    sys.path.insert(0, os.path.dirname(sys.argv[1]))
+    try:
+        from invsr_wire import vendored
+        found["vendor"] = vendored.put_on_path(sys.argv[1])
+        found["vendor_misfit"] = vendored.misfit(sys.argv[1])  # also when unused: zmq of its own comes first
+    except ImportError:  # no plug-in there (yet)
+        sys.path.insert(0, sys.argv[1])
 try:
     glibc = os.confstr("CS_GNU_LIBC_VERSION").split()[-1]
 except (AttributeError, ValueError, OSError, IndexError):
     glibc = ""
-found = {
+found.update({
     "executable": sys.executable, "implementation": sys.implementation.name, "version": list(sys.version_info[:3]),
     "platform": sysconfig.get_platform(), "machine": platform.machine(), "glibc": glibc,
     "macos": platform.mac_ver()[0], "free_threaded": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
-}
+})
 try:
     import zmq
     found["zmq"] = {"version": getattr(zmq, "__version__", "(version unknown)"), "file": os.path.dirname(zmq.__file__)}
@@ -59,6 +72,7 @@ try:
     gi.require_version("Gimp", "3.0")
     from gi.repository import Gimp
     found["gimp"] = True
+    found["gimp_version"] = [Gimp.MAJOR_VERSION, Gimp.MINOR_VERSION, Gimp.MICRO_VERSION]
 except Exception as error:
     found["gimp_error"] = "%s: %s" % (type(error).__name__, error)
 print("INVSR-PROBE " + json.dumps(found))
@@ -92,6 +106,17 @@ class Probe:
         own = "the plug-in's vendor folder" if vendor.resolve() in folder.resolve().parents else "GIMP's Python's own"
         return f"pyzmq from {folder}: {own}"
 
+    @property
+    def gimp_version(self) -> str | None:
+        """The version of the libgimp this Python imports ("3.2.6"), when it imports one."""
+        version = self.facts.get("gimp_version")
+        return ".".join(str(part) for part in version) if version else None
+
+    @property
+    def vendor_misfit(self) -> str | None:
+        """Why the plug-in's vendored pyzmq is not for this Python, when it is not."""
+        return self.facts.get("vendor_misfit")
+
     def summary(self) -> str:
         version = ".".join(str(part) for part in self.facts["version"])
         return f"{self.facts['executable']}, Python {version}"
@@ -108,8 +133,62 @@ def find(plugin_folder: Path, override: str | None = None) -> GimpPython | None:
     if sys.platform in ("win32", "darwin"):
         bundled = bundled_pythons()
         return GimpPython((str(bundled[0]),), f"the Python bundled with GIMP ({bundled[0]})") if bundled else None
-    python = shutil.which("python3", path=path_without_environments())
-    return GimpPython((python,), f"the system's python3 ({python})") if python else None
+    mapped = interpreter_program(interpreter_files(Path(plugin_folder).parent))
+    if mapped is not None:
+        program, file = mapped
+        return GimpPython((program,), f"the Python that GIMP's interpreter file {file} names ({program})")
+    return python3_with_gimp()
+
+
+def interpreter_files(config_dir: Path) -> list[Path]:
+    """GIMP's interpreter files (`*.interp`), in the order GIMP reads them: the user's (in GIMP's configuration
+    folder), then those in the lib folder of each GIMP 3 installed (`PREFIX/lib/.../gimp/3.0/interpreters`;
+    GIMP 3.2 keeps the 3.0 folder)."""
+    folders = [Path(config_dir) / "interpreters"]
+    prefixes = [Path(found).resolve().parent.parent for name in GIMP_NAMES if (found := shutil.which(name))]
+    for prefix in dict.fromkeys([*prefixes, Path("/usr"), Path("/usr/local")]):
+        for pattern in ("lib/gimp/3.0/interpreters", "lib/*/gimp/3.0/interpreters", "lib64/gimp/3.0/interpreters"):
+            folders += sorted(prefix.glob(pattern))
+    return [file for folder in folders if folder.is_dir() for file in sorted(folder.glob("*.interp"))]
+
+
+def interpreter_program(files: list[Path], name: str = "python3") -> tuple[str, Path] | None:
+    """The program GIMP runs for `name`, the interpreter the plug-in's first line asks for (`#!/usr/bin/env
+    python3`), and the file that says so: the first `name=PROGRAM` line whose program is executable (GIMP
+    ignores the others), as GIMP's interpreter database reads them."""
+    for file in files:
+        try:
+            lines = file.read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            key, equals, program = line.partition("=")
+            if equals and key == name and (key[:1].isalnum() or key[:1] == "/") and os.access(program, os.X_OK):
+                return program, file
+    return None
+
+
+def python3_with_gimp() -> GimpPython | None:
+    """The python3 that `/usr/bin/env python3` finds on GIMP's PATH: the first on this PATH (without the active
+    virtual or conda environment) whose gi imports GIMP 3. A python3 before it that lacks gi (pyenv's, a
+    venv's or conda's put first on PATH in a terminal) cannot run GIMP's plug-ins, so GIMP, started from the
+    desktop, does not run them with it."""
+    folders = [*path_without_environments().split(os.pathsep), "/usr/bin"]
+    candidates = [found for folder in folders if folder and (found := shutil.which("python3", path=folder))]
+    candidates = list(dict.fromkeys(candidates))
+    for index, python in enumerate(candidates):
+        if _imports_gimp(python):
+            skipped = f"; {', '.join(candidates[:index])} before it on PATH cannot import GIMP's gi" if index else ""
+            return GimpPython((python,), f"the first python3 on PATH that imports GIMP 3 ({python}{skipped})")
+    return GimpPython((candidates[0],), f"the system's python3 ({candidates[0]})") if candidates else None
+
+
+def _imports_gimp(python: str) -> bool:
+    check = "import gi; gi.require_version('Gimp', '3.0'); from gi.repository import Gimp"
+    try:
+        return subprocess.run([python, "-c", check], capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 def is_flatpak_folder(folder: Path) -> bool:
@@ -228,6 +307,8 @@ def vendor_pyzmq(python: GimpPython, vendor: Path, offline_wheel: Path | None = 
         else:
             wheel = download_pyzmq(target, Path(folder))
         unpack(wheel, vendor)
+        record = {"wheel": wheel.name, "python": {k: before.facts[k] for k in ("executable", "version", "platform")}}
+        (vendor / vendored.RECORD).write_text(json.dumps(record, indent=2))
     after = probe(python, vendor)
     if after.zmq is None:
         error = after.facts["zmq_error"]

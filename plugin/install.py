@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -43,15 +44,42 @@ def gimp_config_dirs() -> list[Path]:
     return sorted(found, key=lambda d: d.name, reverse=True)
 
 
-def plugin_dirs(gimp_dir: Path | None) -> list[Path]:
+def plugin_dirs(gimp_dir: Path | None, gimp_python_command: str | None = None) -> list[Path]:
     """Where to install: --gimp-dir, else the plug-ins folder of every GIMP 3 configuration found, else
-    (GIMP not started yet) the default one of the newest GIMP 3 on PATH, or of GIMP 3.0 (created)."""
+    (GIMP not started yet) the default one of the GIMP that --gimp-python reaches, or of the newest GIMP 3
+    on PATH, or of GIMP 3.0 (created)."""
     if gimp_dir is not None:
         return [Path(gimp_dir)]
     found = [d / "plug-ins" for d in gimp_config_dirs()]
-    on_path = [v for v in GIMP_VERSIONS if shutil.which(f"gimp-{v}") or shutil.which(f"gimp-console-{v}")]
-    default = _config_base() / (on_path[0] if on_path else "3.0") / "plug-ins"
-    return found or [default]
+    if found:
+        return found
+    version = _version_of_gimp_python(gimp_python_command) or _version_on_path()
+    return [_config_base() / ".".join((version or "3.0").split(".")[:2]) / "plug-ins"]
+
+
+def _version_on_path() -> str | None:
+    """The version of the newest GIMP 3 on PATH: by its versioned name (gimp-3.2), else as `gimp --version`
+    says (GIMP's binaries may be installed as plain gimp and gimp-console)."""
+    for version in GIMP_VERSIONS:
+        if shutil.which(f"gimp-{version}") or shutil.which(f"gimp-console-{version}"):
+            return version
+    for name in ("gimp-console", "gimp"):
+        said = shutil.which(name) and _run([shutil.which(name), "--version"])
+        match = re.search(r"version (3\.\d+)", said or "")
+        if match:
+            return match.group(1)
+    return None
+
+
+def _version_of_gimp_python(command: str | None) -> str | None:
+    """The version of the libgimp that the Python named by --gimp-python (or INVSR_GIMP_PYTHON) imports: a GIMP
+    in a container, a chroot or /opt, which PATH does not reach."""
+    if not (command or os.environ.get(gimp_python.PYTHON_ENVIRONMENT_VARIABLE)):
+        return None
+    try:
+        return gimp_python.probe(gimp_python.find(Path("."), command), Path(os.devnull)).gimp_version
+    except InvSRError:
+        return None
 
 
 def _config_base() -> Path:
@@ -100,7 +128,7 @@ def install(
     if client_key is not None:
         settings["client_key"] = str(_checked_key(client_key))
     installed = []
-    for folder in plugin_dirs(gimp_dir):
+    for folder in plugin_dirs(gimp_dir, gimp_python_command):
         target = folder / PLUGIN_NAME
         copy_plugin(target)
         (target / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
@@ -122,7 +150,9 @@ def _provide_pyzmq(target: Path, gimp_python_command: str | None, offline_wheel:
         raise InvSRError(
             f"the plug-in is installed in {target}, but GIMP's Python cannot import zmq: {error}"
         ) from None
-    return f"GIMP's Python ({probe.summary()}) imports zmq {probe.zmq['version']} ({probe.zmq_origin(target / VENDOR)})"
+    unused = f"; {probe.vendor_misfit}: unused" if probe.vendor_misfit else ""
+    origin = probe.zmq_origin(target / VENDOR)
+    return f"GIMP's Python ({probe.summary()}) imports zmq {probe.zmq['version']} ({origin}){unused}"
 
 
 def _checked_key(path: Path) -> Path:
@@ -203,6 +233,10 @@ def doctor(gimp_dir: Path | None, gimp_python_command: str | None = None) -> boo
 
 
 def _gimp_found(state) -> list[tuple[bool, str]]:
+    reached = _version_of_gimp_python(state["gimp_python"])
+    if reached:
+        python = state["gimp_python"] or os.environ.get(gimp_python.PYTHON_ENVIRONMENT_VARIABLE)
+        return [(True, f"GIMP {reached} found: the Python `{python}` imports its libgimp")]
     for name in GIMP_BINARIES:
         path = shutil.which(name)
         if path:
@@ -218,7 +252,7 @@ def _gimp_found(state) -> list[tuple[bool, str]]:
 
 
 def _plugin_installed(state) -> list[tuple[bool, str]]:
-    targets = [d / PLUGIN_NAME / f"{PLUGIN_NAME}.py" for d in plugin_dirs(state["gimp_dir"])]
+    targets = [d / PLUGIN_NAME / f"{PLUGIN_NAME}.py" for d in plugin_dirs(state["gimp_dir"], state["gimp_python"])]
     found = [t for t in targets if t.is_file()]
     if not found:
         folders = ", ".join(str(t.parent.parent) for t in targets)
@@ -242,7 +276,7 @@ def _plugin_installed(state) -> list[tuple[bool, str]]:
 
 def _gimp_pythons(state) -> list[tuple[bool, str]]:
     """For each installed plug-in, the Python that GIMP runs it with: gi for GIMP 3, and which pyzmq."""
-    targets = state["installed"] or [d / PLUGIN_NAME for d in plugin_dirs(state["gimp_dir"])]
+    targets = state["installed"] or [d / PLUGIN_NAME for d in plugin_dirs(state["gimp_dir"], state["gimp_python"])]
     return [_gimp_python(target, state["gimp_python"]) for target in targets]
 
 
@@ -259,13 +293,20 @@ def _gimp_python(target: Path, command: str | None) -> tuple[bool, str]:
             f"GIMP's Python ({probe.summary()}) cannot import gi with Gimp 3.0 ({probe.facts['gimp_error']}): "
             "on Debian/Ubuntu sudo apt install python3-gi gir1.2-gimp-3.0"
         )
+    if probe.zmq is None and probe.vendor_misfit:
+        return False, (
+            f"GIMP's Python ({probe.summary()}) has no zmq of its own, and {probe.vendor_misfit} (an installer "
+            "asked another Python, say the python3 first on a terminal's PATH): run `invsr gimp install` again, "
+            f"which puts a pyzmq for GIMP's Python into {target / VENDOR}"
+        )
     if probe.zmq is None:
         return False, (
             f"GIMP's Python ({probe.summary()}) cannot import zmq ({probe.facts['zmq_error']}): run "
             f"`invsr gimp install` again, which puts a pyzmq for it into {target / VENDOR}"
         )
     zmq = f"zmq {probe.zmq['version']} ({probe.zmq_origin(target / VENDOR)})"
-    return True, f"GIMP's Python ({probe.summary()}) imports gi (Gimp 3.0) and {zmq}"
+    unused = f"; {probe.vendor_misfit}, and leaves it unused" if probe.vendor_misfit else ""
+    return True, f"GIMP's Python ({probe.summary()}) imports gi (Gimp 3.0) and {zmq}{unused}"
 
 
 def _workers(state) -> list[tuple[bool, str]]:

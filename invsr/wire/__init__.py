@@ -9,6 +9,7 @@
 - client.py      the client: finds or starts the local worker, sends jobs, heartbeats
 - keys.py        CurveZMQ key pairs for a worker reachable beyond this machine (`invsr keys`)
 - atomic.py      files written whole or not at all
+- vendored.py    the pyzmq the GIMP installer may vendor: used only by a Python it fits, and without one of its own
 
 Standard library and pyzmq only: the GIMP plug-in carries this package into GIMP's own Python, where
 neither PyTorch nor NumPy can be assumed. A test imports it with both made unimportable.

@@ -10,7 +10,11 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.realpath(__file__))
-sys.path[:0] = [HERE, os.path.join(HERE, "vendor")]  # our modules, and a pyzmq placed here for GIMP's Python
+sys.path.insert(0, HERE)  # our modules
+
+from invsr_wire import vendored  # noqa: E402
+
+vendored.put_on_path(os.path.join(HERE, "vendor"))  # a pyzmq placed there for GIMP's Python, if it needs and fits it
 
 import gi  # noqa: E402
 

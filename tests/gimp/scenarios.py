@@ -164,12 +164,12 @@ def describe(image, store, prefix):
     }
 
 
-def call_plugin(image, drawables, arguments, dialog=None):
+def call_plugin(image, drawables, arguments, dialog=None, mode=None):
     """Through the PDB, as GIMP does; with `dialog`, interactively: the plug-in opens its dialog on the
-    virtual screen, and xdotool does there what `dialog` lists (see `answer`)."""
+    virtual screen, and xdotool does there what `dialog` lists (see `answer`). `mode`: another run mode."""
     procedure = Gimp.get_pdb().lookup_procedure("python-fu-invsr-upscale")
     config = procedure.create_config()
-    config.set_property("run-mode", Gimp.RunMode.INTERACTIVE if dialog else Gimp.RunMode.NONINTERACTIVE)
+    config.set_property("run-mode", mode or (Gimp.RunMode.INTERACTIVE if dialog else Gimp.RunMode.NONINTERACTIVE))
     log = open(os.path.join(OUT, "dialog-answers.log"), "a") if dialog else None  # each command, as it ran
     user = subprocess.Popen(["sh", "-xc", answer(dialog)], stderr=log, start_new_session=True) if dialog else None
     config.set_property("image", image)
@@ -241,7 +241,8 @@ def run(scenario):
     if scenario.get("target_channel"):  # a channel selected (in the Channels dialog), no layer
         drawables = [Gimp.Selection.save(image)]
     dialog = scenario.get("dialog") or ([["key", scenario["dialog_key"]]] if scenario.get("dialog_key") else None)
-    status, error = call_plugin(image, drawables, scenario.get("arguments", {}), dialog)
+    mode = getattr(Gimp.RunMode, scenario["mode"]) if scenario.get("mode") else None  # WITH_LAST_VALS, say
+    status, error = call_plugin(image, drawables, scenario.get("arguments", {}), dialog, mode)
     selected = [selected_item(item) for item in image.get_selected_drawables()]
     repeated = None
     if scenario.get("repeat"):  # Filters > Repeat: the same procedure, on what is selected now

@@ -155,9 +155,9 @@ def gimp_env(shared: Path) -> dict:
     }
 
 
-def upscale_in_gimp(gimp, shared: Path, config: Path):
+def upscale_in_gimp(gimp, shared: Path, config: Path, name: str = "gimp-run"):
     """Scale a layer 2x through the installed plug-in in GIMP's own configuration folder, as a user would."""
-    out = shared / "gimp-run"
+    out = shared / name
     out.mkdir()
     plan = {
         "out": str(out),
@@ -210,3 +210,26 @@ def test_offline_wheel_is_checked_against_gimps_python_then_vendored(gimp, share
     assert main([*command, "--offline-wheel", str(pyzmq_wheel)]) == 0
     vendored = plugins / "invsr-upscale" / "vendor" / "zmq"
     assert f"(pyzmq from {vendored}: the plug-in's vendor folder)" in capsys.readouterr().out
+
+
+def test_a_vendored_pyzmq_for_another_python_is_named_by_the_plugin_and_doctor(gimp, shared):
+    """What an installer that asked pyenv's Python 3.11 (this test's own, first on a terminal's PATH) left: a
+    pyzmq for 3.11 in vendor/, in a GIMP whose Python 3.14 has no pyzmq. The plug-in does not load it, and says
+    why; doctor says the same, and what to do."""
+    from invsr_gimp.install import _gimp_python, copy_plugin
+
+    config = shared / "misfit-config"
+    plugin = config / "plug-ins" / "invsr-upscale"
+    copy_plugin(plugin)
+    site = Path(sys.prefix) / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    for part in ("zmq", "pyzmq.libs", *(path.name for path in site.glob("pyzmq-*.dist-info"))):
+        shutil.copytree(site / part, plugin / "vendor" / part)
+    built = f"was built as cp{sys.version_info[0]}{sys.version_info[1]}-cp{sys.version_info[0]}{sys.version_info[1]}-"
+
+    _, result = upscale_in_gimp(gimp, shared, config, "misfit-run")
+    assert result["status"] == "execution-error" and "needs the Python module zmq" in result["error"]
+    assert built in result["error"] and "which this Python (/usr/bin/python3, Python 3.14" in result["error"]
+
+    good, said = _gimp_python(plugin, gimp.python_command())
+    assert not good and "has no zmq of its own" in said and built in said, said
+    assert "run `invsr gimp install` again" in said

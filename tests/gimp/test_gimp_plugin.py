@@ -11,6 +11,7 @@ import re
 import shutil
 import signal
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -126,8 +127,9 @@ def worker(workspace):
     process.stop()
 
 
-def run_gimp(gimp, workspace, name, scenarios, env=None, installed=None, screen=False):
-    """Run scenarios in GIMP; the plug-in from the source tree, or from `installed` (a plug-ins folder)."""
+def run_gimp(gimp, workspace, name, scenarios, env=None, installed=None, screen=False, config=None):
+    """Run scenarios in GIMP; the plug-in from the source tree, or from `installed` (a plug-ins folder);
+    GIMP's configuration in `config` (kept from one run to the next), else a new one."""
     out = workspace / name
     out.mkdir()
     plan = {
@@ -153,6 +155,7 @@ def run_gimp(gimp, workspace, name, scenarios, env=None, installed=None, screen=
         plugin_path=None if installed else PLUGINS,
         timeout=180 if screen else 600,
         screen=screen,
+        config=config,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (out / "gimp-stderr.txt").write_text(done.stderr)
@@ -396,6 +399,31 @@ def test_a_new_image_stacks_the_results_as_their_sources_whatever_the_selection_
     assert result["status"] == "success", result["error"]
     (created,) = result["new_images"]
     assert [layer["name"] for layer in created["layers"]] == ["upper (InvSR ×2)", "lower (InvSR ×2)"]
+
+
+def test_a_script_repeats_the_last_values_without_a_window(gimp, workspace, worker, pipeline):
+    """Gimp.RunMode.WITH_LAST_VALS (batch tools, Repeat from a script) in gimp-console without a display, after
+    a run in the dialog (on a virtual screen) that GIMP kept the values of: those values, no dialog, no window
+    (the result is a new image, which a window would show), and the library's result."""
+    if not gimp.has_screen:
+        pytest.skip("the first run, whose values GIMP keeps, is in the dialog: xvfb-run and xdotool are needed")
+    env = {
+        "INVSR_RUNTIME_DIR": gimp.inside(workspace / "run"),
+        "INVSR_GIMP_SETTINGS": gimp.inside(workspace / "absent.json"),
+    }
+    arguments = {"scale": 1.5, "seed": 11, "output": "new-image", "size-by": "scale"}
+    first = scenario("first", [photo_layer()], arguments=arguments, dialog=[["key", "Return"]])
+    config = workspace / "last-values-config"
+    _, results = run_gimp(gimp, workspace, "last-values-dialog", [first], env, screen=True, config=config)
+    assert results["first"]["status"] == "success", results["first"]["error"]
+    again = scenario("again", [photo_layer()], mode="WITH_LAST_VALS")  # no arguments: GIMP's last values
+    folder, results = run_gimp(gimp, workspace, "last-values", [again], env, config=config)
+    result = results["again"]
+    assert result["status"] == "success", result["error"]
+    assert same_image(folder, result["before"], result["after"])
+    (created,) = result["new_images"]
+    want = expected(pipeline, pixels(folder, by_name(result["before"], "photo")), arguments)
+    np.testing.assert_array_equal(pixels(folder, by_name(created, "photo (InvSR ×1.5)")), want)
 
 
 def test_result_layer_records_how_it_was_made(main_run):
@@ -809,6 +837,52 @@ def test_installed_plugin_works_in_gimp_and_doctor_finds_every_link(gimp, worksp
     assert (plugins / "invsr-upscale" / "help" / "en" / "index.html").is_file()  # the page Help opens
     assert main(["gimp", "uninstall", "--gimp-dir", str(plugins)]) == 0
     assert not (plugins / "invsr-upscale").exists()
+
+
+def test_a_pyenv_python_first_on_path_is_not_taken_for_gimps(gimp, workspace, worker, pipeline):
+    """pyenv's Python 3.11 (this test's own interpreter, without gi) first on PATH when `invsr gimp install` runs
+    where GIMP is, before GIMP's first start: the plug-in goes to this GIMP's folder, for GIMP's own Python and
+    its python3-zmq; a pyzmq for Python 3.11 that an older installer put in vendor/ never shadows that one; and
+    doctor names it."""
+    if gimp.root is None:
+        pytest.skip("runs the installer where GIMP is, in its root")
+    home = workspace / "pyenv-home"
+    shims = workspace / "pyenv-shims"
+    shims.mkdir()
+    pyenv_python = Path(sys.base_prefix).resolve() / "bin" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    (shims / "python3").symlink_to(pyenv_python)  # what pyenv's shim runs
+    env = {
+        "HOME": gimp.inside(home),
+        "PATH": f"{gimp.inside(shims)}:/usr/local/bin:/usr/bin:/bin",
+        "INVSR_RUNTIME_DIR": gimp.inside(workspace / "run"),
+    }
+    weights = gimp.inside(workspace / "weights")
+    invsr = [sys.executable, "-m", "invsr_server", "gimp"]
+    done = gimp.run([*invsr, "install", "--weights", weights, "--device", "cpu"], env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    plugins = home / ".config" / "GIMP" / gimp.version / "plug-ins"
+    assert f"installed the plug-in in {gimp.inside(plugins / 'invsr-upscale')}" in done.stdout, done.stdout
+    assert "(/usr/bin/python3, Python 3.1" in done.stdout and "GIMP's Python's own" in done.stdout, done.stdout
+    assert not (plugins / "invsr-upscale" / "vendor").exists()
+
+    vendor = plugins / "invsr-upscale" / "vendor"  # what the installer that asked pyenv's Python left there
+    site = Path(sys.prefix) / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    for part in ("zmq", "pyzmq.libs", *(path.name for path in site.glob("pyzmq-*.dist-info"))):
+        shutil.copytree(site / part, vendor / part)
+    desktop = {key: value for key, value in env.items() if key != "PATH"}  # GIMP starts with the desktop's PATH
+    case = scenario("rgb8", [photo_layer()], arguments={"scale": 2.0})
+    folder, results = run_gimp(gimp, workspace, "pyenv", [case], desktop, installed=plugins)
+    result = results["rgb8"]
+    assert result["status"] == "success", result["error"]
+    source = pixels(folder, by_name(result["before"], "photo"))
+    np.testing.assert_array_equal(
+        pixels(folder, by_name(result["after"], "photo (InvSR ×2)")), expected(pipeline, source, {"scale": 2.0})
+    )
+    doctor = gimp.run([*invsr, "doctor"], env)
+    lines = doctor.stdout.strip().splitlines()
+    assert doctor.returncode == 0 and len(lines) == 4, doctor.stdout + doctor.stderr
+    assert "/usr/bin/python3, Python 3.1" in lines[2] and "imports gi (Gimp 3.0) and zmq" in lines[2], lines[2]
+    assert f"built as cp{sys.version_info[0]}{sys.version_info[1]}-" in lines[2] and "leaves it unused" in lines[2]
 
 
 def test_doctor_names_the_broken_link(tmp_path, capsys):

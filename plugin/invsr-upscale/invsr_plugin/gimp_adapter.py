@@ -14,7 +14,8 @@ import gi
 gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
 gi.require_version("Babl", "0.1")
-from gi.repository import Babl, Gegl, Gimp  # noqa: E402
+gi.require_version("Gdk", "3.0")
+from gi.repository import Babl, Gdk, Gegl, Gimp  # noqa: E402
 
 from invsr_wire.contract import scaled_side  # noqa: E402
 
@@ -28,6 +29,12 @@ _LAYER_TYPES = {
     3: Gimp.ImageType.RGB_IMAGE,
     4: Gimp.ImageType.RGBA_IMAGE,
 }
+
+
+def in_gimps_window() -> bool:
+    """Whether this run belongs to one of GIMP's image windows (a menu, Filters > Repeat), on a screen GTK can
+    open windows on. Not in gimp-console, nor in a batch script: there a window would fail, or wait for nobody."""
+    return Gimp.default_display() is not None and Gdk.Display.get_default() is not None
 
 
 def layers_to_upscale(image, drawables) -> list:

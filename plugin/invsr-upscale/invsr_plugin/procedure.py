@@ -118,7 +118,11 @@ def run(procedure, run_mode, image, drawables, config, data):
     except PluginError as error:
         return _failure(procedure, str(error))
     pace = sizing.read_pace(gimp_adapter.settings_folder())
-    asks = run_mode != Gimp.RunMode.NONINTERACTIVE  # the dialog, or Filters > Repeat: a person is there
+    # a person is there: the dialog, or Filters > Repeat in GIMP's window; a script repeating the last values
+    # (WITH_LAST_VALS) in gimp-console has no screen, where opening a window would end the plug-in
+    asks = run_mode == Gimp.RunMode.INTERACTIVE or (
+        run_mode == Gimp.RunMode.WITH_LAST_VALS and gimp_adapter.in_gimps_window()
+    )
     if asks:
         GimpUi.init(PROCEDURE)
     if run_mode == Gimp.RunMode.INTERACTIVE and not dialog.accepted(
@@ -128,7 +132,7 @@ def run(procedure, run_mode, image, drawables, config, data):
     try:
         import zmq  # noqa: F401  (here, so that the procedure registers, and explains, without it)
     except ImportError:
-        return _failure(procedure, ZMQ_MISSING)
+        return _failure(procedure, zmq_missing())
     if config.get_property("random-seed"):  # remembered with the other values: the result can be made again
         config.set_property("seed", random.randrange(2**31))
     try:
@@ -139,10 +143,20 @@ def run(procedure, run_mode, image, drawables, config, data):
         new_image = upscale(image, layers, options, gimp_adapter)
     except PluginError as error:
         return _failure(procedure, str(error))
-    if new_image is not None and run_mode != Gimp.RunMode.NONINTERACTIVE:  # Filters > Repeat too: show it
+    if new_image is not None and asks and gimp_adapter.in_gimps_window():  # Filters > Repeat too: show it
         Gimp.Display.new(new_image)
     Gimp.displays_flush()
     return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+
+
+def zmq_missing() -> str:
+    """Why zmq cannot be imported, and what to do: the vendored copy's own reason, when it is one for another
+    Python (an older installer asked the python3 first on PATH, not GIMP's)."""
+    from invsr_wire import vendored
+
+    if vendored.state in (vendored.OWN, vendored.VENDORED, vendored.ABSENT):
+        return ZMQ_MISSING
+    return f"{ZMQ_MISSING} Here {vendored.state}."
 
 
 def options_from(config, job: sizing.Job) -> Options:
