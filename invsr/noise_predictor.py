@@ -105,7 +105,9 @@ class NoisePredictorConfig:
         values = {ours: params[theirs] for theirs, ours in _REFERENCE_WIDTHS.items() if theirs in params}
         if isinstance(values.get("block_out_channels"), list):
             values["block_out_channels"] = tuple(values["block_out_channels"])
-            values.setdefault("time_proj_channels", values["block_out_channels"][0])  # as diffusers' blocks do
+            # The reference sizes the time projection max(128, first width): the released 256 either way, but a
+            # network it made narrower than 128 has a projection of 128 channels.
+            values.setdefault("time_proj_channels", max(128, values["block_out_channels"][0]))
         depths = values.get("layers_per_block")
         if isinstance(depths, list):
             if len(set(depths)) != 1 or len(depths) != 2:

@@ -1,6 +1,7 @@
 """The noise predictor's module tree matches the released weights' state dict exactly, and a variant of other
 widths is described by a .json in either of two forms (ours, flat, or the reference implementation's)."""
 
+import dataclasses
 import json
 import re
 import shutil
@@ -117,12 +118,18 @@ def variant(tiny_weights, tmp_path):
 @pytest.mark.parametrize("form", ["flat", "reference"])
 def test_a_variant_described_in_either_form_loads(variant, form):
     """Nested under "params", the widths used to be read as if flat, and the weights then refused with 163
-    'wrong shape' errors."""
-    described = json.loads(TINY_NOISE_PREDICTOR.to_json()) if form == "flat" else reference_form(TINY_NOISE_PREDICTOR)
+    'wrong shape' errors. The reference form has no time projection width: the reference makes it
+    max(128, first width), so a network it made 32 wide has a projection of 128 (refused before)."""
+    config = TINY_NOISE_PREDICTOR
+    if form == "reference":
+        config = dataclasses.replace(config, time_proj_channels=128)
+        torch.manual_seed(0)
+        torch.save(NoisePredictor(config).state_dict(), variant.noise_predictor)
+    described = json.loads(config.to_json()) if form == "flat" else reference_form(config)
     variant.noise_predictor_config.write_text(json.dumps(described))
     model = load_noise_predictor(variant)
-    assert model.config == TINY_NOISE_PREDICTOR
-    count = sum(p.numel() for p in NoisePredictor(TINY_NOISE_PREDICTOR).parameters())
+    assert model.config == config
+    count = sum(p.numel() for p in NoisePredictor(config).parameters())
     assert sum(p.numel() for p in model.parameters()) == count
 
 
