@@ -1,7 +1,8 @@
 """The reference implementation's tiling scheme, rebuilt from its description (docs/METHOD.md) on our sampler,
 so that both schemes are measured side by side: 128-pixel input tiles at a stride of 64 (half a tile),
 fresh noise drawn for every tile, results blended after decoding with a separable Gaussian weight
-(sigma 0.15 of the tile), and the colour fix applied to the blended whole.
+(sigma 0.15 of the tile), and the colour fix applied to the blended whole. Sides shorter than a tile are
+padded to it first, centred and mirrored, as the reference pads them (grid.pad_for_networks).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import torch
 
 from invsr.color_fix import apply_color_fix, reference_for
 from invsr.sampling import Noise, sample
-from invsr.tiles.grid import Span, pad_to_multiple
+from invsr.tiles.grid import Span, pad_for_networks
 
 TILE, STRIDE, SIGMA = 128, 64, 0.15
 SCALE = 4
@@ -35,7 +36,7 @@ def gaussian(length: int) -> torch.Tensor:
 def upscale(models, device, lr: torch.Tensor, timesteps, seed: int, color_fix: str, timer, batch: int = 1):
     """x4 of `lr` (1, 3, H, W) on the host; returns (result, row spans, column spans)."""
     height, width = lr.shape[-2:]
-    padded = pad_to_multiple(lr, models.lr_multiple)
+    padded, (top, left) = pad_for_networks(lr, models.lr_multiple, TILE)
     rows, cols = spans(padded.shape[-2]), spans(padded.shape[-1])
     result = torch.zeros(1, 3, SCALE * padded.shape[-2], SCALE * padded.shape[-1])
     total = torch.zeros(1, 1, *result.shape[-2:])
@@ -52,7 +53,8 @@ def upscale(models, device, lr: torch.Tensor, timesteps, seed: int, color_fix: s
             y, x = SCALE * r.start, SCALE * c.start
             result[..., y : y + SCALE * r.size, x : x + SCALE * c.size] += out[k : k + 1] * weight
             total[..., y : y + SCALE * r.size, x : x + SCALE * c.size] += weight
-    result = (result / total)[..., : SCALE * height, : SCALE * width]
+    top, left = SCALE * top, SCALE * left
+    result = (result / total)[..., top : top + SCALE * height, left : left + SCALE * width]
     with timer.stage("color_fix"):
         result = apply_color_fix(color_fix, result.to(device), reference_for(lr.to(device), result.shape[-2:])).cpu()
     return result, rows, cols
