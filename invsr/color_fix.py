@@ -21,6 +21,11 @@ _RGB_TO_YCBCR = torch.tensor(
     [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], dtype=torch.float64
 )
 _YCBCR_TO_RGB = torch.linalg.inv(_RGB_TO_YCBCR)
+# The reference converts with MATLAB's rgb2ycbcr (the same BT.601, in studio range: Y = (16 + 219 Y') / 255,
+# Cb = (128 + 224 Cb') / 255) and clamps what it converted to [0, 1]. In full range that is Y' within
+# [-16/219, 239/219] and chroma within [-128/224, 127/224]: only what bicubic overshoots far beyond [0, 1]
+# is clipped (a level at saturated edges).
+_STUDIO_RANGE = torch.tensor([[-16 / 219, 239 / 219], [-128 / 224, 127 / 224], [-128 / 224, 127 / 224]])
 
 
 def reference_for(lr: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -76,8 +81,14 @@ def ycbcr_to_rgb(x: torch.Tensor) -> torch.Tensor:
     return _convert(x, _YCBCR_TO_RGB)
 
 
+def _studio_clamped(ycbcr: torch.Tensor) -> torch.Tensor:
+    """Full-range YCbCr clamped where the reference's studio-range values are clamped to [0, 1]."""
+    limits = _STUDIO_RANGE.to(ycbcr)
+    return torch.maximum(torch.minimum(ycbcr, limits[:, 1, None, None]), limits[:, 0, None, None])
+
+
 def ycbcr_color_fix(sr: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """Luma of the result with the chroma of the reference."""
-    luma = rgb_to_ycbcr(sr.float())[:, :1]
-    chroma = rgb_to_ycbcr(reference.float())[:, 1:]
+    """Luma of the result with the chroma of the reference, each clamped as the reference clamps them."""
+    luma = _studio_clamped(rgb_to_ycbcr(sr.float()))[:, :1]
+    chroma = _studio_clamped(rgb_to_ycbcr(reference.float()))[:, 1:]
     return ycbcr_to_rgb(torch.cat([luma, chroma], dim=1)).clamp(0, 1)

@@ -86,6 +86,33 @@ def test_the_reference_overshoots_at_sharp_edges_as_the_reference_implementation
     np.testing.assert_allclose(fixed, want, atol=2e-6, rtol=0)
 
 
+# MATLAB's rgb2ycbcr, which the reference uses: BT.601 in studio range, from its published coefficients.
+MATLAB_YCBCR = torch.tensor([[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]]).double()
+MATLAB_OFFSET = torch.tensor([16.0, 128.0, 128.0]).double()[:, None, None]
+
+
+def matlab_ycbcr(rgb):
+    return (torch.einsum("ij,njhw->nihw", MATLAB_YCBCR, rgb.double()) + MATLAB_OFFSET) / 255
+
+
+def matlab_rgb(ycbcr):
+    return torch.einsum("ij,njhw->nihw", torch.linalg.inv(MATLAB_YCBCR), ycbcr * 255 - MATLAB_OFFSET)
+
+
+def test_ycbcr_clamps_what_it_converts_as_the_reference_does_in_studio_range():
+    """The reference converts to studio-range YCbCr and clamps that to [0, 1]: chroma that bicubic pushed
+    beyond it is clipped there (a level at saturated edges), chroma within it is kept as it is."""
+    sr = torch.full((1, 3, 2, 2), 0.5)
+    colours = [[1.3, -0.1, 0.5], [0.0, 0.0, 1.25], [0.2, 0.8, 0.4], [1.0, 0.0, 1.0]]  # overshooting, or not
+    reference = torch.tensor(colours).T.reshape(1, 3, 2, 2)
+    converted = matlab_ycbcr(reference)
+    clipped = (converted < 0) | (converted > 1)
+    assert clipped[:, 1:].any() and not clipped[:, 1:].all()  # the case has chroma both clipped and kept
+    luma, chroma = matlab_ycbcr(sr).clamp(0, 1)[:, :1], converted.clamp(0, 1)[:, 1:]
+    want = matlab_rgb(torch.cat([luma, chroma], dim=1)).clamp(0, 1).float()
+    torch.testing.assert_close(apply_color_fix("ycbcr", sr, reference), want, atol=1e-6, rtol=0)
+
+
 def test_unknown_method_is_refused(pair):
     from invsr.errors import InvalidRequest
 
