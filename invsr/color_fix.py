@@ -29,9 +29,10 @@ _STUDIO_RANGE = torch.tensor([[-16 / 219, 239 / 219], [-128 / 224, 127 / 224], [
 
 
 def reference_for(lr: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """The input resized (bicubic, antialiased) to the output's (height, width). Not clamped: bicubic
-    overshoots [0, 1] at sharp edges, and the reference implementation keeps that (it clamps only the fixed
-    result, as the fixes here do); clamping it would shift the chroma there by up to 16 levels of 255."""
+    """The input resized (bicubic, antialiased) to the output's (height, width). Not clamped in RGB: bicubic
+    overshoots [0, 1] at sharp edges, and the reference implementation keeps that (it clamps the fixed
+    result, and `ycbcr` its studio-range YCbCr, as the fixes here do); clamping the RGB would shift the
+    chroma there by up to 16 levels of 255."""
     return F.interpolate(lr.float(), size=size, mode="bicubic", antialias=True, align_corners=False)
 
 
