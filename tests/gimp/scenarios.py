@@ -195,12 +195,13 @@ def call_plugin(image, drawables, arguments, dialog=None, mode=None):
 
 def answer(steps):
     """A shell command doing, in order, what `steps` say, in the window last waited for (at first the
-    plug-in's dialog): ["key", "alt+a ctrl+a"] presses keys, ["press", "F1"] one key with no modifier,
-    ["type", "120"] types text, ["shot", NAME] saves the screen as OUT/NAME.png, ["shot-when-shown",
-    [NAME, BLOCK, W, H, SECONDS]] saves it once it shows BLOCK (see screenshot.py), ["sleep", SECONDS]
-    waits, ["window", TITLE] waits for a window whose title matches TITLE (a regular expression), ["until",
-    CONDITION] waits for a shell condition, ["windows", NAME] lists the windows on the screen in
-    OUT/NAME.txt. Without a window manager, a window gets the keyboard only when given it."""
+        plug-in's dialog): ["key", "alt+a ctrl+a"] presses keys, ["close", "Escape"] presses a key until the window is gone
+    (without a window manager a key can miss a new window's focus), ["press", "F1"] one key with no modifier,
+        ["type", "120"] types text, ["shot", NAME] saves the screen as OUT/NAME.png, ["shot-when-shown",
+        [NAME, BLOCK, W, H, SECONDS]] saves it once it shows BLOCK (see screenshot.py), ["sleep", SECONDS]
+        waits, ["window", TITLE] waits for a window whose title matches TITLE (a regular expression), ["until",
+        CONDITION] waits for a shell condition, ["windows", NAME] lists the windows on the screen in
+        OUT/NAME.txt. Without a window manager, a window gets the keyboard only when given it."""
     window = "^Upscale [(]InvSR[)]$"
     commands = [f"xdotool search --sync --name '{window}' >/dev/null", "sleep 1"]
     for kind, value in steps:
@@ -210,6 +211,10 @@ def answer(steps):
             commands += [f"xdotool search --sync --name '{value}' >/dev/null", "sleep 1"]
         elif kind == "key":
             commands += [f"{focus} key --clearmodifiers --delay 100 {value}", "sleep 0.5"]
+        elif kind == "close":  # a key that closes the window, pressed again (10 times at most) while it stays
+            press = f"{focus} key --clearmodifiers --delay 100 {value}"
+            gone = f"! xdotool search --onlyvisible --name '{window}' >/dev/null"
+            commands.append(f"for i in $(seq 10); do {press}; sleep 1; {gone} && break; done; true")
         elif kind == "press":  # one key alone by its key code (xdotool adds Alt to F1 to F12 on Debian 14)
             press = os.path.join(os.path.dirname(PLAN["screenshot"]), "press_key.py")
             commands += [f"{focus} && python3 {press} {value}", "sleep 0.5"]

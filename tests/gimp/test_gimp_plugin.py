@@ -538,7 +538,7 @@ def test_the_dialog_opens_and_ok_upscales_with_its_values_cancel_changes_nothing
             [photo_layer(size=(640, 640))],
             canvas=(640, 640),
             arguments=arguments,
-            dialog=SCALE_16 + [["window", "a large job$"], ["shot", "large-job"], ["key", "Escape"]],
+            dialog=SCALE_16 + [["window", "a large job$"], ["shot", "large-job"], ["close", "Escape"]],
         ),
         scenario("by-width", [photo_layer()], arguments=arguments, dialog=BY_WIDTH),
         scenario("in-place", [photo_layer()], arguments=arguments, dialog=IN_PLACE),
