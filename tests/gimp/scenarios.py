@@ -195,13 +195,13 @@ def call_plugin(image, drawables, arguments, dialog=None, mode=None):
 
 def answer(steps):
     """A shell command doing, in order, what `steps` say, in the window last waited for (at first the
-        plug-in's dialog): ["key", "alt+a ctrl+a"] presses keys, ["close", "Escape"] presses a key until the window is gone
-    (without a window manager a key can miss a new window's focus), ["press", "F1"] one key with no modifier,
-        ["type", "120"] types text, ["shot", NAME] saves the screen as OUT/NAME.png, ["shot-when-shown",
-        [NAME, BLOCK, W, H, SECONDS]] saves it once it shows BLOCK (see screenshot.py), ["sleep", SECONDS]
-        waits, ["window", TITLE] waits for a window whose title matches TITLE (a regular expression), ["until",
-        CONDITION] waits for a shell condition, ["windows", NAME] lists the windows on the screen in
-        OUT/NAME.txt. Without a window manager, a window gets the keyboard only when given it."""
+    plug-in's dialog): ["key", "alt+a ctrl+a"] presses keys, ["close", "Escape"] presses a key until the
+    window is gone (without a window manager a key can miss a new window's focus), ["press", "F1"] one key
+    with no modifier, ["type", "120"] types text, ["shot", NAME] saves the screen as OUT/NAME.png,
+    ["shot-when-shown", [NAME, BLOCK, W, H, SECONDS]] saves it once it shows BLOCK (see screenshot.py),
+    ["sleep", SECONDS] waits, ["window", TITLE] waits for a window whose title matches TITLE (a regular
+    expression), ["until", CONDITION] waits for a shell condition, ["windows", NAME] lists the windows on
+    the screen in OUT/NAME.txt. Without a window manager, a window gets the keyboard only when given it."""
     window = "^Upscale [(]InvSR[)]$"
     commands = [f"xdotool search --sync --name '{window}' >/dev/null", "sleep 1"]
     for kind, value in steps:
