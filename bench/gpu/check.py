@@ -1,6 +1,6 @@
 """What only a real GPU can show, checked in about a minute on the tiny random weights:
 
-    python bench/gpu/check.py [--device cuda] [--json FILE] [--skip compile,...]   # --device cpu: checks the script
+    python bench/gpu/check.py [--device cuda] [--json FILE] [--skip compile,...]   # --device cpu --small: checks the script
 
 - dtypes: `auto` picks bf16 where the card has it; bf16, fp16 and fp32 results beside the CPU's fp32 one
   (PSNR: the GPU must agree with the CPU up to the precision's rounding, MIN_PSNR);
@@ -213,6 +213,9 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--skip", default="", help="checks to leave out, comma-separated (say compile, slow on a CPU)")
+    parser.add_argument(
+        "--small", action="store_true", help="a quarter-size image: checks the script in minutes on a CPU (no figures)"
+    )
     args = parser.parse_args()
     from invsr.pipeline import InvSRPipeline, quiet_library_logs
     from invsr.tiny_weights import write_tiny_weights
@@ -220,7 +223,7 @@ def main() -> None:
     quiet_library_logs()
     folder = Path(tempfile.mkdtemp(prefix="invsr-gpu-check-"))
     weights = write_tiny_weights(folder / "weights")
-    image = photo(200, 264)
+    image = photo(56, 72) if args.small else photo(200, 264)  # small: one 64-pixel tile's worth
     cpu_result = InvSRPipeline.load(weights, device="cpu", dtype="fp32").upscale(image, _request(seed=3)).image
     results = {"environment": environment(args.device)}
     checks = {

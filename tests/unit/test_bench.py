@@ -44,7 +44,14 @@ def test_gpu_benchmark_runs_every_row_at_reduced_size(tmp_path):
 
 def test_gpu_checks_run_and_pass_on_the_cpu(tmp_path):
     done = run_script(
-        "bench/gpu/check.py", "--device", "cpu", "--skip", "compile,worker", "--json", str(tmp_path / "check.json")
+        "bench/gpu/check.py",
+        "--device",
+        "cpu",
+        "--small",
+        "--skip",
+        "compile,worker",
+        "--json",
+        str(tmp_path / "check.json"),
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     result = json.loads((tmp_path / "check.json").read_text())
