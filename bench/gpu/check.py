@@ -1,6 +1,7 @@
 """What only a real GPU can show, checked in about a minute on the tiny random weights:
 
-    python bench/gpu/check.py [--device cuda] [--json FILE] [--skip compile,...]   # --device cpu --small: checks the script
+    python bench/gpu/check.py [--device cuda] [--json FILE] [--skip compile,...]
+    python bench/gpu/check.py --device cpu --small --skip compile,worker   # checks the script itself
 
 - dtypes: `auto` picks bf16 where the card has it; bf16, fp16 and fp32 results beside the CPU's fp32 one
   (PSNR: the GPU must agree with the CPU up to the precision's rounding, MIN_PSNR);

@@ -28,6 +28,7 @@ from pathlib import Path
 import zmq
 
 from . import connection as connection_file
+from . import exits
 from .errors import BadMessage, InvSRError, TooLarge, Unauthorized, VersionMismatch, WorkerLost, error_for
 from .protocol import Message, new_id
 from .replies import Hello, Limits, Progress, Result
@@ -285,13 +286,26 @@ class Client:
         # A stopped process answers nothing until resumed: say so once a heartbeat has gone unanswered.
         stopped = bool(pid) and not died and silent_for > 1.5 * self.heartbeat and _process_stopped(pid)
         if died or stopped or silent_for > allowed:
-            raise WorkerLost(self._lost_message(died, stopped, silent_for), {"log_tail": self.log_tail()})
+            tail, details = self.log_tail(), {"log_file": self.connection.log_file if pid else None}
+            if died:
+                details["exit"] = self._exit_status()
+            # the reason alone (the plug-in says it in a sentence), and the log's tail too for a terminal
+            reason = details["reason"] = self._lost_reason(died, stopped, silent_for, details.get("exit"))
+            log = f". The end of its log ({self.connection.log_file}):\n{tail}" if tail else ""
+            raise WorkerLost(reason + log, {**details, "log_tail": tail})
 
-    def _lost_message(self, died: bool, stopped: bool, silent_for: float) -> str:
+    def _exit_status(self) -> int | None:
+        """How the dead worker ended, as its supervisor records it (None: it ran without one)."""
+        if not (self.connection.supervisor_pid and self.connection.log_file):
+            return None
+        # The supervisor writes as soon as it has reaped the worker: a moment after this client saw it gone.
+        return exits.read(exits.record_path(self.connection.log_file), self.connection.pid, wait=3.0)
+
+    def _lost_reason(self, died: bool, stopped: bool, silent_for: float, exit_status: int | None) -> str:
         where = f"the worker at {self.connection.endpoint}"
         pid = self.connection.pid
         if died:
-            text = f"{where} (process {pid}) has died"
+            text = f"{where} (process {pid}) has died: it {exits.describe(exit_status)}"
         elif stopped:
             text = (
                 f"{where} (process {pid}) is stopped (by SIGSTOP, Ctrl-Z in its terminal, or a debugger): resume it "
@@ -307,8 +321,7 @@ class Client:
             text = f"{where} (process {pid}) has not answered for {silent_for:.0f} s: it is frozen or overloaded"
         else:
             text = f"{where} has not answered for {silent_for:.0f} s"
-        tail = self.log_tail()
-        return text + (f". The end of its log ({self.connection.log_file}):\n{tail}" if tail else "")
+        return text
 
     def log_tail(self) -> str:
         if not (self.connection.is_local and self.connection.log_file):
@@ -414,7 +427,7 @@ def _start(path: Path, command: list[str], timeout: float, **options) -> Client:
         startup_log.chmod(0o600)  # one an older version left readable by all
         try:
             process = subprocess.Popen(
-                [*command, "--connection-file", str(path)],
+                [*command, "--connection-file", str(path), "--supervise"],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -436,7 +449,7 @@ def _start(path: Path, command: list[str], timeout: float, **options) -> Client:
             )
         if path.exists():
             client = _answering(path, **options)
-            if client is not None and client.connection.pid == process.pid:
+            if client is not None and process.pid in (client.connection.pid, client.connection.supervisor_pid):
                 return client
             if client is not None:
                 client.close()

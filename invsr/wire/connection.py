@@ -59,6 +59,7 @@ class Connection:
     key: str  # hex; the HMAC-SHA256 secret
     protocol: str
     pid: int | None = None
+    supervisor_pid: int | None = None  # the parent that records how the worker ends (`invsr serve --supervise`)
     log_file: str | None = None
     worker_version: str | None = None
     curve_server_key: str | None = None  # Z85 public key when the worker requires CurveZMQ

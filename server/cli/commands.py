@@ -32,6 +32,7 @@ SAMPLE = Path(invsr.__file__).parent / "data" / "sample.png"
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # as given: `serve --supervise` runs them again
     try:
         return args.run(args)
     except UsageError as error:
@@ -269,6 +270,12 @@ def _add_serve_options(parser: argparse.ArgumentParser) -> None:
         help="the worker's log, rotated at 5 MB (default: beside the connection file)",
     )
     parser.add_argument("--preload", action="store_true", help="load the model now rather than at the first job")
+    parser.add_argument(
+        "--supervise",
+        action="store_true",
+        help="run the worker under a small parent that records how it ended (killed, crashed, stopped), so that "
+        "clients can say so (the plug-in starts the worker this way)",
+    )
     parser.add_argument("--queue-length", type=int, default=8, help="jobs that may wait (default: %(default)s)")
     parser.add_argument(
         "--jobs-per-client",
@@ -500,13 +507,18 @@ def run_serve(args) -> int:
     from invsr_server.worker.worker import WorkerConfig, serve
 
     connection_file = args.connection_file or connection.default_path()
+    log_file = args.log_file or connection_file.with_suffix(".log")
     if args.stop:
         return stop_serving(connection_file)
+    if args.supervise:
+        from invsr_server.worker.supervisor import supervise
+
+        return supervise([word for word in args.argv if word != "--supervise"], log_file)
     _check_ray_options(args)
     config = WorkerConfig(
         bind=args.bind,
         connection_file=connection_file,
-        log_file=args.log_file or connection_file.with_suffix(".log"),
+        log_file=log_file,
         weights=args.weights,
         noise_predictor=args.noise_predictor,
         device=args.device,

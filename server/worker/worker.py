@@ -66,6 +66,7 @@ from .disconnects import DisconnectWatch
 from .intake import Intake
 from .jobs import OUTBOX, PRELOAD, Executor, Job, JobBoard, ModelHolder, refuse_non_finite
 from .replay import ReplayGuard
+from .supervisor import supervisor_pid
 
 log = logging.getLogger("invsr.worker")
 POLL_MS = 100
@@ -130,6 +131,7 @@ class Worker:
             key=self.key.hex(),
             protocol=version_text(),
             pid=os.getpid(),
+            supervisor_pid=supervisor_pid(),
             log_file=str(self.config.log_file),
             worker_version=__version__,
             curve_server_key=self.curve_public_key,

@@ -5,12 +5,15 @@ the PDB as GIMP would, and writes what it found. Where pixels can be checked exa
 result must equal the library's in-process result on the same pixels and seed: the bridge is lossless.
 """
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -762,6 +765,48 @@ def test_the_plugin_starts_the_local_worker_and_reuses_it(gimp, workspace, pipel
     finally:
         if (run_dir / "worker.json").exists():
             os.kill(json.loads((run_dir / "worker.json").read_text())["pid"], signal.SIGTERM)
+
+
+def test_a_worker_killed_mid_job_is_told_in_one_sentence_and_the_image_is_untouched(gimp, workspace):
+    """The local worker the plug-in started is killed as the out-of-memory killer would (SIGKILL) once its
+    job runs: GIMP's message says so in a sentence, with the log's place and what to do, not the log."""
+    run_dir = workspace / "killed-run"
+    weights = gimp.inside(workspace / "weights")
+    command = [sys.executable, "-m", "invsr_server", "serve", "--weights", weights, "--device", "cpu"]
+    (workspace / "killed-start.json").write_text(json.dumps({"start_command": command}))
+    env = {
+        "INVSR_RUNTIME_DIR": gimp.inside(run_dir),
+        "INVSR_GIMP_SETTINGS": gimp.inside(workspace / "killed-start.json"),
+        "HF_HUB_OFFLINE": "1",
+    }
+    killed = []
+
+    def kill_once_the_job_runs():
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not killed:
+            log = run_dir / "worker.log"
+            if log.exists() and "model loaded" in log.read_text():  # loaded for the job: it runs now
+                killed.append(json.loads((run_dir / "worker.json").read_text())["pid"])
+                os.kill(killed[0], signal.SIGKILL)
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_once_the_job_runs, daemon=True)
+    killer.start()
+    arguments = {"scale": 2.0, "steps": 5, "tile": "64"}  # 9 tiles of 5 steps: seconds, killed in the first
+    case = scenario("killed", [photo_layer(size=(160, 140))], canvas=(160, 140), arguments=arguments)
+    try:
+        folder, results = run_gimp(gimp, workspace, "killed", [case], env)
+        killer.join()
+        said = results["killed"]["error"]
+        assert killed and results["killed"]["status"] == "execution-error", results["killed"]
+        assert said.startswith("The InvSR worker was killed by the system (SIGKILL), most often because the computer")
+        assert f"Its log: {gimp.inside(run_dir / 'worker.log')}" in said and "\n" not in said, said
+        assert same_image(folder, results["killed"]["before"], results["killed"]["after"])
+    finally:
+        killed.append(None)  # the killer's loop ends, killed or not
+        if (run_dir / "worker.json").exists():
+            with contextlib.suppress(OSError):
+                os.kill(json.loads((run_dir / "worker.json").read_text())["pid"], signal.SIGTERM)
 
 
 def test_a_preview_starts_the_local_worker_and_the_worker_line_then_says_it_is_ready(gimp, workspace, pipeline, photo):

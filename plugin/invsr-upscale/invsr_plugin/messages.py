@@ -3,6 +3,7 @@ to do. GIMP shows these in a message box: no shell quoting, no nested parenthese
 
 from __future__ import annotations
 
+from invsr_wire import exits
 from invsr_wire.errors import InvSRError
 
 INSTALL = "In a terminal, in the Python environment that has InvSR, run: invsr gimp install"
@@ -32,10 +33,10 @@ def job_failed(error: InvSRError, remote: bool, layer_name: str) -> str:
                 "The InvSR worker named in the Worker field stopped answering; nothing was changed. Start it again "
                 "on its computer, then upscale again."
             )
-        return (
-            f"The InvSR worker stopped during the upscale; nothing was changed. {_last_words(error)}"
-            "Upscale again: the plug-in starts a new worker."
-        )
+        if "exit" in error.details:
+            return worker_died(error.details)
+        reason = error.details.get("reason") or str(error)  # alive but silent: stopped, frozen or overloaded
+        return f"The InvSR worker stopped answering during the upscale; nothing was changed: {reason}."
     if error.code == "busy":
         return "The InvSR worker is busy with other jobs; nothing was changed. Wait a minute, then upscale again."
     if error.code == "out_of_memory":
@@ -43,6 +44,23 @@ def job_failed(error: InvSRError, remote: bool, layer_name: str) -> str:
             "The GPU ran out of memory; nothing was changed. Under Advanced, choose a smaller Tile, then upscale again."
         )
     return f"InvSR could not upscale the layer {layer_name!r}; nothing was changed. {error}"
+
+
+def worker_died(details: dict) -> str:
+    """The local worker vanished mid-job: what happened in one sentence (its exit status tells, as its
+    supervisor recorded it), where its full log is, and what to do; never the log itself."""
+    status = details.get("exit")
+    what = f"The InvSR worker {exits.describe(status)} during the upscale; nothing was changed."
+    if status == -9:  # SIGKILL: the kernel's out-of-memory killer, in nearly every case
+        advice = "Close other programs or choose a smaller result, then upscale again."
+    else:
+        advice = "Upscale again: the plug-in starts a new worker."
+    last = (details.get("log_tail") or "").strip().splitlines()[-1:]
+    if status is not None and status > 0 and last:  # it said why before it stopped: that one line
+        what += f" It said: {last[0][-300:]}"
+    log_file = details.get("log_file")
+    where = f" Its log: {log_file}" if log_file else ""
+    return f"{what} {advice}{where}"
 
 
 def _last_words(error: InvSRError) -> str:
