@@ -5,6 +5,7 @@ file chosen in the file chooser sends the upscale to that worker.
 Each run leaves its pictures of the dialog (worker-*.png) in pytest's folder for the test: look at them.
 """
 
+import re
 import sys
 
 import numpy as np
@@ -165,3 +166,28 @@ def test_a_worker_that_does_not_answer_holds_up_neither_the_dialog_nor_the_plugi
         silent.close(linger=0)
     assert results["worker-silent"]["status"] == "cancel"
     check_no_mnemonic_warnings(folder)
+
+
+def test_a_run_that_fails_after_the_dialog_keeps_the_values_the_user_set(screen, gimp, workspace, tmp_path):
+    """A width six times the layer's, for a worker whose connection file is gone: the run fails after the
+    dialog, and Re-show or Repeat find what the user set (GIMP itself keeps values only after a success):
+    a script repeating the last values gets that width and that worker. The greyed Scale field shows the
+    scale the width gives, and the line says what is beyond the model."""
+    by_width = [["key", "alt+z"], ["key", "Down"], ["key", "alt+x"], ["key", "ctrl+a"], ["type", "144"]]
+    dialog = [*by_width, ["key", "Tab"], ["shot", "beyond-the-model"], ["key", "alt+u"]]
+    gone = gimp.inside(workspace / "gone" / "worker.json")
+    arguments = {"scale": 2.0, "seed": 11, "server": gone, "size-by": "scale"}
+    failing = scenario("kept", [photo_layer()], arguments=arguments, dialog=dialog)
+    repeated = scenario("repeated", [photo_layer()], mode="WITH_LAST_VALS")  # as a script's Repeat
+    env = {"INVSR_RUNTIME_DIR": gimp.inside(workspace / "run"), "INVSR_GIMP_SETTINGS": gimp.inside(workspace / "x")}
+    try:
+        folder, results = run_gimp(gimp, workspace, "kept", [failing, repeated], env, screen=True)
+    finally:
+        keep_screenshots(workspace / "kept", tmp_path)
+    for name in ("kept", "repeated"):
+        assert results[name]["status"] == "execution-error", results[name]
+        assert f"Cannot use the worker's connection file {gone}" in results[name]["error"]
+    kept = last_values(folder)
+    assert "(seed 11)" in kept and '(size-by "width")' in kept and "(pixels 144)" in kept, kept
+    assert re.search(r"\(scale 6(\.0+)?\)", kept), kept  # 144 / 24, not the 2 the dialog opened with
+    assert re.search(r'\(estimate "Result: 144 \S+ 120 pixels, 1 tile, .*plain resampling"\)', kept), kept

@@ -456,13 +456,13 @@ def test_the_progress_bar_counts_the_tiles_then_says_what_is_left_to_do(main_run
     assembles and sends the result and when the plug-in writes it, and closes after the image changed."""
     calls = main_run[1]["progress"]["calls"]
     names = [call[0] for call in calls]
-    assert names[0] == "progress_init" and re.fullmatch(r"Upscaling with InvSR: \d+ tiles, about \d+ s", calls[0][1])
+    assert names[0] == "progress_init" and re.fullmatch(r"Upscaling with InvSR: \d+ tiles, about\s\d+\ss", calls[0][1])
     fractions = [call[1] for call in calls if call[0] == "progress_update"]
     texts = [call[1] for call in calls if call[0] == "progress_set_text"]
     assert len(fractions) >= 4 and fractions == sorted(fractions) and 0 <= fractions[0] and fractions[-1] == 1.0
     counted = [text for text in texts if text.startswith("InvSR: tile ")]
     tiles = int(counted[0].split("/")[1].split(",")[0])
-    assert tiles >= 4 and len(counted) >= 3 and any(re.search(r", about \d+ s left$", text) for text in counted)
+    assert tiles >= 4 and len(counted) >= 3 and any(re.search(r", about\s\d+\ss left$", text) for text in counted)
     assert texts[-3:] == [
         f"InvSR: all {tiles} tiles done, assembling the result",
         "InvSR: receiving the result",
@@ -496,6 +496,12 @@ BY_WIDTH = [
 SCALE_16 = [["key", "alt+a"], ["key", "ctrl+a"], ["type", "16"], ["key", "Tab"], ["shot", "scale-16"], ["key", "alt+u"]]
 
 
+# Size by (alt+z) moved down to "Width in pixels", 9999 typed into Pixels (alt+x): more than 16 times the
+# layer's 24 pixels. Return and Alt+U must do nothing while Upscale is disabled; Escape then cancels.
+IMPOSSIBLE = [*BY_WIDTH[:4], ["type", "9999"], ["key", "Tab"], ["shot", "impossible"], ["key", "Return"]]
+IMPOSSIBLE += [["key", "alt+u"], ["close", "Escape"]]
+SPACE = r"(?:\s|\\302\\240)"  # a space, or a no-break one as GIMP writes it in its files (escaped UTF-8)
+
 # Output (alt+t) moved down twice, to "Keep the size", and Upscale.
 IN_PLACE = [["key", "alt+t"], ["key", "Down"], ["key", "Down"], ["shot", "in-place"], ["key", "alt+u"]]
 
@@ -504,7 +510,7 @@ def keep_screenshots(folder, tmp_path):
     """The pictures of the dialog a run took, copied where pytest keeps its files, to look at."""
     kept = tmp_path / "screenshots"
     kept.mkdir(exist_ok=True)
-    for picture in [*folder.glob("*.png"), *folder.glob("*.log")]:
+    for picture in [*folder.glob("*.png"), *folder.glob("*.log"), *folder.glob("*.txt")]:
         shutil.copy(picture, kept / picture.name)
     return kept
 
@@ -545,6 +551,7 @@ def test_the_dialog_opens_and_ok_upscales_with_its_values_cancel_changes_nothing
         ),
         scenario("by-width", [photo_layer()], arguments=arguments, dialog=BY_WIDTH),
         scenario("in-place", [photo_layer()], arguments=arguments, dialog=IN_PLACE),
+        scenario("impossible", [photo_layer()], arguments=arguments, dialog=IMPOSSIBLE),
     ]
     try:
         folder, results = run_gimp(gimp, workspace, "dialog", dialogs, env, screen=True)
@@ -568,12 +575,13 @@ def test_the_dialog_opens_and_ok_upscales_with_its_values_cancel_changes_nothing
     assert by_name(in_place["after"], "photo (InvSR detail)")["size"] == [24, 20]
     large = results["large"]  # asked about before it starts, and cancelled there
     assert large["status"] == "cancel" and same_image(folder, large["before"], large["after"]), large["error"]
+    impossible = results["impossible"]  # Return and Alt+U did nothing while the width was impossible; then Escape
+    assert impossible["status"] == "cancel", impossible["error"]
     # the line under the size fields followed the last change, Output to "Keep the size" after a 60-pixel width:
     # GIMP keeps its last text with the dialog's values
     last = folder / "gimp-config" / "plug-in-settings" / "GimpProcedureConfigRun-python-fu-invsr-upscale.last"
-    assert re.search(r'\(estimate "Result: 24 \S+ 20 pixels, 1 tile, about \d+ (s|min)"\)', last.read_text()), (
-        last.read_text()
-    )
+    kept = last.read_text()
+    assert re.search(rf'\(estimate "Result: 24 \S+ 20 pixels, 1 tile, about{SPACE}\d+{SPACE}(s|min)"\)', kept), kept
     stderr = (folder / "gimp-stderr.txt").read_text()
     assert "mnemonic" not in stderr, [
         line for line in stderr.splitlines() if "mnemonic" in line

@@ -35,9 +35,10 @@ def test_a_3200_by_2400_image_at_4x_is_638_tiles_and_asked_about(sizing):
     job = sizing.Job(3200, 2400, (sizing.Box(0, 0, 3200, 2400),))
     estimate = job.estimate("scale-image", 4.0, 0, pace=None)
     assert (estimate.width, estimate.height, estimate.tiles) == (12800, 9600, 638)
-    assert estimate.is_large() and "time known after the first upscale" in estimate.text()
+    assert estimate.is_large() and "time known after a preview or the first upscale" in estimate.text()
+    assert estimate.text().startswith("12,800 × 9,600 pixels (123 megapixels), 638 tiles")
     small = job.estimate("scale-image", 2.0, 0, pace=1e-6)  # 10 megapixels of tiles: about 10 s
-    assert not small.is_large() and small.text().endswith("about 10 s")
+    assert not small.is_large() and small.text().endswith("about\u00a010\u00a0s")
 
 
 @pytest.mark.parametrize(
@@ -51,18 +52,32 @@ def test_a_target_in_pixels_is_the_scale_that_gives_it(sizing, size_by, pixels, 
 
 def test_a_target_out_of_range_says_which_sizes_work(sizing):
     job = sizing.Job(3200, 2400, (sizing.Box(0, 0, 3200, 2400),))
-    with pytest.raises(sizing.PluginError, match="Give a width from 3200 to 51200 pixels"):
+    with pytest.raises(sizing.PluginError, match="Give a width from 3,200 to 51,200 pixels"):
         job.scale("scale-image", "width", 4.0, 1000)
 
 
 def test_durations_read_as_a_person_says_them(sizing):
-    assert [sizing.duration(s) for s in (0.2, 42, 61, 480, 3600, 4800)] == [
+    said = [sizing.duration(s) for s in (0.2, 42, 61, 480, 3600, 4800, 11460)]
+    assert [text.replace("\u00a0", " ") for text in said] == [
         "about 1 s",
         "about 42 s",
         "about 1 min",
         "about 8 min",
         "about 1 h",
         "about 1 h 20 min",
+        "about 3 h 11 min",
+    ]
+    assert all(" " not in text for text in said)  # no line breaks inside: never "about 3" above "h 11 min"
+
+
+def test_huge_sizes_read_as_people_write_them(sizing):
+    job = sizing.Job(6000, 4000, (sizing.Box(0, 0, 6000, 4000),))
+    assert job.estimate("scale-image", 16.0, 0, None).text().startswith("96,000 × 64,000 pixels (6,144 megapixels), ")
+    assert [sizing.megapixels(n) for n in (0.3, 7.68, 99.4, 6144.2)] == [
+        "0.3 megapixels",
+        "7.68 megapixels",
+        "99.4 megapixels",
+        "6,144 megapixels",
     ]
 
 

@@ -14,7 +14,9 @@ gi.require_version("GimpUi", "3.0")
 gi.require_version("Gtk", "3.0")
 from gi.repository import Gimp, GimpUi, GObject, Gtk  # noqa: E402
 
+from . import sizing  # noqa: E402
 from .flow import PluginError  # noqa: E402
+from .gimp_adapter import settings_folder  # noqa: E402
 from .preview_panel import PreviewPanel  # noqa: E402
 from .sizing import Estimate, Job  # noqa: E402
 from .worker_field import WorkerField  # noqa: E402
@@ -39,14 +41,27 @@ def accepted(procedure, config, job: Job, pace: float | None, layer, options_of)
     worker = WorkerField(config, dialog.fill_box("advanced-box", ADVANCED))
     dialog.get_label("advanced-title", "Ad_vanced", False, True)
     dialog.fill_expander("advanced", "advanced-title", False, "advanced-box")
-    preview = PreviewPanel(config, layer, options_of, on_worker_up=worker.check)  # the line: started, ready
+
+    def timed(report: dict) -> None:  # a preview's timing is the pace of a run: the estimate's time, at once
+        nonlocal pace
+        sizing.write_pace(settings_folder(), [report])
+        pace = sizing.read_pace(settings_folder())
+        update()
+
+    preview = PreviewPanel(config, layer, options_of, on_worker_up=worker.check, on_timed=timed)
     dialog.fill_box("preview-box", ["preview"]).pack_start(preview.widget, False, False, 0)
 
     sizes = {name: dialog.get_widget(name, GObject.TYPE_NONE) for name in ("size-by", "scale", "pixels")}
 
     def update(*_):
-        config.set_property("estimate", estimate_text(config, job, pace))
+        text, possible = estimate_text(config, job, pace)
+        config.set_property("estimate", text)  # when impossible, why: beside the Upscale it disables
+        dialog.set_response_sensitive(Gtk.ResponseType.OK, possible)
         in_place, by_scale = config.get_property("output") == "in-place", config.get_property("size-by") == "scale"
+        if possible and not in_place and not by_scale:  # the greyed Scale field shows what the target gives
+            given = options_of(config).scale
+            if abs(config.get_property("scale") - given) > 1e-6:
+                config.set_property("scale", given)
         sizes["size-by"].set_sensitive(not in_place)  # the size is the image's own
         sizes["scale"].set_sensitive(not in_place and by_scale)
         sizes["pixels"].set_sensitive(not in_place and not by_scale)
@@ -66,17 +81,17 @@ def accepted(procedure, config, job: Job, pace: float | None, layer, options_of)
         dialog.destroy()
 
 
-def estimate_text(config, job: Job, pace: float | None) -> str:
-    """What the current values will make and cost, or why they cannot work."""
+def estimate_text(config, job: Job, pace: float | None) -> tuple[str, bool]:
+    """What the current values will make and cost, or why they cannot work; and whether they can."""
     output = config.get_property("output")
     try:
         scale = job.scale(
             output, config.get_property("size-by"), config.get_property("scale"), config.get_property("pixels")
         )
     except PluginError as error:
-        return str(error)
+        return str(error), False
     tile = config.get_property("tile")
-    return "Result: " + job.estimate(output, scale, 0 if tile == "auto" else int(tile), pace).text()
+    return "Result: " + job.estimate(output, scale, 0 if tile == "auto" else int(tile), pace).text(), True
 
 
 def large_job_confirmed(estimate: Estimate) -> bool:

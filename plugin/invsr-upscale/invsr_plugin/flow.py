@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from pathlib import Path
 
 from invsr_wire import flatpak
@@ -205,6 +206,20 @@ def check(region: Region, result: Result, options: Options) -> Upscaled:
             f"InvSR: the result holds {result.pixels.nbytes} bytes, expected {expected_bytes}; nothing was changed"
         )
     return Upscaled(region, width, height, result.pixels, result.report)  # no copy: results may be GBs
+
+
+MADE_BY = re.compile(r"^(?P<name>.*) \(InvSR (?:×(?P<scale>[0-9.e+]+)|detail)\)$")  # what result_name adds
+
+
+def result_name(source: str, options: Options) -> str:
+    """The result layer's name: the source's, with how InvSR made it, "photo (InvSR ×2)" or "photo (InvSR
+    detail)". A source that is itself a result is named from its own source, the scales multiplied, so that
+    names do not stack: "photo (InvSR ×2)" enlarged 2x again is "photo (InvSR ×4)"."""
+    scale = 1.0 if options.output == "in-place" else options.scale
+    made = MADE_BY.match(source)
+    if made:
+        source, scale = made["name"], scale * float(made["scale"] or 1.0)
+    return f"{source} (InvSR {'detail' if round(scale, 3) == 1 else f'×{scale:.3g}'})"  # as GIMP writes a scale
 
 
 def record(upscaled: Upscaled, options: Options) -> str:

@@ -19,7 +19,7 @@ from gi.repository import Babl, Gdk, Gegl, Gimp  # noqa: E402
 
 from invsr_wire.contract import scaled_side  # noqa: E402
 
-from .flow import PARASITE, Options, PluginError, Region, Upscaled, record  # noqa: E402
+from .flow import PARASITE, Options, PluginError, Region, Upscaled, record, result_name  # noqa: E402
 from .sizing import Box, Job  # noqa: E402
 
 _WIRE_TYPES = {"u8": "u8", "u16": "u16"}  # GIMP component types sent as they are; all others as float
@@ -81,6 +81,31 @@ def job_of(image, layers) -> Job:
 def settings_folder() -> Path:
     """GIMP's folder of this user's settings, where the plug-in keeps what it learns."""
     return Path(Gimp.directory())
+
+
+def keep_dialog_values(config, names) -> None:
+    """Save the dialog's values (the properties `names`) as the last used ones, as GIMP itself does only after
+    a successful run: a run that then failed (a worker gone, a full disk) must not cost the user what they set
+    (Re-show, Repeat). Written in GIMP's own format for them, since libgimp's writer is not reachable from
+    Python (the run's config class does not show PyGObject its GimpConfig interface)."""
+    lines = ["# settings", *(f"({name} {_config_value(config.get_property(name))})" for name in names)]
+    path = settings_folder() / "plug-in-settings" / f"{config.__gtype__.name}.last"  # the file GIMP reads
+    try:
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("\n".join([*lines, "# end of settings", ""]), encoding="utf-8")
+    except OSError:
+        pass  # the values are lost, as they were before: the run's own error is what the user must read
+
+
+def _config_value(value) -> str:
+    """A value as GIMP's configuration files write it: yes/no, numbers, strings quoted with C escapes."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    escapes = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
+    text = "".join(escapes.get(c, c if c >= " " else f"\\{ord(c):03o}") for c in str(value))
+    return f'"{text}"'
 
 
 def _encoding(image, drawable) -> tuple[str, str]:
@@ -225,8 +250,7 @@ def _scaled_box(image, result: Upscaled, options: Options) -> tuple[int, int, in
 def _new_layer(image, result: Upscaled, options: Options):
     """The result as a layer composed like its source (mode, opacity, visibility), not yet inserted."""
     source = result.region.layer
-    made = "detail" if options.output == "in-place" else f"×{options.scale:.3g}"  # as GIMP writes a scale
-    name = f"{result.region.layer_name} (InvSR {made})"
+    name = result_name(result.region.layer_name, options)
     layer = Gimp.Layer.new(
         image,
         name,

@@ -101,6 +101,7 @@ class Outcome:
     text: str
     pixels: bytes | None = None  # rows of request.crop.shown, request.channels per pixel
     busy: bool = False  # work goes on (the text says which)
+    report: dict | None = None  # the worker's report of a preview made: its timing is the pace of a run
 
 
 class PreviewJobs:
@@ -168,7 +169,7 @@ class PreviewJobs:
             self._disconnect()
             self._tell(request, f"Preview failed: {type(error).__name__}: {error}")
             return
-        self._tell(request, done_text(request.crop, time.monotonic() - started), pixels)
+        self._tell(request, done_text(request.crop, time.monotonic() - started), pixels, report=result.report)
 
     def _client_for(self, request: Request):
         """The client of the worker the request's Worker setting names: kept while that stays the same."""
@@ -189,9 +190,9 @@ class PreviewJobs:
         with self.changed:
             return self.closing or self.wanted is not None
 
-    def _tell(self, request: Request, text: str, pixels: bytes | None = None, busy: bool = False) -> None:
+    def _tell(self, request: Request, text: str, pixels: bytes | None = None, busy: bool = False, report=None) -> None:
         if not self._superseded():
-            self.post(self._deliver, Outcome(request, text, pixels, busy))
+            self.post(self._deliver, Outcome(request, text, pixels, busy, report))
 
     def _deliver(self, outcome: Outcome) -> bool:
         """On the dialog's thread: show the outcome unless the dialog closed or asked again meanwhile."""

@@ -27,11 +27,12 @@ QUIET_MS = 400  # a change refreshes the preview after this long without another
 class PreviewPanel:
     """The preview's widgets, shown while the dialog's Preview box is ticked."""
 
-    def __init__(self, config, layer, options_of, on_worker_up=None):
+    def __init__(self, config, layer, options_of, on_worker_up=None, on_timed=None):
         """`options_of(config)` gives the run's flow.Options for the dialog's values (or raises PluginError);
-        `on_worker_up()` is called when a preview has come back, the worker answering (perhaps started for it)."""
+        `on_worker_up()` is called when a preview has come back, the worker answering (perhaps started for it),
+        and `on_timed(report)` with the worker's report of each preview made (its timing)."""
         self.config, self.layer, self.options_of = config, layer, options_of
-        self.on_worker_up = on_worker_up
+        self.on_worker_up, self.on_timed = on_worker_up, on_timed
         self.worker_up = False  # told on_worker_up since the last failure
         non_empty, x, y, width, height = layer.mask_intersect()
         self.region = Area(x, y, width, height)  # the layer, or the selection's part of it
@@ -173,6 +174,8 @@ class PreviewPanel:
         if outcome.pixels is not None and not self.worker_up and self.on_worker_up is not None:
             self.on_worker_up()
         self.worker_up = outcome.pixels is not None or (self.worker_up and outcome.busy)
+        if outcome.report is not None and self.on_timed is not None:
+            self.on_timed(outcome.report)
         if outcome.pixels is not None:
             shown = outcome.request.crop.shown
             self.upscaled.set_from_pixbuf(_pixbuf(outcome.pixels, shown.width, shown.height, outcome.request.channels))

@@ -30,6 +30,7 @@ ZMQ_MISSING = (
 # The procedure's arguments, as `define` adds them; "random-seed", "estimate" and "worker-line" are the dialog's
 # own (aux arguments).
 ARGUMENTS = ("size-by", "scale", "pixels", "output", "color-fix", "steps", "seed", "tile", "server")
+AUX_ARGUMENTS = ("random-seed", "estimate", "worker-line", "preview")
 COLOUR_CHOICES = (
     ("wavelet", "Match the original colours and tones"),
     ("ycbcr", "Match the original colours, keep the new brightness"),
@@ -50,7 +51,7 @@ def define(procedure) -> None:
     C(ancel), U(pscale), and O(K), L(oad defaults), S(ave defaults), which GIMP checks too."""
     procedure.set_image_types("RGB*, GRAY*")
     procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE | Gimp.ProcedureSensitivityMask.DRAWABLES)
-    procedure.set_menu_label("Upscale (InvSR)...")
+    procedure.set_menu_label("_Upscale (InvSR)...")  # U: free in Filters > Enhance
     procedure.add_menu_path("<Image>/Filters/Enhance")
     procedure.set_documentation(
         "Upscale layers with InvSR diffusion super-resolution",
@@ -137,11 +138,14 @@ def run(procedure, run_mode, image, drawables, config, data):
         config.set_property("seed", random.randrange(2**31))
     try:
         options = options_from(config, job)
+        pace = sizing.read_pace(gimp_adapter.settings_folder())  # a preview in the dialog may have timed it
         estimate = job.estimate(options.output, options.scale, options.tile, pace)
         if asks and estimate.is_large() and not dialog.large_job_confirmed(estimate):
             return _cancelled(procedure)
         new_image = upscale(image, layers, options, gimp_adapter)
     except PluginError as error:
+        if run_mode == Gimp.RunMode.INTERACTIVE:
+            gimp_adapter.keep_dialog_values(config, (*ARGUMENTS, *AUX_ARGUMENTS))
         return _failure(procedure, str(error))
     if new_image is not None and asks and gimp_adapter.in_gimps_window():  # Filters > Repeat too: show it
         Gimp.Display.new(new_image)

@@ -13,7 +13,15 @@ import json
 import math
 from pathlib import Path
 
-from invsr_wire.contract import DEFAULT_OVERLAP, DEFAULT_TILE, MAX_SCALE, MAX_TILE, MIN_SCALE, TILE_MULTIPLE
+from invsr_wire.contract import (
+    DEFAULT_OVERLAP,
+    DEFAULT_TILE,
+    MAX_SCALE,
+    MAX_TILE,
+    MIN_SCALE,
+    MODEL_SCALE,
+    TILE_MULTIPLE,
+)
 
 from .errors import PluginError
 
@@ -23,6 +31,7 @@ TILE_SIZES = tuple(size for size in (64, 96, 128, 192, 256, 384, 512, 768, 1024)
 TRAINING_SIDE = DEFAULT_TILE  # shorter sides are padded to the noise predictor's training size (or the tile)
 LARGE_PIXELS = 100_000_000  # a result over this, or over LARGE_SECONDS of estimate, is asked about first
 LARGE_SECONDS = 600.0
+NO_BREAK = "\u00a0"  # a space a line is never wrapped at
 PACE_FILE = "invsr-pace.json"  # in GIMP's folder: the worker's last measured seconds per pixel of tile
 
 
@@ -67,9 +76,9 @@ class Job:
         enlargement = pixels / side
         if not MIN_SCALE <= enlargement <= MAX_SCALE:
             raise PluginError(
-                f"A {what} of {pixels} pixels is {enlargement:.3g} times the {side} pixels there are, and InvSR "
-                f"enlarges 1 to 16 times. Give a {what} from {math.ceil(side * MIN_SCALE)} to "
-                f"{math.floor(side * MAX_SCALE)} pixels."
+                f"A {what} of {pixels:,} pixels is {enlargement:.3g} times the {side:,} pixels there are, and InvSR "
+                f"enlarges 1 to 16 times. Give a {what} from {math.ceil(side * MIN_SCALE):,} to "
+                f"{math.floor(side * MAX_SCALE):,} pixels."
             )
         return enlargement
 
@@ -79,7 +88,7 @@ class Job:
         plans = [tile_plan(box.width, box.height, tile or DEFAULT_TILE) for box in self.regions]
         area = sum(a for _, a in plans)
         seconds = None if pace is None else area * pace
-        return Estimate(round(width * scale), round(height * scale), sum(n for n, _ in plans), seconds)
+        return Estimate(round(width * scale), round(height * scale), sum(n for n, _ in plans), seconds, scale)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +97,7 @@ class Estimate:
     height: int
     tiles: int
     seconds: float | None  # None: the worker's pace is not known yet
+    scale: float = MODEL_SCALE
 
     @property
     def megapixels(self) -> float:
@@ -102,23 +112,36 @@ class Estimate:
         return tiles if self.seconds is None else f"{tiles}, {duration(self.seconds)}"
 
     def text(self) -> str:
-        """As the dialog shows it, e.g. "3200 × 2400 pixels (7.7 megapixels), 48 tiles, about 2 min"."""
-        tiles = "1 tile" if self.tiles == 1 else f"{self.tiles} tiles"
-        time = "time known after the first upscale" if self.seconds is None else duration(self.seconds)
-        size = f"{self.width} × {self.height} pixels"
+        """As the dialog shows it, e.g. "3,200 × 2,400 pixels (7.68 megapixels), 48 tiles, about 2 min"."""
+        tiles = "1 tile" if self.tiles == 1 else f"{self.tiles:,} tiles"
+        time = "time known after a preview or the first upscale" if self.seconds is None else duration(self.seconds)
+        size = f"{self.width:,} × {self.height:,} pixels"
         if self.megapixels >= 0.1:
-            size += f" ({self.megapixels:.3g} megapixels)"
-        return f"{size}, {tiles}, {time}"
+            size += f" ({megapixels(self.megapixels)})"
+        beyond = f"; beyond ×{MODEL_SCALE}, InvSR's result is enlarged by plain resampling" if self.beyond_model else ""
+        return f"{size}, {tiles}, {time}{beyond}"
+
+    @property
+    def beyond_model(self) -> bool:
+        """Whether the result is larger than the model makes: its ×4, enlarged further without new detail."""
+        return self.scale > MODEL_SCALE + 1e-9
+
+
+def megapixels(count: float) -> str:
+    """As people write it: "0.3 megapixels", "7.68 megapixels", "6,140 megapixels" (never 6.14e+03)."""
+    return f"{count:.3g} megapixels" if count < 100 else f"{count:,.0f} megapixels"
 
 
 def duration(seconds: float) -> str:
-    """A time to wait, as a person says it: "about 40 s", "about 8 min", "about 1 h 20 min"."""
+    """A time to wait, as a person says it: "about 40 s", "about 8 min", "about 1 h 20 min". The spaces
+    inside do not break, so that a wrapped line never leaves "about 3" above "h 11 min"."""
     if seconds < 60:
-        return f"about {max(1, round(seconds))} s"
-    minutes = round(seconds / 60)
-    if minutes < 60:
-        return f"about {minutes} min"
-    return f"about {minutes // 60} h {minutes % 60} min" if minutes % 60 else f"about {minutes // 60} h"
+        text = f"about {max(1, round(seconds))} s"
+    elif (minutes := round(seconds / 60)) < 60:
+        text = f"about {minutes} min"
+    else:
+        text = f"about {minutes // 60} h {minutes % 60} min" if minutes % 60 else f"about {minutes // 60} h"
+    return text.replace(" ", NO_BREAK)
 
 
 def tile_plan(width: int, height: int, tile: int) -> tuple[int, int]:
