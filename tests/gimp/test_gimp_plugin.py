@@ -843,6 +843,8 @@ def test_a_preview_starts_the_local_worker_and_the_worker_line_then_says_it_is_r
         assert results["started"]["status"] == "success", results["started"]["error"]
         last = folder / "gimp-config" / "plug-in-settings" / "GimpProcedureConfigRun-python-fu-invsr-upscale.last"
         assert '(worker-line "Worker: local, running on cpu, ready' in last.read_text(), last.read_text()
+        # the preview's timing gave the line its time before any upscale had run (a new GIMP folder: no pace)
+        assert re.search(rf'\(estimate "Result: 48 \S+ 40 pixels, 1 tile, about{SPACE}\d+', last.read_text())
         assert found_in(screenshot(folder / "started.png"), block)
         assert (run_dir / "worker.log").read_text().count("serving on") == 1  # started once, by the preview
     finally:
