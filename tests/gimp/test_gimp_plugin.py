@@ -156,7 +156,7 @@ def run_gimp(gimp, workspace, name, scenarios, env=None, installed=None, screen=
         out,
         variables,
         plugin_path=None if installed else PLUGINS,
-        timeout=180 if screen else 600,
+        timeout=300 if screen else 600,  # a screen: 9 dialogs in one run take 2 min on 2 loaded cores
         screen=screen,
         config=config,
     )
@@ -496,10 +496,13 @@ BY_WIDTH = [
 SCALE_16 = [["key", "alt+a"], ["key", "ctrl+a"], ["type", "16"], ["key", "Tab"], ["shot", "scale-16"], ["key", "alt+u"]]
 
 
-# Size by (alt+z) moved down to "Width in pixels", 9999 typed into Pixels (alt+x): more than 16 times the
-# layer's 24 pixels. Return and Alt+U must do nothing while Upscale is disabled; Escape then cancels.
+# After by-width, Size by (alt+z) moved down to "Height in pixels", 9999 typed into Pixels (alt+x): more than 16
+# times the layer's 20 pixels. Return and Alt+U must do nothing while Upscale is disabled; Escape then cancels.
 IMPOSSIBLE = [*BY_WIDTH[:4], ["type", "9999"], ["key", "Tab"], ["shot", "impossible"], ["key", "Return"]]
 IMPOSSIBLE += [["key", "alt+u"], ["close", "Escape"]]
+# The dialog back after "Choose a smaller size" (the windows on the screen listed in back.txt, its picture
+# taken: Scale still 16), then closed.
+SMALLER = [["window", "^Upscale [(]InvSR[)]$"], ["windows", "back"], ["shot", "back"], ["close", "Escape"]]
 SPACE = r"(?:\s|\\302\\240)"  # a space, or a no-break one as GIMP writes it in its files (escaped UTF-8)
 
 # Output (alt+t) moved down twice, to "Keep the size", and Upscale.
@@ -549,9 +552,18 @@ def test_the_dialog_opens_and_ok_upscales_with_its_values_cancel_changes_nothing
             arguments=arguments,
             dialog=SCALE_16 + [["window", "a large job$"], ["shot", "large-job"], ["close", "Escape"]],
         ),
+        scenario(
+            "smaller",  # after "large": the values of "ok" (scale, not in place)
+            [photo_layer(size=(640, 640))],
+            canvas=(640, 640),
+            arguments=arguments,
+            dialog=SCALE_16 + [["window", "a large job$"], ["key", "alt+s"], *SMALLER],
+        ),
         scenario("by-width", [photo_layer()], arguments=arguments, dialog=BY_WIDTH),
+        scenario(
+            "impossible", [photo_layer()], arguments=arguments, dialog=IMPOSSIBLE
+        ),  # after by-width: by pixels, not in place
         scenario("in-place", [photo_layer()], arguments=arguments, dialog=IN_PLACE),
-        scenario("impossible", [photo_layer()], arguments=arguments, dialog=IMPOSSIBLE),
     ]
     try:
         folder, results = run_gimp(gimp, workspace, "dialog", dialogs, env, screen=True)
@@ -575,6 +587,9 @@ def test_the_dialog_opens_and_ok_upscales_with_its_values_cancel_changes_nothing
     assert by_name(in_place["after"], "photo (InvSR detail)")["size"] == [24, 20]
     large = results["large"]  # asked about before it starts, and cancelled there
     assert large["status"] == "cancel" and same_image(folder, large["before"], large["after"]), large["error"]
+    smaller = results["smaller"]  # "Choose a smaller size": the dialog again, the question gone; then Escape
+    assert smaller["status"] == "cancel" and same_image(folder, smaller["before"], smaller["after"]), smaller
+    assert (folder / "back.txt").read_text().splitlines() == ["Upscale (InvSR)"]
     impossible = results["impossible"]  # Return and Alt+U did nothing while the width was impossible; then Escape
     assert impossible["status"] == "cancel", impossible["error"]
     # the line under the size fields followed the last change, Output to "Keep the size" after a 60-pixel width:

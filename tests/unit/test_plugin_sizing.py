@@ -37,6 +37,10 @@ def test_a_3200_by_2400_image_at_4x_is_638_tiles_and_asked_about(sizing):
     assert (estimate.width, estimate.height, estimate.tiles) == (12800, 9600, 638)
     assert estimate.is_large() and "time known after a preview or the first upscale" in estimate.text()
     assert estimate.text().startswith("12,800 × 9,600 pixels (123 megapixels), 638 tiles")
+    assert estimate.question() == (
+        "Its time is not known yet (no preview or upscale has run on this computer): 638 tiles take about a minute "
+        "on a fast GPU, hours on a CPU. The result needs 492 MB of memory in GIMP, and as much disk to save it."
+    )
     small = job.estimate("scale-image", 2.0, 0, pace=1e-6)  # 10 megapixels of tiles: about 10 s
     assert not small.is_large() and small.text().endswith("about\u00a010\u00a0s")
 
@@ -86,3 +90,22 @@ def test_the_pace_is_remembered_from_the_jobs_reports(sizing, tmp_path):
     report = {"input_size": [100, 50], "seconds": {"tiles": 3.0, "finish": 1.0}, "tiling": {"work_ratio": 2.0}}
     sizing.write_pace(tmp_path, [report])
     assert sizing.read_pace(tmp_path) == pytest.approx(4.0 / 10000)
+
+
+def test_before_any_timing_a_job_of_many_tiles_is_asked_about(sizing):
+    """Its time may be a minute or hours: the question must not wait for a first job to have run."""
+    photo = sizing.Job(1600, 1200, (sizing.Box(0, 0, 1600, 1200),), pixel_bytes=8)  # 16-bit RGBA
+    untimed = photo.estimate("scale-image", 2.0, 0, pace=None)
+    assert untimed.tiles > sizing.UNTIMED_TILES and untimed.is_large()
+    assert "The result needs 61 MB of memory in GIMP" in untimed.question()
+    assert [sizing.byte_size(n) for n in (1, 61e6, 2.3e9, 11.4e9, 1.2e12)] == [
+        "1 MB",
+        "61 MB",
+        "2.3 GB",
+        "11 GB",
+        "1,200 GB",
+    ]
+    timed = photo.estimate("scale-image", 2.0, 0, pace=1e-6)  # seconds on this computer: not asked
+    assert not timed.is_large() and timed.question().startswith("It takes about")
+    tiny = sizing.Job(200, 100, (sizing.Box(0, 0, 200, 100),)).estimate("scale-image", 4.0, 0, pace=None)
+    assert not tiny.is_large()

@@ -94,23 +94,27 @@ def estimate_text(config, job: Job, pace: float | None) -> tuple[str, bool]:
     return "Result: " + job.estimate(output, scale, 0 if tile == "auto" else int(tile), pace).text(), True
 
 
-def large_job_confirmed(estimate: Estimate) -> bool:
-    """Ask before a job over 100 megapixels or 10 minutes; True to go on."""
+UPSCALE, BACK, CANCEL = "upscale", "back", "cancel"  # the answers to the question before a large job
+
+
+def large_job_answer(estimate: Estimate) -> str:
+    """Ask before a large job (sizing.Estimate.is_large): UPSCALE, BACK to the dialog (its values kept, to
+    choose a smaller size), or CANCEL."""
     question = Gtk.MessageDialog(
         message_type=Gtk.MessageType.QUESTION,
         text=f"This upscale makes {estimate.text()}.",
         title=f"{TITLE}: a large job",
     )
-    question.format_secondary_text(
-        "That is a large job for the worker. Upscale anyway, or cancel and choose a smaller size?"
-    )
+    question.format_secondary_text(estimate.question())
     question.add_button("_Cancel", Gtk.ResponseType.CANCEL)
+    question.add_button("Choose a _smaller size", Gtk.ResponseType.REJECT)
     question.add_button("_Upscale", Gtk.ResponseType.OK)
-    question.set_default_response(Gtk.ResponseType.CANCEL)
+    question.set_default_response(Gtk.ResponseType.REJECT)
     try:
-        return question.run() == Gtk.ResponseType.OK
+        response = question.run()
     finally:
         question.destroy()
+    return {Gtk.ResponseType.OK: UPSCALE, Gtk.ResponseType.REJECT: BACK}.get(response, CANCEL)
 
 
 def _values(*values) -> Gimp.ValueArray:

@@ -75,7 +75,7 @@ def job_of(image, layers) -> Job:
             )
         _, left, top = layer.get_offsets()
         boxes.append(Box(left + x, top + y, width, height))
-    return Job(image.get_width(), image.get_height(), tuple(boxes))
+    return Job(image.get_width(), image.get_height(), tuple(boxes), max(layer.get_bpp() for layer in layers))
 
 
 def settings_folder() -> Path:

@@ -126,22 +126,31 @@ def run(procedure, run_mode, image, drawables, config, data):
     )
     if asks:
         GimpUi.init(PROCEDURE)
-    if run_mode == Gimp.RunMode.INTERACTIVE and not dialog.accepted(
-        procedure, config, job, pace, layers[0], lambda values: options_from(values, job)
-    ):
-        return _cancelled(procedure)
+    while True:  # the dialog, again after "choose a smaller size" (its values kept)
+        if run_mode == Gimp.RunMode.INTERACTIVE and not dialog.accepted(
+            procedure, config, job, pace, layers[0], lambda values: options_from(values, job)
+        ):
+            return _cancelled(procedure)
+        try:
+            options = options_from(config, job)
+        except PluginError as error:
+            return _failure(procedure, str(error))
+        pace = sizing.read_pace(gimp_adapter.settings_folder())  # a preview in the dialog may have timed it
+        estimate = job.estimate(options.output, options.scale, options.tile, pace)
+        answer = dialog.large_job_answer(estimate) if asks and estimate.is_large() else dialog.UPSCALE
+        if answer == dialog.CANCEL:
+            return _cancelled(procedure)
+        if answer == dialog.UPSCALE:
+            break
+        run_mode = Gimp.RunMode.INTERACTIVE  # back to the dialog, Filters > Repeat's run too: a smaller size
     try:
         import zmq  # noqa: F401  (here, so that the procedure registers, and explains, without it)
     except ImportError:
         return _failure(procedure, zmq_missing())
     if config.get_property("random-seed"):  # remembered with the other values: the result can be made again
         config.set_property("seed", random.randrange(2**31))
-    try:
         options = options_from(config, job)
-        pace = sizing.read_pace(gimp_adapter.settings_folder())  # a preview in the dialog may have timed it
-        estimate = job.estimate(options.output, options.scale, options.tile, pace)
-        if asks and estimate.is_large() and not dialog.large_job_confirmed(estimate):
-            return _cancelled(procedure)
+    try:
         new_image = upscale(image, layers, options, gimp_adapter)
     except PluginError as error:
         if run_mode == Gimp.RunMode.INTERACTIVE:

@@ -31,6 +31,9 @@ TILE_SIZES = tuple(size for size in (64, 96, 128, 192, 256, 384, 512, 768, 1024)
 TRAINING_SIDE = DEFAULT_TILE  # shorter sides are padded to the noise predictor's training size (or the tile)
 LARGE_PIXELS = 100_000_000  # a result over this, or over LARGE_SECONDS of estimate, is asked about first
 LARGE_SECONDS = 600.0
+# Before any upscale or preview has timed this computer, a job of more tiles than this is asked about too: its
+# time may be a minute on a fast GPU or hours on a CPU (an 8-megapixel photo is about 600 tiles).
+UNTIMED_TILES = 100
 NO_BREAK = "\u00a0"  # a space a line is never wrapped at
 PACE_FILE = "invsr-pace.json"  # in GIMP's folder: the worker's last measured seconds per pixel of tile
 
@@ -52,6 +55,7 @@ class Job:
     image_width: int
     image_height: int
     regions: tuple[Box, ...]
+    pixel_bytes: int = 4  # the deepest layer's bytes per pixel (channels x bytes per component)
 
     def reference(self, output: str) -> tuple[int, int]:
         """The (width, height) a target in pixels refers to: the image's when the image is scaled, else
@@ -88,7 +92,8 @@ class Job:
         plans = [tile_plan(box.width, box.height, tile or DEFAULT_TILE) for box in self.regions]
         area = sum(a for _, a in plans)
         seconds = None if pace is None else area * pace
-        return Estimate(round(width * scale), round(height * scale), sum(n for n, _ in plans), seconds, scale)
+        tiles = sum(n for n, _ in plans)
+        return Estimate(round(width * scale), round(height * scale), tiles, seconds, scale, self.pixel_bytes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,13 +103,32 @@ class Estimate:
     tiles: int
     seconds: float | None  # None: the worker's pace is not known yet
     scale: float = MODEL_SCALE
+    pixel_bytes: int = 4  # per pixel of the result, at the layers' depth (RGBA 8-bit: 4)
 
     @property
     def megapixels(self) -> float:
         return self.width * self.height / 1e6
 
     def is_large(self) -> bool:
+        if self.seconds is None and self.tiles > UNTIMED_TILES:
+            return True
         return self.width * self.height > LARGE_PIXELS or (self.seconds or 0) > LARGE_SECONDS
+
+    @property
+    def memory_bytes(self) -> int:
+        """What the result takes in GIMP's memory (or its swap, or an XCF file): its pixels at the layers' depth."""
+        return self.width * self.height * self.pixel_bytes
+
+    def question(self) -> str:
+        """Why the job is asked about, for the question before it: its size, time, and what it needs."""
+        time = (
+            f"Its time is not known yet (no preview or upscale has run on this computer): {self.work_text()} take "
+            "about a minute on a fast GPU, hours on a CPU."
+            if self.seconds is None
+            else f"It takes {duration(self.seconds)} at the pace the worker last showed."
+        )
+        memory = f"The result needs {byte_size(self.memory_bytes)} of memory in GIMP, and as much disk to save it."
+        return f"{time} {memory}"
 
     def work_text(self) -> str:
         """The work alone, e.g. "48 tiles, about 2 min"."""
@@ -130,6 +154,13 @@ class Estimate:
 def megapixels(count: float) -> str:
     """As people write it: "0.3 megapixels", "7.68 megapixels", "6,140 megapixels" (never 6.14e+03)."""
     return f"{count:.3g} megapixels" if count < 100 else f"{count:,.0f} megapixels"
+
+
+def byte_size(count: int) -> str:
+    """Bytes as people read them: "61 MB", "2.3 GB", "11 GB"."""
+    if count < 1e9:
+        return f"{max(1, round(count / 1e6))} MB"
+    return f"{count / 1e9:.2g} GB" if count < 10e9 else f"{count / 1e9:,.0f} GB"
 
 
 def duration(seconds: float) -> str:
