@@ -23,6 +23,7 @@ NOISE_PREDICTOR_FILE = "noise_predictor_sd_turbo_v5.pth"
 SD_TURBO_FOLDER = "sd-turbo"
 TINY_MARKER = "TINY-RANDOM-WEIGHTS.txt"
 WEIGHTS_ENV = "INVSR_WEIGHTS"
+DOWNLOAD_SIZE = "about 2.6 GB"  # SD-Turbo's parts in fp16 where published, and the noise predictor
 
 # The parts of SD-Turbo we run, each as (config, weight file stem). The text encoder and tokenizer are
 # needed only until the prompt embedding is cached (prompt.py).
@@ -125,7 +126,9 @@ def locate(weights_dir: str | Path | None = None, noise_predictor: str | Path | 
     found = search(weights_dir, noise_predictor)
     missing = found.missing()
     if missing:
-        raise WeightsMissing(_missing_message(missing, found))
+        download = f"invsr weights download {found.folder}" if found.folder else "invsr weights download"
+        # the one command that fixes it, for a person who should not read file names (the plug-in's messages)
+        raise WeightsMissing(_missing_message(missing, found), {"download": download, "download_size": DOWNLOAD_SIZE})
     return WeightPaths(found.sd_turbo, found.noise_predictor, found.where)
 
 
@@ -143,7 +146,7 @@ def _missing_message(missing: list[str], found: Search) -> str:
     elsewhere = "" if found.folder else f" (or give --weights DIR, or set {WEIGHTS_ENV})"
     return (
         f"InvSR weights not found: missing {', '.join(missing)}; looked in {found.where}{elsewhere}. "
-        f"To fix: run `invsr weights download{target}` on a machine with internet access (about 2.6 GB), "
+        f"To fix: run `invsr weights download{target}` on a machine with internet access ({DOWNLOAD_SIZE}), "
         f"or `invsr weights tiny {found.folder or 'DIR'}` for random test weights that run but do not upscale for real."
     )
 

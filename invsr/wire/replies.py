@@ -27,7 +27,7 @@ class ModelState:
 
     Ready: `version` (the library's), `device`, `dtype`, `weights` ({source, sd_turbo, noise_predictor,
     tiny_random}), `load_seconds`, with --compile `compile_seconds` or `compile_error`, with --ray `actors`
-    (each {name, state, device, ...}). Failed: `code` (an error code) and `error` (why)."""
+    (each {name, state, device, ...}). Failed: `code` (an error code), `error` (why) and `details`."""
 
     state: str = "not loaded"
     version: str | None = None
@@ -39,6 +39,7 @@ class ModelState:
     compile_error: str | None = None
     code: str | None = None
     error: str | None = None
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)  # the error's (weights_missing: `download`)
     actors: tuple[dict[str, Any], ...] = ()
 
     @property
@@ -49,7 +50,8 @@ class ModelState:
     @classmethod
     def from_dict(cls, fields: dict) -> ModelState:
         known = _known(cls, fields)
-        return cls(**dict(known, actors=tuple(known.get("actors") or ())))
+        details = known.get("details") if isinstance(known.get("details"), dict) else {}
+        return cls(**dict(known, actors=tuple(known.get("actors") or ()), details=details))
 
     def to_dict(self) -> dict:
         """As the worker sends it: the fields it gave (those left out are None here, and left out again)."""

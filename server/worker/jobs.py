@@ -141,7 +141,7 @@ class ModelHolder:
         try:
             pipeline = self._start_on_ray() if self.concurrent else self._load_here()
         except InvSRError as error:
-            self.status = {"state": "failed", "code": error.code, "error": str(error)}
+            self.status = {"state": "failed", "code": error.code, "error": str(error), "details": error.details}
             log.error("model failed to load: %s", error)
             raise
         except Exception as error:  # a bug or a broken install: say so in `hello`, never stay "loading"

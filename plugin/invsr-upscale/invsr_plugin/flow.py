@@ -95,8 +95,16 @@ def connect(options: Options, on_status):
         return _remote_client(Path(options.server), settings)
     if flatpak.in_flatpak_sandbox():
         return _flatpak_client()
+    command = settings.get("start_command")
     try:
-        return client.connect(start_command=settings.get("start_command"), on_status=on_status)
+        worker = client.connect(start_command=command, on_status=on_status)
+        if command and worker.hello().model.state == "failed":
+            # Its model failed to load: weights missing, or the settings named another folder since it started.
+            # It would fail again; one started now, with the settings of now, may not.
+            worker.close()
+            client.stop_worker()
+            worker = client.connect(start_command=command, on_status=on_status)
+        return worker
     except InvSRError as error:
         raise PluginError(messages.cannot_start(error, installed=bool(settings))) from None
 

@@ -37,6 +37,8 @@ def job_failed(error: InvSRError, remote: bool, layer_name: str) -> str:
             return worker_died(error.details)
         reason = error.details.get("reason") or str(error)  # alive but silent: stopped, frozen or overloaded
         return f"The InvSR worker stopped answering during the upscale; nothing was changed: {reason}."
+    if error.code == "weights_missing":
+        return f"{weights_missing(error.details)} Nothing was changed."
     if error.code == "busy":
         return "The InvSR worker is busy with other jobs; nothing was changed. Wait a minute, then upscale again."
     if error.code == "out_of_memory":
@@ -44,6 +46,17 @@ def job_failed(error: InvSRError, remote: bool, layer_name: str) -> str:
             "The GPU ran out of memory; nothing was changed. Under Advanced, choose a smaller Tile, then upscale again."
         )
     return f"InvSR could not upscale the layer {layer_name!r}; nothing was changed. {error}"
+
+
+def weights_missing(details: dict) -> str:
+    """InvSR's model files are not on this computer (or not where the worker looks): the one command that
+    fetches them, and its size; never the file names, nor the random test weights a developer would use."""
+    command = details.get("download") or "invsr weights download"
+    size = details.get("download_size") or "about 2.6 GB"
+    return (
+        f"InvSR's model weights are not on this computer yet. In a terminal, run: {command} ({size}, once), "
+        "then upscale again."
+    )
 
 
 def worker_died(details: dict) -> str:

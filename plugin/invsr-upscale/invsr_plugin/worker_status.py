@@ -11,6 +11,8 @@ from pathlib import Path
 
 from invsr_wire.replies import Hello, ModelState
 
+from . import messages
+
 CHECK_TIMEOUT = 3.0  # seconds a worker may take to answer `hello` before the line says it does not answer
 CHECKING = "Worker: checking..."
 NO_FILE_CHOSEN = "Worker: choose the worker's connection file under Advanced; until then, the local worker"
@@ -117,6 +119,8 @@ def model_words(model: ModelState) -> str:
         return "running, loading the model"
     if state == "compiling":
         return f"running{on}, compiling the networks once after its start (minutes)"
+    if state == "failed" and model.code == "weights_missing":
+        return "running, but " + messages.weights_missing(model.details)
     if state == "failed":
         reason = model.error or "no reason given"
         return f"running, but its model failed to load: {reason}. Fix what it names; the next upscale tries again"
