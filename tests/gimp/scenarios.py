@@ -201,9 +201,12 @@ def answer(steps):
     ["shot-when-shown", [NAME, BLOCK, W, H, SECONDS]] saves it once it shows BLOCK (see screenshot.py),
     ["sleep", SECONDS] waits, ["window", TITLE] waits for a window whose title matches TITLE (a regular
     expression), ["until", CONDITION] waits for a shell condition, ["windows", NAME] lists the windows on
-    the screen in OUT/NAME.txt. Without a window manager, a window gets the keyboard only when given it."""
+    the screen in OUT/NAME.txt, ["size", NAME] writes the window's "WIDTH HEIGHT" there. Without a window
+    manager, a window gets the keyboard only when given it."""
     window = "^Upscale [(]InvSR[)]$"
-    commands = [f"xdotool search --sync --name '{window}' >/dev/null", "sleep 1"]
+    # the pointer to the screen's corner, where it shows no widget's tooltip over what a picture must show
+    commands = ["(xdotool mousemove 10000 10000 || true)", f"xdotool search --sync --name '{window}' >/dev/null"]
+    commands.append("sleep 1")
     for kind, value in steps:
         focus = f"xdotool search --name '{window}' windowfocus --sync %1"
         if kind == "window":
@@ -232,6 +235,9 @@ def answer(steps):
         elif kind == "windows":  # the titles of the windows on the screen, one a line, in OUT/NAME.txt
             titles = os.path.join(OUT, value + ".txt")
             commands.append(f"(xdotool search --onlyvisible --name . getwindowname %@ > {titles} || true)")
+        elif kind == "size":  # the window's width and height once it settled, "W H", in OUT/NAME.txt
+            size = f"xdotool search --name '{window}' getwindowgeometry --shell %1 | grep -E '^(WIDTH|HEIGHT)='"
+            commands += ["sleep 1", f"({size} | cut -d= -f2 | paste -sd' ' > {os.path.join(OUT, value)}.txt || true)"]
     return " && ".join(commands)
 
 

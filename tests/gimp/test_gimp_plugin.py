@@ -603,6 +603,33 @@ def test_the_dialog_opens_and_ok_upscales_with_its_values_cancel_changes_nothing
     ]  # each underlined letter once
 
 
+def test_the_dialog_fits_a_768_pixel_screen_in_every_state_and_shrinks_back(gimp, workspace, worker, tmp_path):
+    """A laptop's 768 pixels, less a panel and the title bar: the dialog with Advanced and Preview open, with
+    one of them, and back to neither, where it is as small as it was at first (no rows spread apart)."""
+    if not gimp.has_screen:
+        pytest.skip("needs xvfb-run and xdotool where GIMP runs (tests/gimp/build-root.sh installs them)")
+    env = {"INVSR_RUNTIME_DIR": gimp.inside(workspace / "run"), "INVSR_GIMP_SETTINGS": gimp.inside(workspace / "x")}
+    arguments = {"scale": 2.0, "server": gimp.inside(workspace / "run" / "worker.json"), "size-by": "scale"}
+    steps = [["size", "closed"], ["key", "alt+v"], ["size", "advanced"], ["key", "alt+p"], ["sleep", 3]]
+    steps += [["size", "both"], ["shot", "both"], ["key", "alt+v"], ["size", "preview"], ["key", "alt+p"]]
+    steps += [["size", "neither"], ["close", "Escape"]]
+    case = scenario("sizes", [photo_layer(size=(640, 480))], canvas=(640, 480), arguments=arguments, dialog=steps)
+    try:
+        folder, results = run_gimp(gimp, workspace, "sizes", [case], env, screen=True)
+    finally:
+        keep_screenshots(workspace / "sizes", tmp_path)
+    assert results["sizes"]["status"] == "cancel"
+    size = {name: tuple(map(int, (folder / f"{name}.txt").read_text().split())) for name in SIZES}
+    assert all(height <= MAX_DIALOG_HEIGHT for _, height in size.values()), size
+    assert size["advanced"][1] > size["closed"][1] and size["preview"][0] > size["closed"][0], size  # they opened
+    shrunk, first = size["neither"], size["closed"]  # back to its first height, no wider (its line may wrap now)
+    assert shrunk[1] == first[1] and shrunk[0] <= first[0], size
+
+
+SIZES = ("closed", "advanced", "both", "preview", "neither")
+MAX_DIALOG_HEIGHT = 768 - 32 - 36  # a 768-pixel screen, less a top panel and a window's title bar
+
+
 UPSCALE_AT_ONCE = [["key", "alt+p"], ["key", "alt+u"]]
 
 
@@ -618,6 +645,13 @@ def found_in(picture: np.ndarray, block: np.ndarray) -> bool:
     corner = picture[: picture.shape[0] - height + 1, : picture.shape[1] - width + 1]
     ys, xs = np.nonzero(np.all(corner == block[0, 0], -1))
     return any(np.array_equal(picture[y : y + height, x : x + width], block) for y, x in zip(ys, xs))
+
+
+def after_the_divider(block: np.ndarray) -> np.ndarray:
+    """What the before | after split shows of InvSR's `block`, its divider in the middle (split_view.py)."""
+    width = block.shape[1]
+    divider = min(width - 1, max(1, round(0.5 * width)))
+    return np.ascontiguousarray(block[:, divider + 1 :])
 
 
 def test_the_preview_shows_the_workers_upscale_of_an_area_the_user_moves(
@@ -638,17 +672,24 @@ def test_the_preview_shows_the_workers_upscale_of_an_area_the_user_moves(
         upscaled = expected(
             pipeline, layer[sent.y : sent.y + sent.height, sent.x : sent.x + sent.width], {"scale": scale, "seed": 7}
         )
-        blocks[name] = np.ascontiguousarray(upscaled[shown.y : shown.y + shown.height, shown.x : shown.x + shown.width])
-        (workspace / f"{name}.raw").write_bytes(blocks[name].tobytes())
+        block = upscaled[shown.y : shown.y + shown.height, shown.x : shown.x + shown.width]
+        blocks[name] = after_the_divider(block)  # the right part of the before | after split: InvSR's
+    # The divider moved to the left edge with the arrow keys: all of it InvSR's but the focus frame's 2 pixels
+    blocks["divided"] = np.ascontiguousarray(block[2:-2, 3:-2])
+    for name, block in blocks.items():
+        (workspace / f"{name}.raw").write_bytes(block.tobytes())
 
     def shot_when_shown(name):
-        return ["shot-when-shown", [name, gimp.inside(workspace / f"{name}.raw"), 256, 256, 90]]
+        height, width = blocks[name].shape[:2]
+        return ["shot-when-shown", [name, gimp.inside(workspace / f"{name}.raw"), width, height, 90]]
 
     # The Preview ticked (alt+p): the centre of the layer; then its area moved right by two steps of the arrow
-    # keys (the area's mnemonic, alt+m, gives it the keyboard); then the scale typed over.
+    # keys (the area's mnemonic, alt+m, gives it the keyboard); then the scale typed over; then the split's
+    # divider (alt+b gives it the keyboard) moved to the left.
     steps = [["key", "alt+p"], shot_when_shown("preview"), ["key", "alt+m"], ["key", "Right Right"]]
     steps += [shot_when_shown("moved"), ["key", "alt+a"], ["key", "ctrl+a"], ["type", "2"], ["key", "Tab"]]
-    steps += [shot_when_shown("x2"), ["key", "Escape"]]
+    steps += [shot_when_shown("x2"), ["key", "alt+b"], ["key", " ".join(["Left"] * 12)], shot_when_shown("divided")]
+    steps += [["key", "Escape"]]
     env = {
         "INVSR_RUNTIME_DIR": gimp.inside(workspace / "run"),
         "INVSR_GIMP_SETTINGS": gimp.inside(workspace / "absent.json"),
@@ -847,9 +888,11 @@ def test_a_preview_starts_the_local_worker_and_the_worker_line_then_says_it_is_r
     }
     layer = np.ascontiguousarray(photo[40:60, 50:74])  # 24 x 20: the preview is the whole layer
     block = expected(pipeline, layer, {"scale": 2.0, "seed": 3})
+    block = after_the_divider(block)
     (workspace / "started.raw").write_bytes(block.tobytes())
     steps = [["shot", "before"], ["key", "alt+p"]]
-    steps += [["shot-when-shown", ["started", gimp.inside(workspace / "started.raw"), 48, 40, 150]], ["sleep", 3]]
+    started = ["started", gimp.inside(workspace / "started.raw"), block.shape[1], block.shape[0], 150]
+    steps += [["shot-when-shown", started], ["sleep", 3]]
     steps += [["key", "alt+u"]]
     arguments = {"scale": 2.0, "seed": 3, "server": "", "size-by": "scale"}
     case = scenario("started", [photo_layer(pixels=list(layer.tobytes()))], arguments=arguments, dialog=steps)

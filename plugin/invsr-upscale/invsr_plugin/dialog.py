@@ -12,7 +12,7 @@ import gi
 gi.require_version("Gimp", "3.0")
 gi.require_version("GimpUi", "3.0")
 gi.require_version("Gtk", "3.0")
-from gi.repository import Gimp, GimpUi, GObject, Gtk  # noqa: E402
+from gi.repository import Gimp, GimpUi, GLib, GObject, Gtk  # noqa: E402
 
 from . import sizing  # noqa: E402
 from .flow import PluginError  # noqa: E402
@@ -24,7 +24,7 @@ from .worker_field import WorkerField  # noqa: E402
 TITLE = "Upscale (InvSR)"
 CHOICES = ("size-by", "output", "color-fix", "tile")
 ADVANCED = ("steps", "seed", "random-seed", "tile")  # then the Worker field's own widgets (worker_field.py)
-UP_FRONT = ("size-by", "scale", "pixels", "estimate", "worker-line", "output", "color-fix", "advanced", "preview-box")
+FORM = ("size-by", "scale", "pixels", "estimate", "worker-line", "output", "color-fix", "advanced")
 
 
 def accepted(procedure, config, job: Job, pace: float | None, layer, options_of) -> bool:
@@ -40,7 +40,7 @@ def accepted(procedure, config, job: Job, pace: float | None, layer, options_of)
     WorkerField.line_label(dialog)
     worker = WorkerField(config, dialog.fill_box("advanced-box", ADVANCED))
     dialog.get_label("advanced-title", "Ad_vanced", False, True)
-    dialog.fill_expander("advanced", "advanced-title", False, "advanced-box")
+    expander = dialog.fill_expander("advanced", "advanced-title", False, "advanced-box")
 
     def timed(report: dict) -> None:  # a preview's timing is the pace of a run: the estimate's time, at once
         nonlocal pace
@@ -66,8 +66,18 @@ def accepted(procedure, config, job: Job, pace: float | None, layer, options_of)
         sizes["scale"].set_sensitive(not in_place and by_scale)
         sizes["pixels"].set_sensitive(not in_place and not by_scale)
 
+    def shrink(*_):  # to what is shown now: back to its size when Advanced or Preview close
+        GLib.idle_add(lambda: dialog.resize(1, 1) and False)
+
     watched = [config.connect(f"notify::{name}", update) for name in ("size-by", "scale", "pixels", "output", "tile")]
-    dialog.fill(list(UP_FRONT))
+    watched.append(config.connect("notify::preview", shrink))
+    expander.connect("notify::expanded", shrink)
+    # the settings, and the preview beside them: the dialog fits a 768-pixel screen with both open
+    dialog.fill_box("settings-box", list(FORM))
+    row = dialog.fill_box("row", ["settings-box", "preview-box"])
+    row.set_orientation(Gtk.Orientation.HORIZONTAL)
+    row.set_spacing(18)
+    dialog.fill(["row"])
     update()
     dialog.set_sensitive_if_in("seed", None, "random-seed", _values(True), False)  # once the widgets are there
     preview.start()

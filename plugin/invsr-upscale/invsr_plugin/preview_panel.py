@@ -1,5 +1,6 @@
 """The dialog's Preview: where on the layer (a thumbnail to click, drag or move with the arrow keys), and
-that area as a plain enlargement beside the worker's upscale of it, refreshed when a setting changes.
+that area before and after (split_view.py): a plain enlargement and the worker's upscale of it, refreshed
+when a setting changes.
 
 What is shown and the background jobs are preview.py's; this module is the GTK and GIMP side of it.
 """
@@ -18,6 +19,7 @@ from gi.repository import Gdk, GdkPixbuf, Gegl, Gimp, GLib, Gtk  # noqa: E402
 from . import flow, preview  # noqa: E402
 from .errors import PluginError  # noqa: E402
 from .preview import DISPLAY, Area  # noqa: E402
+from .split_view import FOCUS, SplitView  # noqa: E402
 
 THUMBNAIL = 160  # the largest side of the "where" thumbnail
 SETTINGS = ("size-by", "scale", "pixels", "output", "color-fix", "steps", "seed", "tile", "server")
@@ -68,28 +70,20 @@ class PreviewPanel:
         self.where.connect("button-press-event", self._pointed)
         self.where.connect("motion-notify-event", self._pointed)
         self.where.connect("key-press-event", self._key)
+        for signal in ("focus-in-event", "focus-out-event"):  # the frame that shows where the arrow keys act
+            self.where.connect(signal, lambda *_: self._draw_where() or False)
         self.where.set_tooltip_text("Click or drag to choose the area shown; the arrow keys move it too")
-        self.plain, self.upscaled = Gtk.Image(), Gtk.Image()
-        for image in (self.plain, self.upscaled):
-            image.set_size_request(DISPLAY, DISPLAY)
-        self.status = Gtk.Label(xalign=0.0, wrap=True, selectable=True)
-        where_label = Gtk.Label(label="Area: _move it with the mouse or the arrow keys", use_underline=True)
+        self.split = SplitView(DISPLAY)
+        self.split_label = Gtk.Label(label="_Before | after: drag the line", use_underline=True, xalign=0.0)
+        self.split_label.set_mnemonic_widget(self.split.widget)
+        self.status = Gtk.Label(xalign=0.0, wrap=True, selectable=True, max_width_chars=36)
+        where_label = Gtk.Label(label="Area: _move it with the mouse or the arrow keys", use_underline=True, xalign=0.0)
         where_label.set_mnemonic_widget(self.where)
-        grid = Gtk.Grid(column_spacing=12, row_spacing=4)
-        grid.attach(self._column(where_label, self.where), 0, 0, 1, 1)
-        grid.attach(self._column(Gtk.Label(label="Plain enlargement"), self.plain), 1, 0, 1, 1)
-        grid.attach(self._column(Gtk.Label(label="InvSR"), self.upscaled), 2, 0, 1, 1)
-        grid.attach(self.status, 0, 1, 3, 1)
-        grid.set_no_show_all(True)  # shown and hidden with the Preview box, not by the dialog's show_all
-        return grid
-
-    @staticmethod
-    def _column(label: Gtk.Label, content: Gtk.Widget) -> Gtk.Box:
-        box = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=4)
-        label.set_xalign(0.0)
-        box.pack_start(label, False, False, 0)
-        box.pack_start(content, False, False, 0)
-        return box
+        column = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=4)
+        for widget in (where_label, self.where, self.split_label, self.split.widget, self.status):
+            column.pack_start(widget, False, False, 0)
+        column.set_no_show_all(True)  # shown and hidden with the Preview box, not by the dialog's show_all
+        return column
 
     def _draw_where(self) -> None:
         """The thumbnail with the layer's part that may be shown (the selection's, outlined in white when it
@@ -104,6 +98,9 @@ class PreviewPanel:
             x, y, width, height = shown.x * k, shown.y * k, max(3.0, shown.width * k), max(3.0, shown.height * k)
             _frame(picture, x - 1, y - 1, width + 2, height + 2, 0x000000FF)
             _frame(picture, x, y, width, height, 0xFFD700FF)
+        if self.where.has_focus():
+            for inset in (0, 1):
+                _frame(picture, inset, inset, picture.get_width() - 2 * inset, picture.get_height() - 2 * inset, FOCUS)
         self.where_image.set_from_pixbuf(picture)
 
     def _pointed(self, area, event) -> bool:
@@ -147,8 +144,10 @@ class PreviewPanel:
         self.crop = preview.crop_at(self.region, self.centre, options.scale, options.tile)
         self._draw_where()
         pixels, channels = self._read(self.crop.sent)
-        self.plain.set_from_pixbuf(self._plain_enlargement(pixels, channels))
-        self.upscaled.set_from_pixbuf(None)
+        same_size = options.output == "in-place" or options.scale == 1
+        before = "the layer as it is" if same_size else "a plain enlargement"
+        self.split_label.set_text_with_mnemonic(f"_Before ({before}) | after (InvSR): drag the line")
+        self.split.show(self._plain_enlargement(pixels, channels), None)
         self.status.set_text("Preview: upscaling...")
         self.jobs.ask(preview.Request(self.crop, pixels, channels, options))
         return False  # as a GLib timeout: once
@@ -178,7 +177,8 @@ class PreviewPanel:
             self.on_timed(outcome.report)
         if outcome.pixels is not None:
             shown = outcome.request.crop.shown
-            self.upscaled.set_from_pixbuf(_pixbuf(outcome.pixels, shown.width, shown.height, outcome.request.channels))
+            after = _pixbuf(outcome.pixels, shown.width, shown.height, outcome.request.channels)
+            self.split.show(self.split.before, after)
 
 
 def _frame(picture: GdkPixbuf.Pixbuf, x: float, y: float, width: float, height: float, rgba: int) -> None:
