@@ -43,7 +43,8 @@ def job_failed(error: InvSRError, remote: bool, layer_name: str) -> str:
         return "The InvSR worker is busy with other jobs; nothing was changed. Wait a minute, then upscale again."
     if error.code == "out_of_memory":
         return (
-            "The GPU ran out of memory; nothing was changed. Under Advanced, choose a smaller Tile, then upscale again."
+            "The GPU ran out of memory; nothing was changed. Under Advanced, choose a smaller Piece size, then "
+            "upscale again."
         )
     return f"InvSR could not upscale the layer {layer_name!r}; nothing was changed. {error}"
 

@@ -72,19 +72,36 @@ def define(procedure) -> None:
         "output", "Ou_tput", "Where the result goes", _choice(*OUTPUT_CHOICES), OUTPUT_CHOICES[0][0], flags
     )
     procedure.add_choice_argument(
-        "color-fix", "Colour _fix", "Diffusion can shift colours", _choice(*COLOUR_CHOICES), "wavelet", flags
+        "color-fix",
+        "Colour _fix",
+        "The upscale can shift colours slightly; this brings back the original's (colour fix)",
+        _choice(*COLOUR_CHOICES),
+        "wavelet",
+        flags,
     )
     procedure.add_int_argument(
-        "steps", "St_eps", "Diffusion steps, 1 to 5 (1 is best for most photos)", MIN_STEPS, MAX_STEPS, 1, flags
+        "steps",
+        "Detail pass_es",
+        "Diffusion steps, 1 to 5: more passes, more invented detail (1 is best for most photos)",
+        MIN_STEPS,
+        MAX_STEPS,
+        1,
+        flags,
     )
     procedure.add_int_argument(
-        "seed", "See_d", "Random seed: the same seed gives the same result", 0, 2**31 - 1, 0, flags
+        "seed",
+        "Variation (see_d)",
+        "The random seed: the same number gives the same result, another one other detail",
+        0,
+        2**31 - 1,
+        0,
+        flags,
     )
     tiles = _choice(("auto", "Automatic"), *((str(size), f"{size} pixels") for size in TILE_SIZES))
     procedure.add_choice_argument(
         "tile",
-        "T_ile",
-        "The image is upscaled in tiles of this size; Automatic fits the GPU's memory",
+        "P_iece size",
+        "The image is upscaled in pieces (tiles) of this size; Automatic fits the GPU's memory, smaller needs less",
         tiles,
         "auto",
         flags,
@@ -93,7 +110,7 @@ def define(procedure) -> None:
         "server", "_Worker", "A worker's connection file; empty for the local worker", "", flags
     )
     procedure.add_boolean_aux_argument(
-        "random-seed", "_New seed each time", "Pick a new random seed at each upscale", False, flags
+        "random-seed", "_New variation each time", "Pick a new random seed at each upscale", False, flags
     )
     procedure.add_string_aux_argument("estimate", "Result", "The result's size and cost", "", flags)
     procedure.add_string_aux_argument("worker-line", "Worker line", "Which worker upscales, and its state", "", flags)

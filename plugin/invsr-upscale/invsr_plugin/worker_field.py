@@ -34,11 +34,12 @@ class WorkerField:
         self.closed = False
         self.setting = False  # while the widgets set "server", or "server" sets the widgets: no echo
         self.choice = Gtk.ComboBoxText()
-        self.choice.append(LOCAL, "The local worker")
-        self.choice.append(CHOSEN_FILE, "A worker's connection file")
+        self.choice.append(LOCAL, "This computer (the local worker)")
+        self.choice.append(CHOSEN_FILE, "Another computer or worker (its connection file)")
         self.chooser = _file_chooser()
         self._show_server(config.get_property("server"))
-        box.pack_start(_row("_Worker", self.choice), False, False, 0)
+        box.pack_start(_row("_Where it runs", self.choice), False, False, 0)
+        self.choice.set_tooltip_text("The worker: the program that upscales, on this computer's GPU or another's")
         box.pack_start(_row("Connection file", self.chooser), False, False, 0)
         box.show_all()
         self.choice.connect("changed", self._changed)
