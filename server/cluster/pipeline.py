@@ -31,7 +31,7 @@ from invsr.wire.errors import DeviceError
 from invsr.wire.protocol import new_id
 
 from .actor import TileActor
-from .dispatch import SLOW_FACTOR, SLOW_FLOOR, Actor, Dispatcher
+from .dispatch import FAIL_PAUSE, PING_LIMIT, SLOW_FACTOR, SLOW_FLOOR, Actor, Dispatcher
 from .ray_cluster import ActorShape, actor_shape, connect
 
 POLL_S = 0.1  # how often a job's thread checks for cancelling while it waits for batches
@@ -49,6 +49,8 @@ class ActorOptions:
     dtype: str = "auto"
     slow_factor: float = SLOW_FACTOR
     slow_floor: float = SLOW_FLOOR
+    ping_limit: float = PING_LIMIT
+    fail_pause: float = FAIL_PAUSE
 
 
 class RayPipeline:
@@ -76,7 +78,7 @@ class RayPipeline:
                 ray.kill(handle)
             raise DeviceError(f"the Ray actors did not start: {_cause(error)}") from None
         actors = [Actor(f"actor-{k}", handle, info) for k, (handle, info) in enumerate(zip(handles, infos))]
-        dispatcher = Dispatcher(actors, options.slow_factor, options.slow_floor)
+        dispatcher = Dispatcher(actors, options.slow_factor, options.slow_floor, options.ping_limit, options.fail_pause)
         report = {"seconds": round(time.perf_counter() - started, 3), "ray_actors": shape.count}
         return cls(dispatcher, report)
 
