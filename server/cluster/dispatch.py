@@ -20,6 +20,8 @@ image's batches, take the results it collects and end their jobs. All shared sta
   `fail_pause` seconds (doubled each time, up to FAIL_PAUSE_MAX), then tried again.
 - An actor that dies (its process killed, its node lost) has its batches put back at the head of their
   jobs' queues, for the others. Jobs fail, with a DeviceError, only when no actor is left.
+- A lost actor is replaced: a new one is asked of Ray at once, which starts it where a GPU (or the CPUs)
+  is free, now or when one frees up or a node comes back; it joins the rotation once its model is loaded.
 - The first result of a batch counts; any later one (from an actor that was given up on) is dropped.
 - Planning asks every ready actor at once and takes the first answer, so no job waits on one actor.
 - Ending a job (done, cancelled or failed) drops its waiting batches, cancels those in actors' queues and
@@ -52,6 +54,7 @@ FAIL_LIMIT = 2  # failed batches in a row that take an actor out of rotation
 FAIL_PAUSE = 30.0  # ... for this long the first time, then twice as long each time
 FAIL_PAUSE_MAX = 600.0
 MAX_TRIES = 3  # actors a batch may fail on before its job fails
+RESPAWN_AFTER = 30.0  # a replacement that failed to start is asked for again after this many seconds
 WAIT_S = 0.05  # the dispatcher's poll: how soon it notices a result, a new job or an end
 
 
@@ -118,8 +121,12 @@ class Dispatcher:
         slow_floor: float = SLOW_FLOOR,
         ping_limit: float = PING_LIMIT,
         fail_pause: float = FAIL_PAUSE,
+        spawn=None,
     ):
         self.actors = actors
+        self.spawn = spawn  # () -> a new actor's handle, to replace a lost one; None: not replaced
+        self.coming: dict = {}  # a replacement's describe() ref: its handle
+        self.owed: list[float] = []  # when to ask again for the replacements that failed to start
         self.slow_factor, self.slow_floor = slow_factor, slow_floor
         self.ping_limit, self.fail_pause = ping_limit, fail_pause
         self.jobs: list[JobBatches] = []
@@ -172,9 +179,11 @@ class Dispatcher:
         with self.lock:
             return [actor.describe() for actor in self.actors]
 
-    def close(self) -> None:
+    def close(self) -> list:
+        """Stop dispatching: the handles of every actor, and of those starting, for the caller to end."""
         self.stopping = True
         self.thread.join(timeout=10)
+        return [actor.handle for actor in self.actors] + list(self.coming.values())
 
     # --- the dispatcher thread -----------------------------------------------------------------------
 
@@ -185,15 +194,18 @@ class Dispatcher:
                 self._assign()
                 slots = {slot.ref: slot for actor in self.actors for slot in actor.slots}
                 pings = {actor.ping: actor for actor in self.actors if actor.ping is not None}
-            if not slots and not pings:
+                coming = dict(self.coming)
+            if not slots and not pings and not coming:
                 time.sleep(WAIT_S)
                 continue
-            waited = [*slots, *pings]
+            waited = [*slots, *pings, *coming]
             ready, _ = ray.wait(waited, num_returns=len(waited), timeout=WAIT_S)
             with self.lock:
                 for ref in ready:
                     if ref in slots:
                         self._collect(slots[ref])
+                    elif ref in coming:
+                        self._arrived(ref)
                     else:
                         self._answered(pings[ref], ref)
                 self._give_up_slow()
@@ -225,6 +237,9 @@ class Dispatcher:
     def _check_health(self) -> None:
         """Ping the actors; set aside those silent too long; return to rotation those that recovered."""
         now = time.monotonic()
+        for due in [due for due in self.owed if due <= now]:
+            self.owed.remove(due)
+            self._replace()
         for actor in self.actors:
             if actor.state == "dead":
                 continue
@@ -249,6 +264,25 @@ class Dispatcher:
         except RayTaskError:
             return
         actor.answered = time.monotonic()
+
+    def _replace(self) -> None:
+        """Ask Ray for an actor in place of a lost one."""
+        if self.spawn is not None and not self.stopping:
+            handle = self.spawn()
+            self.coming[handle.describe.remote()] = handle
+
+    def _arrived(self, ref) -> None:
+        """A replacement has loaded its model (it joins the rotation), or failed to start (another is asked)."""
+        handle = self.coming.pop(ref)
+        try:
+            info = ray.get(ref)
+        except (RayActorError, RayTaskError) as error:
+            log.warning("a replacement Ray actor failed to start (%s); another is asked for soon", _first_line(error))
+            self.owed.append(time.monotonic() + RESPAWN_AFTER)
+            return
+        actor = Actor(f"actor-{len(self.actors)}", handle, info)
+        self.actors.append(actor)
+        log.warning("Ray actor %s has started on %s in place of a lost one", actor.name, info.get("host"))
 
     def _collect(self, slot: Slot) -> None:
         actor, job = slot.actor, slot.job
@@ -341,6 +375,7 @@ class Dispatcher:
         log.warning("Ray actor %s is lost (%s); its batches go to the others", actor.name, actor.error)
         self._put_back([*([slot] if slot else []), *actor.slots])
         actor.slots.clear()
+        self._replace()
         if not self._live():
             failure = self._none_left()
             for job in list(self.jobs):

@@ -68,9 +68,8 @@ class RayPipeline:
         weights = None if options.weights is None else str(options.weights)
         predictor = None if options.noise_predictor is None else str(options.noise_predictor)
         spawn = TileActor.options(num_gpus=shape.gpus, num_cpus=shape.cpus)
-        handles = [
-            spawn.remote(weights, predictor, options.device, options.dtype, shape.threads) for _ in range(shape.count)
-        ]
+        arguments = (weights, predictor, options.device, options.dtype, shape.threads)
+        handles = [spawn.remote(*arguments) for _ in range(shape.count)]
         try:
             infos = ray.get([handle.describe.remote() for handle in handles], timeout=START_TIMEOUT_S)
         except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as error:
@@ -78,7 +77,8 @@ class RayPipeline:
                 ray.kill(handle)
             raise DeviceError(f"the Ray actors did not start: {_cause(error)}") from None
         actors = [Actor(f"actor-{k}", handle, info) for k, (handle, info) in enumerate(zip(handles, infos))]
-        dispatcher = Dispatcher(actors, options.slow_factor, options.slow_floor, options.ping_limit, options.fail_pause)
+        limits = (options.slow_factor, options.slow_floor, options.ping_limit, options.fail_pause)
+        dispatcher = Dispatcher(actors, *limits, spawn=lambda: spawn.remote(*arguments))
         report = {"seconds": round(time.perf_counter() - started, 3), "ray_actors": shape.count}
         return cls(dispatcher, report)
 
@@ -160,9 +160,8 @@ class RayPipeline:
     def close(self) -> None:
         """Stop dispatching, end the actors and, if this pipeline joined Ray, leave it (a Ray started here
         stops with every process it started: left to the end of this process, Ray's agents outlive it)."""
-        self.dispatcher.close()
-        for actor in self.dispatcher.actors:
-            ray.kill(actor.handle)
+        for handle in self.dispatcher.close():
+            ray.kill(handle)
         if self.joined:
             ray.shutdown()
 
