@@ -1,7 +1,8 @@
 """Joining Ray, or starting it on this machine, and which actors it can hold.
 
-`--ray local` starts Ray in this process with every GPU and CPU of the machine; `--ray ADDRESS` joins a
-cluster started with `ray start --head` (and `ray start --address=...` on the other machines). Actors:
+`--ray local` starts Ray in this process with every GPU and CPU of the machine (its processes end with
+this one, even killed: reaper.py); `--ray ADDRESS` joins a cluster started with `ray start --head` (and
+`ray start --address=...` on the other machines). Actors:
 one per GPU by default, each with one GPU; on a cluster without GPUs, one actor by default, the CPUs
 shared out between the actors asked for (each actor's PyTorch then uses as many threads as it has CPUs).
 """
@@ -13,7 +14,7 @@ import logging
 
 from invsr.wire.errors import UsageError
 
-from . import require_ray
+from . import reaper, require_ray
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +37,7 @@ def connect(address: str) -> bool:
     try:
         if address == "local":
             ray.init(address="local", **options)  # a new instance, never one found running
+            reaper.watch()  # its processes end with this one, even killed
         else:
             ray.init(address=address, **options)
     except ConnectionError as error:
