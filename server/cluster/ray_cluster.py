@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 
 from invsr.wire.errors import UsageError
 
@@ -41,8 +42,20 @@ def connect(address: str) -> bool:
         else:
             ray.init(address=address, **options)
     except ConnectionError as error:
-        raise UsageError(f"cannot join the Ray cluster at {address}: {error}") from None
+        raise UsageError(f"cannot join the Ray cluster at {address}: {error}{_auth_hint()}") from None
     return True
+
+
+def _auth_hint() -> str:
+    """What to set when this process has no Ray token: the likely cause when joining a cluster fails."""
+    token = os.environ.get("RAY_AUTH_TOKEN") or os.path.exists(os.path.expanduser("~/.ray/auth_token"))
+    if os.environ.get("RAY_AUTH_MODE") == "token" and token:
+        return ""
+    return (
+        ". The likely cause, if the address is right: the cluster requires Ray's token authentication and this"
+        " process has none; set RAY_AUTH_MODE=token, and RAY_AUTH_TOKEN to the head's token (or copy its"
+        " ~/.ray/auth_token here), as for `ray start` (docs/RAY.md)"
+    )
 
 
 def actor_shape(count: int | None) -> ActorShape:

@@ -2,6 +2,7 @@
 a damaged file failing alone, and `--skip-existing` resuming. The command joins the module's Ray instance
 (two fake GPUs), as it would a cluster this process had joined; `--ray` without Ray says how to get it."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -89,6 +90,21 @@ def _name(pid: int) -> str:
             return comm.read().strip()
     except OSError:
         return ""
+
+
+def test_joining_a_cluster_without_its_token_names_authentication_as_the_likely_cause(cluster, folder, tmp_path):
+    address = ray.get_runtime_context().gcs_address  # the module's Ray, which requires a token
+    env = {key: value for key, value in os.environ.items() if key != "RAY_AUTH_TOKEN"}
+    upscale = ["upscale", str(folder), "-o", str(tmp_path / "out"), "--ray", address]
+    done = subprocess.run(
+        [sys.executable, "-c", RUN_COMMAND, *upscale],
+        env={**env, "RAY_AUTH_MODE": "disabled"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "cannot join the Ray cluster" in done.stderr and "set RAY_AUTH_MODE=token" in done.stderr
 
 
 def test_ray_without_ray_installed_says_how_to_install_it(tmp_path, folder):
