@@ -105,8 +105,9 @@ class RayPipeline:
         model = dict(self.dispatcher.actors[0].info)
         for key in ("host", "node", "pid", "gpus"):
             model.pop(key, None)
-        devices = sorted({actor["device"] for actor in actors})
-        model["device"] = f"ray: {len(actors)} actors on {', '.join(devices)}"
+        live = [actor for actor in actors if actor["state"] != "dead"]  # (the dead stay listed, as such)
+        devices = sorted({actor["device"] for actor in live or actors})
+        model["device"] = f"ray: {len(live)} actors on {', '.join(devices)}"
         return {**model, "actors": actors}
 
     @property

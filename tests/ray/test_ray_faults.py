@@ -186,3 +186,4 @@ def test_with_no_actor_left_the_job_fails_saying_so_and_replacements_serve_the_n
     result = two_actors.upscale(photo, REQUEST)
     assert np.array_equal(result.image, expected)
     assert set(result.report["tiling"]["batches_by_actor"]) == {"actor-2", "actor-3"}
+    assert result.report["device"] == "ray: 2 actors on cpu", "the live ones (the dead stay listed, as such)"
