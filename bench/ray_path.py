@@ -8,17 +8,21 @@ in-process pipeline do the same work, and two actors use this machine's two core
   round after round, and each is the median of its rounds, so that load from elsewhere falls on all;
 - bytes per tile through Ray's object store at the default tile (128 input pixels, overlap 16): a batch's
   inputs as Ray pickles them, and a tile's output coming back;
-- the front's own time per tile at the default tile: accumulating one 512 x 512 output (median of 32).
+- the front's own time per tile at the default tile: accumulating one 512 x 512 output (median of 32);
+- faults (dispatch.py): two actors, one of them killed (SIGKILL) or frozen (SIGSTOP) mid-job; the seconds
+  from the fault to the last of the batches it held being computed by the other, with the default limits
+  (a frozen actor is given up after 10 s without answering a ping).
 
 From those, the bandwidth a node needs at a GPU's measured rate (bench/README.md: about 22 tiles a second on
 an H100) and the projected efficiency of 8 and 64 GPUs on 10 and 100 Gbit/s links. Usage:
 
-    python bench/ray_path.py [--side 192] [--rounds 3] [--json bench/results/ray-cpu-DATE.json]
+    python bench/ray_path.py [--side 192] [--rounds 3] [--json bench/results/ray-cpu-DATE.json] [--faults-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -46,11 +50,19 @@ def main() -> int:
     parser.add_argument("--side", type=int, default=192, help="input side of the timed image (default 192)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--faults-only", action="store_true", help="only the time from a fault to its recovery")
     args = parser.parse_args()
+    if args.faults_only:
+        faults = fault_recovery()
+        print(json.dumps(faults, indent=2))
+        if args.json:
+            args.json.write_text(json.dumps({"date": datetime.date.today().isoformat(), "faults": faults}) + "\n")
+        return 0
 
     traffic = object_store_traffic()
     front_ms = front_ms_per_tile()
     timed = time_paths(args.side, args.rounds)
+    faults = fault_recovery()
     projection = project(traffic["total_bytes"], front_ms)
     result = {
         "date": datetime.date.today().isoformat(),
@@ -59,6 +71,7 @@ def main() -> int:
         "traffic": traffic,
         "front_ms_per_tile": front_ms,
         "projection": projection,
+        "faults": faults,
     }
     show(result)
     path = args.json or Path(__file__).parent / "results" / f"ray-cpu-{result['date']}.json"
@@ -114,6 +127,64 @@ def time_paths(side: int, rounds: int) -> dict:
         "ray_cost_ms_per_tile": round(1000 * (per_tile["ray, 1 actor"] - per_tile["in-process"]), 2),
         "speedup_2_over_1": round(per_tile["ray, 1 actor"] / per_tile["ray, 2 actors"], 2),
     }
+
+
+def fault_recovery(rounds: int = 2) -> dict:
+    """Seconds from a fault of one of two actors (SIGKILL, SIGSTOP) at a job's third tile to the moment the
+    last batch it held is computed by the other; each a fresh pair of actors, the median of `rounds`."""
+    import signal
+
+    import ray
+
+    from invsr.request import UpscaleRequest
+    from invsr.tiny_weights import write_tiny_weights
+    from invsr_server.cluster.pipeline import ActorOptions, RayPipeline
+    from invsr_server.cluster.ray_cluster import ActorShape
+
+    folder = Path(tempfile.mkdtemp(prefix="invsr-bench-faults-"))
+    write_tiny_weights(folder / "tiny")
+    image = (np.random.default_rng(0).random((128, 128, 3)) * 255).astype(np.uint8)
+    request = UpscaleRequest(tile=32, overlap=8, tile_batch=1, seed=0)  # 25 batches
+    options = ActorOptions(weights=folder / "tiny", device="cpu", dtype="fp32")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    seconds: dict[str, list[float]] = {"SIGKILL": [], "SIGSTOP": []}
+    try:
+        for name in [name for name in seconds for _ in range(rounds)]:
+            pipeline = RayPipeline.start(options, ActorShape(2, 0, 1, 1))
+            try:
+                pipeline.upscale(image, request)  # warm
+                seconds[name].append(_recovery(pipeline, image, request, getattr(signal, name)))
+            finally:
+                for actor in pipeline.actors():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(actor["pid"], signal.SIGCONT)
+                pipeline.close()
+    finally:
+        ray.shutdown()
+    return {
+        name: {"seconds": [round(s, 2) for s in times], "median_s": round(statistics.median(times), 2)}
+        for name, times in seconds.items()
+    }
+
+
+def _recovery(pipeline, image, request, signum) -> float:
+    victim = pipeline.dispatcher.actors[1]
+    fault: dict = {}
+
+    def progress(update):
+        if update.stage != "tiles":
+            return
+        job = pipeline.dispatcher.jobs[0] if pipeline.dispatcher.jobs else None
+        if not fault and update.done >= 3 and job is not None:
+            with pipeline.dispatcher.lock:
+                fault["held"] = {slot.bounds[0] for slot in victim.slots}
+            fault["at"] = time.perf_counter()
+            os.kill(victim.info["pid"], signum)
+        elif fault and "done" not in fault and job is not None and fault["held"] <= job.counted:
+            fault["done"] = time.perf_counter()
+
+    pipeline.upscale(image, request, progress=progress)
+    return fault.get("done", time.perf_counter()) - fault["at"]
 
 
 def default_work():
@@ -187,6 +258,8 @@ def project(bytes_per_tile: int, front_ms: float) -> dict:
 
 
 def show(result: dict) -> None:
+    for name, fault in result["faults"].items():
+        print(f"{name} of one of two actors: its batches computed by the other {fault['median_s']} s later")
     paths = result["paths"]
     print(f"{paths['tiles']} tiles of {paths['tile']} pixels, {paths['image'][0]} x {paths['image'][1]} input")
     print("| path | ms per tile |\n|---|---|")

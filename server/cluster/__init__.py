@@ -1,6 +1,7 @@
 """InvSR on a Ray cluster: one image's tiles, and a folder's images, spread over several GPUs and machines.
 
 cluster.py   joining or starting Ray, and how many actors of which kind it holds
+reaper.py    a local Ray's processes ended with the process that started it, even killed
 actor.py     one actor per GPU (or CPU): a warm pipeline that computes batches of tiles
 dispatch.py  the front's batches over the actors: fair between jobs, faults and slow actors handled
 pipeline.py  `RayPipeline`: the pipeline's interface (upscale, describe) with its tiles on the actors

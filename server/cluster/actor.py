@@ -1,9 +1,9 @@
 """One Ray actor per GPU (or per share of a machine's CPUs): a warm pipeline computing batches of tiles.
 
 Batches are computed by `compute` (tiles/batch.compute_batch: a pure function of its inputs and the
-models), one at a time; `cancel`, `describe` and `ping` run beside it in their own concurrency group,
-so that a cancel reaches a batch in progress (it stops at the batch's next stage) and health checks are
-answered while the actor is busy.
+models), one at a time; `cancel`, `describe`, `plan_facts` and `ping` run beside it in their own
+concurrency group, so that a cancel reaches a batch in progress (it stops at the batch's next stage), and
+health checks and planning are answered while the actor is busy, never queued behind its batches.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ class TileActor:
         outputs = compute_batch(pipeline.models, pipeline.device, recipe, inputs, stage)
         return [output.cpu() for output in outputs]
 
+    @ray.method(concurrency_group=CONTROL)
     def plan_facts(self, request) -> tuple:
         """What the front needs to plan an image for this actor: the models' geometry, and the tile
         settings for its device as it is now (free memory decides 'auto')."""

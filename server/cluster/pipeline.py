@@ -31,7 +31,7 @@ from invsr.wire.errors import DeviceError
 from invsr.wire.protocol import new_id
 
 from .actor import TileActor
-from .dispatch import SLOW_FACTOR, SLOW_FLOOR, Actor, Dispatcher
+from .dispatch import FAIL_PAUSE, PING_LIMIT, SLOW_FACTOR, SLOW_FLOOR, Actor, Dispatcher
 from .ray_cluster import ActorShape, actor_shape, connect
 
 POLL_S = 0.1  # how often a job's thread checks for cancelling while it waits for batches
@@ -49,6 +49,8 @@ class ActorOptions:
     dtype: str = "auto"
     slow_factor: float = SLOW_FACTOR
     slow_floor: float = SLOW_FLOOR
+    ping_limit: float = PING_LIMIT
+    fail_pause: float = FAIL_PAUSE
 
 
 class RayPipeline:
@@ -66,9 +68,8 @@ class RayPipeline:
         weights = None if options.weights is None else str(options.weights)
         predictor = None if options.noise_predictor is None else str(options.noise_predictor)
         spawn = TileActor.options(num_gpus=shape.gpus, num_cpus=shape.cpus)
-        handles = [
-            spawn.remote(weights, predictor, options.device, options.dtype, shape.threads) for _ in range(shape.count)
-        ]
+        arguments = (weights, predictor, options.device, options.dtype, shape.threads)
+        handles = [spawn.remote(*arguments) for _ in range(shape.count)]
         try:
             infos = ray.get([handle.describe.remote() for handle in handles], timeout=START_TIMEOUT_S)
         except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as error:
@@ -76,7 +77,8 @@ class RayPipeline:
                 ray.kill(handle)
             raise DeviceError(f"the Ray actors did not start: {_cause(error)}") from None
         actors = [Actor(f"actor-{k}", handle, info) for k, (handle, info) in enumerate(zip(handles, infos))]
-        dispatcher = Dispatcher(actors, options.slow_factor, options.slow_floor)
+        limits = (options.slow_factor, options.slow_floor, options.ping_limit, options.fail_pause)
+        dispatcher = Dispatcher(actors, *limits, spawn=lambda: spawn.remote(*arguments))
         report = {"seconds": round(time.perf_counter() - started, 3), "ray_actors": shape.count}
         return cls(dispatcher, report)
 
@@ -103,8 +105,9 @@ class RayPipeline:
         model = dict(self.dispatcher.actors[0].info)
         for key in ("host", "node", "pid", "gpus"):
             model.pop(key, None)
-        devices = sorted({actor["device"] for actor in actors})
-        model["device"] = f"ray: {len(actors)} actors on {', '.join(devices)}"
+        live = [actor for actor in actors if actor["state"] != "dead"]  # (the dead stay listed, as such)
+        devices = sorted({actor["device"] for actor in live or actors})
+        model["device"] = f"ray: {len(live)} actors on {', '.join(devices)}"
         return {**model, "actors": actors}
 
     @property
@@ -158,9 +161,8 @@ class RayPipeline:
     def close(self) -> None:
         """Stop dispatching, end the actors and, if this pipeline joined Ray, leave it (a Ray started here
         stops with every process it started: left to the end of this process, Ray's agents outlive it)."""
-        self.dispatcher.close()
-        for actor in self.dispatcher.actors:
-            ray.kill(actor.handle)
+        for handle in self.dispatcher.close():
+            ray.kill(handle)
         if self.joined:
             ray.shutdown()
 

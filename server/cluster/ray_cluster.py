@@ -1,7 +1,8 @@
 """Joining Ray, or starting it on this machine, and which actors it can hold.
 
-`--ray local` starts Ray in this process with every GPU and CPU of the machine; `--ray ADDRESS` joins a
-cluster started with `ray start --head` (and `ray start --address=...` on the other machines). Actors:
+`--ray local` starts Ray in this process with every GPU and CPU of the machine (its processes end with
+this one, even killed: reaper.py); `--ray ADDRESS` joins a cluster started with `ray start --head` (and
+`ray start --address=...` on the other machines). Actors:
 one per GPU by default, each with one GPU; on a cluster without GPUs, one actor by default, the CPUs
 shared out between the actors asked for (each actor's PyTorch then uses as many threads as it has CPUs).
 """
@@ -10,10 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 
 from invsr.wire.errors import UsageError
 
-from . import require_ray
+from . import reaper, require_ray
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,11 +38,24 @@ def connect(address: str) -> bool:
     try:
         if address == "local":
             ray.init(address="local", **options)  # a new instance, never one found running
+            reaper.watch()  # its processes end with this one, even killed
         else:
             ray.init(address=address, **options)
     except ConnectionError as error:
-        raise UsageError(f"cannot join the Ray cluster at {address}: {error}") from None
+        raise UsageError(f"cannot join the Ray cluster at {address}: {error}{_auth_hint()}") from None
     return True
+
+
+def _auth_hint() -> str:
+    """What to set when this process has no Ray token: the likely cause when joining a cluster fails."""
+    token = os.environ.get("RAY_AUTH_TOKEN") or os.path.exists(os.path.expanduser("~/.ray/auth_token"))
+    if os.environ.get("RAY_AUTH_MODE") == "token" and token:
+        return ""
+    return (
+        ". The likely cause, if the address is right: the cluster requires Ray's token authentication and this"
+        " process has none; set RAY_AUTH_MODE=token, and RAY_AUTH_TOKEN to the head's token (or copy its"
+        " ~/.ray/auth_token here), as for `ray start` (docs/RAY.md)"
+    )
 
 
 def actor_shape(count: int | None) -> ActorShape:

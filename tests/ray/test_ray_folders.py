@@ -2,6 +2,8 @@
 a damaged file failing alone, and `--skip-existing` resuming. The command joins the module's Ray instance
 (two fake GPUs), as it would a cluster this process had joined; `--ray` without Ray says how to get it."""
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -9,7 +11,7 @@ import time
 import numpy as np
 import pytest
 from PIL import Image
-from ray_helpers import cluster, one_thread, ray  # noqa: F401 (cluster: a fixture)
+from ray_helpers import cluster, descendants, kill_process, one_thread, ray, running  # noqa: F401 (cluster: a fixture)
 from worker_helpers import RUN_COMMAND
 
 from invsr.request import UpscaleRequest
@@ -60,6 +62,49 @@ def _gpus_freed(timeout: float = 30.0) -> bool:
     while ray.available_resources().get("GPU", 0) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
     return ray.available_resources().get("GPU", 0) == 2
+
+
+def test_killing_the_command_ends_the_ray_it_started(folder, tmp_path, tiny_weights):
+    weights = str(tiny_weights.noise_predictor.parent)
+    options = ["--ray", "local", "--actors", "1", "--weights", weights, "--device", "cpu", "--tile", "32"]
+    command = [sys.executable, "-c", RUN_COMMAND, "upscale", str(folder), "-o", str(tmp_path / "out"), *options]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        while not any(_name(pid).startswith("ray::TileActor") for pid in descendants(process.pid)):
+            assert process.poll() is None and time.monotonic() < deadline, "no actor started"
+            time.sleep(0.2)
+        started = descendants(process.pid)
+    finally:
+        kill_process(process.pid, signal.SIGKILL)
+        process.wait()
+    deadline = time.monotonic() + 15
+    while running(started) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not running(started), sorted(_name(pid) for pid in running(started))
+
+
+def _name(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as comm:
+            return comm.read().strip()
+    except OSError:
+        return ""
+
+
+def test_joining_a_cluster_without_its_token_names_authentication_as_the_likely_cause(cluster, folder, tmp_path):
+    address = ray.get_runtime_context().gcs_address  # the module's Ray, which requires a token
+    env = {key: value for key, value in os.environ.items() if key != "RAY_AUTH_TOKEN"}
+    upscale = ["upscale", str(folder), "-o", str(tmp_path / "out"), "--ray", address]
+    done = subprocess.run(
+        [sys.executable, "-c", RUN_COMMAND, *upscale],
+        env={**env, "RAY_AUTH_MODE": "disabled"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "cannot join the Ray cluster" in done.stderr and "set RAY_AUTH_MODE=token" in done.stderr
 
 
 def test_ray_without_ray_installed_says_how_to_install_it(tmp_path, folder):
