@@ -20,7 +20,7 @@ def run_script(*arguments: str) -> subprocess.CompletedProcess:
 def test_gpu_benchmark_runs_every_row_at_reduced_size(tmp_path):
     # The deadline is the GPU session's; here every row must run, however busy the machine.
     done = run_script(
-        "bench/gpu/run.py", "--small", "--budget", "3", "--deadline", "3000", "--json", str(tmp_path / "gpu.json")
+        "bench/gpu/run.py", "--small", "--budget", "0.1", "--deadline", "3000", "--json", str(tmp_path / "gpu.json")
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     result = json.loads((tmp_path / "gpu.json").read_text())
