@@ -26,7 +26,7 @@ from .blend import AxisBlend, AxisWeights, ramp_weights
 from .grid import SCALE
 from .plan import TilePlan
 
-BAND_BYTES = 4 << 20  # float32 bytes of a band of rows, about (at least 16 rows)
+BAND_BYTES = 1 << 20  # float32 bytes of a band of rows, about (at least 16 rows)
 
 
 def band_rows(width: int, channels: int = 3) -> int:
