@@ -192,7 +192,8 @@ def upscale_file(pipeline, source: Path, target: Path, request, bar=None, option
     image = read_image(source)
     pixels = without_opaque_alpha(image.pixels) if target.suffix.lower() in JPEG_SUFFIXES else image.pixels
     height, width = request.output_size(*pixels.shape[:2])
-    check_output(target, height, width, pixels.shape[2] if pixels.ndim == 3 else 1)  # before minutes of work
+    channels = pixels.shape[2] if pixels.ndim == 3 else 1
+    check_output(target, height, width, channels, pixels.shape[:2], pixels.dtype)  # before minutes of work
     read_seconds = time.perf_counter() - started
 
     def show(progress):
@@ -204,7 +205,6 @@ def upscale_file(pipeline, source: Path, target: Path, request, bar=None, option
     size = lambda array: (array.shape[1], array.shape[0])  # noqa: E731 (width, height)
     read = image.metadata or Metadata()
     if target.suffix.lower() in TIFF_SUFFIXES and _takes_bands(pipeline):
-        channels = pixels.shape[2] if pixels.ndim == 3 else 1
         unfinished = Provenance("InvSR for GIMP", "")  # the job's own goes in at the end
         at_start = None
         if not options.strip_metadata:

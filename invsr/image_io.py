@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import math
 import os
 import struct
 import warnings
@@ -221,8 +222,9 @@ def write_image(path: str | Path, image: ImageFile, notes: dict[str, str] | None
     return left_out
 
 
-def check_format(path: Path, height: int, width: int, channels: int) -> None:
-    """Raise when the format `path` names cannot hold a height x width image of this many channels."""
+def check_format(path: Path, height: int, width: int, channels: int, input_size=None) -> None:
+    """Raise when the format `path` names cannot hold a height x width image of this many channels;
+    given the (height, width) of the input, the error names the largest scale the format holds."""
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise ImageFileError(f"{path}: cannot write {suffix or 'files without a suffix'}; use {', '.join(SUFFIXES)}")
@@ -233,16 +235,21 @@ def check_format(path: Path, height: int, width: int, channels: int) -> None:
         )
     limit = MAX_SIDE.get(suffix)
     if limit is not None and max(height, width) > limit:
+        largest = ""
+        if input_size is not None:
+            scale = math.floor(100 * limit / max(input_size)) / 100
+            largest = f" (at most --scale {scale:g} for this {input_size[1]} x {input_size[0]} input)"
         raise ImageFileError(
             f"{path}: {suffix[1:].upper()} holds at most {limit} pixels per side, and the output would be "
-            f"{width} x {height}; write PNG or TIFF, or choose a smaller scale"
+            f"{width} x {height}; write PNG or TIFF, or choose a smaller scale{largest}"
         )
 
 
-def check_output(path: Path, height: int, width: int, channels: int) -> None:
+def check_output(path: Path, height: int, width: int, channels: int, input_size=None, dtype=np.uint8) -> None:
     """Raise now what writing a height x width result to `path` would raise later (the format cannot hold
-    it, the folder cannot be made or written), so that no upscale runs for minutes only to be lost."""
-    check_format(path, height, width, channels)
+    it, the folder cannot be made or written, the memory or the disk cannot hold it: `needs`), so that no
+    upscale runs for minutes only to be lost."""
+    check_format(path, height, width, channels, input_size)
     if path.is_dir():
         raise ImageFileError(f"{path}: is a folder; choose a file name for the result")
     probe = partial_path(path)
@@ -254,6 +261,71 @@ def check_output(path: Path, height: int, width: int, channels: int) -> None:
         raise ImageFileError(
             f"{path}: cannot write there ({error.strerror or error}); choose another output folder"
         ) from error
+    check_needs(path, height, width, channels, dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class Needs:
+    """What writing a result to a file needs beside the upscale itself, in bytes."""
+
+    memory: int  # host memory for the result: the whole of it in its pixel type and its encoding, or a band
+    disk: int  # the file, at most (compressed formats: what photos take at worst)
+    streamed: bool  # written band by band (TIFF)
+
+
+BAND_BYTES = 64 << 20  # what a file written band by band holds of the result at most, about
+
+
+def needs(path: Path, height: int, width: int, channels: int, dtype) -> Needs:
+    """What writing a height x width result of `channels` samples of `dtype` to `path` needs. TIFF is written
+    band by band; PNG, JPEG and WebP are encoded from the whole result (the encoders take whole arrays), which
+    is held in its pixel type, its encoding beside it (PNG: as large; JPEG and WebP: a tenth)."""
+    suffix = path.suffix.lower()
+    raw = height * width * channels * np.dtype(dtype).itemsize
+    if suffix in TIFF_SUFFIXES:
+        return Needs(BAND_BYTES, raw, True)
+    if suffix == ".png":
+        return Needs(2 * raw, raw, False)
+    return Needs(raw + raw // 10, raw // 4, False)
+
+
+def available_memory() -> int | None:
+    """Host memory available to a new allocation without swapping (Linux's MemAvailable), or None."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_needs(path: Path, height: int, width: int, channels: int, dtype) -> Needs:
+    """Raise when this machine has not the memory or the disk that writing the result to `path` needs."""
+    import shutil
+
+    need = needs(path, height, width, channels, dtype)
+    memory = available_memory()
+    if memory is not None and need.memory > memory:
+        raise ImageFileError(
+            f"{path}: writing a {width} x {height} {path.suffix[1:].upper()} holds the whole result, about "
+            f"{need.memory / 1e9:.1f} GB of memory, and this machine has {memory / 1e9:.1f} GB available; "
+            "write TIFF (written band by band), or choose a smaller scale"
+        )
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        return need
+    if need.disk > free:
+        raise ImageFileError(
+            f"{path}: the result may take up to {need.disk / 1e9:.1f} GB on disk, and {path.parent} has "
+            f"{free / 1e9:.1f} GB free; free some space or write elsewhere"
+        )
+    return need
 
 
 def without_opaque_alpha(pixels: np.ndarray) -> np.ndarray:

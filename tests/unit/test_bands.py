@@ -125,3 +125,29 @@ def test_the_pipeline_hands_out_bands_in_the_outputs_pixel_type(pipeline, small_
     assert result.image is None and all(rows.dtype == np.uint8 and rows.shape[2] == 4 for _, rows in bands)
     assert np.concatenate([rows for _, rows in bands]).tobytes() == whole_result.image.tobytes()
     assert result.report["output_size"] == whole_result.report["output_size"]
+
+
+def test_a_file_the_machine_cannot_hold_is_refused_before_any_work(tmp_path, pipeline):
+    """PNG is encoded from the whole result: one this machine's memory cannot hold is refused up front, saying
+    how much it needs; TIFF, written band by band, needs a band."""
+    from invsr.files import upscale_file
+    from invsr.image_io import ImageFile, available_memory, needs, write_image
+    from invsr.wire.errors import ImageFileError
+
+    source = tmp_path / "flat.png"
+    write_image(source, ImageFile(np.full((3000, 3000, 4), 30000, np.uint16)))
+    need = needs(tmp_path / "out.png", 48000, 48000, 4, np.uint16)
+    assert need.memory == 2 * 48000 * 48000 * 8 and not need.streamed
+    assert needs(tmp_path / "out.tif", 48000, 48000, 4, np.uint16).memory < 100e6
+    if available_memory() is None or available_memory() > need.memory:
+        pytest.skip("this machine could hold it")
+    asked = []
+
+    class Watched:
+        def upscale(self, image, request, progress=None):
+            asked.append(image.shape)
+            return pipeline.upscale(image, request, progress)
+
+    with pytest.raises(ImageFileError, match=r"holds the whole result, about 36\.9 GB of memory.*write TIFF"):
+        upscale_file(Watched(), source, tmp_path / "out.png", UpscaleRequest(scale=16))
+    assert asked == []
