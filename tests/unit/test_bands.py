@@ -151,3 +151,29 @@ def test_a_file_the_machine_cannot_hold_is_refused_before_any_work(tmp_path, pip
     with pytest.raises(ImageFileError, match=r"holds the whole result, about 36\.9 GB of memory.*write TIFF"):
         upscale_file(Watched(), source, tmp_path / "out.png", UpscaleRequest(scale=16))
     assert asked == []
+
+
+@pytest.mark.parametrize("dtype, channels", [(np.uint8, 3), (np.uint16, 4), (np.float32, 1), (np.uint8, 2)])
+def test_a_tiff_written_band_by_band_reads_back_as_written_whole(tmp_path, dtype, channels):
+    from invsr.image_io import TiffBands, read_image
+
+    rng = np.random.default_rng(1)
+    shape = (150, 37, channels) if channels > 1 else (150, 37)
+    pixels = (rng.random(shape) * 200).astype(dtype)
+    writer = TiffBands(tmp_path / "out.tif", 150, 37, channels, dtype, None, None)
+    for top in range(0, 150, 23):  # bands that are not whole tiles of the file
+        writer.add(top, pixels[top : top + 23])
+    assert not (tmp_path / "out.tif").exists()  # put in place only when finished
+    writer.finish(None)
+    back = read_image(tmp_path / "out.tif").pixels
+    assert back.dtype == pixels.dtype and back.tobytes() == pixels.tobytes()
+    assert [p.name for p in tmp_path.iterdir()] == ["out.tif"]
+
+
+def test_a_tiff_abandoned_half_way_leaves_nothing(tmp_path):
+    from invsr.image_io import TiffBands
+
+    writer = TiffBands(tmp_path / "out.tif", 200, 40, 3, np.uint8, None, None)
+    writer.add(0, np.zeros((100, 40, 3), np.uint8))
+    writer.abort()
+    assert list(tmp_path.iterdir()) == []
