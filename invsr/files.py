@@ -2,13 +2,17 @@
 one report entry per image, and a bad file reported and skipped rather than stopping the others.
 
 `pipeline` is anything with `upscale(array, request, progress)`: InvSRPipeline in-process, or
-remote.RemotePipeline through the worker. What the input file says besides its pixels (EXIF, XMP, IPTC,
-resolution) is written into the output, made true for it (metadata.py), unless `strip_metadata`.
+remote.RemotePipeline through the worker. One whose `upscale` takes `on_band` (all of ours) writes a TIFF
+band by band as the rows are finished (image_io.TiffBands), never holding the whole result; other formats
+are encoded from the whole result, held once in its own pixel type. What the input file says besides its
+pixels (EXIF, XMP, IPTC, resolution) is written into the output, made true for it (metadata.py), unless
+`strip_metadata`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 import sys
 import time
@@ -172,7 +176,9 @@ def upscale_file(pipeline, source: Path, target: Path, request, bar=None, option
     from .image_io import (
         EIGHT_BIT_ONLY,
         JPEG_SUFFIXES,
+        TIFF_SUFFIXES,
         ImageFile,
+        TiffBands,
         check_output,
         read_image,
         without_opaque_alpha,
@@ -186,7 +192,8 @@ def upscale_file(pipeline, source: Path, target: Path, request, bar=None, option
     image = read_image(source)
     pixels = without_opaque_alpha(image.pixels) if target.suffix.lower() in JPEG_SUFFIXES else image.pixels
     height, width = request.output_size(*pixels.shape[:2])
-    check_output(target, height, width, pixels.shape[2] if pixels.ndim == 3 else 1)  # before minutes of work
+    channels = pixels.shape[2] if pixels.ndim == 3 else 1
+    check_output(target, height, width, channels, pixels.shape[:2], pixels.dtype)  # before minutes of work
     read_seconds = time.perf_counter() - started
 
     def show(progress):
@@ -194,6 +201,30 @@ def upscale_file(pipeline, source: Path, target: Path, request, bar=None, option
             bar.set_postfix_str("compiling the networks (first job of this tile size and batch: minutes)")
         elif bar is not None:
             bar.set_postfix_str(f"tile {min(progress.done, progress.total - 1)}/{progress.total - 1}")
+
+    size = lambda array: (array.shape[1], array.shape[0])  # noqa: E731 (width, height)
+    read = image.metadata or Metadata()
+    if target.suffix.lower() in TIFF_SUFFIXES and _takes_bands(pipeline):
+        unfinished = Provenance("InvSR for GIMP", "")  # the job's own goes in at the end
+        at_start = None
+        if not options.strip_metadata:
+            at_start = for_output(read, size(pixels), (width, height), unfinished, options.keep_print_size)
+        writer = TiffBands(target, height, width, channels, pixels.dtype, image.icc_profile, at_start)
+        try:
+            result = pipeline.upscale(pixels, request, progress=show, on_band=writer.add)
+            metadata = None
+            if not options.strip_metadata:
+                provenance = Provenance.of(result.report, __version__)
+                metadata = for_output(read, size(pixels), (width, height), provenance, options.keep_print_size)
+            written = time.perf_counter()
+            file_notes = writer.finish(metadata)
+        except BaseException:
+            writer.abort()
+            raise
+        seconds = dict(result.report["seconds"], read=round(read_seconds, 4))
+        seconds["write"] = round(time.perf_counter() - written, 4)
+        seconds["total"] = round(time.perf_counter() - started, 4)
+        return dict(result.report, seconds=seconds, file_notes=file_notes)
 
     result = pipeline.upscale(pixels, request, progress=show)
     notes = {"invsr": result.report["warning"]} if "warning" in result.report else {}
@@ -211,15 +242,21 @@ def upscale_file(pipeline, source: Path, target: Path, request, bar=None, option
         )
     metadata = None
     if not options.strip_metadata:
-        size = lambda array: (array.shape[1], array.shape[0])  # noqa: E731 (width, height)
         provenance = Provenance.of(result.report, __version__)
-        read = image.metadata or Metadata()
         metadata = for_output(read, size(pixels), size(result.image), provenance, options.keep_print_size)
     written = time.perf_counter()
     file_notes += write_image(target, ImageFile(result.image, image.icc_profile, metadata), notes)
     seconds = dict(result.report["seconds"], read=round(read_seconds, 4), write=round(time.perf_counter() - written, 4))
     seconds["total"] = round(time.perf_counter() - started, 4)
     return dict(result.report, seconds=seconds, file_notes=file_notes)
+
+
+def _takes_bands(pipeline) -> bool:
+    """Whether the pipeline's `upscale` can hand out its result by bands (`on_band`)."""
+    try:
+        return "on_band" in inspect.signature(pipeline.upscale).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _beyond_one(pixels: np.ndarray) -> bool:

@@ -14,8 +14,11 @@ renamed, so an interrupted run never leaves half an image.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
+import math
+import os
 import struct
 import warnings
 import zlib
@@ -36,7 +39,7 @@ from .metadata import (
     read_metadata,
     tiff_tags,
 )
-from .tiff_tags import add_directories
+from .tiff_tags import add_directories, add_directories_to_file
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 PILLOW_SUFFIXES = (".jpg", ".jpeg", ".webp")
@@ -219,8 +222,9 @@ def write_image(path: str | Path, image: ImageFile, notes: dict[str, str] | None
     return left_out
 
 
-def check_format(path: Path, height: int, width: int, channels: int) -> None:
-    """Raise when the format `path` names cannot hold a height x width image of this many channels."""
+def check_format(path: Path, height: int, width: int, channels: int, input_size=None) -> None:
+    """Raise when the format `path` names cannot hold a height x width image of this many channels;
+    given the (height, width) of the input, the error names the largest scale the format holds."""
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise ImageFileError(f"{path}: cannot write {suffix or 'files without a suffix'}; use {', '.join(SUFFIXES)}")
@@ -231,16 +235,21 @@ def check_format(path: Path, height: int, width: int, channels: int) -> None:
         )
     limit = MAX_SIDE.get(suffix)
     if limit is not None and max(height, width) > limit:
+        largest = ""
+        if input_size is not None:
+            scale = math.floor(100 * limit / max(input_size)) / 100
+            largest = f" (at most --scale {scale:g} for this {input_size[1]} x {input_size[0]} input)"
         raise ImageFileError(
             f"{path}: {suffix[1:].upper()} holds at most {limit} pixels per side, and the output would be "
-            f"{width} x {height}; write PNG or TIFF, or choose a smaller scale"
+            f"{width} x {height}; write PNG or TIFF, or choose a smaller scale{largest}"
         )
 
 
-def check_output(path: Path, height: int, width: int, channels: int) -> None:
+def check_output(path: Path, height: int, width: int, channels: int, input_size=None, dtype=np.uint8) -> None:
     """Raise now what writing a height x width result to `path` would raise later (the format cannot hold
-    it, the folder cannot be made or written), so that no upscale runs for minutes only to be lost."""
-    check_format(path, height, width, channels)
+    it, the folder cannot be made or written, the memory or the disk cannot hold it: `needs`), so that no
+    upscale runs for minutes only to be lost."""
+    check_format(path, height, width, channels, input_size)
     if path.is_dir():
         raise ImageFileError(f"{path}: is a folder; choose a file name for the result")
     probe = partial_path(path)
@@ -252,6 +261,71 @@ def check_output(path: Path, height: int, width: int, channels: int) -> None:
         raise ImageFileError(
             f"{path}: cannot write there ({error.strerror or error}); choose another output folder"
         ) from error
+    check_needs(path, height, width, channels, dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class Needs:
+    """What writing a result to a file needs beside the upscale itself, in bytes."""
+
+    memory: int  # host memory for the result: the whole of it in its pixel type and its encoding, or a band
+    disk: int  # the file, at most (compressed formats: what photos take at worst)
+    streamed: bool  # written band by band (TIFF)
+
+
+BAND_BYTES = 64 << 20  # what a file written band by band holds of the result at most, about
+
+
+def needs(path: Path, height: int, width: int, channels: int, dtype) -> Needs:
+    """What writing a height x width result of `channels` samples of `dtype` to `path` needs. TIFF is written
+    band by band; PNG, JPEG and WebP are encoded from the whole result (the encoders take whole arrays), which
+    is held in its pixel type, its encoding beside it (PNG: as large; JPEG and WebP: a tenth)."""
+    suffix = path.suffix.lower()
+    raw = height * width * channels * np.dtype(dtype).itemsize
+    if suffix in TIFF_SUFFIXES:
+        return Needs(BAND_BYTES, raw, True)
+    if suffix == ".png":
+        return Needs(2 * raw, raw, False)
+    return Needs(raw + raw // 10, raw // 4, False)
+
+
+def available_memory() -> int | None:
+    """Host memory available to a new allocation without swapping (Linux's MemAvailable), or None."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_needs(path: Path, height: int, width: int, channels: int, dtype) -> Needs:
+    """Raise when this machine has not the memory or the disk that writing the result to `path` needs."""
+    import shutil
+
+    need = needs(path, height, width, channels, dtype)
+    memory = available_memory()
+    if memory is not None and need.memory > memory:
+        raise ImageFileError(
+            f"{path}: writing a {width} x {height} {path.suffix[1:].upper()} holds the whole result, about "
+            f"{need.memory / 1e9:.1f} GB of memory, and this machine has {memory / 1e9:.1f} GB available; "
+            "write TIFF (written band by band), or choose a smaller scale"
+        )
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        return need
+    if need.disk > free:
+        raise ImageFileError(
+            f"{path}: the result may take up to {need.disk / 1e9:.1f} GB on disk, and {path.parent} has "
+            f"{free / 1e9:.1f} GB free; free some space or write elsewhere"
+        )
+    return need
 
 
 def without_opaque_alpha(pixels: np.ndarray) -> np.ndarray:
@@ -299,6 +373,154 @@ def encode_tiff(pixels: np.ndarray, icc: bytes | None = None, metadata: Metadata
     )
     # tifffile writes no EXIF or GPS directory (its author: out of its scope); they are added after it
     return add_directories(out.getvalue(), tags.directories)
+
+
+class TiffBands:
+    """A TIFF written band by band as an upscale finishes its rows, holding no more than a band of it: the
+    pixels deflate-compressed in tiles as wide as the image (tifffile, on a thread of its own, takes them
+    from a short queue), the metadata finished at the end (`finish`: the tags that only the finished job
+    knows, such as its provenance, overwritten; EXIF and GPS directories added in place), the file renamed
+    into place only then. `abort` removes what was written."""
+
+    TILE_ROWS = 64  # rows per tile (a multiple of 16, as TIFF tiles are)
+
+    def __init__(self, path: Path, height: int, width: int, channels: int, dtype, icc, metadata: Metadata | None):
+        import queue
+        import threading
+
+        self.path, self.partial = Path(path), partial_path(Path(path))
+        self.shape, self.dtype = (height, width, channels), np.dtype(dtype)
+        self.icc = icc if _profile_fits(icc, channels) else None
+        self.notes = []
+        if icc and not self.icc:
+            space = icc[16:20].decode("latin-1", "replace").strip() or "unknown"
+            kind = "gray" if channels <= 2 else "RGB"
+            note = f"{self.path.name}: the ICC profile is for {space} colours, not {kind}; written without it"
+            self.notes.append(note)
+        self.metadata = None if metadata is None else fitted(metadata, self.path.suffix.lower(), self.path.name)[0]
+        self.queue: queue.Queue = queue.Queue(maxsize=2)
+        self.pending: list[np.ndarray] = []  # rows not yet a whole tile
+        self.rows = 0
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._write, name="invsr-tiff-writer", daemon=True)
+        self.thread.start()
+
+    def add(self, top: int, rows: np.ndarray) -> None:
+        """Rows [top, top + n) of the image, (n, W[, C]) in its dtype, following those added before."""
+        if top != self.rows:
+            raise ValueError(f"rows must come top to bottom: expected row {self.rows}, got {top}")
+        self.rows += rows.shape[0]
+        self.pending.append(rows.reshape(rows.shape[0], self.shape[1], self.shape[2]))
+        while sum(part.shape[0] for part in self.pending) >= self.TILE_ROWS or (
+            self.rows == self.shape[0] and self.pending
+        ):
+            joined = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]
+            self._put(joined[: self.TILE_ROWS])
+            self.pending = [joined[self.TILE_ROWS :]] if joined.shape[0] > self.TILE_ROWS else []
+
+    def finish(self, metadata: Metadata | None) -> list[str]:
+        """Close the file with `metadata` (the final one: what differs from that given at the start, which
+        only the finished job knows, is overwritten) and put it in place; notes as write_image's."""
+        if self.rows != self.shape[0]:
+            raise ImageFileError(f"{self.path}: only {self.rows} of {self.shape[0]} rows were written")
+        self._put(None)
+        self.thread.join()
+        if self.error is not None:
+            self._remove()
+            raise ImageFileError(f"{self.path}: cannot write ({self.error})") from self.error
+        try:
+            left_out = self.notes + self._finish_tags(metadata)
+            os.replace(self.partial, self.path)
+        except OSError as error:
+            self._remove()
+            raise ImageFileError(f"{self.path}: cannot write ({error.strerror or error})") from error
+        return left_out
+
+    def abort(self) -> None:
+        """Stop writing and remove the partial file."""
+        if self.thread.is_alive():
+            self.error = self.error or RuntimeError("aborted")
+            with contextlib.suppress(Exception):
+                while True:
+                    self.queue.get_nowait()
+            self.queue.put(_ABORT)
+            self.thread.join()
+        self._remove()
+
+    def _put(self, tile) -> None:
+        if self.error is not None and tile is not None:
+            raise ImageFileError(f"{self.path}: cannot write ({self.error})") from self.error
+        self.queue.put(tile)
+
+    def _tiles(self):
+        while (tile := self.queue.get()) is not None:
+            if tile is _ABORT:
+                raise RuntimeError("aborted")
+            yield tile
+
+    def _write(self) -> None:
+        import tifffile
+
+        height, width, channels = self.shape
+        tags = tiff_tags(self.metadata or Metadata())
+        tile = (self.TILE_ROWS, -(-width // 16) * 16)
+        big = height * width * channels * self.dtype.itemsize > 2**32 - 2**25  # as tifffile.imwrite decides
+        try:
+            with tifffile.TiffWriter(self.partial, bigtiff=big, byteorder="<") as tiff:
+                tiff.write(
+                    self._tiles(),
+                    shape=self.shape if channels > 1 else self.shape[:2],
+                    dtype=self.dtype,
+                    tile=tile,
+                    photometric="minisblack" if channels <= 2 else "rgb",
+                    planarconfig="contig" if channels > 1 else None,
+                    extrasamples=["unassalpha"] if channels in (2, 4) else None,
+                    compression="zlib",
+                    predictor=True,
+                    iccprofile=self.icc,
+                    resolution=tags.resolution,
+                    resolutionunit=tags.unit,
+                    metadata=None,
+                    software=False,
+                    extratags=tags.extratags,
+                )
+        except BaseException as error:  # the upscale thread hears of it at its next band
+            self.error = self.error or error
+            with contextlib.suppress(Exception):
+                while True:  # unblock a producer waiting on a full queue
+                    self.queue.get_nowait()
+
+    def _finish_tags(self, metadata: Metadata | None) -> list[str]:
+        import tifffile
+
+        left_out = []
+        if metadata is None:
+            return left_out
+        metadata, left_out = fitted(metadata, self.path.suffix.lower(), self.path.name)
+        started = {tag[0]: tag for tag in tiff_tags(self.metadata or Metadata()).extratags}
+        final = tiff_tags(metadata)
+        changed = [tag for tag in final.extratags if not _same_tag(started.get(tag[0]), tag)]
+        if changed:
+            with tifffile.TiffFile(self.partial, mode="r+b") as tiff:
+                page_tags = tiff.pages[0].tags
+                for code, kind, _, value, _ in changed:
+                    if code not in page_tags:
+                        raise OSError(f"tag {code} was not written at the start, so it cannot be set at the end")
+                    page_tags[code].overwrite(value, dtype=kind)
+        add_directories_to_file(self.partial, final.directories)
+        return left_out
+
+    def _remove(self) -> None:
+        with contextlib.suppress(OSError):
+            self.partial.unlink()
+
+
+_ABORT = object()
+
+
+def _same_tag(a: tuple | None, b: tuple) -> bool:
+    """Whether two tifffile extratags are the same (values may be arrays)."""
+    return a is not None and a[:3] == b[:3] and np.array_equal(np.asarray(a[3]), np.asarray(b[3]))
 
 
 def _encode_pillow(pixels: np.ndarray, suffix: str, icc: bytes | None, notes: dict, metadata: Metadata) -> bytes:

@@ -1,6 +1,10 @@
 """One image's work around its tiles: what comes before them (the array contract and alpha, the output
 size and its limit, the steps) and what comes after (alpha resized, the array, the report).
 
+The result is made band by band (`Assembly`): each band of rows the tiles finish becomes the output's
+own pixel type at once, and goes to the caller's `on_band` or into the whole array, so that no float copy
+of the whole output is ever held.
+
 Shared by the in-process pipeline (pipeline.py), which computes the tiles itself, and by a front that has
 them computed elsewhere (invsr_server.cluster), so that both give the same image and the same report.
 """
@@ -9,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -16,7 +21,7 @@ import torch
 from invsr.wire.contract import check_work_size
 
 from .noise_level import StepChoice, choose_steps
-from .pixels import Pixels, fill_transparent, resize_alpha
+from .pixels import BandFinisher, Pixels, fill_transparent
 from .progress import Progress, ProgressCallback, StageTimer
 from .request import UpscaleRequest
 from .schedule import resolve_timesteps
@@ -28,9 +33,12 @@ TINY_WARNING = (
 )
 
 
+BandHandler = Callable[[int, np.ndarray], None]  # (first row, the result's rows: (rows, W[, C]) in its dtype)
+
+
 @dataclasses.dataclass(frozen=True)
 class UpscaleResult:
-    image: np.ndarray  # same channel layout and dtype as the input, at the requested size
+    image: np.ndarray | None  # same channel layout and dtype as the input, at the requested size (None: in bands)
     report: dict  # what was done: sizes, timesteps, seed, device, dtype, seconds per stage, peak memory
 
 
@@ -58,9 +66,14 @@ class ImageJob:
         lr = fill_transparent(pixels.rgb, pixels.alpha)
         return cls(pixels, request, out_size, choice, TileRecipe(timesteps, request.color_fix), lr)
 
+    def assembly(self, timer: StageTimer, on_band: BandHandler | None = None) -> Assembly:
+        """Where the tiles' bands of colour go: made the result's rows and handed to `on_band`, or, without
+        it, gathered into the whole array."""
+        return Assembly(BandFinisher(self.pixels, self.out_size), timer, self.out_size, on_band)
+
     def finish(
         self,
-        rgb: torch.Tensor,
+        assembly: Assembly,
         tiling: dict,
         timer: StageTimer,
         progress: ProgressCallback | None,
@@ -68,12 +81,10 @@ class ImageJob:
         peak_memory,
         tiny: bool,
     ) -> UpscaleResult:
-        """The result from the tiles' `rgb` (1, 3, H, W) at the output size; `identity`: who made it (the
-        model's description), `tiling` the tile engine's report."""
+        """The result, once `assembly` has every band; `identity`: who made it (the model's description),
+        `tiling` the tile engine's report."""
         pixels, request = self.pixels, self.request
-        with timer.stage("finish"):
-            alpha = resize_alpha(pixels.alpha, self.out_size) if pixels.alpha is not None else None
-            result = pixels.to_array(rgb, alpha)
+        image = assembly.result()
         if progress is not None:
             elapsed = time.perf_counter() - self.started
             progress(Progress("finish", tiling["tiles"] + 1, tiling["tiles"] + 1, elapsed))
@@ -95,4 +106,31 @@ class ImageJob:
         )
         if tiny:
             report["warning"] = TINY_WARNING
-        return UpscaleResult(result, report)
+        return UpscaleResult(image, report)
+
+
+class Assembly:
+    """The result's rows made from the tiles' bands of colour, top to bottom (a tile engine's band callback)."""
+
+    def __init__(self, finisher: BandFinisher, timer: StageTimer, out_size, on_band: BandHandler | None):
+        self.finisher, self.timer, self.on_band = finisher, timer, on_band
+        self.height = out_size[0]
+        self.image: np.ndarray | None = None
+        self.rows = 0  # rows made so far
+
+    def __call__(self, top: int, rgb: torch.Tensor) -> None:
+        with self.timer.stage("finish"):
+            rows = self.finisher(top, rgb)
+            if self.on_band is None:
+                if self.image is None:
+                    self.image = np.empty((self.height, *rows.shape[1:]), rows.dtype)
+                self.image[top : top + rows.shape[0]] = rows
+        if self.on_band is not None:
+            self.on_band(top, rows)
+        self.rows = top + rows.shape[0]
+
+    def result(self) -> np.ndarray | None:
+        """The whole array (None where the bands went to `on_band`); every row must have been made."""
+        if self.rows != self.height:
+            raise RuntimeError(f"the result has {self.rows} of its {self.height} rows")
+        return self.image

@@ -26,7 +26,7 @@ from .checkpoint import load_strict, read_state_dict
 from .devices import DTYPE_NAMES, peak_memory, reset_peak_memory, resolve_device, resolve_dtype
 from .devices import describe as describe_device
 from .errors import CheckpointError, DeviceError
-from .image_job import ImageJob, UpscaleResult
+from .image_job import BandHandler, ImageJob, UpscaleResult
 from .noise_predictor import NoisePredictor, NoisePredictorConfig
 from .progress import ProgressCallback, StageTimer
 from .prompt import prompt_embedding
@@ -150,20 +150,25 @@ class InvSRPipeline:
         request: UpscaleRequest = UpscaleRequest(),
         progress: ProgressCallback | None = None,
         cancel_check: Callable[[], None] | None = None,
+        on_band: BandHandler | None = None,
     ) -> UpscaleResult:
         """Upscale an (H, W[, C]) array (see pixels.py for what is accepted) to the request's size.
-        `progress` hears after each batch; `cancel_check` is called before each stage (progress.py)."""
+        `progress` hears after each batch; `cancel_check` is called before each stage (progress.py).
+        With `on_band`, the result comes in bands of rows as they are finished, top to bottom, as
+        `on_band(first_row, rows)` (rows: (n, W[, C]) in the result's dtype), and the result's image is
+        None: nothing holds the whole output (image_job.py)."""
         job = ImageJob.start(image, request, self.max_pixels)
         settings = choose_settings(request, self.device, self.dtype, self.models.lr_multiple)
         timer = StageTimer(self.device, cancel_check)
         reset_peak_memory(self.device)
         driver = TileDriver(self.models, self.device, timer, progress, self.compiled_shapes)
-        try:  # resampled to out_size tile by tile: no x4 image is ever held whole
-            tiled = driver.run(job.lr, job.recipe, request.seed, settings, job.out_size)
+        assembly = job.assembly(timer, on_band)
+        try:  # resampled to out_size tile by tile, finished band by band: no x4 image, no float output
+            tiled = driver.run(job.lr, job.recipe, request.seed, settings, job.out_size, on_band=assembly)
         except torch._dynamo.exc.TorchDynamoException as error:  # only compiled networks raise these
             raise _compile_failure(error) from error
         peak = peak_memory(self.device)
-        return job.finish(tiled.image, tiled.report(), timer, progress, self.describe(), peak, self.weights.is_tiny)
+        return job.finish(assembly, tiled.report(), timer, progress, self.describe(), peak, self.weights.is_tiny)
 
 
 def load_noise_predictor(weights: WeightPaths) -> NoisePredictor:

@@ -28,6 +28,7 @@ _MAXIMA = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.
 LUMA = (0.299, 0.587, 0.114)  # BT.601, to turn the model's RGB back into gray
 _BAND_ROWS = 256
 _EXCESS_BLOCK = 256  # input pixels per side of a block of excess resampled at once
+_RESIZE_BLOCK = 512  # resample.resize's block, which resize_alpha resizes alpha with
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +92,114 @@ class Pixels:
             band = torch.cat([p[0, :, top : top + _BAND_ROWS] for p in planes]).float()
             out[top : top + _BAND_ROWS] = _quantized(band.permute(1, 2, 0).numpy(), self.dtype)
         return out[:, :, 0] if self.two_dimensional else out
+
+
+class BandFinisher:
+    """`Pixels.to_array` band by band: bands of the model's colour (1, 3, rows, W), top to bottom, in; the
+    same rows of the result out, in this image's channel layout and dtype, byte for byte what `to_array` of
+    the whole gives. Alpha and the excess are resampled by blocks of rows as the bands need them (`_BlockRows`),
+    so that none of them exists at the output's size either."""
+
+    def __init__(self, pixels: Pixels, out_size: tuple[int, int]):
+        self.pixels, self.out_size = pixels, tuple(out_size)
+        self.alpha = None if pixels.alpha is None else _AlphaRows(pixels.alpha, self.out_size)
+        self.excess = None if pixels.excess is None else _BlockRows(pixels.excess, self.out_size, _EXCESS_BLOCK)
+        self.next_row = 0
+
+    def __call__(self, top: int, rgb: torch.Tensor) -> np.ndarray:
+        """The result's rows [top, top + rows) from their colour `rgb` (used up); `top` follows the last band."""
+        if top != self.next_row:
+            raise ValueError(f"bands must come top to bottom: expected row {self.next_row}, got {top}")
+        rows = rgb.shape[-2]
+        self.next_row = top + rows
+        rgb.clamp_(0, 1)
+        if self.excess is not None:
+            self.excess.add_to(rgb, top)
+        color = rgb
+        if self.pixels.gray:
+            weights = torch.tensor(LUMA, dtype=rgb.dtype).view(1, 3, 1, 1)
+            color = (rgb * weights).sum(dim=1, keepdim=True)
+        planes = [color] if self.alpha is None else [color, self.alpha.rows(top, top + rows)]
+        band = torch.cat([p[0] for p in planes]).float()
+        out = _quantized(band.permute(1, 2, 0).numpy(), self.pixels.dtype)
+        return out[:, :, 0] if self.pixels.two_dimensional else out
+
+
+class _BlockRows:
+    """`source` (1, C, h, w) resampled to `out_size` block by block in raster order, as `add_resampled` and
+    `resample.resize` do, handed out by rows: each block's values are computed once, kept while bands still
+    need them (a row of blocks or two), and added to a band in the same order as to the whole."""
+
+    def __init__(self, source: torch.Tensor, out_size: tuple[int, int], block: int, skip_zero: bool = True):
+        self.source, self.block, self.skip_zero = source, block, skip_zero
+        (height, width), (out_height, out_width) = source.shape[-2:], out_size
+        self.same = (height, width) == (out_height, out_width) and not skip_zero  # resample.resize's shortcut
+        self.rows = AxisResampler.between(height, out_height)
+        self.cols = AxisResampler.between(width, out_width)
+        self.next_y = 0  # the next row of blocks to compute
+        self.kept: list[tuple[int, int, torch.Tensor]] = []  # (top, left, values) in raster order
+
+    def add_to(self, target: torch.Tensor, top: int) -> None:
+        """Add the resampled source's rows [top, top + rows) to `target` (1, C, rows, W) in place."""
+        bottom = top + target.shape[-2]
+        self._compute_until(bottom)
+        for y, x, values in self.kept:
+            first, last = max(top, y), min(bottom, y + values.shape[-2])
+            if first < last:
+                part = values[..., first - y : last - y, :]
+                target[..., first - top : last - top, x : x + values.shape[-1]] += part.to(target.dtype)
+        self.kept = [kept for kept in self.kept if kept[0] + kept[2].shape[-2] > bottom]
+
+    def _compute_until(self, bottom: int) -> None:
+        """Compute the rows of blocks that reach output rows above `bottom`."""
+        height, width = self.source.shape[-2:]
+        while self.next_y < height and self._first_row(self.next_y) < bottom:
+            y, self.next_y = self.next_y, self.next_y + self.block
+            for x in range(0, width, self.block):
+                block = self.source[..., y : y + self.block, x : x + self.block]
+                if self.skip_zero and not bool(block.any()):
+                    continue
+                if self.same:
+                    self.kept.append((y, x, block))
+                    continue
+                row_matrix, top = self.rows.matrix(y, block.shape[-2], block.device)
+                col_matrix, left = self.cols.matrix(x, block.shape[-1], block.device)
+                self.kept.append((top, left, row_matrix @ block @ col_matrix.T))
+
+    def _first_row(self, y: int) -> int:
+        if self.same:
+            return y
+        return self.rows.reaching(y, min(y + self.block, self.source.shape[-2]))[0]
+
+
+class _AlphaRows:
+    """`resize_alpha` by rows: the resized plane's rows, with the source's solid and clear pixels exact."""
+
+    def __init__(self, alpha: torch.Tensor, out_size: tuple[int, int]):
+        self.alpha = alpha
+        self.resized = _BlockRows(alpha, out_size, _RESIZE_BLOCK, skip_zero=False)
+        self.solid = F.max_pool2d(1 - alpha, 3, stride=1, padding=1) == 0
+        self.clear = F.max_pool2d(alpha, 3, stride=1, padding=1) == 0
+        # nearest-exact's source row and column of each output pixel, from torch's own rule
+        self.source_rows = _nearest_sources(alpha.shape[-2], out_size[0])
+        self.source_cols = _nearest_sources(alpha.shape[-1], out_size[1])
+
+    def rows(self, top: int, bottom: int) -> torch.Tensor:
+        resized = torch.zeros(1, 1, bottom - top, self.source_cols.numel())
+        self.resized.add_to(resized, top)
+        resized = resized.clamp(0, 1)
+        index = self.source_rows[top:bottom, None], self.source_cols[None, :]
+        nearest = self.alpha[0, 0][index][None, None]
+        solid = self.solid[0, 0][index][None, None]
+        clear = self.clear[0, 0][index][None, None]
+        resized = torch.where(solid, nearest, resized)
+        return torch.where(clear, nearest, resized)
+
+
+def _nearest_sources(size: int, out_size: int) -> torch.Tensor:
+    """The source index of each of `out_size` pixels along an axis, as F.interpolate's nearest-exact picks."""
+    positions = torch.arange(size, dtype=torch.float64).view(1, 1, size)
+    return F.interpolate(positions, size=out_size, mode="nearest-exact")[0, 0].long()
 
 
 def _quantized(values: np.ndarray, dtype: np.dtype) -> np.ndarray:

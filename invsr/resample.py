@@ -70,13 +70,28 @@ class AxisResampler:
 
 
 class Canvas:
-    """The (1, C, H, W) output, accumulated from weighted x4 tiles placed at x4 coordinates."""
+    """The (1, C, H, W) output, accumulated from weighted x4 tiles placed at x4 coordinates.
 
-    def __init__(self, x4_size: tuple[int, int], out_size: tuple[int, int], channels: int = 3):
-        self.image = torch.zeros(1, channels, *out_size)
+    Held in strips of `band_rows` rows (None: one strip, the whole output), made when a tile first reaches
+    them, so that finished strips can be taken (`take`) before the rest exists: a caller that takes them as
+    they finish never holds the whole output."""
+
+    def __init__(
+        self, x4_size: tuple[int, int], out_size: tuple[int, int], channels: int = 3, band_rows: int | None = None
+    ):
+        self.size, self.channels = tuple(out_size), channels
+        self.band_rows = band_rows or max(1, out_size[0])
+        self.strips: dict[int, torch.Tensor] = {}
+        self.taken = 0  # rows handed out by `take`
         same = tuple(x4_size) == tuple(out_size)
         self.rows = None if same else AxisResampler.between(x4_size[0], out_size[0])
         self.cols = None if same else AxisResampler.between(x4_size[1], out_size[1])
+
+    def reach(self, y: int, x: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """The output rows [top, bottom) and columns [left, right) that `add` of (h, w) values at (y, x) writes."""
+        if self.rows is None:
+            return y, y + height, x, x + width
+        return (*self.rows.reaching(y, y + height), *self.cols.reaching(x, x + width))
 
     def add(self, y: int, x: int, values: torch.Tensor) -> None:
         """Add (1, C, h, w) `values` whose top left is at (y, x) of the x4 image. They are resampled on
@@ -86,8 +101,44 @@ class Canvas:
             rows, top = self.rows.matrix(y, values.shape[-2], values.device)
             cols, left = self.cols.matrix(x, values.shape[-1], values.device)
             values = rows @ values @ cols.T
+        values = values.cpu()
         h, w = values.shape[-2:]
-        self.image[..., top : top + h, left : left + w].add_(values.cpu())
+        if top < self.taken:
+            raise RuntimeError(f"rows from {top} added after rows up to {self.taken} were taken")
+        for index in range(top // self.band_rows, -(-(top + h) // self.band_rows)):
+            start = index * self.band_rows
+            first, last = max(top, start), min(top + h, start + self.band_rows)
+            strip = self._strip(index)
+            strip[..., first - start : last - start, left : left + w].add_(values[..., first - top : last - top, :])
+
+    def take(self, bottom: int) -> list[tuple[int, torch.Tensor]]:
+        """The whole strips above row `bottom` not taken yet, as (first row, (1, C, rows, W)), top to bottom;
+        they leave the canvas."""
+        height = self.size[0]
+        taken = []
+        while self.taken < height and min(self.taken + self.band_rows, height) <= bottom:
+            index = self.taken // self.band_rows
+            taken.append((self.taken, self._strip(index)))
+            del self.strips[index]
+            self.taken = min(self.taken + self.band_rows, height)
+        return taken
+
+    @property
+    def image(self) -> torch.Tensor:
+        """The whole output (none of it taken yet), as one tensor."""
+        if self.taken:
+            raise RuntimeError("part of the canvas was taken already")
+        if len(self.strips) == 1 and self.band_rows >= self.size[0]:
+            return self._strip(0)
+        strips = [self._strip(index) for index in range(-(-self.size[0] // self.band_rows))]
+        return torch.cat(strips, dim=-2)
+
+    def _strip(self, index: int) -> torch.Tensor:
+        strip = self.strips.get(index)
+        if strip is None:
+            rows = min(self.band_rows, self.size[0] - index * self.band_rows)
+            strip = self.strips[index] = torch.zeros(1, self.channels, rows, self.size[1])
+        return strip
 
 
 def resize(image: torch.Tensor, size: tuple[int, int], block: int = 512) -> torch.Tensor:

@@ -26,11 +26,42 @@ WINDOWS_TAGS = {Base.XPTitle, Base.XPComment, Base.XPAuthor, Base.XPKeywords, Ba
 def add_directories(data: bytes, directories: dict[int, dict]) -> bytes:
     """`data`, a TIFF file, with `directories` (EXIF_IFD or GPS_IFD -> its tags, as Pillow's
     ImageFileDirectory_v2 takes them) added to its first directory, BYTE strings retyped as EXIF's."""
-    from PIL.TiffImagePlugin import ImageFileDirectory_v2
-
     if not directories:
         return data
     layout = _Layout.of(data)
+    appended, directory_offset = _supplement(data, layout, directories)
+    out = bytearray(data)
+    layout.set_first_offset(out, directory_offset)
+    out += appended
+    return bytes_as_undefined(bytes(out))
+
+
+def add_directories_to_file(path, directories: dict[int, dict]) -> None:
+    """As `add_directories`, to the TIFF file at `path` in place: what is added goes at its end, and only its
+    header and directories are read and retyped (mapped, not read: its pixels may be gigabytes)."""
+    import mmap
+
+    if not directories:
+        return
+    with open(path, "r+b") as file:
+        with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            layout = _Layout.of(data)
+            appended, directory_offset = _supplement(data, layout, directories)
+        file.seek(0, 2)
+        file.write(appended)
+        file.seek(8 if layout.big else 4)
+        file.write(layout.pack_offset(directory_offset))
+        file.flush()
+        with mmap.mmap(file.fileno(), 0) as out:
+            _retype(out)
+            out.flush()
+
+
+def _supplement(data, layout: _Layout, directories: dict[int, dict]) -> tuple[bytes, int]:
+    """What to append to the TIFF `data` for `add_directories`: the directories, then a copy of the first
+    directory that points to them; and that copy's offset."""
+    from PIL.TiffImagePlugin import ImageFileDirectory_v2
+
     entries = layout.entries(data, layout.first_offset(data))
     next_offset = layout.next_offset(data, layout.first_offset(data))
     start = len(data) + len(data) % 2  # TIFF offsets are word aligned
@@ -42,19 +73,23 @@ def add_directories(data: bytes, directories: dict[int, dict]) -> bytes:
     directory_offset = start + len(serialised) + len(serialised) % 2
     directory = layout.pack_count(len(entries)) + b"".join(entries[tag] for tag in sorted(entries))
     directory += layout.pack_offset(next_offset)
-    out = bytearray(data)
-    layout.set_first_offset(out, directory_offset)
-    out += bytes(start - len(data)) + serialised + bytes(len(serialised) % 2) + directory
-    return bytes_as_undefined(bytes(out))
+    return bytes(start - len(data)) + serialised + bytes(len(serialised) % 2) + directory, directory_offset
 
 
 def bytes_as_undefined(data: bytes) -> bytes:
     """A TIFF stream (a file, or EXIF's) whose BYTE entries that Pillow has no type for are UNDEFINED, in
     the first directory and its EXIF, GPS and interoperability directories (same size: retyped in place)."""
+    out = bytearray(data)
+    _retype(out)
+    return bytes(out)
+
+
+def _retype(out) -> None:
+    """`bytes_as_undefined` in the writable buffer `out`."""
     from PIL.TiffTags import lookup
 
-    layout, out = _Layout.of(data), bytearray(data)
-    pending, seen = [(layout.first_offset(data), None)], set()
+    layout = _Layout.of(out)
+    pending, seen = [(layout.first_offset(out), None)], set()
     while pending:
         offset, group = pending.pop()
         if offset in seen or not 0 < offset < len(out):
@@ -66,7 +101,6 @@ def bytes_as_undefined(data: bytes) -> bytes:
                 pending.append((layout.pointer(out, position), tag))
             elif kind == BYTE and lookup(tag, group).type != BYTE and tag not in WINDOWS_TAGS:
                 struct.pack_into(layout.order + "H", out, position + 2, UNDEFINED)
-    return bytes(out)
 
 
 class _Layout:
@@ -81,9 +115,9 @@ class _Layout:
     @classmethod
     def of(cls, data: bytes) -> _Layout:
         orders = {b"II": "<", b"MM": ">"}
-        if data[:2] not in orders:
+        if bytes(data[:2]) not in orders:
             raise ValueError("not a TIFF file")
-        order = orders[data[:2]]
+        order = orders[bytes(data[:2])]
         version = struct.unpack(order + "H", data[2:4])[0]
         if version not in (42, 43):
             raise ValueError(f"not a TIFF file (version {version})")

@@ -4,8 +4,9 @@
   than the noise predictor's training size (128 pixels for the released weights; or than the tile, if
   smaller) is mirrored out to it on both sides, so that the networks see what they were trained on; the
   colour-fix reference is made from the unpadded image, and the padding is cut off again.
-- Device memory holds one batch of tiles, whatever the image size; the host holds the output-sized
-  result (accumulator.py).
+- Device memory holds one batch of tiles, whatever the image size. Batches are computed in band order
+  (plan.TilePlan.band_order), so that the result is finished by bands of rows (accumulator.py): given
+  `on_band`, each band goes there as it finishes and the host holds a few rows of tiles, not the output.
 - Out of device memory, the failing batch is retried at half the batch size, and at batch 1 the image
   is started again with smaller tiles; each step is recorded in `notices`. Only when the smallest tile
   does not fit does the job fail.
@@ -20,6 +21,8 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import deque
+from collections.abc import Callable
 
 import torch
 
@@ -36,7 +39,7 @@ from .work import ModelGeometry, TileWork
 
 @dataclasses.dataclass(frozen=True)
 class TiledResult:
-    image: torch.Tensor  # (1, 3, H, W) in [0, 1] at the requested size, on the host
+    image: torch.Tensor | None  # (1, 3, H, W) in [0, 1] at the requested size, on the host (None: went to on_band)
     plan: TilePlan  # the plan that finished (after any fallback to smaller tiles)
     batch: int  # tiles per batch at the end (after any fallback to smaller batches)
     static_shapes: bool
@@ -50,6 +53,55 @@ class TiledResult:
             "static_shapes": self.static_shapes,
             "notices": list(self.notices),
         }
+
+
+BandCallback = Callable[[int, torch.Tensor], None]  # (first row, (1, 3, rows, W) in [0, 1] on the host)
+
+
+class _Bands:
+    """Where finished bands go: to the caller's callback, or kept to make the whole image. After a restart
+    with smaller tiles, rows already sent to the callback are not sent again (kept ones are made again)."""
+
+    def __init__(self, on_band: BandCallback | None):
+        self.on_band = on_band
+        self.kept: list[torch.Tensor] = []
+        self.sent = 0  # rows handed on so far
+
+    def give(self, bands: list[tuple[int, torch.Tensor]]) -> None:
+        for top, band in bands:
+            rows = band.shape[-2]
+            if top + rows <= self.sent:
+                continue
+            band = band[..., self.sent - top :, :] if top < self.sent else band
+            top = max(top, self.sent)
+            if self.on_band is None:
+                self.kept.append(band)
+            else:
+                self.on_band(top, band)
+            self.sent = top + band.shape[-2]
+
+    def restart(self) -> int:
+        """Starting again with other tiles: kept bands are dropped; the rows already sent (not sent again)."""
+        if self.on_band is None:
+            self.kept, self.sent = [], 0
+        return self.sent
+
+    def image(self) -> torch.Tensor | None:
+        if self.on_band is not None:
+            return None
+        image = self.kept[0] if len(self.kept) == 1 else torch.cat(self.kept, dim=-2)
+        self.kept = []
+        return image
+
+
+def _cut(plan: TilePlan, bound: tuple[int, int], batch: int) -> list[tuple[int, int]]:
+    """The batch `bound` cut into batches of at most `batch` tiles."""
+    start, stop = bound
+    parts = []
+    while start < stop:
+        parts.append((start, min(stop, plan.batch_end(start, batch))))
+        start = parts[-1][1]
+    return parts
 
 
 class _TileTooLarge(Exception):
@@ -79,24 +131,35 @@ class TileDriver:
         return self.compiled_shapes is not None
 
     def run(
-        self, lr: torch.Tensor, recipe: TileRecipe, seed: int, settings: TileSettings, out_size=None
+        self,
+        lr: torch.Tensor,
+        recipe: TileRecipe,
+        seed: int,
+        settings: TileSettings,
+        out_size=None,
+        on_band: BandCallback | None = None,
     ) -> TiledResult:
-        """Upscale `lr` (1, 3, H, W) in [0, 1] x4 and resample it to `out_size` (None: x4)."""
+        """Upscale `lr` (1, 3, H, W) in [0, 1] x4 and resample it to `out_size` (None: x4). With `on_band`,
+        each finished band of rows goes there, top to bottom, as (first row, (1, 3, rows, W)), and the
+        result's image is None; without, the whole image is the result's."""
         multiple = self.models.lr_multiple
         tile, overlap, batch = settings.tile, settings.overlap, settings.batch
         self.notices.extend(settings.notices)
         geometry = ModelGeometry.of(self.models, self.static_shapes)
+        bands = _Bands(on_band)
         while True:  # padded and drawn for each tile size: a fallback gives what its tile gives uncapped
             work = TileWork.prepare(lr, geometry, recipe, seed, tile, overlap)
             try:
-                result, batch = self._run_plan(work, batch, out_size)
-                return TiledResult(result, work.plan, batch, self.static_shapes, tuple(self.notices))
+                batch = self._run_plan(work, batch, out_size, bands)
+                return TiledResult(bands.image(), work.plan, batch, self.static_shapes, tuple(self.notices))
             except _TileTooLarge:
                 tile, batch = self._smaller_tile(tile), 1
                 fitting = min(overlap, (tile - multiple) // 2)
                 notice = f"out of device memory at batch 1: starting again with {tile}-pixel tiles"
                 if fitting < overlap:
                     notice += f" and {fitting} pixels of overlap ({overlap} do not fit such a tile)"
+                if sent := bands.restart():
+                    notice += f" (the {sent} rows above were made with the larger tiles and sent already)"
                 self.notices.append(notice)
                 overlap = fitting
 
@@ -109,25 +172,29 @@ class TileDriver:
             ) from None
         return smaller
 
-    def _run_plan(self, work: TileWork, batch: int, out_size):
-        """The plan's result, and the batch size it ended with."""
+    def _run_plan(self, work: TileWork, batch: int, out_size, bands: _Bands) -> int:
+        """Computes the plan, its bands to `bands`; the batch size it ended with."""
         plan = work.plan
         accumulator = TileAccumulator(plan, out_size)
         total, done = len(plan.tiles), 0
-        while done < total:
-            stop = plan.batch_end(done, batch)
+        pending = deque(plan.band_order(plan.batches(batch)))
+        while pending:
+            start, stop = pending[0]
             try:
                 compiling = self._announce_compiling(plan.tile, batch, done, total)
-                inputs = work.inputs(done, stop, batch)
+                inputs = work.inputs(start, stop, batch)
                 outputs = compute_batch(self.models, self.device, work.recipe, inputs, self.timer.stage)
             except RuntimeError as error:
-                batch = self._smaller_batch(error, stop - done)
+                batch = self._smaller_batch(error, stop - start)
+                pending = deque(part for bound in pending for part in _cut(plan, bound, batch))
                 continue
-            for position, output in zip(range(done, stop), outputs):
+            pending.popleft()
+            for position, output in zip(range(start, stop), outputs):
                 accumulator.add(position, output)
-            done = stop
+            done += stop - start
             self.progress.report("tiles", done, total + 1, pace_from_here=compiling)  # + 1: the pipeline's finish
-        return accumulator.result(), batch
+            bands.give(accumulator.bands())
+        return batch
 
     def _smaller_batch(self, error: RuntimeError, tiles: int) -> int:
         """The batch size to retry with after `error` in a batch of `tiles`; re-raises all but running

@@ -78,6 +78,12 @@ class TilePlan:
             start = bounds[-1][1]
         return bounds
 
+    def band_order(self, bounds: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """The batches `bounds` in the order that finishes the output's rows soonest: by the last row of
+        tiles each reaches (then as planned), so that the narrower tiles at the right end of a row are
+        computed with their row, not after every full-size tile (accumulator.py holds the rows between)."""
+        return sorted(bounds, key=lambda bound: (max(t.row for t in self.tiles[bound[0] : bound[1]]), bound[0]))
+
     def inputs(self, image: torch.Tensor, noise: Noise, start: int, stop: int, fill_to: int = 0) -> BatchInputs:
         """The pixels batch [start, stop) reads, cut from the padded `image` (1, 3, H, W) and its `noise`;
         with repeats of the last tile up to `fill_to` tiles (one batch shape for compiled networks).

@@ -4,6 +4,9 @@
     result = client.upscale(data, width, height, channels, "u16", UpscaleRequest(seed=1), on_progress=print)
     result.width, result.height, result.pixels, result.report
 
+    # or the result's rows as the worker finishes them, never the whole of it at once:
+    result = client.upscale_bands(data, width, height, channels, "u16", UpscaleRequest(), on_band=write_rows)
+
 The request is the library's own `UpscaleRequest` (request.py), checked where it is made; the replies are
 typed (replies.py: `Hello`, `Progress`, `Result`).
 
@@ -17,6 +20,7 @@ heartbeats stop.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -31,7 +35,7 @@ from . import connection as connection_file
 from . import exits
 from .errors import BadMessage, InvSRError, TooLarge, Unauthorized, VersionMismatch, WorkerLost, error_for
 from .protocol import Message, new_id
-from .replies import Hello, Limits, Progress, Result
+from .replies import Band, Hello, Limits, Progress, Result
 from .request import UpscaleRequest
 
 HEARTBEAT = 1.0
@@ -147,18 +151,66 @@ class Client:
 
         `on_progress(Progress)` gets each progress message. `should_cancel()` is asked at each heartbeat; when
         it returns True the job is cancelled and `Cancelled` raised once the worker confirms.
+
+        Built on `upscale_bands`: the bands are written into one buffer as they come, so that this holds the
+        result once, in its own pixel type.
         """
+        gathered = _Gathered()
+        result = self.upscale_bands(
+            pixels, width, height, channels, dtype, request, gathered.add, on_progress, should_cancel, gathered.expect
+        )
+        return dataclasses.replace(result, pixels=gathered.pixels(result))
+
+    def upscale_bands(
+        self,
+        pixels,
+        width: int,
+        height: int,
+        channels: int,
+        dtype: str,
+        request: UpscaleRequest,
+        on_band: Callable[[Band], object],
+        on_progress: Callable[[Progress], object] | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+        on_accepted: Callable[[dict], object] | None = None,
+    ) -> Result:
+        """As `upscale`, the result's rows coming to `on_band(Band)` as the worker finishes them, top to
+        bottom; the `Result` returned then has the geometry and report, and no pixels. A worker of protocol
+        3.1, which sends whole results, has its result given to `on_band` as one band. `on_accepted(fields)`
+        hears the `accepted` reply (`result_bytes`: the size of the whole result)."""
         if not isinstance(request, UpscaleRequest):
             raise TypeError(f"request must be an UpscaleRequest (invsr_wire.request), got {type(request).__name__}")
         self._check_message_size(memoryview(pixels).nbytes)
-        header = {"width": width, "height": height, "channels": channels, "dtype": dtype, "params": request.to_dict()}
-        hear = None if on_progress is None else lambda fields: on_progress(Progress.from_dict(fields))
-        reply = self.request(
-            "upscale", header, [pixels], on_progress=hear, should_cancel=should_cancel, final=("result",)
-        )
+        header = {
+            "width": width,
+            "height": height,
+            "channels": channels,
+            "dtype": dtype,
+            "params": request.to_dict(),
+            "bands": True,
+        }
+
+        def hear(message: Message) -> None:
+            if message.type == "band":
+                if len(message.buffers) != 1:
+                    raise BadMessage(f"the worker sent a band with {len(message.buffers)} pixel frames, not 1")
+                on_band(Band.from_dict(message.fields, message.buffers[0]))
+            elif message.type == "progress" and on_progress is not None:
+                on_progress(Progress.from_dict(message.fields))
+            elif message.type == "accepted" and on_accepted is not None:
+                on_accepted(message.fields)
+
+        reply = self.request("upscale", header, [pixels], on_reply=hear, should_cancel=should_cancel, final=("result",))
+        if "bands" in reply.fields:
+            if reply.buffers:
+                raise BadMessage("the worker sent a result in bands with pixel frames")
+            return Result.from_dict(reply.fields, b"")
         if len(reply.buffers) != 1:
             raise BadMessage(f"the worker sent a result with {len(reply.buffers)} pixel frames, not 1")
-        return Result.from_dict(reply.fields, reply.buffers[0])
+        result = Result.from_dict(reply.fields, reply.buffers[0])  # a 3.1 worker: the whole result, one band
+        fields = {"band": 0, "top": 0, "rows": result.height, "width": result.width}
+        on_band(Band.from_dict(dict(fields, channels=result.channels, dtype=result.dtype), result.pixels))
+        return dataclasses.replace(result, pixels=memoryview(b""))
 
     def _check_message_size(self, size: int) -> None:
         """ZeroMQ drops a message over the worker's limit without a word: refuse it here instead."""
@@ -176,11 +228,19 @@ class Client:
     # --- the waiting loop ----------------------------------------------------------------------------
 
     def request(
-        self, kind: str, fields: dict | None = None, buffers=(), *, on_progress=None, should_cancel=None, final=None
+        self,
+        kind: str,
+        fields: dict | None = None,
+        buffers=(),
+        *,
+        on_progress=None,
+        should_cancel=None,
+        final=None,
+        on_reply=None,
     ) -> Message:
         """Send one request and wait for its final reply, heartbeating; raise the error (errors.py) of an error
-        reply. The layer below the typed operations: it returns the final reply's `Message`, and `on_progress(fields)`
-        gets each progress message's header fields as they came."""
+        reply. The layer below the typed operations: it returns the final reply's `Message`, `on_progress(fields)`
+        gets each progress message's header fields as they came, and `on_reply(Message)` every other reply."""
         request_id = new_id()
         self._send(Message(kind, dict(fields or {}, id=request_id), list(buffers)), wait=True)
         final = final or ("hello", "pong", "echo", "status", "cancelling")
@@ -228,6 +288,8 @@ class Client:
                     on_progress(message.fields)
             if message.type in final:
                 return message
+            if on_reply is not None:
+                on_reply(message)
 
     def _send(self, message: Message, wait: bool = False) -> None:
         """Send; a request waits up to `timeout` for a connection, a heartbeat does not wait at all."""
@@ -327,6 +389,32 @@ class Client:
         if not (self.connection.is_local and self.connection.log_file):
             return ""
         return tail_of(Path(self.connection.log_file))
+
+
+class _Gathered:
+    """A result's bands written into one buffer as they come (`Client.upscale`)."""
+
+    def __init__(self):
+        self.buffer: bytearray | None = None
+        self.size = 0
+
+    def expect(self, accepted: dict) -> None:
+        self.size = int(accepted.get("result_bytes") or 0)
+
+    def add(self, band: Band) -> None:
+        data = memoryview(band.pixels).cast("B")
+        row_bytes = data.nbytes // max(1, band.rows)
+        end = (band.top + band.rows) * row_bytes
+        if self.buffer is None:
+            self.buffer = bytearray(max(self.size, end))
+        if end > len(self.buffer):
+            self.buffer.extend(bytes(end - len(self.buffer)))
+        self.buffer[band.top * row_bytes : end] = data
+
+    def pixels(self, result: Result) -> memoryview:
+        if self.buffer is None:
+            raise BadMessage("the worker sent a result without its pixels")
+        return memoryview(self.buffer)
 
 
 def tail_of(path: Path, lines: int = LOG_TAIL_LINES) -> str:

@@ -26,9 +26,10 @@ import uuid
 from .contract import CHANNELS, PIXEL_DTYPES, sample_bytes
 from .errors import BadMessage, InvalidImage, InvSRError, TooLarge, Unauthorized, VersionMismatch
 
-PROTOCOL_VERSION = (3, 1)  # the one place the version is written; docs/PROTOCOL.md must match
+PROTOCOL_VERSION = (3, 2)  # the one place the version is written; docs/PROTOCOL.md must match
 # 3.0 signed every buffer's bytes; a 3.1 peer whose transport protects frames signs only their lengths, which 3.0
 # cannot verify: so 3.0 is refused like another major version, with a message that says to update both sides.
+# 3.2 adds results in bands of rows (`bands` in an upscale, `band` replies); a 3.1 peer still gets whole results.
 OLDEST_COMPATIBLE = (3, 1)
 MAX_HEADER_BYTES = 64 * 1024
 MAX_BUFFERS = 16  # buffers in one message at most: an upscale has one, an echo a few (docs/PROTOCOL.md)

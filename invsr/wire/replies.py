@@ -136,9 +136,32 @@ class Progress:
 
 
 @dataclasses.dataclass(frozen=True)
+class Band:
+    """One `band` of a result sent in bands: rows [top, top + rows) of the result, `width` x `channels`
+    samples of `dtype` a row, in `pixels` (the received frame itself); `band` counts from 0."""
+
+    band: int
+    top: int
+    rows: int
+    width: int
+    channels: int
+    dtype: str
+    pixels: memoryview = dataclasses.field(repr=False, compare=False)
+
+    @classmethod
+    def from_dict(cls, fields: dict, pixels) -> Band:
+        known = _known(cls, fields)
+        missing = [name for name in ("band", "top", "rows", "width", "channels", "dtype") if name not in known]
+        if missing:
+            raise BadMessage(f"the worker sent a band without {', '.join(missing)}")
+        return cls(**dict(known, pixels=memoryview(pixels)))
+
+
+@dataclasses.dataclass(frozen=True)
 class Result:
     """An upscale's `result`: the geometry of `pixels` (the received frame itself, not a copy: results may
-    be gigabytes), and `report`, what was done (as `invsr upscale --report` writes it)."""
+    be gigabytes; empty where the result came in bands), and `report`, what was done (as `invsr upscale
+    --report` writes it)."""
 
     width: int
     height: int

@@ -35,7 +35,9 @@ class RemotePipeline:
             "model": self.hello.model.to_dict(),
         }
 
-    def upscale(self, image: np.ndarray, request, progress=None) -> UpscaleResult:
+    def upscale(self, image: np.ndarray, request, progress=None, on_band=None) -> UpscaleResult:
+        """As InvSRPipeline.upscale; with `on_band`, the worker's bands go there as they arrive, and the
+        result's image is None (this side never holds the whole result)."""
         array = np.ascontiguousarray(image if image.ndim == 3 else image[:, :, None])
         if str(array.dtype) not in WIRE_DTYPES:
             raise InvalidImage(f"pixels of dtype {array.dtype} cannot be sent; use uint8, uint16 or float32")
@@ -47,15 +49,19 @@ class RemotePipeline:
                 progress(Progress(reported.stage, reported.done, reported.total, reported.elapsed or 0.0))
 
         height, width, channels = array.shape
-        result = self.client.upscale(
-            memoryview(array).cast("B"),
-            width,
-            height,
-            channels,
-            WIRE_DTYPES[str(array.dtype)],
-            request,
-            on_progress=on_progress,
-        )
+        pixels, wire_dtype = memoryview(array).cast("B"), WIRE_DTYPES[str(array.dtype)]
+        if on_band is not None:
+
+            def hand_on(band) -> None:
+                shape = (band.rows, band.width, band.channels)
+                rows = np.frombuffer(band.pixels, dtype=PIXEL_DTYPES[band.dtype][0]).reshape(shape)
+                on_band(band.top, rows[:, :, 0] if image.ndim == 2 else rows)
+
+            result = self.client.upscale_bands(
+                pixels, width, height, channels, wire_dtype, request, hand_on, on_progress=on_progress
+            )
+            return UpscaleResult(None, result.report)
+        result = self.client.upscale(pixels, width, height, channels, wire_dtype, request, on_progress=on_progress)
         shape = (result.height, result.width, result.channels)
         out = np.frombuffer(result.pixels, dtype=PIXEL_DTYPES[result.dtype][0]).reshape(shape)
         return UpscaleResult(out[:, :, 0] if image.ndim == 2 else out, result.report)

@@ -120,14 +120,17 @@ class RayPipeline:
         request: UpscaleRequest = UpscaleRequest(),
         progress: ProgressCallback | None = None,
         cancel_check=None,
+        on_band=None,
     ) -> UpscaleResult:
-        """As InvSRPipeline.upscale, its batches on the actors."""
+        """As InvSRPipeline.upscale, its batches on the actors; bands of rows are finished as the tiles
+        over them arrive."""
         job = ImageJob.start(image, request, self.max_pixels)
         timer = StageTimer(torch.device("cpu"), cancel_check)
         geometry, settings = self.dispatcher.plan_facts(request)
         work = TileWork.prepare(job.lr, geometry, job.recipe, request.seed, settings.tile, settings.overlap)
+        assembly = job.assembly(timer, on_band)
         with timer.stage("tiles"):
-            rgb, by_actor = self._run(work, settings.batch, job.out_size, ProgressReporter(progress), cancel_check)
+            by_actor = self._run(work, settings.batch, job.out_size, assembly, ProgressReporter(progress), cancel_check)
         tiling = {
             **work.plan.describe(),
             "batch": settings.batch,
@@ -135,10 +138,10 @@ class RayPipeline:
             "notices": list(settings.notices),
             "batches_by_actor": by_actor,
         }
-        return job.finish(rgb, tiling, timer, progress, self.describe(), None, self.tiny)
+        return job.finish(assembly, tiling, timer, progress, self.describe(), None, self.tiny)
 
-    def _run(self, work: TileWork, batch: int, out_size, reporter: ProgressReporter, cancel_check):
-        """The accumulated result of the work's batches, and how many each actor computed."""
+    def _run(self, work: TileWork, batch: int, out_size, on_band, reporter: ProgressReporter, cancel_check):
+        """The work's batches accumulated, their finished bands to `on_band`; how many each actor computed."""
         accumulator = TileAccumulator(work.plan, out_size)
         total, received = len(work.plan.tiles), 0
         batches = self.dispatcher.submit(new_id(), work, batch)
@@ -154,9 +157,11 @@ class RayPipeline:
                     accumulator.add(position, output)
                 received += len(outputs)
                 reporter.report("tiles", received, total + 1)  # + 1: the finish
+                for top, band in accumulator.bands():
+                    on_band(top, band)
         finally:
             self.dispatcher.end(batches)
-        return accumulator.result(), dict(batches.by_actor)
+        return dict(batches.by_actor)
 
     def close(self) -> None:
         """Stop dispatching, end the actors and, if this pipeline joined Ray, leave it (a Ray started here

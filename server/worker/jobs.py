@@ -3,6 +3,10 @@ executor thread that owns the device and runs one job at a time.
 
 The executor never touches the ROUTER socket (ZeroMQ sockets are not shared between threads): it sends
 progress, results and errors through an in-process PUSH socket that the I/O thread forwards.
+
+A job whose client asked for `bands` (docs/PROTOCOL.md, 3.2) sends each band of rows of its result as the
+tiles finish it, and holds no more of the result than a band; others get the whole result in one frame,
+gathered in the result's own pixel type.
 """
 
 from __future__ import annotations
@@ -304,8 +308,11 @@ class Executor:
             job.state = "running"
             started = time.perf_counter()
             pipeline = self.model.get(lambda stage: send(Message("progress", {"stage": stage, "done": 0, "total": 0})))
-            result = pipeline.upscale(_as_array(job), job.request, progress=progress, cancel_check=cancel_check)
-            final = _result_message(result)
+            bands = _BandSender(send) if job.header.get("bands") is True else None
+            result = pipeline.upscale(
+                _as_array(job), job.request, progress=progress, cancel_check=cancel_check, on_band=bands
+            )
+            final = _result_message(result, bands)
             log.info("job %s done in %.2f s", job.id, time.perf_counter() - started)
         except InvSRError as error:
             log.info("job %s failed: %s: %s", job.id, error.code, error)
@@ -344,7 +351,42 @@ def _as_array(job: Job) -> np.ndarray:
     return np.frombuffer(job.pixels, dtype=dtype).reshape(shape)  # a view of the received frame: no copy
 
 
-def _result_message(result) -> Message:
+class _BandSender:
+    """Sends each band of the result as a `band` message as it is finished: its rows and geometry, and the
+    pixels in one frame."""
+
+    def __init__(self, send):
+        self.send = send
+        self.count = 0
+
+    def __call__(self, top: int, rows: np.ndarray) -> None:
+        rows = rows if rows.ndim == 3 else rows[:, :, None]
+        fields = {
+            "band": self.count,
+            "top": top,
+            "rows": rows.shape[0],
+            "width": rows.shape[1],
+            "channels": rows.shape[2],
+            "dtype": WIRE_DTYPES[str(rows.dtype)],
+        }
+        self.send(Message("band", fields, [memoryview(np.ascontiguousarray(rows)).cast("B")]))
+        self.count += 1
+
+
+def _result_message(result, bands: _BandSender | None = None) -> Message:
+    """The job's `result`: with the whole image in one frame, or, where it went in bands, their count."""
+    if bands is not None:
+        report = result.report
+        width, height = report["output_size"]
+        fields = {
+            "width": width,
+            "height": height,
+            "channels": report["channels"],
+            "dtype": WIRE_DTYPES[report["pixel_dtype"]],
+            "bands": bands.count,
+            "report": report,
+        }
+        return Message("result", fields)
     image = result.image if result.image.ndim == 3 else result.image[:, :, None]
     fields = {
         "width": image.shape[1],

@@ -333,8 +333,8 @@ def test_what_a_format_cannot_hold_fails_before_the_upscale(tmp_path, small_phot
     write_image(opaque, ImageFile(np.dstack([small_photo, np.full_like(alpha, 255)])))
     assert upscale(strip, "-o", tmp_path / "strip.webp", weights=tiny_weights.noise_predictor.parent) == 1
     assert (
-        "WEBP holds at most 16383 pixels per side, and the output would be 16388 x 8; write PNG or TIFF"
-        in capsys.readouterr().err
+        "WEBP holds at most 16383 pixels per side, and the output would be 16388 x 8; write PNG or TIFF, or choose "
+        "a smaller scale (at most --scale 3.99 for this 4097 x 2 input)" in capsys.readouterr().err
     )
     upscaled = []
 

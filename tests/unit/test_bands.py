@@ -1,0 +1,179 @@
+"""The result made by bands of rows (issue 24): each band of the model's colour becomes the output's pixel
+type on its own, byte for byte what the whole array gives, and a run that takes its bands as they come
+never holds the whole output."""
+
+import numpy as np
+import pytest
+import torch
+
+from invsr.pixels import BandFinisher, Pixels, resize_alpha
+from invsr.progress import StageTimer
+from invsr.request import UpscaleRequest
+from invsr.tiles import TileAccumulator, TileDriver, TilePlan, TileRecipe, TileSettings
+from invsr.tiles import accumulator as accumulator_module
+
+
+def whole(pixels: Pixels, rgb: torch.Tensor, out_size) -> np.ndarray:
+    alpha = resize_alpha(pixels.alpha, out_size) if pixels.alpha is not None else None
+    return pixels.to_array(rgb.clone(), alpha)
+
+
+def banded(pixels: Pixels, rgb: torch.Tensor, out_size, rows: int) -> np.ndarray:
+    finisher = BandFinisher(pixels, out_size)
+    parts = [finisher(top, rgb[..., top : top + rows, :].clone()) for top in range(0, out_size[0], rows)]
+    return np.concatenate(parts)
+
+
+def image(dtype, channels, size, seed=0, hdr=False):
+    rng = np.random.default_rng(seed)
+    shape = size if channels == 0 else (*size, channels)
+    if dtype == np.float32:
+        values = rng.uniform(-0.5 if hdr else 0, 1.5 if hdr else 1, shape).astype(np.float32)
+    else:
+        values = rng.integers(0, np.iinfo(dtype).max + 1, shape, dtype=dtype)
+    if channels in (2, 4):  # alpha with solid, clear and partial areas
+        alpha = values[..., -1]
+        top = np.iinfo(dtype).max if dtype != np.float32 else 1.0
+        alpha[: size[0] // 3] = top
+        alpha[size[0] // 3 : size[0] // 2] = 0
+    return values
+
+
+@pytest.mark.parametrize(
+    "dtype, channels, hdr",
+    [
+        (np.uint8, 3, False),
+        (np.uint8, 0, False),
+        (np.uint16, 2, False),
+        (np.uint8, 4, False),
+        (np.float32, 4, True),
+        (np.float32, 1, True),
+    ],
+)
+@pytest.mark.parametrize("out_size, rows", [((300, 260), 7), ((300, 260), 64), ((70, 33), 1), ((600, 700), 128)])
+def test_bands_give_the_bytes_of_the_whole(dtype, channels, hdr, out_size, rows):
+    """Alpha resized and the excess of float colour resampled by blocks, as the bands need them, give the
+    bytes of resizing the whole plane (blocks of rows summed in the same order)."""
+    pixels = Pixels.from_array(image(dtype, channels, (150, 130), hdr=hdr))
+    assert (pixels.excess is not None) == hdr
+    rgb = torch.rand(1, 3, *out_size, generator=torch.Generator().manual_seed(1)) * 1.2 - 0.1
+    want = whole(pixels, rgb, out_size)
+    got = banded(pixels, rgb, out_size, rows)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    assert got.tobytes() == want.tobytes()
+
+
+def test_bands_come_top_to_bottom():
+    pixels = Pixels.from_array(image(np.uint8, 3, (20, 20)))
+    finisher = BandFinisher(pixels, (80, 80))
+    finisher(0, torch.rand(1, 3, 10, 80))
+    with pytest.raises(ValueError, match="expected row 10, got 20"):
+        finisher(20, torch.rand(1, 3, 10, 80))
+
+
+class Holding:
+    """The most rows of the output the accumulator's canvas held at once."""
+
+    def __init__(self):
+        self.most = 0
+
+    def watch(self, accumulator: TileAccumulator) -> None:
+        held = sum(strip.shape[-2] for strip in accumulator.canvas.strips.values())
+        self.most = max(self.most, held)
+
+
+def test_a_tall_image_is_finished_band_by_band(pipeline, photo, monkeypatch):
+    """Tiles computed row by row (the narrower last column with its row): the canvas holds a few rows of
+    tiles, not the output; the bands, put together, are the whole result byte for byte."""
+    lr = torch.from_numpy(np.concatenate([photo, photo])[:, :100].copy()).permute(2, 0, 1)[None].float() / 255
+    recipe, settings = TileRecipe((200,), "wavelet"), TileSettings(32, 8, 1)
+    holding = Holding()
+    add = TileAccumulator.add
+
+    def watched(self, position, output):
+        add(self, position, output)
+        holding.watch(self)
+
+    monkeypatch.setattr(TileAccumulator, "add", watched)
+    monkeypatch.setattr(accumulator_module, "BAND_BYTES", 32 * 400 * 12)  # bands of 32 rows of 400 pixels
+    bands = []
+    driver = TileDriver(pipeline.models, pipeline.device, StageTimer(pipeline.device))
+    tiled = driver.run(lr, recipe, 0, settings, on_band=lambda top, band: bands.append((top, band.clone())))
+    assert tiled.image is None
+    height = 4 * lr.shape[-2]
+    assert [top for top, _ in bands] == sorted(top for top, _ in bands) and bands[0][0] == 0
+    assert sum(band.shape[-2] for _, band in bands) == height
+    assert holding.most < height / 3, f"held {holding.most} of {height} rows at once"
+    expected = TileDriver(pipeline.models, pipeline.device, StageTimer(pipeline.device)).run(lr, recipe, 0, settings)
+    assert torch.equal(torch.cat([band for _, band in bands], dim=-2), expected.image)
+
+
+def test_band_order_puts_the_last_column_with_its_row():
+    plan = TilePlan.make((256, 100), (256, 112), 32, 8, 16)
+    order = plan.band_order(plan.batches(1))
+    rows = [plan.tiles[start].row for start, _ in order]
+    assert rows == sorted(rows)
+    assert [start for start, _ in plan.batches(1)] != [start for start, _ in order]  # canonical is largest first
+
+
+def test_the_pipeline_hands_out_bands_in_the_outputs_pixel_type(pipeline, small_photo):
+    rgba = np.dstack([small_photo, np.full(small_photo.shape[:2], 200, np.uint8)])
+    request = UpscaleRequest(seed=3, tile=32, overlap=8, scale=3)
+    whole_result = pipeline.upscale(rgba, request)
+    bands = []
+    result = pipeline.upscale(rgba, request, on_band=lambda top, rows: bands.append((top, rows.copy())))
+    assert result.image is None and all(rows.dtype == np.uint8 and rows.shape[2] == 4 for _, rows in bands)
+    assert np.concatenate([rows for _, rows in bands]).tobytes() == whole_result.image.tobytes()
+    assert result.report["output_size"] == whole_result.report["output_size"]
+
+
+def test_a_file_the_machine_cannot_hold_is_refused_before_any_work(tmp_path, pipeline):
+    """PNG is encoded from the whole result: one this machine's memory cannot hold is refused up front, saying
+    how much it needs; TIFF, written band by band, needs a band."""
+    from invsr.files import upscale_file
+    from invsr.image_io import ImageFile, available_memory, needs, write_image
+    from invsr.wire.errors import ImageFileError
+
+    source = tmp_path / "flat.png"
+    write_image(source, ImageFile(np.full((3000, 3000, 4), 30000, np.uint16)))
+    need = needs(tmp_path / "out.png", 48000, 48000, 4, np.uint16)
+    assert need.memory == 2 * 48000 * 48000 * 8 and not need.streamed
+    assert needs(tmp_path / "out.tif", 48000, 48000, 4, np.uint16).memory < 100e6
+    if available_memory() is None or available_memory() > need.memory:
+        pytest.skip("this machine could hold it")
+    asked = []
+
+    class Watched:
+        def upscale(self, image, request, progress=None):
+            asked.append(image.shape)
+            return pipeline.upscale(image, request, progress)
+
+    with pytest.raises(ImageFileError, match=r"holds the whole result, about 36\.9 GB of memory.*write TIFF"):
+        upscale_file(Watched(), source, tmp_path / "out.png", UpscaleRequest(scale=16))
+    assert asked == []
+
+
+@pytest.mark.parametrize("dtype, channels", [(np.uint8, 3), (np.uint16, 4), (np.float32, 1), (np.uint8, 2)])
+def test_a_tiff_written_band_by_band_reads_back_as_written_whole(tmp_path, dtype, channels):
+    from invsr.image_io import TiffBands, read_image
+
+    rng = np.random.default_rng(1)
+    shape = (150, 37, channels) if channels > 1 else (150, 37)
+    pixels = (rng.random(shape) * 200).astype(dtype)
+    writer = TiffBands(tmp_path / "out.tif", 150, 37, channels, dtype, None, None)
+    for top in range(0, 150, 23):  # bands that are not whole tiles of the file
+        writer.add(top, pixels[top : top + 23])
+    assert not (tmp_path / "out.tif").exists()  # put in place only when finished
+    writer.finish(None)
+    back = read_image(tmp_path / "out.tif").pixels
+    assert back.dtype == pixels.dtype and back.tobytes() == pixels.tobytes()
+    assert [p.name for p in tmp_path.iterdir()] == ["out.tif"]
+
+
+def test_a_tiff_abandoned_half_way_leaves_nothing(tmp_path):
+    from invsr.image_io import TiffBands
+
+    writer = TiffBands(tmp_path / "out.tif", 200, 40, 3, np.uint8, None, None)
+    writer.add(0, np.zeros((100, 40, 3), np.uint8))
+    writer.abort()
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,71 @@
+"""An upscale whose result in float32 would not fit the process's memory still gives the exact bytes (issue
+24): in a process of its own, the library is loaded, the whole result made once without a limit (its hash
+the expected one: the same process and thread count, on which float results depend), then the address
+space is capped (RLIMIT_AS) a little above what one tile's work takes, where the whole float32 result
+provably does not fit, and the result, taken in bands, hashes to the same bytes."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_AS and /proc: Linux")]
+
+SIDE = 512  # 2048 x 2048 out: 50 MB of float32 RGB
+REQUEST = dict(tile=32, overlap=8, scale=4, seed=7)  # small tiles: one tile's work is far below the result's
+
+CAPPED = r"""
+import hashlib, json, resource, sys
+import numpy as np, torch
+from invsr.pipeline import InvSRPipeline
+from invsr.request import UpscaleRequest
+from invsr.weights import locate
+
+torch.set_num_threads(1)
+weights, side, request = sys.argv[1], int(sys.argv[2]), UpscaleRequest(**json.loads(sys.argv[3]))
+pipeline = InvSRPipeline.load(locate(weights), device="cpu", dtype="fp32")
+image = (np.random.default_rng(0).random((side, side, 3)) * 255).astype(np.uint8)
+
+def vm(field):
+    return int(next(l for l in open("/proc/self/status") if l.startswith(field + ":")).split()[1]) * 1024
+
+expected = hashlib.sha256(pipeline.upscale(image, request).image.tobytes()).hexdigest()  # no limit yet
+open("/proc/self/clear_refs", "w").write("5")
+pipeline.upscale(image[:64, :64], request, on_band=lambda top, rows: None)  # a few tiles: pools and code warm
+one_tile = vm("VmPeak") - vm("VmSize")
+whole = 3 * 4 * (4 * side) ** 2  # the result in float32
+cap = vm("VmSize") + one_tile + 16 * 2**20  # and 16 MB for a few rows of tiles in float32, bands, a report
+resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+try:
+    np.ones(whole // 4, np.float32)
+    fits = True
+except MemoryError:
+    fits = False
+digest, rows = hashlib.sha256(), []
+def take(top, band):
+    digest.update(band.tobytes())
+    rows.append(top)
+pipeline.upscale(image, request, on_band=take)
+headroom = cap - vm("VmSize")
+got = digest.hexdigest()
+print(json.dumps({"sha256": got, "expected": expected, "bands": len(rows), "whole_fits": fits, "headroom": headroom}))
+"""
+
+
+def test_a_result_larger_than_the_memory_limit_comes_out_exact(tiny_weights):
+    # one heap, and large blocks always mapped (so returned when freed): the cap measures what is in use
+    env = dict(os.environ, MALLOC_ARENA_MAX="1", MALLOC_MMAP_THRESHOLD_="1048576", OMP_NUM_THREADS="1")
+    folder = str(tiny_weights.noise_predictor.parent)
+    done = subprocess.run(
+        [sys.executable, "-c", CAPPED, folder, str(SIDE), json.dumps(REQUEST)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1800,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert not report["whole_fits"], "the cap is too loose to show anything: the float32 result fit under it"
+    assert report["bands"] > 1 and report["sha256"] == report["expected"]
