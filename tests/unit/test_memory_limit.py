@@ -68,4 +68,4 @@ def test_a_result_larger_than_the_memory_limit_comes_out_exact(tiny_weights):
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert not report["whole_fits"], "the cap is too loose to show anything: the float32 result fit under it"
-    assert report["bands"] > 1 and report["sha256"] == report["expected"]
+    assert report["bands"] > 1 and report["sha256"] == report["expected"], report
