@@ -67,21 +67,10 @@ def kill_process(pid: int, signum) -> None:
 
 
 def descendants(pid: int) -> set[int]:
-    """The processes started by `pid`, and by those, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                with open(f"/proc/{entry}/stat") as stat:
-                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
-                children.setdefault(parent, []).append(int(entry))
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
+    """The processes started by `pid`, and by those, from /proc (as the reaper finds them)."""
+    from invsr_server.cluster import reaper
+
+    return reaper.descendants(pid, reaper.processes())
 
 
 def running(pids: set[int]) -> set[int]:
