@@ -318,7 +318,7 @@ def test_after_a_selection_the_result_layer_is_selected_so_that_filters_repeat_w
     assert result["selected"] == [["layer", "photo (InvSR ×2)"]]
     assert result["repeated"] == {"status": "success", "error": None, "size": [96, 80]}
     names = [layer["name"] for layer in result["after"]["layers"]]
-    assert names == ["photo (InvSR ×2) (InvSR ×2)", "photo (InvSR ×2)", "photo"]
+    assert names == ["photo (InvSR ×4)", "photo (InvSR ×2)", "photo"]  # named from its source: not stacked
 
 
 def test_a_selected_layer_mask_upscales_its_layer(main_run, pipeline):
