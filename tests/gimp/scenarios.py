@@ -205,13 +205,14 @@ def answer(steps):
     manager, a window gets the keyboard only when given it."""
     window = "^Upscale [(]InvSR[)]$"
     # the pointer to the screen's corner, where it shows no widget's tooltip over what a picture must show
-    commands = ["(xdotool mousemove 10000 10000 || true)", f"xdotool search --sync --name '{window}' >/dev/null"]
-    commands.append("sleep 1")
+    commands = ["(xdotool mousemove 10000 10000 || true)"]
+    commands += [f"xdotool search --sync --onlyvisible --name '{window}' >/dev/null", "sleep 1"]
     for kind, value in steps:
-        focus = f"xdotool search --name '{window}' windowfocus --sync %1"
+        # only a window on the screen: one just closed (the last question, say) may still be listed a moment
+        focus = f"xdotool search --onlyvisible --name '{window}' windowfocus --sync %1"
         if kind == "window":
             window = value
-            commands += [f"xdotool search --sync --name '{value}' >/dev/null", "sleep 1"]
+            commands += [f"xdotool search --sync --onlyvisible --name '{value}' >/dev/null", "sleep 1"]
         elif kind == "key":
             commands += [f"{focus} key --clearmodifiers --delay 100 {value}", "sleep 0.5"]
         elif kind == "close":  # a key that closes the window, pressed again (10 times at most) while it stays
@@ -236,7 +237,8 @@ def answer(steps):
             titles = os.path.join(OUT, value + ".txt")
             commands.append(f"(xdotool search --onlyvisible --name . getwindowname %@ > {titles} || true)")
         elif kind == "size":  # the window's width and height once it settled, "W H", in OUT/NAME.txt
-            size = f"xdotool search --name '{window}' getwindowgeometry --shell %1 | grep -E '^(WIDTH|HEIGHT)='"
+            size = f"xdotool search --onlyvisible --name '{window}' getwindowgeometry --shell %1"
+            size += " | grep -E '^(WIDTH|HEIGHT)='"
             commands += ["sleep 1", f"({size} | cut -d= -f2 | paste -sd' ' > {os.path.join(OUT, value)}.txt || true)"]
     return " && ".join(commands)
 
