@@ -622,8 +622,8 @@ def test_the_dialog_fits_a_768_pixel_screen_in_every_state_and_shrinks_back(gimp
     size = {name: tuple(map(int, (folder / f"{name}.txt").read_text().split())) for name in SIZES}
     assert all(height <= MAX_DIALOG_HEIGHT for _, height in size.values()), size
     assert size["advanced"][1] > size["closed"][1] and size["preview"][0] > size["closed"][0], size  # they opened
-    shrunk, first = size["neither"], size["closed"]  # back to its first height, no wider (its line may wrap now)
-    assert shrunk[1] == first[1] and shrunk[0] <= first[0], size
+    shrunk, first = size["neither"], size["closed"]  # no larger than at first (its lines may wrap otherwise now)
+    assert shrunk[1] <= first[1] and shrunk[0] <= first[0], size
 
 
 SIZES = ("closed", "advanced", "both", "preview", "neither")
@@ -1156,5 +1156,5 @@ def test_the_progress_bar_pulses_while_the_worker_loads_or_compiles_and_counts_t
     assert fraction is None and text.startswith("InvSR: layer 2/2: compiling the networks")
     assert progress_update(Progress("tiles", done=16, total=82, eta=8.25), 1, 2) == (
         pytest.approx(0.5 + 16 / 82 / 2),
-        "InvSR: layer 2/2: tile 16/81, about 8 s left",
+        "InvSR: layer 2/2: tile 16/81, about\u00a08\u00a0s left",  # no-break spaces: a time never wraps apart
     )

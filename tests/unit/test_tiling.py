@@ -325,10 +325,12 @@ def test_cancel_check_stops_a_job_within_its_batch(pipeline, photo):
     finally:
         pipeline.models.unet.forward = forward
     assert unet_calls == [] and seen == []  # stopped before the UNet, and no batch was reported done
-    every_stage = []
+    every_stage, bands = [], []
     request = UpscaleRequest(tile=48, overlap=8, tile_batch=10, steps=2)
-    pipeline.upscale(photo, request, cancel_check=lambda: every_stage.append(1))
-    assert len(every_stage) == 5 + 9 + 1  # encoder, noise predictor, 2 UNet steps, decoder; 9 colour fixes; finish
+    count = every_stage.append
+    pipeline.upscale(photo, request, cancel_check=lambda: count(1), on_band=lambda top, _: bands.append(top))
+    # encoder, noise predictor, 2 UNet steps, decoder; 9 colour fixes; the finish of each band of rows
+    assert len(bands) > 1 and len(every_stage) == 5 + 9 + len(bands)
 
 
 class LimitedMemory:
