@@ -148,7 +148,7 @@ def reference_row(args, device, dtype, image, side, counts: dict) -> dict:
         lambda: run_reference(models, encoder, ids, device, image, 8),
         device,
         side,
-        1,
+        args.warmups,
         3,
         args.budget,
     )
@@ -240,6 +240,8 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="tiny networks, a 128 x 128 image, on the CPU")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--budget", type=float, default=60.0, help="seconds of timed runs per row, at most")
+    parser.add_argument("--warmups", type=int, default=1, help="untimed runs before each row's timed ones")
+    parser.add_argument("--side", type=int, default=None, help="the image's side (default 1024; 128 with --small)")
     parser.add_argument("--rows", default=DEFAULT_ROWS, help=f"which rows, in order (default {DEFAULT_ROWS})")
     parser.add_argument("--deadline", type=float, default=300.0, help="start no row after this many seconds")
     parser.add_argument(
@@ -247,16 +249,16 @@ def main() -> None:
     )
     args = parser.parse_args()
     started = time.perf_counter()
+    side = args.side or (128 if args.small else 1024)
     starts = []
     if args.starts:  # before this process takes any GPU memory
         folder = Path(tempfile.mkdtemp(prefix="invsr-starts-"))
-        starts = compiled_starts(args.small, 128 if args.small else 1024, folder)
+        starts = compiled_starts(args.small, side, folder)
         # The rows compiled here then find PyTorch's caches as the cold start left them: compiling is not
         # what they measure, and it costs the GPU session minutes.
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder / "cold")
     device = torch.device("cpu") if args.small else torch.device("cuda")
     card = "CPU" if args.small else torch.cuda.get_device_name(device)
-    side = 128 if args.small else 1024
     image = (torch.rand(side, side, 3, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8).numpy()
     from invsr.pipeline import quiet_library_logs
     from invsr.request import UpscaleRequest
@@ -295,7 +297,7 @@ def main() -> None:
                     lambda: reports.append(chosen.upscale(image, UpscaleRequest(tile_batch=batch)).report),
                     device,
                     side,
-                    1,
+                    args.warmups,
                     runs,
                     args.budget,
                 )

@@ -20,7 +20,9 @@ def run_script(*arguments: str) -> subprocess.CompletedProcess:
 def test_gpu_benchmark_runs_every_row_at_reduced_size(tmp_path):
     # The deadline is the GPU session's; here every row must run, however busy the machine.
     done = run_script(
-        "bench/gpu/run.py", "--small", "--budget", "0.1", "--deadline", "3000", "--json", str(tmp_path / "gpu.json")
+        "bench/gpu/run.py",
+        *("--small", "--side", "64", "--warmups", "0", "--budget", "0.1"),
+        *("--deadline", "3000", "--json", str(tmp_path / "gpu.json")),
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     result = json.loads((tmp_path / "gpu.json").read_text())
@@ -66,6 +68,8 @@ def test_compiled_start_rows_run_in_fresh_processes(tmp_path):
     done = run_script(
         "bench/gpu/run.py",
         "--small",
+        "--side",
+        "64",
         "--starts",
         "--rows",
         "default",
@@ -80,4 +84,4 @@ def test_compiled_start_rows_run_in_fresh_processes(tmp_path):
     starts = json.loads((tmp_path / "gpu.json").read_text())["starts"]
     assert [start["name"] for start in starts] == ["compiled start, cold", "compiled start, warm"]
     assert all("error" not in start and start["to_first_result_seconds"] > 0 for start in starts), starts
-    assert all(start["output"] == [512, 512, 3] for start in starts)
+    assert all(start["output"] == [256, 256, 3] for start in starts)
