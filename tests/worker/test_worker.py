@@ -751,8 +751,8 @@ def wait_for_model(client, timeout=240.0) -> ModelState:
     return model
 
 
-@pytest.mark.parametrize("backend", ["eager", "no_such_backend"])
-@pytest.mark.parametrize("preload", [True, False])
+# Each backend once, each start once: a trace on the CPU takes most of a minute (the suite's time is counted)
+@pytest.mark.parametrize(("preload", "backend"), [(False, "eager"), (True, "no_such_backend")])
 def test_a_compiling_worker_compiles_before_jobs_run_and_serves_uncompiled_where_compiling_fails(
     tmp_path, tiny_weights, pipeline, backend, preload
 ):
