@@ -164,10 +164,11 @@ def describe(image, store, prefix):
     }
 
 
-def call_plugin(image, drawables, arguments, dialog=None, mode=None):
+def call_plugin(image, drawables, arguments, dialog=None, mode=None, name="python-fu-invsr-upscale"):
     """Through the PDB, as GIMP does; with `dialog`, interactively: the plug-in opens its dialog on the
-    virtual screen, and xdotool does there what `dialog` lists (see `answer`). `mode`: another run mode."""
-    procedure = Gimp.get_pdb().lookup_procedure("python-fu-invsr-upscale")
+    virtual screen, and xdotool does there what `dialog` lists (see `answer`). `mode`: another run mode;
+    `name`: the other procedure (Upscale All Open Images)."""
+    procedure = Gimp.get_pdb().lookup_procedure(name)
     config = procedure.create_config()
     config.set_property("run-mode", mode or (Gimp.RunMode.INTERACTIVE if dialog else Gimp.RunMode.NONINTERACTIVE))
     log = open(os.path.join(OUT, "dialog-answers.log"), "a") if dialog else None  # each command, as it ran
@@ -353,10 +354,90 @@ def tampered(client, region, options, how):
     return dataclasses.replace(result, pixels=memoryview(data))
 
 
+def build_all(scenario):
+    """The images `scenario["images"]` describes (each as a scenario does), each with its `targets` selected."""
+    built = []
+    for spec in scenario["images"]:
+        image, layers = build(spec)
+        image.set_selected_layers([layers[name] for name in spec.get("targets", [spec["layers"][0]["name"]])])
+        built.append((spec["name"], image))
+    return built
+
+
+def run_all_images(scenario):
+    """Upscale All Open Images through the PDB, over the images `scenario["images"]` builds."""
+    store = []
+    built = build_all(scenario)
+    before = {name: describe(image, store, f"{name}-before") for name, image in built}
+    first = built[0][1]
+    status, error = call_plugin(
+        first, first.get_selected_drawables(), scenario["arguments"], name="python-fu-invsr-upscale-all"
+    )
+    after = {name: describe(image, store, f"{name}-after") for name, image in built}
+    opened = len(Gimp.get_images()) - len(built)
+    for image in Gimp.get_images():
+        image.delete()
+    return {"status": status, "error": error, "before": before, "after": after, "opened": opened}
+
+
+def run_all_images_recording(scenario):
+    """Upscale All Open Images' work function (all_images.upscale_all) in this process, over the images
+    `scenario["images"]` builds, with each image's undo and change calls, each upscale request (its image
+    and layers) and GIMP's progress calls recorded in order."""
+    import invsr_plugin.gimp_adapter as adapter
+    from invsr_plugin import all_images, flow
+
+    built = build_all(scenario)
+    names = {image.get_id(): name for name, image in built}
+    labels = {name: adapter.image_label(image) for name, image in built}  # as the message names them
+    calls, originals = [], {}
+    for owner, name in [(Gimp.Image, name) for name in ("undo_group_start", "undo_group_end", "scale", "insert_layer")]:
+        originals[owner, name] = getattr(owner, name)
+
+        def on_image(image, *args, _key=(owner, name)):
+            calls.append([_key[1], names.get(image.get_id())])
+            return originals[_key](image, *args)
+
+        setattr(owner, name, on_image)
+    for name in ("progress_init", "progress_update", "progress_set_text", "progress_end"):
+        originals[Gimp, name] = getattr(Gimp, name)
+
+        def on_progress(*args, _key=(Gimp, name)):
+            calls.append([_key[1], *[a for a in args if isinstance(a, (str, float))]])
+            return originals[_key](*args)
+
+        setattr(Gimp, name, on_progress)
+    upscale_regions = flow.upscale_regions
+
+    def recorded(client, regions, *args):
+        image = names.get(regions[0].layer.get_image().get_id())
+        calls.append(["upscale_regions", image, [region.layer_name for region in regions]])
+        return upscale_regions(client, regions, *args)
+
+    flow.upscale_regions = recorded
+    try:
+        plans, left_out = all_images.plans_of(adapter, scenario["arguments"]["layers"])
+        options = flow.Options(scale=2.0, server=PLAN["connection_file"])
+        outcome = all_images.upscale_all(plans, lambda job: options, adapter)
+    finally:
+        flow.upscale_regions = upscale_regions
+        for (owner, name), original in originals.items():
+            setattr(owner, name, original)
+        for image in Gimp.get_images():
+            image.delete()
+    return {"calls": calls, "done": outcome.done, "left_out": [*left_out, *outcome.left_out], "labels": labels}
+
+
+def run_any(scenario):
+    if scenario.get("images"):
+        return run_all_images_recording(scenario) if scenario.get("record_calls") else run_all_images(scenario)
+    return run_recording(scenario) if scenario.get("record_calls") else run(scenario)
+
+
 results = {}
 for scenario in PLAN["scenarios"]:
     try:
-        results[scenario["name"]] = run_recording(scenario) if scenario.get("record_calls") else run(scenario)
+        results[scenario["name"]] = run_any(scenario)
     except Exception:
         results[scenario["name"]] = {"crash": traceback.format_exc()}
 with open(os.path.join(OUT, "results.json"), "w") as f:

@@ -429,6 +429,74 @@ def test_a_script_repeats_the_last_values_without_a_window(gimp, workspace, work
     np.testing.assert_array_equal(pixels(folder, by_name(created, "photo (InvSR ×1.5)")), want)
 
 
+ALL_IMAGES = [  # open at once: Upscale All Open Images does each; the indexed one is left out, named
+    scenario("photo", [photo_layer(seed=3)]),
+    scenario(
+        "two-layers",
+        [photo_layer("lower", seed=1), photo_layer("upper", size=(16, 12), seed=2, offsets=[2, 2])],
+        targets=["upper"],  # selected; "every layer" does the other too
+    ),
+    scenario("indexed", [photo_layer()], indexed=True),
+]
+
+
+def test_upscale_all_open_images_does_each_image_in_its_own_undo_group_and_names_those_left_out(
+    gimp, workspace, worker, pipeline
+):
+    """In one GIMP: the procedure through the PDB, without a dialog, on every layer of each image, whose results
+    are the library's; then its work function in the plug-in's place, on the selected layers, its calls recorded:
+    one undo group per image, each closed before the next image's upscale starts (so a Cancel, which ends the
+    plug-in, leaves the images not yet done as they were), and one progress bar over all of them."""
+    env = {
+        "INVSR_RUNTIME_DIR": gimp.inside(workspace / "run"),
+        "INVSR_GIMP_SETTINGS": gimp.inside(workspace / "absent.json"),
+    }
+    arguments = {"layers": "every", "scale": 2.0, "seed": 4}
+    cases = [
+        dict(name="every", images=ALL_IMAGES, arguments=arguments),
+        dict(name="selected", images=ALL_IMAGES, arguments={"layers": "selected"}, record_calls=True),
+    ]
+    folder, results = run_gimp(gimp, workspace, "all-images", cases, env)
+    every = results["every"]
+    assert every["status"] == "success" and every["opened"] == 0, every["error"]
+    before, after = every["before"], every["after"]
+    for image, source_name in [("photo", "photo"), ("two-layers", "lower"), ("two-layers", "upper")]:
+        source = pixels(folder, by_name(before[image], source_name))
+        upscaled = by_name(after[image], f"{source_name} (InvSR ×2)")
+        np.testing.assert_array_equal(pixels(folder, upscaled), expected(pipeline, source, arguments))
+    assert after["photo"]["size"] == after["two-layers"]["size"] == [48, 40]
+    names = [layer["name"] for layer in after["two-layers"]["layers"]]
+    assert names == ["upper (InvSR ×2)", "upper", "lower (InvSR ×2)", "lower"]
+    assert after["indexed"] == before["indexed"]
+    stderr = (folder / "gimp-stderr.txt").read_text()
+    assert "2 of 3 images were upscaled. Not upscaled:" in stderr and "indexed image" in stderr, stderr[-2000:]
+
+    recorded = results["selected"]
+    labels = recorded["labels"]
+    assert recorded["done"] == 2 and [label for label, _ in recorded["left_out"]] == [labels["indexed"]]
+    assert "Convert this indexed image first" in recorded["left_out"][0][1]
+    changes = [call[:3] for call in recorded["calls"] if not call[0].startswith("progress")]
+    assert changes == [
+        ["upscale_regions", "photo", ["photo"]],
+        ["undo_group_start", "photo"],
+        ["scale", "photo"],
+        ["insert_layer", "photo"],
+        ["undo_group_end", "photo"],
+        ["upscale_regions", "two-layers", ["upper"]],  # the selected layer only
+        ["undo_group_start", "two-layers"],
+        ["scale", "two-layers"],
+        ["insert_layer", "two-layers"],
+        ["undo_group_end", "two-layers"],
+    ]
+    progress = [call for call in recorded["calls"] if call[0].startswith("progress")]
+    assert progress[0][0] == "progress_init" and progress[0][1].startswith("Upscaling 2 images with InvSR: ")
+    assert progress[-1] == ["progress_end"] and [call[0] for call in progress].count("progress_init") == 1
+    fractions = [call[1] for call in progress if call[0] == "progress_update"]
+    assert fractions == sorted(fractions) and 0.5 in fractions and fractions[-1] == 1.0  # image 1: half the work
+    texts = [call[1] for call in progress if call[0] == "progress_set_text"]
+    assert "InvSR: image 1/2: done" in texts and texts[-1] == "InvSR: image 2/2: done"
+
+
 def test_result_layer_records_how_it_was_made(main_run):
     _, results = main_run
     record = by_name(results["rgb8"]["after"], "photo (InvSR ×2)")["parasite"]

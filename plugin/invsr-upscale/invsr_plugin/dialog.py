@@ -7,6 +7,9 @@ live, what the run will make and cost, one that says what the worker is, and the
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+
 import gi
 
 gi.require_version("Gimp", "3.0")
@@ -18,7 +21,7 @@ from . import sizing  # noqa: E402
 from .flow import PluginError  # noqa: E402
 from .gimp_adapter import settings_folder  # noqa: E402
 from .preview_panel import PreviewPanel  # noqa: E402
-from .sizing import Estimate, Job  # noqa: E402
+from .sizing import BatchEstimate, Estimate  # noqa: E402
 from .worker_field import WorkerField  # noqa: E402
 
 TITLE = "Upscale (InvSR)"
@@ -27,12 +30,25 @@ ADVANCED = ("steps", "seed", "random-seed", "tile")  # then the Worker field's o
 FORM = ("size-by", "scale", "pixels", "estimate", "worker-line", "output", "color-fix", "advanced")
 
 
-def accepted(procedure, config, job: Job, pace: float | None, layer, options_of) -> bool:
-    """Show the dialog; True when the user pressed Upscale. The preview shows `layer`, upscaled with
-    `options_of(config)` (the run's flow.Options for the dialog's values)."""
-    dialog = GimpUi.ProcedureDialog.new(procedure, config, TITLE)
+@dataclasses.dataclass(frozen=True)
+class Form:
+    """What one menu entry's dialog shows: its title, its own fields (above the size), the layer the Preview
+    shows and the run's flow.Options for the dialog's values there (`options_of(config)`), and what the
+    values make and cost (`estimate_of(config, pace)`, an Estimate; raises PluginError when impossible)."""
+
+    title: str
+    layer: object
+    options_of: Callable
+    estimate_of: Callable
+    fields: tuple[str, ...] = ()
+
+
+def accepted(procedure, config, form: Form, pace: float | None) -> bool:
+    """Show the dialog; True when the user pressed Upscale."""
+    options_of = form.options_of
+    dialog = GimpUi.ProcedureDialog.new(procedure, config, form.title)
     dialog.set_ok_label("_Upscale")
-    for name in CHOICES:  # GIMP 3.2 would show a short choice as radio buttons, uneven beside the other fields
+    for name in (*form.fields, *CHOICES):  # GIMP 3.2 shows a short choice as radio buttons, uneven beside the rest
         dialog.get_widget(name, Gtk.ComboBox.__gtype__)
     estimate = dialog.get_label("estimate", "", False, False)  # follows the "estimate" argument
     estimate.set_xalign(0.0)
@@ -48,13 +64,13 @@ def accepted(procedure, config, job: Job, pace: float | None, layer, options_of)
         pace = sizing.read_pace(settings_folder())
         update()
 
-    preview = PreviewPanel(config, layer, options_of, on_worker_up=worker.check, on_timed=timed)
+    preview = PreviewPanel(config, form.layer, options_of, on_worker_up=worker.check, on_timed=timed)
     dialog.fill_box("preview-box", ["preview"]).pack_start(preview.widget, False, False, 0)
 
     sizes = {name: dialog.get_widget(name, GObject.TYPE_NONE) for name in ("size-by", "scale", "pixels")}
 
     def update(*_):
-        text, possible = estimate_text(config, job, pace)
+        text, possible = estimate_text(config, form, pace)
         config.set_property("estimate", text)  # when impossible, why: beside the Upscale it disables
         dialog.set_response_sensitive(Gtk.ResponseType.OK, possible)
         in_place, by_scale = config.get_property("output") == "in-place", config.get_property("size-by") == "scale"
@@ -69,11 +85,14 @@ def accepted(procedure, config, job: Job, pace: float | None, layer, options_of)
     def shrink(*_):  # to what is shown now: back to its size when Advanced or Preview close
         GLib.idle_add(lambda: dialog.resize(1, 1) and False)
 
-    watched = [config.connect(f"notify::{name}", update) for name in ("size-by", "scale", "pixels", "output", "tile")]
+    watched = [
+        config.connect(f"notify::{name}", update)
+        for name in ("size-by", "scale", "pixels", "output", "tile", *form.fields)
+    ]
     watched.append(config.connect("notify::preview", shrink))
     expander.connect("notify::expanded", shrink)
     # the settings, and the preview beside them: the dialog fits a 768-pixel screen with both open
-    dialog.fill_box("settings-box", list(FORM))
+    dialog.fill_box("settings-box", [*form.fields, *FORM])
     row = dialog.fill_box("row", ["settings-box", "preview-box"])
     row.set_orientation(Gtk.Orientation.HORIZONTAL)
     row.set_spacing(18)
@@ -91,29 +110,24 @@ def accepted(procedure, config, job: Job, pace: float | None, layer, options_of)
         dialog.destroy()
 
 
-def estimate_text(config, job: Job, pace: float | None) -> tuple[str, bool]:
+def estimate_text(config, form: Form, pace: float | None) -> tuple[str, bool]:
     """What the current values will make and cost, or why they cannot work; and whether they can."""
-    output = config.get_property("output")
     try:
-        scale = job.scale(
-            output, config.get_property("size-by"), config.get_property("scale"), config.get_property("pixels")
-        )
+        return "Result: " + form.estimate_of(config, pace).text(), True
     except PluginError as error:
         return str(error), False
-    tile = config.get_property("tile")
-    return "Result: " + job.estimate(output, scale, 0 if tile == "auto" else int(tile), pace).text(), True
 
 
 UPSCALE, BACK, CANCEL = "upscale", "back", "cancel"  # the answers to the question before a large job
 
 
-def large_job_answer(estimate: Estimate) -> str:
+def large_job_answer(estimate: Estimate | BatchEstimate, title: str) -> str:
     """Ask before a large job (sizing.Estimate.is_large): UPSCALE, BACK to the dialog (its values kept, to
     choose a smaller size), or CANCEL."""
     question = Gtk.MessageDialog(
         message_type=Gtk.MessageType.QUESTION,
         text=f"This upscale makes {estimate.text()}.",
-        title=f"{TITLE}: a large job",
+        title=f"{title}: a large job",
     )
     question.format_secondary_text(estimate.question())
     question.add_button("_Cancel", Gtk.ResponseType.CANCEL)

@@ -56,6 +56,36 @@ def layers_to_upscale(image, drawables) -> list:
     return layers
 
 
+def open_images() -> list:
+    """Every image open in GIMP, in the order they were opened."""
+    return sorted(Gimp.get_images(), key=lambda image: image.get_id())
+
+
+def image_label(image) -> str:
+    """An image as its window's title names it: its file's name (or [Untitled]) and its number."""
+    return f"{image.get_name()}-{image.get_id()}"
+
+
+def layers_of_image(image, which: str) -> list:
+    """The layers a run over all open images upscales in `image`: "every" layer that holds pixels (in groups
+    too, hidden ones too), or the "selected" ones. Raises when there is none, or the image cannot be done."""
+    if which == "every":
+        drawables = _pixel_layers(image.get_layers())
+    else:
+        drawables = image.get_selected_drawables()
+        if not drawables:
+            raise PluginError("No layer is selected in it.")
+    return layers_to_upscale(image, drawables)
+
+
+def _pixel_layers(items) -> list:
+    """The layers under `items` that hold pixels: a group's are its children's, scaled with the image."""
+    found = []
+    for item in items:
+        found.extend(_pixel_layers(item.get_children()) if item.is_group() else [item])
+    return found
+
+
 def select_results(image, layers) -> None:
     """Leave the result layers themselves selected, not their masks: Filters > Repeat acts on them."""
     for layer in layers:

@@ -46,9 +46,7 @@ SIZE_CHOICES += (("long-edge", "Long edge in pixels"),)
 
 
 def define(procedure) -> None:
-    """Where the procedure appears, what it says of itself, and its arguments (the dialog's fields).
-    Mnemonics (the underlined letters) must not repeat, nor take the dialog's own: H(elp), R(eset),
-    C(ancel), U(pscale), and O(K), L(oad defaults), S(ave defaults), which GIMP checks too."""
+    """Where the procedure appears, what it says of itself, and its arguments (the dialog's fields)."""
     procedure.set_image_types("RGB*, GRAY*")
     procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE | Gimp.ProcedureSensitivityMask.DRAWABLES)
     procedure.set_menu_label("_Upscale (InvSR)...")  # U: free in Filters > Enhance
@@ -60,22 +58,29 @@ def define(procedure) -> None:
         PROCEDURE,
     )
     procedure.set_attribution("InvSR for GIMP", "InvSR for GIMP", "2026")
+    define_arguments(procedure)
+
+
+def define_arguments(procedure) -> None:
+    """The upscale's settings, the same in both menu entries. Mnemonics (the underlined letters) must not
+    repeat, nor take the dialog's own: H(elp), R(eset), C(ancel), U(pscale), and O(K), L(oad defaults),
+    S(ave defaults), which GIMP checks too."""
     flags = GObject.ParamFlags.READWRITE
     procedure.add_choice_argument(
-        "size-by", "Si_ze by", "Give the result's size as a scale or in pixels", _choice(*SIZE_CHOICES), "scale", flags
+        "size-by", "Si_ze by", "Give the result's size as a scale or in pixels", choice(*SIZE_CHOICES), "scale", flags
     )
     procedure.add_double_argument("scale", "Sc_ale", "Enlargement, 1 to 16", MIN_SCALE, MAX_SCALE, DEFAULT_SCALE, flags)
     procedure.add_int_argument(
         "pixels", "Pi_xels", "The result's width, height or long edge in pixels", 1, 2**18, 3840, flags
     )
     procedure.add_choice_argument(
-        "output", "Ou_tput", "Where the result goes", _choice(*OUTPUT_CHOICES), OUTPUT_CHOICES[0][0], flags
+        "output", "Ou_tput", "Where the result goes", choice(*OUTPUT_CHOICES), OUTPUT_CHOICES[0][0], flags
     )
     procedure.add_choice_argument(
         "color-fix",
         "Colour _fix",
         "The upscale can shift colours slightly; this brings back the original's (colour fix)",
-        _choice(*COLOUR_CHOICES),
+        choice(*COLOUR_CHOICES),
         "wavelet",
         flags,
     )
@@ -97,7 +102,7 @@ def define(procedure) -> None:
         0,
         flags,
     )
-    tiles = _choice(("auto", "Automatic"), *((str(size), f"{size} pixels") for size in TILE_SIZES))
+    tiles = choice(("auto", "Automatic"), *((str(size), f"{size} pixels") for size in TILE_SIZES))
     procedure.add_choice_argument(
         "tile",
         "P_iece size",
@@ -119,7 +124,7 @@ def define(procedure) -> None:
     )
 
 
-def _choice(*entries):
+def choice(*entries):
     choice = Gimp.Choice.new()
     for index, (nick, label) in enumerate(entries):
         choice.add(nick, index, label, "")
@@ -134,49 +139,69 @@ def run(procedure, run_mode, image, drawables, config, data):
         layers = gimp_adapter.layers_to_upscale(image, drawables)  # before the dialog: nothing to fill in for naught
         job = gimp_adapter.job_of(image, layers)
     except PluginError as error:
-        return _failure(procedure, str(error))
-    pace = sizing.read_pace(gimp_adapter.settings_folder())
-    # a person is there: the dialog, or Filters > Repeat in GIMP's window; a script repeating the last values
-    # (WITH_LAST_VALS) in gimp-console has no screen, where opening a window would end the plug-in
-    asks = run_mode == Gimp.RunMode.INTERACTIVE or (
-        run_mode == Gimp.RunMode.WITH_LAST_VALS and gimp_adapter.in_gimps_window()
+        return failure(procedure, str(error))
+    form = dialog.Form(
+        dialog.TITLE,
+        layers[0],
+        options_of=lambda values: options_from(values, job),
+        estimate_of=lambda values, pace: job_estimate(values, job, pace),
     )
-    if asks:
-        GimpUi.init(PROCEDURE)
-    while True:  # the dialog, again after "choose a smaller size" (its values kept)
-        if run_mode == Gimp.RunMode.INTERACTIVE and not dialog.accepted(
-            procedure, config, job, pace, layers[0], lambda values: options_from(values, job)
-        ):
-            return _cancelled(procedure)
-        try:
-            options = options_from(config, job)
-        except PluginError as error:
-            return _failure(procedure, str(error))
-        pace = sizing.read_pace(gimp_adapter.settings_folder())  # a preview in the dialog may have timed it
-        estimate = job.estimate(options.output, options.scale, options.tile, pace)
-        answer = dialog.large_job_answer(estimate) if asks and estimate.is_large() else dialog.UPSCALE
-        if answer == dialog.CANCEL:
-            return _cancelled(procedure)
-        if answer == dialog.UPSCALE:
-            break
-        run_mode = Gimp.RunMode.INTERACTIVE  # back to the dialog, Filters > Repeat's run too: a smaller size
+    refused, interactive = settle(procedure, run_mode, config, form)
+    if refused is not None:
+        return refused
     try:
-        import zmq  # noqa: F401  (here, so that the procedure registers, and explains, without it)
-    except ImportError:
-        return _failure(procedure, zmq_missing())
-    if config.get_property("random-seed"):  # remembered with the other values: the result can be made again
-        config.set_property("seed", random.randrange(2**31))
-        options = options_from(config, job)
-    try:
-        new_image = upscale(image, layers, options, gimp_adapter)
+        new_image = upscale(image, layers, options_from(config, job), gimp_adapter)
     except PluginError as error:
-        if run_mode == Gimp.RunMode.INTERACTIVE:
+        if interactive:
             gimp_adapter.keep_dialog_values(config, (*ARGUMENTS, *AUX_ARGUMENTS))
-        return _failure(procedure, str(error))
-    if new_image is not None and asks and gimp_adapter.in_gimps_window():  # Filters > Repeat too: show it
+        return failure(procedure, str(error))
+    if new_image is not None and asks_user(run_mode):  # Filters > Repeat too: show it
         Gimp.Display.new(new_image)
     Gimp.displays_flush()
     return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+
+
+def asks_user(run_mode) -> bool:
+    """Whether a person is there: the dialog, or Filters > Repeat in GIMP's window; a script repeating the last
+    values (WITH_LAST_VALS) in gimp-console has no screen, where opening a window would end the plug-in."""
+    from . import gimp_adapter
+
+    if run_mode == Gimp.RunMode.INTERACTIVE:
+        return True
+    return run_mode == Gimp.RunMode.WITH_LAST_VALS and gimp_adapter.in_gimps_window()
+
+
+def settle(procedure, run_mode, config, form: dialog.Form):
+    """The settings to upscale with, in `config`: the dialog's (again after "choose a smaller size", its values
+    kept), the question before a large job, a new seed when asked for. Returns (the procedure's return values
+    when it ends here, else None; whether the dialog was shown)."""
+    from . import gimp_adapter
+
+    asks = asks_user(run_mode)
+    if asks:
+        GimpUi.init(PROCEDURE)
+    interactive = run_mode == Gimp.RunMode.INTERACTIVE
+    while True:
+        pace = sizing.read_pace(gimp_adapter.settings_folder())  # a preview in the dialog may have timed it
+        if interactive and not dialog.accepted(procedure, config, form, pace):
+            return cancelled(procedure), interactive
+        try:
+            estimate = form.estimate_of(config, sizing.read_pace(gimp_adapter.settings_folder()))
+        except PluginError as error:
+            return failure(procedure, str(error)), interactive
+        answer = dialog.large_job_answer(estimate, form.title) if asks and estimate.is_large() else dialog.UPSCALE
+        if answer == dialog.CANCEL:
+            return cancelled(procedure), interactive
+        if answer == dialog.UPSCALE:
+            break
+        interactive = True  # back to the dialog, Filters > Repeat's run too: a smaller size
+    try:
+        import zmq  # noqa: F401  (here, so that the procedure registers, and explains, without it)
+    except ImportError:
+        return failure(procedure, zmq_missing()), interactive
+    if config.get_property("random-seed"):  # remembered with the other values: the result can be made again
+        config.set_property("seed", random.randrange(2**31))
+    return None, interactive
 
 
 def zmq_missing() -> str:
@@ -204,35 +229,52 @@ def options_from(config, job: sizing.Job) -> Options:
     )
 
 
+def job_estimate(config, job: sizing.Job, pace: float | None) -> sizing.Estimate:
+    """What upscaling `job` with the procedure's arguments makes and costs; raises PluginError when the
+    target in pixels cannot be reached."""
+    options = options_from(config, job)
+    return job.estimate(options.output, options.scale, options.tile, pace)
+
+
 def upscale(image, layers, options: Options, adapter):
     """Read every layer, upscale all of them, and only then change anything. `adapter` is the module
     that touches GIMP (gimp_adapter). Returns the new image, when the output is one."""
-    regions = [adapter.read_region(image, layer) for layer in layers]
     job = adapter.job_of(image, layers)
     work = job.estimate(options.output, options.scale, options.tile, sizing.read_pace(adapter.settings_folder()))
     progress = adapter.Progress(f"Upscaling with InvSR: {work.work_text()}")  # what is ahead, from the first second
-
-    def starting(_):
-        progress.text(f"InvSR: starting the worker, then {work.work_text()}")
-
     try:
-        client = flow.connect(options, on_status=starting)
-        with client:
-            results = flow.upscale_regions(client, regions, options, progress.update)
-        sizing.write_pace(adapter.settings_folder(), [result.report for result in results])
-        progress.text("InvSR: adding the result to the image")  # a large result takes seconds to write
-        if options.output == "new-image":
-            return adapter.apply_new_image(image, results, options)
-        adapter.apply_scale_image(image, results, options)
-        return None
+        with connected(options, progress, work.work_text()) as client:
+            return upscale_image(client, image, layers, options, adapter, progress)
     finally:
         progress.end()
 
 
-def _cancelled(procedure):
+def connected(options: Options, progress, work: str):
+    """The worker's client (a context manager); the bar says so while a worker starts."""
+
+    def starting(_):
+        progress.text(f"InvSR: starting the worker, then {work}")
+
+    return flow.connect(options, on_status=starting)
+
+
+def upscale_image(client, image, layers, options: Options, adapter, progress):
+    """One image: its layers read, all of them upscaled by `client` and checked, and only then the image
+    changed (one undo group), or a new image made and returned."""
+    regions = [adapter.read_region(image, layer) for layer in layers]
+    results = flow.upscale_regions(client, regions, options, progress.update)
+    sizing.write_pace(adapter.settings_folder(), [result.report for result in results])
+    progress.text("InvSR: adding the result to the image")  # a large result takes seconds to write
+    if options.output == "new-image":
+        return adapter.apply_new_image(image, results, options)
+    adapter.apply_scale_image(image, results, options)
+    return None
+
+
+def cancelled(procedure):
     return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
 
 
-def _failure(procedure, text):
+def failure(procedure, text):
     error = GLib.Error.new_literal(GLib.quark_from_string("invsr"), text, 0)
     return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR, error)

@@ -121,34 +121,90 @@ class Estimate:
 
     def question(self) -> str:
         """Why the job is asked about, for the question before it: its size, time, and what it needs."""
-        time = (
-            f"Its time is not known yet (no preview or upscale has run on this computer): {self.work_text()} take "
-            "about a minute on a fast GPU, hours on a CPU."
-            if self.seconds is None
-            else f"It takes {duration(self.seconds)} at the pace the worker last showed."
-        )
-        memory = f"The result needs {byte_size(self.memory_bytes)} of memory in GIMP, and as much disk to save it."
-        return f"{time} {memory}"
+        return cost_question(self.tiles, self.seconds, self.memory_bytes)
 
     def work_text(self) -> str:
         """The work alone, e.g. "48 tiles, about 2 min"."""
-        tiles = "1 tile" if self.tiles == 1 else f"{self.tiles} tiles"
-        return tiles if self.seconds is None else f"{tiles}, {duration(self.seconds)}"
+        return work_text(self.tiles, self.seconds)
+
+    def size_text(self) -> str:
+        """The result's size, e.g. "3,200 × 2,400 pixels (7.68 megapixels)"."""
+        size = f"{self.width:,} × {self.height:,} pixels"
+        return f"{size} ({megapixels(self.megapixels)})" if self.megapixels >= 0.1 else size
 
     def text(self) -> str:
         """As the dialog shows it, e.g. "3,200 × 2,400 pixels (7.68 megapixels), 48 tiles, about 2 min"."""
-        tiles = "1 tile" if self.tiles == 1 else f"{self.tiles:,} tiles"
-        time = "time known after a preview or the first upscale" if self.seconds is None else duration(self.seconds)
-        size = f"{self.width:,} × {self.height:,} pixels"
-        if self.megapixels >= 0.1:
-            size += f" ({megapixels(self.megapixels)})"
         beyond = f"; beyond ×{MODEL_SCALE}, InvSR's result is enlarged by plain resampling" if self.beyond_model else ""
-        return f"{size}, {tiles}, {time}{beyond}"
+        return f"{self.size_text()}, {tiles_text(self.tiles)}, {time_text(self.seconds)}{beyond}"
 
     @property
     def beyond_model(self) -> bool:
         """Whether the result is larger than the model makes: its ×4, enlarged further without new detail."""
         return self.scale > MODEL_SCALE + 1e-9
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchEstimate:
+    """What a run over several images makes and costs: each image's Estimate, summed. It answers what the
+    dialog, the question before a large job and the progress bar ask of an Estimate."""
+
+    estimates: tuple[Estimate, ...]
+
+    @property
+    def tiles(self) -> int:
+        return sum(estimate.tiles for estimate in self.estimates)
+
+    @property
+    def seconds(self) -> float | None:
+        times = [estimate.seconds for estimate in self.estimates]
+        return None if None in times else sum(times)
+
+    @property
+    def memory_bytes(self) -> int:
+        return sum(estimate.memory_bytes for estimate in self.estimates)
+
+    def is_large(self) -> bool:
+        """One image that is large on its own, or all of them together: too many tiles, or too long."""
+        if any(estimate.is_large() for estimate in self.estimates):
+            return True
+        return self.tiles > UNTIMED_TILES if self.seconds is None else self.seconds > LARGE_SECONDS
+
+    def question(self) -> str:
+        return cost_question(self.tiles, self.seconds, self.memory_bytes)
+
+    def work_text(self) -> str:
+        return work_text(self.tiles, self.seconds)
+
+    def text(self) -> str:
+        """E.g. "3 images, 48 tiles, about 2 min; the largest 6,400 × 4,800 pixels (30.7 megapixels)"."""
+        count = len(self.estimates)
+        largest = max(self.estimates, key=lambda estimate: estimate.width * estimate.height)
+        images = "1 image" if count == 1 else f"{count} images"
+        return f"{images}, {tiles_text(self.tiles)}, {time_text(self.seconds)}; the largest {largest.size_text()}"
+
+
+def cost_question(tiles: int, seconds: float | None, memory_bytes: int) -> str:
+    """What the question before a large job says of its time and of the memory its results take."""
+    time = (
+        f"Its time is not known yet (no preview or upscale has run on this computer): {work_text(tiles, None)} "
+        "take about a minute on a fast GPU, hours on a CPU."
+        if seconds is None
+        else f"It takes {duration(seconds)} at the pace the worker last showed."
+    )
+    return f"{time} The result needs {byte_size(memory_bytes)} of memory in GIMP, and as much disk to save it."
+
+
+def tiles_text(count: int) -> str:
+    return "1 tile" if count == 1 else f"{count:,} tiles"
+
+
+def time_text(seconds: float | None) -> str:
+    return "time known after a preview or the first upscale" if seconds is None else duration(seconds)
+
+
+def work_text(tiles: int, seconds: float | None) -> str:
+    """The work alone, e.g. "48 tiles, about 2 min"."""
+    return tiles_text(tiles) if seconds is None else f"{tiles_text(tiles)}, {duration(seconds)}"
 
 
 def megapixels(count: float) -> str:
