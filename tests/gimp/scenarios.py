@@ -169,10 +169,13 @@ def call_plugin(image, drawables, arguments, dialog=None, mode=None, name="pytho
     virtual screen, and xdotool does there what `dialog` lists (see `answer`). `mode`: another run mode;
     `name`: the other procedure (Upscale All Open Images)."""
     procedure = Gimp.get_pdb().lookup_procedure(name)
+    title = DIALOG_TITLES[name]
     config = procedure.create_config()
     config.set_property("run-mode", mode or (Gimp.RunMode.INTERACTIVE if dialog else Gimp.RunMode.NONINTERACTIVE))
     log = open(os.path.join(OUT, "dialog-answers.log"), "a") if dialog else None  # each command, as it ran
-    user = subprocess.Popen(["sh", "-xc", answer(dialog)], stderr=log, start_new_session=True) if dialog else None
+    user = (
+        subprocess.Popen(["sh", "-xc", answer(dialog, title)], stderr=log, start_new_session=True) if dialog else None
+    )
     config.set_property("image", image)
     config.set_core_object_array("drawables", drawables)
     for name, value in arguments.items():
@@ -182,7 +185,7 @@ def call_plugin(image, drawables, arguments, dialog=None, mode=None, name="pytho
         os.killpg(user.pid, signal.SIGTERM)
         user.wait()
     if user is not None:  # the next scenario's answer must not find this dialog's window, closing
-        find = ["xdotool", "search", "--name", "^Upscale [(]InvSR[)]"]
+        find = ["xdotool", "search", "--name", title]
         for _ in range(50):
             if subprocess.run(find, capture_output=True).returncode != 0:
                 break
@@ -194,9 +197,15 @@ def call_plugin(image, drawables, arguments, dialog=None, mode=None, name="pytho
     ) if error is not None else None
 
 
-def answer(steps):
+DIALOG_TITLES = {  # each procedure's dialog, as xdotool finds it by its title
+    "python-fu-invsr-upscale": "^Upscale [(]InvSR[)]$",
+    "python-fu-invsr-upscale-all": "^Upscale All Open Images [(]InvSR[)]$",
+}
+
+
+def answer(steps, window=DIALOG_TITLES["python-fu-invsr-upscale"]):
     """A shell command doing, in order, what `steps` say, in the window last waited for (at first the
-    plug-in's dialog): ["key", "alt+a ctrl+a"] presses keys, ["close", "Escape"] presses a key until the
+    plug-in's dialog, `window`): ["key", "alt+a ctrl+a"] presses keys, ["close", "Escape"] presses a key until the
     window is gone (without a window manager a key can miss a new window's focus), ["press", "F1"] one key
     with no modifier, ["type", "120"] types text, ["shot", NAME] saves the screen as OUT/NAME.png,
     ["shot-when-shown", [NAME, BLOCK, W, H, SECONDS]] saves it once it shows BLOCK (see screenshot.py),
@@ -204,7 +213,6 @@ def answer(steps):
     expression), ["until", CONDITION] waits for a shell condition, ["windows", NAME] lists the windows on
     the screen in OUT/NAME.txt, ["size", NAME] writes the window's "WIDTH HEIGHT" there. Without a window
     manager, a window gets the keyboard only when given it."""
-    window = "^Upscale [(]InvSR[)]$"
     # the pointer to the screen's corner, where it shows no widget's tooltip over what a picture must show
     commands = ["(xdotool mousemove 10000 10000 || true)"]
     commands += [f"xdotool search --sync --onlyvisible --name '{window}' >/dev/null", "sleep 1"]
@@ -365,15 +373,21 @@ def build_all(scenario):
 
 
 def run_all_images(scenario):
-    """Upscale All Open Images through the PDB, over the images `scenario["images"]` builds."""
+    """Upscale All Open Images through the PDB, over the images `scenario["images"]` builds; with `dialog`,
+    interactively (see call_plugin)."""
     store = []
     built = build_all(scenario)
-    before = {name: describe(image, store, f"{name}-before") for name, image in built}
+    case = scenario["name"]  # in the pixel files' names: the same images may be built for another scenario
+    before = {name: describe(image, store, f"{case}-{name}-before") for name, image in built}
     first = built[0][1]
     status, error = call_plugin(
-        first, first.get_selected_drawables(), scenario["arguments"], name="python-fu-invsr-upscale-all"
+        first,
+        first.get_selected_drawables(),
+        scenario["arguments"],
+        scenario.get("dialog"),
+        name="python-fu-invsr-upscale-all",
     )
-    after = {name: describe(image, store, f"{name}-after") for name, image in built}
+    after = {name: describe(image, store, f"{case}-{name}-after") for name, image in built}
     opened = len(Gimp.get_images()) - len(built)
     for image in Gimp.get_images():
         image.delete()

@@ -446,7 +446,8 @@ def test_upscale_all_open_images_does_each_image_in_its_own_undo_group_and_names
     """In one GIMP: the procedure through the PDB, without a dialog, on every layer of each image, whose results
     are the library's; then its work function in the plug-in's place, on the selected layers, its calls recorded:
     one undo group per image, each closed before the next image's upscale starts (so a Cancel, which ends the
-    plug-in, leaves the images not yet done as they were), and one progress bar over all of them."""
+    plug-in, leaves the images not yet done as they were), and one progress bar over all of them. Where a
+    virtual screen is, its dialog too: Layers (alt+y) moved to "Every layer", and Upscale."""
     env = {
         "INVSR_RUNTIME_DIR": gimp.inside(workspace / "run"),
         "INVSR_GIMP_SETTINGS": gimp.inside(workspace / "absent.json"),
@@ -456,7 +457,11 @@ def test_upscale_all_open_images_does_each_image_in_its_own_undo_group_and_names
         dict(name="every", images=ALL_IMAGES, arguments=arguments),
         dict(name="selected", images=ALL_IMAGES, arguments={"layers": "selected"}, record_calls=True),
     ]
-    folder, results = run_gimp(gimp, workspace, "all-images", cases, env)
+    in_dialog = [["key", "alt+y"], ["key", "Down"], ["key", "alt+u"]]
+    if gimp.has_screen:
+        arguments_shown = {"layers": "selected", "scale": 2.0, "size-by": "scale", "output": "scale-image"}
+        cases.append(dict(name="dialog", images=ALL_IMAGES[1:2], arguments=arguments_shown, dialog=in_dialog))
+    folder, results = run_gimp(gimp, workspace, "all-images", cases, env, screen=gimp.has_screen)
     every = results["every"]
     assert every["status"] == "success" and every["opened"] == 0, every["error"]
     before, after = every["before"], every["after"]
@@ -495,6 +500,15 @@ def test_upscale_all_open_images_does_each_image_in_its_own_undo_group_and_names
     assert fractions == sorted(fractions) and 0.5 in fractions and fractions[-1] == 1.0  # image 1: half the work
     texts = [call[1] for call in progress if call[0] == "progress_set_text"]
     assert "InvSR: image 1/2: done" in texts and texts[-1] == "InvSR: image 2/2: done"
+
+    if gimp.has_screen:  # both layers, though one was selected: the dialog's choice, kept as GIMP's last value
+        shown = results["dialog"]
+        assert shown["status"] == "success", shown["error"]
+        names = [layer["name"] for layer in shown["after"]["two-layers"]["layers"]]
+        assert names == ["upper (InvSR ×2)", "upper", "lower (InvSR ×2)", "lower"]
+        last = folder / "gimp-config" / "plug-in-settings" / "GimpProcedureConfigRun-python-fu-invsr-upscale-all.last"
+        assert '(layers "every")' in last.read_text()
+        assert "mnemonic" not in stderr, [line for line in stderr.splitlines() if "mnemonic" in line]
 
 
 def test_result_layer_records_how_it_was_made(main_run):

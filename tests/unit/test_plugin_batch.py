@@ -75,6 +75,7 @@ def test_the_whole_runs_estimate_sums_the_images_and_names_the_largest(plugin):
         "the largest 6,400 × 4,800 pixels (30.7 megapixels)"
     )
     assert both.memory_bytes == small.memory_bytes + large.memory_bytes
+    assert sizing.BatchEstimate((small,)).text().startswith("1 image, ")
     assert both.question().endswith(
         f"needs {sizing.byte_size(both.memory_bytes)} of memory in GIMP, and as much disk to save it."
     )

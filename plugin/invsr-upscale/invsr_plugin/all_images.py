@@ -174,7 +174,7 @@ def upscale_all(plans: list[Plan], options_of, adapter) -> Outcome:
     pace = sizing.read_pace(adapter.settings_folder())
     estimates = [plan.job.estimate(options.output, options.scale, options.tile, pace) for plan, options in runs]
     work = sizing.BatchEstimate(tuple(estimates)).work_text()
-    progress = adapter.Progress(f"Upscaling {len(runs)} images with InvSR: {work}")
+    progress = adapter.Progress(f"Upscaling {sizing.images_text(len(runs))} with InvSR: {work}")
     try:
         with connected(runs[0][1], progress, work) as client:
             parts = batch.shares([estimate.tiles for estimate in estimates])

@@ -155,7 +155,7 @@ def run(procedure, run_mode, image, drawables, config, data):
         if interactive:
             gimp_adapter.keep_dialog_values(config, (*ARGUMENTS, *AUX_ARGUMENTS))
         return failure(procedure, str(error))
-    if new_image is not None and asks_user(run_mode):  # Filters > Repeat too: show it
+    if new_image is not None and asks_user(run_mode) and gimp_adapter.in_gimps_window():  # Repeat's result too
         Gimp.Display.new(new_image)
     Gimp.displays_flush()
     return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
@@ -179,7 +179,7 @@ def settle(procedure, run_mode, config, form: dialog.Form):
 
     asks = asks_user(run_mode)
     if asks:
-        GimpUi.init(PROCEDURE)
+        GimpUi.init(procedure.get_name())
     interactive = run_mode == Gimp.RunMode.INTERACTIVE
     while True:
         pace = sizing.read_pace(gimp_adapter.settings_folder())  # a preview in the dialog may have timed it

@@ -177,9 +177,8 @@ class BatchEstimate:
 
     def text(self) -> str:
         """E.g. "3 images, 48 tiles, about 2 min; the largest 6,400 × 4,800 pixels (30.7 megapixels)"."""
-        count = len(self.estimates)
         largest = max(self.estimates, key=lambda estimate: estimate.width * estimate.height)
-        images = "1 image" if count == 1 else f"{count} images"
+        images = images_text(len(self.estimates))
         return f"{images}, {tiles_text(self.tiles)}, {time_text(self.seconds)}; the largest {largest.size_text()}"
 
 
@@ -192,6 +191,10 @@ def cost_question(tiles: int, seconds: float | None, memory_bytes: int) -> str:
         else f"It takes {duration(seconds)} at the pace the worker last showed."
     )
     return f"{time} The result needs {byte_size(memory_bytes)} of memory in GIMP, and as much disk to save it."
+
+
+def images_text(count: int) -> str:
+    return "1 image" if count == 1 else f"{count:,} images"
 
 
 def tiles_text(count: int) -> str:
