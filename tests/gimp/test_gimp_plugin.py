@@ -456,6 +456,7 @@ def test_upscale_all_open_images_does_each_image_in_its_own_undo_group_and_names
     cases = [
         dict(name="every", images=ALL_IMAGES, arguments=arguments),
         dict(name="selected", images=ALL_IMAGES, arguments={"layers": "selected"}, record_calls=True),
+        dict(name="too-wide", images=ALL_IMAGES[:2], arguments={"size-by": "width", "pixels": 1000}),  # 41x: no
     ]
     in_dialog = [["key", "alt+y"], ["key", "Down"], ["key", "alt+u"]]
     if gimp.has_screen:
@@ -475,6 +476,11 @@ def test_upscale_all_open_images_does_each_image_in_its_own_undo_group_and_names
     assert after["indexed"] == before["indexed"]
     stderr = (folder / "gimp-stderr.txt").read_text()
     assert "2 of 3 images were upscaled. Not upscaled:" in stderr and "indexed image" in stderr, stderr[-2000:]
+
+    too_wide = results["too-wide"]  # said before anything starts, naming the image (the first it finds)
+    assert too_wide["status"] == "execution-error"
+    assert all(same_image(folder, too_wide["before"][name], too_wide["after"][name]) for name in too_wide["before"])
+    assert re.match(r"\[Untitled\]-\d+: A width of 1,000 pixels is 41.7 times", too_wide["error"]), too_wide["error"]
 
     recorded = results["selected"]
     labels = recorded["labels"]

@@ -160,17 +160,10 @@ def estimate(config, chosen: tuple[list[Plan], list], pace: float | None) -> siz
 
 
 def upscale_all(plans: list[Plan], options_of, adapter) -> Outcome:
-    """Every image in turn, through one worker connection, with `options_of(job)` (its target in pixels is its
-    own scale); one whose options or upscale fail is left out, the others still done. Raises PluginError only
-    when no worker can be reached (then nothing changed)."""
-    outcome, runs = Outcome(), []
-    for plan in plans:
-        try:
-            runs.append((plan, options_of(plan.job)))
-        except PluginError as error:
-            outcome.left_out.append((plan.label, str(error)))
-    if not runs:
-        return outcome
+    """Every image in turn, through one worker connection, with `options_of(job)` (a target in pixels is each
+    image's own scale; `estimate` has checked that each can be reached); one whose upscale fails is left out,
+    the others still done. Raises PluginError only when no worker can be reached (then nothing changed)."""
+    outcome, runs = Outcome(), [(plan, options_of(plan.job)) for plan in plans]
     pace = sizing.read_pace(adapter.settings_folder())
     estimates = [plan.job.estimate(options.output, options.scale, options.tile, pace) for plan, options in runs]
     work = sizing.BatchEstimate(tuple(estimates)).work_text()
