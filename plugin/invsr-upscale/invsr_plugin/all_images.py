@@ -50,6 +50,8 @@ class Plan:
 
 @dataclasses.dataclass
 class Outcome:
+    """What a run did: how many images it upscaled, the new images it made, the images it left out and why."""
+
     done: int = 0
     new_images: list = dataclasses.field(default_factory=list)
     left_out: list = dataclasses.field(default_factory=list)  # (image label, why)
