@@ -442,7 +442,22 @@ def run_all_images_recording(scenario):
     return {"calls": calls, "done": outcome.done, "left_out": [*left_out, *outcome.left_out], "labels": labels}
 
 
+def use_settings(scenario):
+    """The plug-in's settings file (INVSR_GIMP_SETTINGS, which the plug-in reads at each call) as the scenario
+    has it: `settings` its JSON, or null for none (a plug-in not installed by `invsr gimp install`)."""
+    if "settings" not in scenario:
+        return
+    path = os.environ["INVSR_GIMP_SETTINGS"]
+    if scenario["settings"] is None:
+        if os.path.exists(path):
+            os.remove(path)
+        return
+    with open(path, "w") as f:
+        json.dump(scenario["settings"], f)
+
+
 def run_any(scenario):
+    use_settings(scenario)
     if scenario.get("images"):
         return run_all_images_recording(scenario) if scenario.get("record_calls") else run_all_images(scenario)
     return run_recording(scenario) if scenario.get("record_calls") else run(scenario)

@@ -806,37 +806,37 @@ def test_the_preview_shows_the_workers_upscale_of_an_area_the_user_moves(
         assert found_in(screenshot(kept / f"{name}.png"), block), f"{name}: not the expected upscale (see {kept})"
 
 
-@pytest.mark.parametrize(
-    "case, command, says",
-    [
-        (
-            "fails",
-            ["python3", "-c", "import sys; sys.exit('simulated: the GPU driver is missing')"],
-            ["The InvSR worker could not start.", "simulated: the GPU driver is missing", "Fix what it names, then"],
-        ),
-        (
-            "gone",
-            ["/moved/venv/bin/python", "-m", "invsr_server", "serve"],
-            ["cannot start the InvSR worker: /moved/venv/bin/python is missing", "run: invsr gimp install. Then"],
-        ),
-        ("not-installed", None, ["this copy of the plug-in cannot start one", "run: invsr gimp install. Then restart"]),
-    ],
-)
-def test_no_worker_and_none_startable_leaves_the_image_unchanged(gimp, workspace, case, command, says):
-    if command is not None:  # else no settings: the plug-in was not installed by `invsr gimp install`
-        (workspace / f"{case}.json").write_text(json.dumps({"start_command": command}))
+NO_WORKER = {  # a start command (None: no settings, a plug-in not installed by `invsr gimp install`), what is said
+    "fails": (
+        ["python3", "-c", "import sys; sys.exit('simulated: the GPU driver is missing')"],
+        ["The InvSR worker could not start.", "simulated: the GPU driver is missing", "Fix what it names, then"],
+    ),
+    "gone": (
+        ["/moved/venv/bin/python", "-m", "invsr_server", "serve"],
+        ["cannot start the InvSR worker: /moved/venv/bin/python is missing", "run: invsr gimp install. Then"],
+    ),
+    "not-installed": (None, ["this copy of the plug-in cannot start one", "run: invsr gimp install. Then restart"]),
+}
+
+
+def test_no_worker_and_none_startable_leaves_the_image_unchanged(gimp, workspace):
+    """No worker running, and the one the settings name cannot start (each case in the same GIMP run: the
+    plug-in reads its settings file at each call)."""
     env = {
-        "INVSR_RUNTIME_DIR": gimp.inside(workspace / f"empty-run-{case}"),
-        "INVSR_GIMP_SETTINGS": gimp.inside(workspace / f"{case}.json"),
+        "INVSR_RUNTIME_DIR": gimp.inside(workspace / "empty-run"),
+        "INVSR_GIMP_SETTINGS": gimp.inside(workspace / "no-worker-settings.json"),
     }
-    folder, results = run_gimp(
-        gimp, workspace, f"no-worker-{case}", [scenario("rgb8", [photo_layer()], arguments={"scale": 2.0})], env
-    )
-    result = results["rgb8"]
-    assert result["status"] == "execution-error"
-    assert all(text in result["error"] for text in says), result["error"]
-    assert result["error"].endswith("upscale again.") and "`" not in result["error"]  # one action, in plain words
-    assert same_image(folder, result["before"], result["after"])
+    cases = [
+        scenario(case, [photo_layer()], arguments={"scale": 2.0}, settings=command and {"start_command": command})
+        for case, (command, _) in NO_WORKER.items()
+    ]
+    folder, results = run_gimp(gimp, workspace, "no-worker", cases, env)
+    for case, (_, says) in NO_WORKER.items():
+        result = results[case]
+        assert result["status"] == "execution-error", case
+        assert all(text in result["error"] for text in says), result["error"]
+        assert result["error"].endswith("upscale again.") and "`" not in result["error"]  # one action, plain words
+        assert same_image(folder, result["before"], result["after"]), case
 
 
 def test_a_worker_that_died_is_said_with_what_to_do(gimp, workspace):
