@@ -174,7 +174,18 @@ def main_run(gimp, workspace, worker):
         "INVSR_RUNTIME_DIR": gimp.inside(workspace / "run"),
         "INVSR_GIMP_SETTINGS": gimp.inside(workspace / "absent.json"),
     }
-    return run_gimp(gimp, workspace, "main", MAIN, env)
+    return run_gimp(gimp, workspace, "main", [*MAIN, dead_worker_scenario(gimp, workspace)], env)
+
+
+def dead_worker_scenario(gimp, workspace):
+    """The Worker field names a connection file whose process is gone."""
+    from invsr.wire import connection
+
+    dead = workspace / "dead-worker.json"
+    connection.write(
+        dead, connection.Connection(endpoint="tcp://127.0.0.1:9", key="00" * 32, pid=999999, protocol="2.0")
+    )
+    return scenario("dead-worker", [photo_layer()], arguments={"scale": 2.0, "server": gimp.inside(dead)})
 
 
 def pixels(folder, layer) -> np.ndarray:
@@ -839,20 +850,10 @@ def test_no_worker_and_none_startable_leaves_the_image_unchanged(gimp, workspace
         assert same_image(folder, result["before"], result["after"]), case
 
 
-def test_a_worker_that_died_is_said_with_what_to_do(gimp, workspace):
+def test_a_worker_that_died_is_said_with_what_to_do(main_run):
     """The Worker field names a connection file whose process is gone: say so, and what to do, in words."""
-    from invsr.wire import connection
-
-    dead = workspace / "dead-worker.json"
-    connection.write(
-        dead, connection.Connection(endpoint="tcp://127.0.0.1:9", key="00" * 32, pid=999999, protocol="2.0")
-    )
-    arguments = {"scale": 2.0, "server": gimp.inside(dead)}
-    env = {"INVSR_RUNTIME_DIR": gimp.inside(workspace / "run")}
-    folder, results = run_gimp(
-        gimp, workspace, "dead-worker", [scenario("rgb8", [photo_layer()], arguments=arguments)], env
-    )
-    result = results["rgb8"]
+    folder, results = main_run
+    result = results["dead-worker"]
     assert result["status"] == "execution-error"
     assert result["error"] == (
         "The InvSR worker named in the Worker field stopped answering; nothing was changed. Start it again on its "
