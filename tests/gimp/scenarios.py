@@ -327,39 +327,69 @@ def run_recording(scenario):
 
         flow.upscale_regions = upscale_then_delete
     if scenario.get("tamper"):  # a worker that answers with what was not asked for: the guard must keep it out
-        flow.upscale_regions = lambda client, regions, options, on_progress: [
-            flow.check(region, tampered(client, region, options, scenario["tamper"]), options) for region in regions
-        ]
+        flow.upscale_regions = lambda client, *rest: upscale_regions(Tampering(client, scenario["tamper"]), *rest)
     error = None
+    idle = memory_from_here()
     try:
         options = {"scale": 2.0, "server": PLAN["connection_file"], **scenario.get("options", {})}
         procedure.upscale(image, list(layers.values()), flow.Options(**options), adapter)
     except flow.PluginError as failure:
         error = str(failure)
     finally:
+        memory = dict(idle, peak=status_bytes("VmHWM"))
         flow.upscale_regions = upscale_regions
         for (owner, name), original in originals.items():
             setattr(owner, name, original)
         size = [image.get_width(), image.get_height()]
         image.delete()
-    return {"calls": calls, "error": error, "size_after": size}
+    return {"calls": calls, "error": error, "size_after": size, "memory": memory}
 
 
-def tampered(client, region, options, how):
-    """The worker's real answer for `region`, then changed as `how` says: "width" (one column more, with
-    its pixels) or "bytes" (the header right, the pixels one row short)."""
-    result = client.upscale(
-        region.pixels, region.width, region.height, region.channels, region.dtype, options.worker_request()
-    )
-    data = bytes(result.pixels)
-    row = len(data) // result.height
-    if how == "width":
-        pixel = row // result.width
-        data = b"".join(data[y * row : (y + 1) * row] + data[y * row : y * row + pixel] for y in range(result.height))
-        result = dataclasses.replace(result, width=result.width + 1)
-    elif how == "bytes":
-        data = data[:-row]
-    return dataclasses.replace(result, pixels=memoryview(data))
+def memory_from_here() -> dict:
+    """This process's resident size now (bytes), its peak reset to it so that VmHWM afterwards is the peak of
+    what runs from here on (Linux: clear_refs 5); "reset" False where the peak could not be reset."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        reset = True
+    except OSError:
+        reset = False
+    return {"idle": status_bytes("VmRSS"), "reset": reset}
+
+
+def status_bytes(field: str) -> int | None:
+    """A size from /proc/self/status (VmRSS, VmHWM) in bytes; None off Linux."""
+    try:
+        with open("/proc/self/status") as f:
+            line = next(line for line in f if line.startswith(field + ":"))
+    except (OSError, StopIteration):
+        return None
+    return int(line.split()[1]) * 1024  # written in kB
+
+
+class Tampering:
+    """The worker's real answer, then changed as `how` says, sent as one band (as a worker of protocol 3.1
+    does): "width" (one column more, with its pixels) or "bytes" (the header right, the last row missing)."""
+
+    def __init__(self, client, how):
+        self.client, self.how = client, how
+
+    def upscale_bands(self, pixels, width, height, channels, dtype, request, on_band, **_):
+        from invsr_wire.replies import Band
+
+        result = self.client.upscale(pixels, width, height, channels, dtype, request)
+        data = bytes(result.pixels)
+        row = len(data) // result.height
+        rows, band_width = result.height, result.width
+        if self.how == "width":
+            pixel = row // result.width
+            data = b"".join(data[y * row : (y + 1) * row] + data[y * row : y * row + pixel] for y in range(rows))
+            band_width = result.width + 1
+            result = dataclasses.replace(result, width=band_width)
+        elif self.how == "bytes":
+            rows, data = rows - 1, data[:-row]
+        on_band(Band(0, 0, rows, band_width, result.channels, result.dtype, memoryview(data)))
+        return dataclasses.replace(result, pixels=memoryview(b""))
 
 
 def build_all(scenario):

@@ -373,7 +373,7 @@ def test_the_image_changes_nothing_when_the_layer_went_away_during_the_upscale(m
 def test_a_result_not_of_the_size_asked_for_never_reaches_the_image(main_run):
     """The worker's real result, one column wider or a row of pixels short: refused, the image untouched."""
     expected = {
-        "wrong-width": "the worker returned (49, 40, 3, 'u8'), expected (48, 40, 3, 'u8'); nothing was changed",
+        "wrong-width": "the worker returned rows of (49, 3, 'u8'), expected (48, 3, 'u8'); nothing was changed",
         "wrong-bytes": "the result holds 5616 bytes, expected 5760; nothing was changed",
     }
     for name, message in expected.items():

@@ -17,6 +17,20 @@ SENTENCE = (
 )
 
 
+class Rows:
+    """Where flow writes a result's bands in GIMP (gimp_adapter.ResultLayers): here the rows' counts, by layer."""
+
+    def __init__(self):
+        self.written = []
+
+    def new(self, region, width, height):
+        self.written.append(0)
+        return len(self.written) - 1
+
+    def write(self, layer, region, top, rows, width, pixels):
+        self.written[layer] += rows
+
+
 @pytest.fixture()
 def plugin(monkeypatch, tmp_path):
     monkeypatch.syspath_prepend(str(PLUGINS / "invsr-upscale"))
@@ -39,7 +53,7 @@ def test_missing_weights_say_the_one_command_and_a_new_folder_restarts_the_worke
     region = flow.Region(None, "photo", 0, 0, 16, 16, 3, "u8", "R'G'B' u8", pixels, False)
     options = flow.Options(scale=2.0)
     with flow.connect(options, on_status=print) as client, pytest.raises(flow.PluginError) as failed:
-        flow.upscale_regions(client, [region], options, lambda *_: None)
+        flow.upscale_regions(client, [region], options, lambda *_: None, Rows())
     assert str(failed.value) == SENTENCE.format(folder=empty) + " Nothing was changed."
     line = worker_status.line("", {"start_command": ["invsr"]})
     assert line == "Worker: local, running, but " + SENTENCE.format(folder=empty)
@@ -47,7 +61,9 @@ def test_missing_weights_say_the_one_command_and_a_new_folder_restarts_the_worke
 
     # The user fixed the settings (`invsr gimp install --weights ...`): the next upscale starts a new worker.
     settings.write_text(json.dumps({"start_command": serve_command(tiny_weights.noise_predictor.parent)}))
+    rows = Rows()
     with flow.connect(options, on_status=print) as client:
-        [result] = flow.upscale_regions(client, [region], options, lambda *_: None)
+        [result] = flow.upscale_regions(client, [region], options, lambda *_: None, rows)
     assert (result.width, result.height) == (32, 32)
+    assert sum(rows.written) == 32 and len(rows.written) == 1  # one layer's rows, each once
     assert read(tmp_path / "run" / "worker.json").pid != first

@@ -1,7 +1,9 @@
 """What the plug-in does, apart from touching GIMP: find the worker, send each region, check each result.
 
 GIMP's API stays in gimp_adapter.py; this module sees layers only as opaque objects and pixels as bytes.
-The image is changed only after every result has arrived and passed `check`.
+Each result's bands are checked as they arrive and written at once into a layer that is in no image yet, so
+that the plug-in holds at most a band of result; the image is changed only after every result has arrived
+and passed `check`.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ class Upscaled:
     region: Region
     width: int
     height: int
-    pixels: memoryview  # the received frame itself
+    layer: object  # the result, written band by band into a layer not yet in any image's layer tree
     report: dict
 
 
@@ -148,23 +150,26 @@ def _remote_client(path: Path, settings: dict):
         raise PluginError(f"Cannot use the worker's connection file {path}: {error}") from None
 
 
-def upscale_regions(client, regions: list[Region], options: Options, on_progress) -> list[Upscaled]:
-    """Send every region to the worker and return the checked results; `on_progress(fraction, text)`,
-    with fraction None while the worker reports no count."""
+def upscale_regions(client, regions: list[Region], options: Options, on_progress, layers) -> list[Upscaled]:
+    """Send every region to the worker and return the checked results, each written band by band into a
+    layer that `layers` makes (`layers.new(region, width, height)`, `layers.write(layer, region, top, rows,
+    width, pixels)`); `on_progress(fraction, text)`, with fraction None while the worker reports no count."""
     results = []
     for index, region in enumerate(regions):
 
         def show(progress: Progress, index=index):
             on_progress(*progress_update(progress, index, len(regions)))
 
+        received = Received(region, options, layers)
         try:
-            result = client.upscale(
+            result = client.upscale_bands(
                 region.pixels,
                 region.width,
                 region.height,
                 region.channels,
                 region.dtype,
                 options.worker_request(),
+                received.add,
                 on_progress=show,
             )
         except InvSRError as error:
@@ -173,7 +178,7 @@ def upscale_regions(client, regions: list[Region], options: Options, on_progress
                 where = corner if region.selected else ""
                 raise PluginError(f"InvSR: the layer {region.layer_name!r}: {error}{where}") from None
             raise PluginError(messages.job_failed(error, bool(options.server), region.layer_name)) from None
-        results.append(check(region, result, options))
+        results.append(check(received, result))
     return results
 
 
@@ -199,9 +204,46 @@ def progress_text(done: int, total: int, eta: float | None) -> str:
     return "receiving the result"
 
 
-def check(region: Region, result: Result, options: Options) -> Upscaled:
+class Received:
+    """One region's result as its bands arrive: each checked against what was asked for (its rows within the
+    result, none twice, its byte count) before it is written into the result layer, made at the first band."""
+
+    def __init__(self, region: Region, options: Options, layers):
+        self.region, self.layers = region, layers
+        self.width, self.height = region.output_size(options.scale)
+        self.row_bytes = self.width * region.channels * sample_bytes(region.dtype)
+        self.rows = bytearray(self.height)  # 1 where the row has arrived
+        self.nbytes = 0
+        self.layer = None
+
+    def add(self, band) -> None:
+        got, asked = (band.width, band.channels, band.dtype), (self.width, self.region.channels, self.region.dtype)
+        if got != asked:
+            raise PluginError(f"InvSR: the worker returned rows of {got}, expected {asked}; nothing was changed")
+        end = band.top + band.rows
+        if band.top < 0 or band.rows < 1 or end > self.height:
+            raise PluginError(
+                f"InvSR: the worker returned rows {band.top} to {end - 1} of a result {self.height} rows high; "
+                "nothing was changed"
+            )
+        if any(self.rows[band.top : end]):
+            raise PluginError(f"InvSR: the worker returned rows {band.top} to {end - 1} twice; nothing was changed")
+        nbytes = memoryview(band.pixels).nbytes
+        if nbytes != band.rows * self.row_bytes:
+            raise PluginError(
+                f"InvSR: rows {band.top} to {end - 1} of the result hold {nbytes} bytes, "
+                f"expected {band.rows * self.row_bytes}; nothing was changed"
+            )
+        if self.layer is None:
+            self.layer = self.layers.new(self.region, self.width, self.height)
+        self.layers.write(self.layer, self.region, band.top, band.rows, self.width, band.pixels)
+        self.rows[band.top : end] = b"\x01" * band.rows
+        self.nbytes += nbytes
+
+
+def check(received: Received, result: Result) -> Upscaled:
     """Refuse a result that is not exactly what was asked for: the image must not receive it."""
-    width, height = region.output_size(options.scale)
+    region, width, height = received.region, received.width, received.height
     got = (result.width, result.height, result.channels, result.dtype)
     if got != (width, height, region.channels, region.dtype):
         raise PluginError(
@@ -209,11 +251,11 @@ def check(region: Region, result: Result, options: Options) -> Upscaled:
             "nothing was changed"
         )
     expected_bytes = width * height * region.channels * sample_bytes(region.dtype)
-    if result.pixels.nbytes != expected_bytes:
+    if received.nbytes != expected_bytes:
         raise PluginError(
-            f"InvSR: the result holds {result.pixels.nbytes} bytes, expected {expected_bytes}; nothing was changed"
+            f"InvSR: the result holds {received.nbytes} bytes, expected {expected_bytes}; nothing was changed"
         )
-    return Upscaled(region, width, height, result.pixels, result.report)  # no copy: results may be GBs
+    return Upscaled(region, width, height, received.layer, result.report)
 
 
 MADE_BY = re.compile(r"^(?P<name>.*) \(InvSR (?:×(?P<scale>[0-9.e+]+)|detail)\)$")  # what result_name adds

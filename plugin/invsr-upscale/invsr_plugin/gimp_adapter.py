@@ -167,8 +167,8 @@ def read_region(image, layer) -> Region:
 
 
 def apply_scale_image(image, results: list[Upscaled], options: Options) -> list:
-    """Scale the image with GIMP (unless the output keeps its size, "in-place") and put each result as a
-    new layer above its source, in one undo group.
+    """Scale the image with GIMP (unless the output keeps its size, "in-place") and put each result's layer
+    (made in `image` by ResultLayers, not yet inserted) above its source, in one undo group.
 
     The result takes its source's place in the composition: its mode, opacity and visibility, and its
     mask (with a selection, intersected with the selection). Without a selection the source is hidden,
@@ -187,7 +187,7 @@ def apply_scale_image(image, results: list[Upscaled], options: Options) -> list:
         for result in results:
             source = result.region.layer
             _, left, top = source.get_offsets()  # GIMP's own scaled offsets of the source layer
-            layer = _new_layer(image, result, options)
+            layer = _finished_layer(result, options)
             image.insert_layer(layer, source.get_parent(), image.get_item_position(source))
             layer.set_offsets(
                 left + round(result.region.x * options.scale), top + round(result.region.y * options.scale)
@@ -238,12 +238,12 @@ def _mask_like_source(image, layer, source, selected: bool) -> None:
         image.remove_channel(saved)
 
 
-def apply_new_image(image, results: list[Upscaled], options: Options):
-    """A new image holding the results, as large as their bounding box, with the source's precision,
-    colour profile and resolution."""
-    _check_still_there(image, results)
-    results = sorted(results, key=lambda r: _stack_position(image, r.region.layer), reverse=True)  # bottom first
-    boxes = [_scaled_box(image, r, options) for r in results]
+def new_image_for(image, regions: list[Region], options: Options):
+    """The image the "new-image" output fills: as large as the results' bounding box, with the source's
+    precision, colour profile and resolution. Made before the job, so that the result layers can be written
+    into it as they come, and shown by no display until every result is in (deleted by ResultLayers.discard
+    otherwise); its undo is off, since it is new."""
+    boxes = [_scaled_box(image, region, options) for region in regions]
     left, top = min(b[0] for b in boxes), min(b[1] for b in boxes)
     right, bottom = max(b[0] + b[2] for b in boxes), max(b[1] + b[3] for b in boxes)
     new = Gimp.Image.new_with_precision(right - left, bottom - top, image.get_base_type(), image.get_precision())
@@ -253,8 +253,18 @@ def apply_new_image(image, results: list[Upscaled], options: Options):
     _, xres, yres = image.get_resolution()
     new.set_resolution(xres, yres)
     new.undo_disable()
+    return new
+
+
+def apply_new_image(image, new, results: list[Upscaled], options: Options):
+    """Put the results' layers (made in `new`, the image of new_image_for) into it, as the sources are
+    stacked and placed, and return it."""
+    _check_still_there(image, results)
+    results = sorted(results, key=lambda r: _stack_position(image, r.region.layer), reverse=True)  # bottom first
+    boxes = [_scaled_box(image, r.region, options) for r in results]
+    left, top = min(b[0] for b in boxes), min(b[1] for b in boxes)
     for result, box in zip(results, boxes):
-        layer = _new_layer(new, result, options)
+        layer = _finished_layer(result, options)
         new.insert_layer(layer, None, 0)
         layer.set_offsets(box[0] - left, box[1] - top)
     new.undo_enable()
@@ -270,33 +280,60 @@ def _stack_position(image, item) -> list[int]:
     return positions
 
 
-def _scaled_box(image, result: Upscaled, options: Options) -> tuple[int, int, int, int]:
-    _, left, top = result.region.layer.get_offsets()
-    x = round((left + result.region.x) * options.scale)
-    y = round((top + result.region.y) * options.scale)
-    return x, y, result.width, result.height
+def _scaled_box(image, region: Region, options: Options) -> tuple[int, int, int, int]:
+    _, left, top = region.layer.get_offsets()
+    x = round((left + region.x) * options.scale)
+    y = round((top + region.y) * options.scale)
+    return x, y, *region.output_size(options.scale)
 
 
-def _new_layer(image, result: Upscaled, options: Options):
-    """The result as a layer composed like its source (mode, opacity, visibility), not yet inserted."""
-    source = result.region.layer
-    name = result_name(result.region.layer_name, options)
-    layer = Gimp.Layer.new(
-        image,
-        name,
-        result.width,
-        result.height,
-        _LAYER_TYPES[result.region.channels],
-        source.get_opacity(),
-        source.get_mode(),
-    )
-    layer.set_blend_space(source.get_blend_space())
-    layer.set_composite_space(source.get_composite_space())
-    layer.set_composite_mode(source.get_composite_mode())
-    layer.set_visible(source.get_visible())
-    buffer = layer.get_buffer()
-    buffer.set(Gegl.Rectangle.new(0, 0, result.width, result.height), result.region.encoding, result.pixels)
-    buffer.flush()
+class ResultLayers:
+    """The result layers of one image's run, made in `image` but in no layer tree (free layers: no undo, not
+    seen) and written band by band as the worker sends them: GIMP's core holds the pixels, this process at
+    most a band of them (and GEGL's tile cache). apply_* puts them in the image; `discard` deletes them where
+    the run failed, was cancelled or its source went away, so that nothing is left behind."""
+
+    def __init__(self, image, options: Options, discard_image: bool = False):
+        self.image, self.options = image, options
+        self.discard_image = discard_image  # the image is new_image_for's: delete it too
+        self.layers: list = []
+        self.buffers: dict = {}
+
+    def new(self, region: Region, width: int, height: int):
+        """A layer for `region`'s result, composed like its source (mode, opacity, spaces, visibility)."""
+        source = region.layer
+        name = result_name(region.layer_name, self.options)
+        kind = _LAYER_TYPES[region.channels]
+        layer = Gimp.Layer.new(self.image, name, width, height, kind, source.get_opacity(), source.get_mode())
+        self.layers.append(layer)
+        layer.set_blend_space(source.get_blend_space())
+        layer.set_composite_space(source.get_composite_space())
+        layer.set_composite_mode(source.get_composite_mode())
+        layer.set_visible(source.get_visible())
+        self.buffers[layer.get_id()] = layer.get_buffer()
+        return layer
+
+    def write(self, layer, region: Region, top: int, rows: int, width: int, pixels) -> None:
+        """Rows [top, top + rows) of the result; flushed at once, so that the band's tiles go to GIMP's core
+        rather than pile up in this process."""
+        buffer = self.buffers[layer.get_id()]
+        buffer.set(Gegl.Rectangle.new(0, top, width, rows), region.encoding, pixels)
+        buffer.flush()
+
+    def discard(self) -> None:
+        """Delete every layer made that is not in an image, and the new image itself where it is ours."""
+        self.buffers.clear()
+        for layer in self.layers:
+            if layer.is_valid() and not (self.image.is_valid() and _in_image(self.image, layer)):
+                layer.delete()
+        self.layers.clear()
+        if self.discard_image and self.image.is_valid():
+            self.image.delete()
+
+
+def _finished_layer(result: Upscaled, options: Options):
+    """The result's layer, with how it was made attached, ready to insert."""
+    layer = result.layer
     layer.update(0, 0, result.width, result.height)
     data = record(result, options).encode("ascii")
     layer.attach_parasite(Gimp.Parasite.new(PARASITE, Gimp.PARASITE_PERSISTENT | Gimp.PARASITE_UNDOABLE, list(data)))

@@ -259,16 +259,23 @@ def connected(options: Options, progress, work: str):
 
 
 def upscale_image(client, image, layers, options: Options, adapter, progress):
-    """One image: its layers read, all of them upscaled by `client` and checked, and only then the image
-    changed (one undo group), or a new image made and returned."""
+    """One image: its layers read, all of them upscaled by `client`, each result checked and written band by
+    band into a layer in no image yet, and only then the image changed (one undo group), or a new image
+    filled and returned. Where anything fails, the layers made are deleted: the image is as it was."""
     regions = [adapter.read_region(image, layer) for layer in layers]
-    results = flow.upscale_regions(client, regions, options, progress.update)
-    sizing.write_pace(adapter.settings_folder(), [result.report for result in results])
-    progress.text("InvSR: adding the result to the image")  # a large result takes seconds to write
-    if options.output == "new-image":
-        return adapter.apply_new_image(image, results, options)
-    adapter.apply_scale_image(image, results, options)
-    return None
+    new_image = adapter.new_image_for(image, regions, options) if options.output == "new-image" else None
+    made = adapter.ResultLayers(new_image or image, options, discard_image=new_image is not None)
+    try:
+        results = flow.upscale_regions(client, regions, options, progress.update, made)
+        sizing.write_pace(adapter.settings_folder(), [result.report for result in results])
+        progress.text("InvSR: adding the result to the image")
+        if new_image is not None:
+            return adapter.apply_new_image(image, new_image, results, options)
+        adapter.apply_scale_image(image, results, options)
+        return None
+    except BaseException:  # a PluginError, the user's cancel, or a crash: nothing may be left behind
+        made.discard()
+        raise
 
 
 def cancelled(procedure):
