@@ -297,7 +297,6 @@ class ResultLayers:
         self.image, self.options = image, options
         self.discard_image = discard_image  # the image is new_image_for's: delete it too
         self.layers: list = []
-        self.buffers: dict = {}
 
     def new(self, region: Region, width: int, height: int):
         """A layer for `region`'s result, composed like its source (mode, opacity, spaces, visibility)."""
@@ -310,19 +309,18 @@ class ResultLayers:
         layer.set_composite_space(source.get_composite_space())
         layer.set_composite_mode(source.get_composite_mode())
         layer.set_visible(source.get_visible())
-        self.buffers[layer.get_id()] = layer.get_buffer()
         return layer
 
     def write(self, layer, region: Region, top: int, rows: int, width: int, pixels) -> None:
-        """Rows [top, top + rows) of the result; flushed at once, so that the band's tiles go to GIMP's core
-        rather than pile up in this process."""
-        buffer = self.buffers[layer.get_id()]
+        """Rows [top, top + rows) of the result, flushed to GIMP's core at once. A buffer of its own for each
+        band: GEGL keeps a buffer's tiles in this process's cache (as large as GIMP's tile cache) until the
+        buffer is dropped, so one buffer kept for the whole layer could come to hold all of it again."""
+        buffer = layer.get_buffer()
         buffer.set(Gegl.Rectangle.new(0, top, width, rows), region.encoding, pixels)
         buffer.flush()
 
     def discard(self) -> None:
         """Delete every layer made that is not in an image, and the new image itself where it is ours."""
-        self.buffers.clear()
         for layer in self.layers:
             if layer.is_valid() and not (self.image.is_valid() and _in_image(self.image, layer)):
                 layer.delete()
