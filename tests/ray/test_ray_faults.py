@@ -145,8 +145,9 @@ def test_an_actor_that_cannot_allocate_memory_is_taken_out_and_tried_again_later
 
 @contextlib.contextmanager
 def watching(pipeline):
-    """The actors as `pipeline.actors()` shows them, every 0.1 s while in the block."""
-    seen, done = [], threading.Event()
+    """The actors as `pipeline.actors()` shows them on entering the block (before anything in it has run: a
+    loaded machine may start the thread late), then every 0.1 s while in it."""
+    seen, done = list(pipeline.actors()), threading.Event()
 
     def watch():
         while not done.wait(0.1):
