@@ -292,18 +292,33 @@ class Client:
                 on_reply(message)
 
     def _send(self, message: Message, wait: bool = False) -> None:
-        """Send; a request waits up to `timeout` for a connection, a heartbeat does not wait at all."""
-        try:
-            self.socket.send_multipart(
-                message.encode(self.key, self.signed_buffers), flags=0 if wait else zmq.NOBLOCK, copy=False
-            )
-        except zmq.Again:
-            if wait:
+        """Send; a request waits up to `timeout` for a connection, a heartbeat does not wait at all. While it
+        waits, a refusal the socket monitor reports is said at once: a refused handshake can end the connection
+        before the first send, which then only waits (the pipe is gone)."""
+        frames = message.encode(self.key, self.signed_buffers)
+        deadline = time.monotonic() + self.timeout
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLOUT)
+        if self.monitor is not None:
+            poller.register(self.monitor, zmq.POLLIN)
+        while True:
+            try:
+                self.socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+                return
+            except zmq.Again:
+                pass
+            if self.monitor is not None:
+                self._check_handshakes()
+            left = deadline - time.monotonic()
+            if not wait:
+                return
+            if left <= 0:
                 raise WorkerLost(
                     f"cannot reach the worker at {self.connection.endpoint} within {self.timeout:g} s: "
                     "it is not running, "
                     "or it refused this client's CurveZMQ key or secret (a connection file of another worker)"
-                ) from None
+                )
+            poller.poll(int(left * 1000) + 1)
 
     def _receive(self) -> Message:
         frames = self.socket.recv_multipart(copy=False)

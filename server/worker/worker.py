@@ -143,9 +143,9 @@ class Worker:
         )
         self.executor_thread = thread = threading.Thread(target=self.executor.run, name="invsr-executor", daemon=True)
         thread.start()
-        if self.config.preload:
-            self.board.queue.put(PRELOAD)
         self.model.join_cluster()  # before the handlers: joining Ray sets its own, which end the process at once
+        if self.config.preload:  # after joining: a load that found Ray not yet joined would call ray.init again
+            self.board.queue.put(PRELOAD)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._request_stop)
         connections.write(self.config.connection_file, self.connection)

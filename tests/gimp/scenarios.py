@@ -203,6 +203,25 @@ DIALOG_TITLES = {  # each procedure's dialog, as xdotool finds it by its title
 }
 
 
+def on_window(title: str):
+    """A function of what to do in the window titled `title` (xdotool commands after `windowfocus`, or `&& ...`)
+    giving the shell command that does it: in the newest such window on the screen that takes the focus. An
+    older one may still be listed (a question just closed, say), with an id that is no longer valid."""
+
+    def then(action: str) -> str:
+        windows = f"$(xdotool search --onlyvisible --name '{title}' | tac)"
+        return f"(for w in {windows}; do xdotool windowfocus --sync $w {action} && exit 0; done; exit 1)"
+
+    return then
+
+
+def retried(command: str, times: int = 5) -> str:
+    """`command` again (after half a second) where it fails, `times` at most: a window just found on the screen
+    can be gone by the time xdotool sends it the key (BadWindow: a question GTK maps twice, say), and one failed
+    step would end every step after it."""
+    return f"(for i in $(seq {times}); do {command} && exit 0; sleep 0.5; done; exit 1)"
+
+
 def answer(steps, window=DIALOG_TITLES["python-fu-invsr-upscale"]):
     """A shell command doing, in order, what `steps` say, in the window last waited for (at first the
     plug-in's dialog, `window`): ["key", "alt+a ctrl+a"] presses keys, ["close", "Escape"] presses a key until the
@@ -217,22 +236,21 @@ def answer(steps, window=DIALOG_TITLES["python-fu-invsr-upscale"]):
     commands = ["(xdotool mousemove 10000 10000 || true)"]
     commands += [f"xdotool search --sync --onlyvisible --name '{window}' >/dev/null", "sleep 1"]
     for kind, value in steps:
-        # only a window on the screen: one just closed (the last question, say) may still be listed a moment
-        focus = f"xdotool search --onlyvisible --name '{window}' windowfocus --sync %1"
+        focus = on_window(window)
         if kind == "window":
             window = value
             commands += [f"xdotool search --sync --onlyvisible --name '{value}' >/dev/null", "sleep 1"]
         elif kind == "key":
-            commands += [f"{focus} key --clearmodifiers --delay 100 {value}", "sleep 0.5"]
+            commands += [retried(focus(f"key --clearmodifiers --delay 100 {value}")), "sleep 0.5"]
         elif kind == "close":  # a key that closes the window, pressed again (10 times at most) while it stays
-            press = f"{focus} key --clearmodifiers --delay 100 {value}"
+            press = focus(f"key --clearmodifiers --delay 100 {value}")
             gone = f"! xdotool search --onlyvisible --name '{window}' >/dev/null"
             commands.append(f"for i in $(seq 10); do {press}; sleep 1; {gone} && break; done; true")
         elif kind == "press":  # one key alone by its key code (xdotool adds Alt to F1 to F12 on Debian 14)
             press = os.path.join(os.path.dirname(PLAN["screenshot"]), "press_key.py")
-            commands += [f"{focus} && python3 {press} {value}", "sleep 0.5"]
+            commands += [retried(focus(f"&& python3 {press} {value}")), "sleep 0.5"]
         elif kind == "type":
-            commands += [f"{focus} type --delay 50 '{value}'", "sleep 0.5"]
+            commands += [retried(focus(f"type --delay 50 '{value}'")), "sleep 0.5"]
         elif kind == "shot-when-shown":  # value: NAME, and what to wait for (screenshot.py's arguments)
             name, *until = value
             commands.append(f"python3 {PLAN['screenshot']} {os.path.join(OUT, name)}.png {' '.join(map(str, until))}")
