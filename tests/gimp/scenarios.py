@@ -312,6 +312,18 @@ def selected_item(item):
     return ["layer" if item.is_layer() else "channel", item.get_name()]
 
 
+def record_calls(owner, name, calls, originals):
+    """`owner.name` replaced by a function that notes each call in `calls` (the name, and the call's text and
+    number arguments), then makes it; the original kept in `originals[owner, name]`."""
+    originals[owner, name] = original = getattr(owner, name)
+
+    def recorder(*args):
+        calls.append([name, *[a for a in args if isinstance(a, (str, float))]])
+        return original(*args)
+
+    setattr(owner, name, recorder)
+
+
 def run_recording(scenario):
     """The plug-in's work function in this process, with the image's undo and change calls and GIMP's
     progress calls recorded (in batch mode the progress bar itself shows nothing). `delete_during`: the
@@ -327,13 +339,7 @@ def run_recording(scenario):
         for name in ("progress_init", "progress_update", "progress_set_text", "progress_pulse", "progress_end")
     ]
     for owner, name in watched:
-        originals[owner, name] = getattr(owner, name)
-
-        def recorder(*args, _key=(owner, name)):
-            calls.append([_key[1], *[a for a in args if isinstance(a, (str, float))]])
-            return originals[_key](*args)
-
-        setattr(owner, name, recorder)
+        record_calls(owner, name, calls, originals)
     upscale_regions = flow.upscale_regions
     if scenario.get("delete_during"):
 
@@ -462,13 +468,7 @@ def run_all_images_recording(scenario):
 
         setattr(owner, name, on_image)
     for name in ("progress_init", "progress_update", "progress_set_text", "progress_end"):
-        originals[Gimp, name] = getattr(Gimp, name)
-
-        def on_progress(*args, _key=(Gimp, name)):
-            calls.append([_key[1], *[a for a in args if isinstance(a, (str, float))]])
-            return originals[_key](*args)
-
-        setattr(Gimp, name, on_progress)
+        record_calls(Gimp, name, calls, originals)
     upscale_regions = flow.upscale_regions
 
     def recorded(client, regions, *args):
