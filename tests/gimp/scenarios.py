@@ -22,7 +22,7 @@ import gi
 gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
 gi.require_version("Babl", "0.1")
-from gi.repository import Babl, Gegl, Gimp  # noqa: E402
+from gi.repository import Babl, Gegl, Gimp, Gio  # noqa: E402
 
 PLAN = json.loads(open(os.environ["INVSR_SCENARIOS"]).read())
 OUT = PLAN["out"]
@@ -102,6 +102,10 @@ def build(scenario):
             parent = Gimp.GroupLayer.new(image, spec["group"])
             image.insert_layer(parent, None, 0)
         layers[spec["name"]] = add_layer(image, spec, parent)
+    if scenario.get("file"):  # as if opened from this file (an XCF), in the results folder, beside these
+        for name in scenario.get("files_beside", []):
+            open(os.path.join(OUT, name), "wb").close()
+        image.set_file(Gio.File.new_for_path(os.path.join(OUT, scenario["file"])))
     if scenario.get("select"):
         image.select_rectangle(Gimp.ChannelOps.REPLACE, *scenario["select"])
     if scenario.get("indexed"):
@@ -158,6 +162,7 @@ def describe(image, store, prefix):
     walk(image.get_layers(), None)
     _, selected, x1, y1, x2, y2 = Gimp.Selection.bounds(image)
     return {
+        "name": image.get_name(),  # as its window's title shows it
         "size": [image.get_width(), image.get_height()],
         "layers": found,
         "selection": [x1, y1, x2, y2] if selected else None,

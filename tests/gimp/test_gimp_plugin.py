@@ -66,7 +66,12 @@ MAIN = [
         arguments={"scale": 2.0},
     ),
     scenario(
-        "new-image", [photo_layer(offsets=[3, 1])], canvas=(30, 24), arguments={"scale": 2.0, "output": "new-image"}
+        "new-image",
+        [photo_layer(offsets=[3, 1])],
+        canvas=(30, 24),
+        arguments={"scale": 2.0, "output": "new-image"},
+        file="photo.xcf",  # as if opened from it (GIMP 3.0 sets only XCF files from a plug-in)
+        files_beside=["photo × 2.xcf"],  # an earlier result, which Save must not overwrite
     ),
     scenario("indexed", [photo_layer()], indexed=True, arguments={"scale": 2.0}),
     scenario("look", [photo_layer(mask="left-half", opacity=40.0, mode="MULTIPLY")], arguments={"scale": 2.0}),
@@ -404,6 +409,7 @@ def test_new_image_output_leaves_the_image_alone(main_run, pipeline):
     (created,) = result["new_images"]
     layer = by_name(created, "photo (InvSR ×2)")
     assert created["size"] == [48, 40] and layer["offsets"] == [0, 0]
+    assert created["name"] == "photo × 2 (2).xcf"  # the window says "[photo × 2 (2)]", not "[Untitled]"
     source = pixels(folder, by_name(result["before"], "photo"))
     np.testing.assert_array_equal(pixels(folder, layer), expected(pipeline, source, {"scale": 2.0}))
 
@@ -413,6 +419,7 @@ def test_a_new_image_stacks_the_results_as_their_sources_whatever_the_selection_
     assert result["status"] == "success", result["error"]
     (created,) = result["new_images"]
     assert [layer["name"] for layer in created["layers"]] == ["upper (InvSR ×2)", "lower (InvSR ×2)"]
+    assert created["name"] == "[Untitled]"  # its source has no file to be named after
 
 
 def test_a_script_repeats_the_last_values_without_a_window(gimp, workspace, worker, pipeline):

@@ -272,6 +272,27 @@ def result_name(source: str, options: Options) -> str:
     return f"{source} (InvSR {'detail' if round(scale, 3) == 1 else f'×{scale:.3g}'})"  # as GIMP writes a scale
 
 
+SCALED_IMAGE = re.compile(r"^(?P<name>.*) × (?P<scale>[0-9.]+)$")  # what new_image_file names
+
+
+def new_image_file(source: Path, scale: float, taken: set[str]) -> Path:
+    """The file a new image of the results is named by, beside its source: "photo × 4.xcf" for photo.jpg at
+    ×4 (GIMP names an image by its file, and saves it there). A source that is itself such an image gives
+    its own source's name, the scales multiplied ("photo × 4" at ×2 is "photo × 8"); a name already on disk
+    or in `taken` (other open images' files) gets a number, "photo × 4 (2).xcf", so that Save overwrites
+    nothing."""
+    name = source.stem
+    made = SCALED_IMAGE.match(name)
+    if made:
+        name, scale = made["name"], scale * float(made["scale"])
+    name = f"{name} × {scale:.3g}"
+    candidate, number = source.with_name(f"{name}.xcf"), 1
+    while candidate.exists() or str(candidate) in taken:
+        number += 1
+        candidate = source.with_name(f"{name} ({number}).xcf")
+    return candidate
+
+
 def record(upscaled: Upscaled, options: Options) -> str:
     """How the result was made, as ASCII JSON for a parasite: enough to make it again."""
     report = upscaled.report

@@ -15,11 +15,11 @@ gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
 gi.require_version("Babl", "0.1")
 gi.require_version("Gdk", "3.0")
-from gi.repository import Babl, Gdk, Gegl, Gimp  # noqa: E402
+from gi.repository import Babl, Gdk, Gegl, Gimp, Gio  # noqa: E402
 
 from invsr_wire.contract import scaled_side  # noqa: E402
 
-from .flow import PARASITE, Options, PluginError, Region, Upscaled, record, result_name  # noqa: E402
+from .flow import PARASITE, Options, PluginError, Region, Upscaled, new_image_file, record, result_name  # noqa: E402
 from .sizing import Box, Job  # noqa: E402
 
 _WIRE_TYPES = {"u8": "u8", "u16": "u16"}  # GIMP component types sent as they are; all others as float
@@ -267,8 +267,22 @@ def apply_new_image(image, new, results: list[Upscaled], options: Options):
         layer = _finished_layer(result, options)
         new.insert_layer(layer, None, 0)
         layer.set_offsets(box[0] - left, box[1] - top)
+    _name_after(new, image, options.scale)
     new.undo_enable()
     return new
+
+
+def _name_after(new, image, scale: float) -> None:
+    """Name `new` after its source, "photo × 4" (its file, flow.new_image_file, where Save will write it); a
+    source without a file on this computer leaves it "[Untitled]"."""
+    source = image.get_file()
+    path = source.get_path() if source is not None else None
+    if path is None:
+        return
+    taken = {
+        f.get_path() for f in (i.get_file() for i in Gimp.get_images() if i.get_id() != new.get_id()) if f is not None
+    }
+    new.set_file(Gio.File.new_for_path(str(new_image_file(Path(path), scale, taken))))
 
 
 def _stack_position(image, item) -> list[int]:
