@@ -27,7 +27,7 @@ from pathlib import Path
 
 import zmq
 
-from invsr import UpscaleRequest, __version__
+from invsr import UpscaleRequest, __version__, image_io
 from invsr.wire import connection as connections
 from invsr.wire.contract import (
     CHANNELS,
@@ -47,6 +47,7 @@ from invsr.wire.errors import (
     InvalidRequest,
     InvSRError,
     ShuttingDown,
+    TooLarge,
     Unauthorized,
     UnknownJob,
     UnknownOperation,
@@ -384,6 +385,9 @@ class Worker:
             request = UpscaleRequest.from_dict(params)
             out_height, out_width = request.output_size(header["height"], header["width"])
             check_work_size(header["height"], header["width"], (out_height, out_width), self.config.max_pixels)
+            result_bytes = out_width * out_height * header["channels"] * sample_bytes(header["dtype"])
+            if header.get("bands") is not True:
+                check_whole_result_fits(result_bytes)
         except TypeError as error:  # say, a width given as text
             raise InvalidRequest(str(error)) from None
         except OverflowError:  # say, a width of 10**400: too large to compute a scale with
@@ -398,7 +402,6 @@ class Worker:
             header["dtype"],
             header["channels"],
         )
-        result_bytes = out_width * out_height * header["channels"] * sample_bytes(header["dtype"])
         return Message("accepted", {"job": job.id, "position": position, "result_bytes": result_bytes})
 
     def _cancel(self, owner: str, message: Message) -> Message:
@@ -486,3 +489,15 @@ def setup_logging(log_file: Path) -> None:
 def serve(config: WorkerConfig) -> int:
     setup_logging(config.log_file)
     return Worker(config).run()
+
+
+def check_whole_result_fits(result_bytes: int) -> None:
+    """Refuse now, before any work, a result that a client taking it whole (protocol 3.1 and older) would have
+    the worker gather beyond this machine's free memory; a client taking bands (3.2) needs a band at a time."""
+    available = image_io.available_memory()
+    if available is not None and result_bytes > available:
+        raise TooLarge(
+            f"this result, {result_bytes / 1e9:.1f} GB, would be gathered whole for this client, and the worker's "
+            f"computer has {available / 1e9:.1f} GB of memory free; update the client (InvSR for GIMP {__version__}"
+            " takes results in bands, a few rows at a time), or choose a smaller scale"
+        )

@@ -7,6 +7,7 @@ import pytest
 from worker_helpers import WorkerProcess, upscale_unchecked
 
 from invsr.request import UpscaleRequest
+from invsr.wire.errors import TooLarge
 from invsr.wire.replies import Progress
 
 
@@ -64,3 +65,21 @@ def test_the_whole_result_in_one_frame_for_a_client_that_does_not_ask_for_bands(
     local = pipeline.upscale(image, REQUEST).image.tobytes()
     assert bytes(reply.buffers[0]) == local and bytes(gathered.pixels) == local
     assert (gathered.width, gathered.height, gathered.channels, gathered.dtype) == (4 * width, 4 * height, 4, "u16")
+
+
+def test_a_whole_result_that_the_workers_memory_cannot_hold_is_refused_before_any_work(tmp_path, tiny_weights):
+    """A 3.1 client has the worker gather the result whole: on a machine whose free memory (made 300 kB here)
+    cannot hold it, the job is refused at once with the sizes and what to do, and the worker keeps serving:
+    the same image in bands (what this version's clients ask for) is upscaled."""
+    small_memory = "import invsr.image_io as image_io\nimage_io.available_memory = lambda: 300_000"
+    weights = tiny_weights.noise_predictor.parent
+    image = tall_image()[:24]  # a result of 96 x 512 x 4 x 2 bytes: 393 kB
+    height, width, channels = image.shape
+    with WorkerProcess(tmp_path, weights, "--preload", prelude=small_memory) as worker:
+        with worker.wait_ready().client() as client:
+            with pytest.raises(TooLarge) as refused:
+                upscale_unchecked(client, image.tobytes(), width, height, channels, "u16", REQUEST.to_dict())
+            result = client.upscale(image.tobytes(), width, height, channels, "u16", REQUEST)
+    assert "0.0 GB" in str(refused.value)  # the result's size and the memory free, as people write them
+    assert "update the client" in str(refused.value) and "smaller scale" in str(refused.value)
+    assert len(result.pixels) == 4 * width * 4 * height * channels * 2
