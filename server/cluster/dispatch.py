@@ -175,6 +175,13 @@ class Dispatcher:
             self._check_some_left()
         raise DeviceError(f"no Ray actor answered within {timeout:g} s; see `invsr serve`'s status for their health")
 
+    def fail_all(self, failure: InvSRError) -> None:
+        """End every job with `failure` (its thread raises it at its next poll)."""
+        with self.lock:
+            for job in list(self.jobs):
+                job.results.put(failure)
+                self._end(job)
+
     def describe(self) -> list[dict]:
         with self.lock:
             return [actor.describe() for actor in self.actors]
