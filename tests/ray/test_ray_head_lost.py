@@ -9,6 +9,7 @@ in-process bytes again."""
 import contextlib
 import os
 import socket
+import threading
 import time
 
 import numpy as np
@@ -26,13 +27,14 @@ REQUEST = UpscaleRequest(seed=3, tile=32, overlap=8, tile_batch=1)
 
 @contextlib.contextmanager
 def two_node_cluster(port: int):
-    """A head whose GCS listens on `port`, and a second node; each with one CPU and one fake GPU."""
+    """A head whose GCS listens on `port`, and a second node with a fake GPU, where the actor goes (so that it
+    outlives the head for a while, as on a real cluster); one CPU each."""
     from ray.cluster_utils import Cluster
 
-    node = dict(num_cpus=1, num_gpus=1, object_store_memory=100 * 1024 * 1024)
+    node = dict(num_cpus=1, object_store_memory=100 * 1024 * 1024)
     cluster = Cluster(initialize_head=True, head_node_args=dict(node, gcs_server_port=port))
     try:
-        cluster.add_node(**node)
+        cluster.add_node(**node, num_gpus=1)
         yield cluster
     finally:
         cluster.shutdown()
@@ -51,9 +53,26 @@ def wait_for(condition, timeout: float):
     return found
 
 
-def upscale(client, image) -> np.ndarray:
-    result = client.upscale(memoryview(image).cast("B"), image.shape[1], image.shape[0], 3, "u8", REQUEST)
+def upscale(client, image, **options) -> np.ndarray:
+    result = client.upscale(memoryview(image).cast("B"), image.shape[1], image.shape[0], 3, "u8", REQUEST, **options)
     return np.frombuffer(result.pixels, np.uint8).reshape(result.height, result.width, 3)
+
+
+def in_flight(worker, image):
+    """A job of 25 batches started in a thread of its own: (an event set once 3 tiles are done, the thread,
+    and its outcome: the result or the error, once it ended)."""
+    computing, outcome = threading.Event(), {}
+
+    def run():
+        with worker.client() as client:
+            try:
+                outcome["result"] = upscale(client, image, on_progress=lambda p: p.done >= 3 and computing.set())
+            except errors.InvSRError as error:
+                outcome["error"] = error
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return computing, thread, outcome
 
 
 def test_the_worker_outlives_its_ray_head_and_rejoins_a_new_one(tmp_path, weights, pipeline, photo, monkeypatch):
@@ -72,6 +91,8 @@ def test_the_worker_outlives_its_ray_head_and_rejoins_a_new_one(tmp_path, weight
             assert wait_for(lambda: client.hello().model.state == "ready", 120), worker.text_output()
             assert np.array_equal(upscale(client, image), expected)
 
+            computing, job, outcome = in_flight(worker, photo)
+            assert computing.wait(60), worker.text_output()
             cluster.remove_node(cluster.head_node, allow_graceful=False)
             killed = time.monotonic()
             lost = wait_for(lambda: client.hello().model.state == "unavailable" and client.hello().model, 10)
@@ -79,6 +100,14 @@ def test_the_worker_outlives_its_ray_head_and_rejoins_a_new_one(tmp_path, weight
             assert lost, f"hello says the head is lost within 10 s\n{worker.text_output()}"
             assert f"head at {address} is unreachable since" in lost.error
             assert client.status()["model"]["state"] == "unavailable"
+            job.join(30)
+            assert not job.is_alive(), "the job in flight ended, never waiting on the lost head"
+            if "error" in outcome:  # or it finished, while its actor answered
+                assert isinstance(outcome["error"], errors.DeviceError) and "unreachable since" in str(outcome["error"])
+            else:
+                with one_thread():
+                    assert np.array_equal(outcome["result"], pipeline.upscale(photo, REQUEST).image)
+            print("the job in flight", "failed" if "error" in outcome else "finished")
             time.sleep(max(0.0, killed + RECONNECT_S + 3 - time.monotonic()))  # past Ray's timeout
             assert worker.process.poll() is None, f"the worker lives on\n{worker.text_output()}"
             with pytest.raises(errors.DeviceError, match="unreachable since .*start it again"):
