@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import queue
 import threading
 import time
@@ -23,7 +24,7 @@ import zmq
 
 from invsr import UpscaleRequest, locate_weights
 from invsr.wire.contract import PIXEL_DTYPES, WIRE_DTYPES
-from invsr.wire.errors import Busy, Cancelled, Internal, InvalidImage, InvSRError
+from invsr.wire.errors import Busy, Cancelled, DeviceError, Internal, InvalidImage, InvSRError
 from invsr.wire.protocol import Message, error_message, new_id
 
 log = logging.getLogger("invsr.worker")
@@ -179,6 +180,8 @@ class ModelHolder:
             return
         from invsr_server.cluster.ray_cluster import connect
 
+        if self.config.ray != "local":  # read as Ray is imported: between leaving a lost head and joining it
+            os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")  # again, a call to Ray fails, never starts one
         self.joined_ray = connect(self.config.ray)
         if self.joined_ray and self.config.ray != "local":  # a local Ray ends only with this process
             from .ray_head import HeadLoss
@@ -218,14 +221,19 @@ class ModelHolder:
         return InvSRPipeline.load(weights, device=self.config.device, dtype=self.config.dtype)
 
     def _start_on_ray(self):
+        """The actors, on the Ray joined by `join_cluster` (never joined here: after its head was lost, only
+        ray_head.py joins it again, and two threads calling ray.init at once fail)."""
         from invsr_server.cluster import require_ray
 
-        require_ray()
+        ray = require_ray()
         from invsr_server.cluster.pipeline import ActorOptions, RayPipeline
+        from invsr_server.cluster.ray_cluster import actor_shape
 
+        if not ray.is_initialized():  # left just now, its head lost
+            raise self.unavailable or DeviceError("this worker has left Ray; restart it")
         config = self.config
         options = ActorOptions(config.weights, config.noise_predictor, config.device, config.dtype)
-        return RayPipeline.on_cluster(config.ray, config.actors, options)
+        return RayPipeline.start(options, actor_shape(config.actors))
 
     def _compile(self, on_stage) -> None:
         self.status = dict(self.status, state="compiling")
