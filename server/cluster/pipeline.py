@@ -189,12 +189,14 @@ class RayPipeline:
 
     def abandon(self, failure: InvSRError, grace: float) -> None:
         """Give the pipeline up without Ray's help (its head is lost): refuse new jobs with `failure`, let
-        those running finish within `grace` seconds while their actors answer, fail the rest with it, and
-        stop dispatching. Returns once no job uses Ray any more (or after LEAVE_S more: never a hang). The
-        actors are not killed: that needs the head; they end with their cluster."""
+        those running finish within `grace` seconds while their batches come back (not once they stall),
+        fail the rest with it, and stop dispatching. Returns once no job uses Ray any more (or after LEAVE_S
+        more: never a hang). The actors are not killed: that needs the head; they end with their cluster."""
+        deadline = time.monotonic() + grace
         with self.idle:
             self.failure = failure
-            self.idle.wait_for(lambda: self.running == 0, timeout=grace)
+            while self.running and time.monotonic() < deadline and not self.dispatcher.stalled():
+                self.idle.wait(timeout=POLL_S)
         self.dispatcher.fail_all(failure)
         with self.idle:
             self.idle.wait_for(lambda: self.running == 0, timeout=LEAVE_S)

@@ -2,8 +2,8 @@
 
 The loss is noticed within seconds (cluster/head.py probes the head's address). Then the worker says so in
 its log and in `hello`/`status` (the model's state "unavailable", with the cause), refuses new jobs with
-that message, lets the jobs running finish while their actors answer (GRACE_S at most, and well before
-Ray would end the process), fails the rest with it, and leaves Ray (`ray.shutdown()`: what keeps the
+that message, lets the jobs running finish while their batches come back (GRACE_S at most, and well
+before Ray would end the process), fails the rest with it, and leaves Ray (`ray.shutdown()`: what keeps the
 process alive). It goes on answering every other message. Once a head accepts connections at that
 address again, the worker joins it (a new cluster: new actors, loaded at once if the model had been) and
 serves jobs again.
@@ -17,7 +17,7 @@ import time
 from invsr.wire.errors import DeviceError
 
 log = logging.getLogger("invsr.worker")
-GRACE_S = 15.0  # the jobs running when the head is lost may finish in this time, while their actors answer
+GRACE_S = 15.0  # the jobs running when the head is lost may finish in this time, while batches come back
 SHUTDOWN_S = 5.0  # what `ray.shutdown()` takes without a head (measured, Ray 2.60): done before Ray's timeout
 
 
