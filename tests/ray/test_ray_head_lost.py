@@ -1,10 +1,11 @@
 """`invsr serve --ray ADDRESS` outlives its cluster's head (GCS), and joins a head started again there.
 
-A real worker process joins a cluster of two nodes on this machine (Ray's own test cluster, a fake GPU
-each), whose head is then killed: the worker says so within seconds, lives on past Ray's reconnect
-timeout (shortened to 15 s for the cluster and the worker: Ray's driver ends its process at that timeout),
-refuses jobs saying why, and once a new head listens at the same address, joins it and computes the
-in-process bytes again."""
+A real worker process joins a cluster of two nodes on this machine (Ray's own test cluster; the second
+node has a fake GPU), whose head is then killed during a job: the worker says so within seconds, the job
+ends (here with the message, its inputs having been on the head's node), the worker lives on past Ray's
+reconnect timeout (shortened to 15 s for the cluster and the worker: Ray's driver ends its process at that
+timeout), refuses jobs saying why, and once a new head listens at the same address, joins it and computes
+the in-process bytes again."""
 
 import contextlib
 import os
