@@ -76,6 +76,19 @@ def in_flight(worker, image):
     return computing, thread, outcome
 
 
+def assert_ended_clearly(job, outcome, expected):
+    """The job in flight when the head went ended within seconds: with the `expected()` pixels, or with the
+    message."""
+    job.join(30)
+    assert not job.is_alive(), "the job in flight ended, never waiting on the lost head"
+    if "error" in outcome:
+        assert isinstance(outcome["error"], errors.DeviceError) and "unreachable since" in str(outcome["error"])
+    else:  # it finished, its batches coming back
+        with one_thread():  # as each actor computes
+            assert np.array_equal(outcome["result"], expected())
+    print("the job in flight", "failed" if "error" in outcome else "finished")
+
+
 def test_the_worker_outlives_its_ray_head_and_rejoins_a_new_one(tmp_path, weights, pipeline, photo, monkeypatch):
     monkeypatch.setenv("RAY_gcs_rpc_server_reconnect_timeout_s", str(RECONNECT_S))  # the clusters' processes
     image = photo[:40, :40].copy()
@@ -101,14 +114,7 @@ def test_the_worker_outlives_its_ray_head_and_rejoins_a_new_one(tmp_path, weight
             assert lost, f"hello says the head is lost within 10 s\n{worker.text_output()}"
             assert f"head at {address} is unreachable since" in lost.error
             assert client.status()["model"]["state"] == "unavailable"
-            job.join(30)
-            assert not job.is_alive(), "the job in flight ended, never waiting on the lost head"
-            if "error" in outcome:  # or it finished, while its actor answered
-                assert isinstance(outcome["error"], errors.DeviceError) and "unreachable since" in str(outcome["error"])
-            else:
-                with one_thread():
-                    assert np.array_equal(outcome["result"], pipeline.upscale(photo, REQUEST).image)
-            print("the job in flight", "failed" if "error" in outcome else "finished")
+            assert_ended_clearly(job, outcome, lambda: pipeline.upscale(photo, REQUEST).image)
             time.sleep(max(0.0, killed + RECONNECT_S + 3 - time.monotonic()))  # past Ray's timeout
             assert worker.process.poll() is None, f"the worker lives on\n{worker.text_output()}"
             with pytest.raises(errors.DeviceError, match="unreachable since .*start it again"):
