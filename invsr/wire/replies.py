@@ -23,11 +23,12 @@ def _known(cls, fields: dict) -> dict:
 
 @dataclasses.dataclass(frozen=True)
 class ModelState:
-    """What the worker's model is doing: `state` is "not loaded", "loading", "compiling", "ready" or "failed".
+    """What the worker's model is doing: `state` is "not loaded", "loading", "compiling", "ready", "failed" or
+    "unavailable" (with --ray ADDRESS: the cluster's head is lost; `error` says so).
 
     Ready: `version` (the library's), `device`, `dtype`, `weights` ({source, sd_turbo, noise_predictor,
     tiny_random}), `load_seconds`, with --compile `compile_seconds` or `compile_error`, with --ray `actors`
-    (each {name, state, device, ...}). Failed: `code` (an error code), `error` (why) and `details`."""
+    (each {name, state, device, ...}). Failed, unavailable: `code` (an error code), `error` (why) and `details`."""
 
     state: str = "not loaded"
     version: str | None = None

@@ -2,6 +2,7 @@
 
 cluster.py   joining or starting Ray, and how many actors of which kind it holds
 reaper.py    a local Ray's processes ended with the process that started it, even killed
+head.py      a joined cluster's head watched: lost when its address stops answering, back when it answers
 actor.py     one actor per GPU (or CPU): a warm pipeline that computes batches of tiles
 dispatch.py  the front's batches over the actors: fair between jobs, faults and slow actors handled
 pipeline.py  `RayPipeline`: the pipeline's interface (upscale, describe) with its tiles on the actors

@@ -56,6 +56,7 @@ FAIL_PAUSE_MAX = 600.0
 MAX_TRIES = 3  # actors a batch may fail on before its job fails
 RESPAWN_AFTER = 30.0  # a replacement that failed to start is asked for again after this many seconds
 WAIT_S = 0.05  # the dispatcher's poll: how soon it notices a result, a new job or an end
+STALL_FLOOR_S = 5.0  # jobs without a result for this long (and twice the median batch) have stalled
 
 
 class Actor:
@@ -132,6 +133,7 @@ class Dispatcher:
         self.jobs: list[JobBatches] = []
         self.turn = 0  # the next job to offer a place to
         self.durations: deque[float] = deque(maxlen=RECENT)
+        self.progressed = time.monotonic()  # when a job was last submitted or a batch's result arrived
         self.lock = threading.Lock()
         self.stopping = False
         self.thread = threading.Thread(target=self._run, name="invsr-ray-dispatch", daemon=True)
@@ -145,6 +147,7 @@ class Dispatcher:
         with self.lock:
             self._check_some_left()
             self.jobs.append(job)
+            self.progressed = time.monotonic()
         return job
 
     def end(self, job: JobBatches) -> None:
@@ -174,6 +177,21 @@ class Dispatcher:
         with self.lock:
             self._check_some_left()
         raise DeviceError(f"no Ray actor answered within {timeout:g} s; see `invsr serve`'s status for their health")
+
+    def stalled(self) -> bool:
+        """Whether no batch has come back for far longer than batches take (say, their inputs were on a lost
+        node), since the last job began. Read without the lock: asked when a head is lost, it must not wait
+        on a dispatcher caught in a call to Ray."""
+        recent = list(self.durations)
+        usual = 2 * statistics.median(recent) if recent else 0.0
+        return time.monotonic() - self.progressed > max(STALL_FLOOR_S, usual)
+
+    def fail_all(self, failure: InvSRError) -> None:
+        """End every job with `failure` (its thread raises it at its next poll)."""
+        with self.lock:
+            for job in list(self.jobs):
+                job.results.put(failure)
+                self._end(job)
 
     def describe(self) -> list[dict]:
         with self.lock:
@@ -305,6 +323,7 @@ class Dispatcher:
             return
         actor.batches += 1
         actor.failures = 0
+        self.progressed = now
         self.durations.append(now - slot.started if slot.started is not None else 0.0)
         start = slot.bounds[0]
         if job.ended or start in job.counted:  # ended, or computed elsewhere first: never counted twice

@@ -13,7 +13,9 @@ upscale at once: their batches share the actors fairly.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import threading
 import time
 from pathlib import Path
 
@@ -27,7 +29,7 @@ from invsr.request import UpscaleRequest
 from invsr.tiles import TileAccumulator
 from invsr.tiles.work import TileWork
 from invsr.wire.contract import DEFAULT_MAX_PIXELS
-from invsr.wire.errors import DeviceError
+from invsr.wire.errors import DeviceError, InvSRError
 from invsr.wire.protocol import new_id
 
 from .actor import TileActor
@@ -36,6 +38,7 @@ from .ray_cluster import ActorShape, actor_shape, connect
 
 POLL_S = 0.1  # how often a job's thread checks for cancelling while it waits for batches
 START_TIMEOUT_S = 900.0  # actors load their models in this time, or the start fails (a slow disk, a download)
+LEAVE_S = 5.0  # once their batches failed, jobs leave the pipeline in this time (a poll, a plan's answer)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +63,9 @@ class RayPipeline:
         self.max_pixels = DEFAULT_MAX_PIXELS
         self.static_shapes = False
         self.joined = False  # whether this pipeline joined Ray (or started it), and so leaves it when closed
+        self.failure: InvSRError | None = None  # once abandoned: what every job is refused with
+        self.running = 0  # jobs in `upscale`
+        self.idle = threading.Condition()
 
     @classmethod
     def start(cls, options: ActorOptions, shape: ActorShape) -> RayPipeline:
@@ -124,6 +130,10 @@ class RayPipeline:
     ) -> UpscaleResult:
         """As InvSRPipeline.upscale, its batches on the actors; bands of rows are finished as the tiles
         over them arrive."""
+        with self._running():
+            return self._upscale(image, request, progress, cancel_check, on_band)
+
+    def _upscale(self, image, request, progress, cancel_check, on_band) -> UpscaleResult:
         job = ImageJob.start(image, request, self.max_pixels)
         timer = StageTimer(torch.device("cpu"), cancel_check)
         geometry, settings = self.dispatcher.plan_facts(request)
@@ -162,6 +172,35 @@ class RayPipeline:
         finally:
             self.dispatcher.end(batches)
         return dict(batches.by_actor)
+
+    @contextlib.contextmanager
+    def _running(self):
+        """Count the job in, or refuse it once the pipeline is abandoned."""
+        with self.idle:
+            if self.failure is not None:
+                raise self.failure
+            self.running += 1
+        try:
+            yield
+        finally:
+            with self.idle:
+                self.running -= 1
+                self.idle.notify_all()
+
+    def abandon(self, failure: InvSRError, grace: float) -> None:
+        """Give the pipeline up without Ray's help (its head is lost): refuse new jobs with `failure`, let
+        those running finish within `grace` seconds while their batches come back (not once they stall),
+        fail the rest with it, and stop dispatching. Returns once no job uses Ray any more (or after LEAVE_S
+        more: never a hang). The actors are not killed: that needs the head; they end with their cluster."""
+        deadline = time.monotonic() + grace
+        with self.idle:
+            self.failure = failure
+            while self.running and time.monotonic() < deadline and not self.dispatcher.stalled():
+                self.idle.wait(timeout=POLL_S)
+        self.dispatcher.fail_all(failure)
+        with self.idle:
+            self.idle.wait_for(lambda: self.running == 0, timeout=LEAVE_S)
+        self.dispatcher.close()
 
     def close(self) -> None:
         """Stop dispatching, end the actors and, if this pipeline joined Ray, leave it (a Ray started here

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import queue
 import threading
 import time
@@ -23,7 +24,7 @@ import zmq
 
 from invsr import UpscaleRequest, locate_weights
 from invsr.wire.contract import PIXEL_DTYPES, WIRE_DTYPES
-from invsr.wire.errors import Busy, Cancelled, Internal, InvalidImage, InvSRError
+from invsr.wire.errors import Busy, Cancelled, DeviceError, Internal, InvalidImage, InvSRError
 from invsr.wire.protocol import Message, error_message, new_id
 
 log = logging.getLogger("invsr.worker")
@@ -112,6 +113,8 @@ class ModelHolder:
         self.compile_error: dict = {}  # {"compile_error": why} once compiling has failed
         self.loading = threading.Lock()  # jobs on Ray run side by side: one of them loads
         self.joined_ray = False  # whether this worker started or joined Ray, and so leaves it at the end
+        self.unavailable: InvSRError | None = None  # why jobs are refused (the Ray head lost: ray_head.py)
+        self.head_loss = None  # with --ray ADDRESS: the watch on the cluster's head (ray_head.py)
 
     @property
     def concurrent(self) -> bool:
@@ -119,6 +122,8 @@ class ModelHolder:
         return self.config.ray is not None
 
     def state(self) -> dict:
+        if self.unavailable is not None:
+            return {"state": "unavailable", "code": self.unavailable.code, "error": str(self.unavailable)}
         status = dict(self.status)
         if self.concurrent and self.pipeline is not None:  # the actors' health now, not at loading
             status["actors"] = self.pipeline.actors()
@@ -130,8 +135,13 @@ class ModelHolder:
         the first). Where compiling fails (no C++ compiler for a CPU, no Triton for a GPU), it serves
         uncompiled: slower, and `hello` says why. `on_stage` hears "loading model" and "compiling"."""
         with self.loading:
+            self.check_available()
             if self.pipeline is None:
-                self.pipeline = self._load(on_stage)
+                pipeline = self._load(on_stage)
+                if self.unavailable is not None:  # the Ray head lost while the actors loaded: they went with it
+                    self.status = {"state": "not loaded"}
+                    raise self.unavailable
+                self.pipeline = pipeline
                 if self.config.compile and not self.compile_error:
                     self._compile(on_stage)
             return self.pipeline
@@ -162,15 +172,41 @@ class ModelHolder:
         log.info("model loaded: %s", self.status)
         return pipeline
 
-    def join_cluster(self) -> None:
-        """With --ray: start Ray here or join the cluster (in the main thread, where Ray wants to be joined)."""
-        if self.concurrent:
-            from invsr_server.cluster.ray_cluster import connect
+    def join_cluster(self, on_rejoined=None) -> None:
+        """With --ray: start Ray here or join the cluster (in the main thread, where Ray wants to be joined);
+        a joined cluster's head is watched, to outlive its loss and join it again (ray_head.py), calling
+        `on_rejoined()` then where the model should be loaded at once."""
+        if not self.concurrent:
+            return
+        from invsr_server.cluster.ray_cluster import connect
 
-            self.joined_ray = connect(self.config.ray)
+        if self.config.ray != "local":  # read as Ray is imported: between leaving a lost head and joining it
+            os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")  # again, a call to Ray fails, never starts one
+        self.joined_ray = connect(self.config.ray)
+        if self.joined_ray and self.config.ray != "local":  # a local Ray ends only with this process
+            from .ray_head import HeadLoss
+
+            self.head_loss = HeadLoss(self, self.config.ray, on_rejoined or (lambda: None)).start()
+
+    def check_available(self) -> None:
+        """Raise why jobs are refused now, if they are."""
+        if self.unavailable is not None:
+            raise self.unavailable
+
+    def lose(self, failure: InvSRError):
+        """Refuse jobs with `failure` until `regain`; returns the pipeline, taken out, for the caller to end."""
+        self.unavailable = failure
+        pipeline, self.pipeline = self.pipeline, None
+        self.status = {"state": "not loaded"}
+        return pipeline
+
+    def regain(self) -> None:
+        self.unavailable = None
 
     def close(self) -> None:
         """End what the model holds beyond this process: on Ray, the actors, and Ray if joined here."""
+        if self.head_loss is not None:
+            self.head_loss.stop()
         if self.pipeline is not None and self.concurrent:
             self.pipeline.close()
         if self.joined_ray:
@@ -185,14 +221,19 @@ class ModelHolder:
         return InvSRPipeline.load(weights, device=self.config.device, dtype=self.config.dtype)
 
     def _start_on_ray(self):
+        """The actors, on the Ray joined by `join_cluster` (never joined here: after its head was lost, only
+        ray_head.py joins it again, and two threads calling ray.init at once fail)."""
         from invsr_server.cluster import require_ray
 
-        require_ray()
+        ray = require_ray()
         from invsr_server.cluster.pipeline import ActorOptions, RayPipeline
+        from invsr_server.cluster.ray_cluster import actor_shape
 
+        if not ray.is_initialized():  # left just now, its head lost
+            raise self.unavailable or DeviceError("this worker has left Ray; restart it")
         config = self.config
         options = ActorOptions(config.weights, config.noise_predictor, config.device, config.dtype)
-        return RayPipeline.on_cluster(config.ray, config.actors, options)
+        return RayPipeline.start(options, actor_shape(config.actors))
 
     def _compile(self, on_stage) -> None:
         self.status = dict(self.status, state="compiling")

@@ -144,7 +144,9 @@ class Worker:
         )
         self.executor_thread = thread = threading.Thread(target=self.executor.run, name="invsr-executor", daemon=True)
         thread.start()
-        self.model.join_cluster()  # before the handlers: joining Ray sets its own, which end the process at once
+        # before the handlers: joining Ray sets its own, which end the process at once; rejoined after its head
+        # was lost, the model is loaded again at once if it had been
+        self.model.join_cluster(on_rejoined=lambda: self.board.queue.put(PRELOAD))
         if self.config.preload:  # after joining: a load that found Ray not yet joined would call ray.init again
             self.board.queue.put(PRELOAD)
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -373,6 +375,7 @@ class Worker:
             raise ShuttingDown("the worker is stopping; start it again, or wait for the next one")
         if self.executor_lost is not None:
             raise Internal(self.executor_lost)
+        self.model.check_available()  # the Ray cluster's head lost: refused at once, not after the queue
         expected = pixel_frame_size(message.fields, self.config.max_input_pixels)
         if len(message.buffers) != 1 or memoryview(message.buffers[0]).nbytes != expected:
             sizes = [memoryview(b).nbytes for b in message.buffers]

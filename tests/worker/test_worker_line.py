@@ -162,6 +162,10 @@ def test_a_curve_worker_without_a_client_key_says_how_to_give_one(worker_status,
         ({"state": "loading"}, "running, loading the model"),
         ({"state": "compiling", "device": "cuda:0"}, "running on cuda:0, compiling the networks once after its start"),
         ({"state": "failed", "error": "no weights"}, "running, but its model failed to load: no weights."),
+        (
+            {"state": "unavailable", "error": "the Ray cluster's head at 10.0.0.1:6379 is unreachable since 10:00:00"},
+            "running, but it cannot compute now: the Ray cluster's head at 10.0.0.1:6379 is unreachable",
+        ),
     ],
 )
 def test_each_model_state_is_said_in_words(worker_status, model, words):

@@ -124,4 +124,6 @@ def model_words(model: ModelState) -> str:
     if state == "failed":
         reason = model.error or "no reason given"
         return f"running, but its model failed to load: {reason}. Fix what it names; the next upscale tries again"
+    if state == "unavailable":  # its Ray cluster's head is lost: the error names it and what to do
+        return f"running, but it cannot compute now: {model.error or 'no reason given'}"
     return f"running, its model is {state}"
