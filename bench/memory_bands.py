@@ -189,7 +189,7 @@ def main() -> None:
                     grown = measured["peak"] - measured["idle"]
                 else:
                     suffix = {"tiff": ".tif", "png": ".png", "jpeg": ".jpg"}[what]
-                    idle = cli_peak(weights, idle_input, folder / f"idle{suffix}", env)
+                    idle = cli_peak(weights, idle_input, folder / f"idle-out{suffix}", env)
                     grown = cli_peak(weights, source, folder / f"out{suffix}", env) - idle
                 row = {
                     "what": what,
