@@ -1,6 +1,6 @@
 """Host memory of the result, before and after bands (issue 24): peak resident memory above idle of the
 worker (`invsr serve`, a client taking the result in bands, or whole from a worker without them), and of
-the command line writing TIFF and JPEG (in process), in bytes per output pixel.
+the command line writing TIFF, PNG (`--what png`) and JPEG (in process), in bytes per output pixel.
 
 Each measurement runs in fresh processes on the tiny random weights (the result's buffers do not depend on
 the weights). The worker's peak is its own (Linux's /proc/PID/clear_refs resets it before the job); the
@@ -154,7 +154,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sides", default="1024,2048", help="input sides in pixels, comma-separated (x4 out)")
     parser.add_argument("--source", type=Path, default=None, help="another checkout to measure (the 'before')")
-    parser.add_argument("--what", default="library,worker,tiff,jpeg", help="what to measure, comma-separated")
+    parser.add_argument(
+        "--what", default="library,worker,tiff,jpeg", help="what to measure, comma-separated (also: png)"
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     env = environment(args.source)
@@ -186,8 +188,8 @@ def main() -> None:
                     measured = worker_peak(weights, side, folder, env)
                     grown = measured["peak"] - measured["idle"]
                 else:
-                    suffix = {"tiff": ".tif", "jpeg": ".jpg"}[what]
-                    idle = cli_peak(weights, idle_input, folder / f"idle{suffix}", env)
+                    suffix = {"tiff": ".tif", "png": ".png", "jpeg": ".jpg"}[what]
+                    idle = cli_peak(weights, idle_input, folder / f"idle-out{suffix}", env)
                     grown = cli_peak(weights, source, folder / f"out{suffix}", env) - idle
                 row = {
                     "what": what,

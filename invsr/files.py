@@ -2,11 +2,11 @@
 one report entry per image, and a bad file reported and skipped rather than stopping the others.
 
 `pipeline` is anything with `upscale(array, request, progress)`: InvSRPipeline in-process, or
-remote.RemotePipeline through the worker. One whose `upscale` takes `on_band` (all of ours) writes a TIFF
-band by band as the rows are finished (image_io.TiffBands), never holding the whole result; other formats
-are encoded from the whole result, held once in its own pixel type. What the input file says besides its
-pixels (EXIF, XMP, IPTC, resolution) is written into the output, made true for it (metadata.py), unless
-`strip_metadata`.
+remote.RemotePipeline through the worker. One whose `upscale` takes `on_band` (all of ours) writes a TIFF or
+a PNG band by band as the rows are finished (image_io.TiffBands, png_bands.PngBands), never holding the
+whole result; JPEG and WebP are encoded from the whole result, held once in its own pixel type. What the
+input file says besides its pixels (EXIF, XMP, IPTC, resolution) is written into the output, made true for
+it (metadata.py), unless `strip_metadata`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ import os
 import sys
 import time
 from pathlib import Path
-
-import numpy as np
 
 from . import __version__
 from .errors import DeviceError, ImageFileError, InvSRError
@@ -185,6 +183,7 @@ def upscale_file(pipeline, source: Path, target: Path, request, bar=None, option
         write_image,
     )
     from .metadata import Metadata, Provenance, for_output
+    from .png_bands import PngBands
 
     if _file_identity(source) == _file_identity(target):
         raise ImageFileError(f"{source}: refusing to overwrite the input with its upscale; choose another output")
@@ -204,12 +203,13 @@ def upscale_file(pipeline, source: Path, target: Path, request, bar=None, option
 
     size = lambda array: (array.shape[1], array.shape[0])  # noqa: E731 (width, height)
     read = image.metadata or Metadata()
-    if target.suffix.lower() in TIFF_SUFFIXES and _takes_bands(pipeline):
+    band_writer = {".png": PngBands, **dict.fromkeys(TIFF_SUFFIXES, TiffBands)}.get(target.suffix.lower())
+    if band_writer is not None and _takes_bands(pipeline):
         unfinished = Provenance("InvSR for GIMP", "")  # the job's own goes in at the end
         at_start = None
         if not options.strip_metadata:
             at_start = for_output(read, size(pixels), (width, height), unfinished, options.keep_print_size)
-        writer = TiffBands(target, height, width, channels, pixels.dtype, image.icc_profile, at_start)
+        writer = band_writer(target, height, width, channels, pixels.dtype, image.icc_profile, at_start)
         try:
             result = pipeline.upscale(pixels, request, progress=show, on_band=writer.add)
             metadata = None
@@ -217,7 +217,7 @@ def upscale_file(pipeline, source: Path, target: Path, request, bar=None, option
                 provenance = Provenance.of(result.report, __version__)
                 metadata = for_output(read, size(pixels), (width, height), provenance, options.keep_print_size)
             written = time.perf_counter()
-            file_notes = writer.finish(metadata)
+            file_notes = writer.finish(metadata, _notes(result.report))
         except BaseException:
             writer.abort()
             raise
@@ -227,25 +227,18 @@ def upscale_file(pipeline, source: Path, target: Path, request, bar=None, option
         return dict(result.report, seconds=seconds, file_notes=file_notes)
 
     result = pipeline.upscale(pixels, request, progress=show)
-    notes = {"invsr": result.report["warning"]} if "warning" in result.report else {}
     file_notes = []
     if target.suffix.lower() in EIGHT_BIT_ONLY and result.image.dtype != "uint8":
         precision = result.image.dtype
         file_notes.append(
             f"note: {target.name} holds 8 bits per channel; use PNG or TIFF to keep all {precision} precision"
         )
-    keeps_floats = target.suffix.lower() in (".tif", ".tiff")
-    if result.image.dtype == np.float32 and not keeps_floats and _beyond_one(result.image):
-        file_notes.append(
-            f"note: {target.name} holds values from 0 to 1 only, so values above 1 or below 0 are clipped; "
-            "write TIFF to keep them"
-        )
     metadata = None
     if not options.strip_metadata:
         provenance = Provenance.of(result.report, __version__)
         metadata = for_output(read, size(pixels), size(result.image), provenance, options.keep_print_size)
     written = time.perf_counter()
-    file_notes += write_image(target, ImageFile(result.image, image.icc_profile, metadata), notes)
+    file_notes += write_image(target, ImageFile(result.image, image.icc_profile, metadata), _notes(result.report))
     seconds = dict(result.report["seconds"], read=round(read_seconds, 4), write=round(time.perf_counter() - written, 4))
     seconds["total"] = round(time.perf_counter() - started, 4)
     return dict(result.report, seconds=seconds, file_notes=file_notes)
@@ -259,7 +252,6 @@ def _takes_bands(pipeline) -> bool:
         return False
 
 
-def _beyond_one(pixels: np.ndarray) -> bool:
-    """Whether a colour value lies outside [0, 1] (alpha, the last of 2 or 4 channels, does not count)."""
-    colour = pixels[..., : 3 if pixels.shape[2] >= 3 else 1] if pixels.ndim == 3 else pixels
-    return bool(colour.min() < 0 or colour.max() > 1)
+def _notes(report: dict) -> dict[str, str]:
+    """What the output's text notes say of the run (PNG text, a JPEG comment): its warning, if any."""
+    return {"invsr": report["warning"]} if "warning" in report else {}

@@ -1,15 +1,16 @@
-"""Image files in and out: PNG, JPEG, WebP, TIFF, 8 and 16 bits per channel (and float TIFF), with alpha
-and ICC profiles.
+"""Image files in and out: PNG, JPEG, WebP, TIFF, 8 and 16 bits per channel (and float TIFF), with alpha and
+ICC profiles.
 
-Pillow reduces 16-bit colour PNG and TIFF to 8 bits and has no 16-bit RGB(A) mode to write, so PNG goes
-through imagecodecs (libpng) and TIFF through tifffile, both ways, which keep every bit, gray + alpha and
-float TIFFs. JPEG and WebP go through Pillow, and so do CMYK images (converted to RGB through their ICC
-profile) and TIFFs that are not plain gray or RGB samples (palette, YCbCr, bilevel...). Files are told
-apart by their first bytes, not by their names. EXIF orientation is applied on reading, for every format
-(by Pillow for JPEG and WebP, here for PNG and TIFF). ICC profiles are read from every format and written
-into every one, but only where the profile's colour space is the image's (gray or RGB). EXIF, XMP, IPTC
-and the resolution are read and written by metadata.py. Files are written to a temporary name and
-renamed, so an interrupted run never leaves half an image.
+Pillow reduces 16-bit colour PNG and TIFF to 8 bits and has no 16-bit RGB(A) mode to write, so PNG is read
+by imagecodecs (libpng) and written band by band by png_bands.py (libpng encodes whole arrays only), and
+TIFF goes through tifffile both ways; they keep every bit, gray + alpha and float TIFFs. JPEG and WebP go
+through Pillow, and so do CMYK images (converted to RGB through their ICC profile) and TIFFs that are not
+plain gray or RGB samples (palette, YCbCr, bilevel...). Files are told apart by their first bytes, not by
+their names. EXIF orientation is applied on reading, for every format (by Pillow for JPEG and WebP, here for
+PNG and TIFF). ICC profiles are read from every format and written into every one, but only where the
+profile's colour space is the image's (gray or RGB). EXIF, XMP, IPTC and the resolution are read and written
+by metadata.py. Files are written to a temporary name and renamed, so an interrupted run never leaves half
+an image.
 """
 
 from __future__ import annotations
@@ -19,9 +20,7 @@ import dataclasses
 import io
 import math
 import os
-import struct
 import warnings
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +34,6 @@ from .metadata import (
     fitted,
     pillow_options,
     png_chunks,
-    png_chunks_for,
     read_metadata,
     tiff_tags,
 )
@@ -195,7 +193,8 @@ def _cmyk_to_rgb(image, icc: bytes | None):
 
 def write_image(path: str | Path, image: ImageFile, notes: dict[str, str] | None = None) -> list[str]:
     """Write `image` in the format the suffix names; `notes` become PNG text chunks or a JPEG comment.
-    Returns a note for each part of the metadata that the format cannot hold (left out).
+    Returns a note for each part of the metadata that the format cannot hold (left out), and for float
+    values beyond [0, 1] that it clips.
 
     A fully opaque alpha channel is dropped for JPEG (it holds nothing); any other alpha is refused there.
     """
@@ -203,16 +202,17 @@ def write_image(path: str | Path, image: ImageFile, notes: dict[str, str] | None
     suffix = path.suffix.lower()
     pixels = without_opaque_alpha(image.pixels) if suffix in JPEG_SUFFIXES else image.pixels
     check_format(path, *pixels.shape[:2], _channels(pixels))
-    icc = image.icc_profile if _profile_fits(image.icc_profile, _channels(pixels)) else None
+    icc, profile_notes = fitting_profile(image.icc_profile, _channels(pixels), path.name)
     metadata, left_out = fitted(image.metadata or Metadata(), suffix, path.name)
-    if image.icc_profile and not icc:  # every format holds a profile: this one does not describe these pixels
-        space = image.icc_profile[16:20].decode("latin-1", "replace").strip() or "unknown"
-        kind = "gray" if _channels(pixels) <= 2 else "RGB"
-        left_out.append(f"{path.name}: the ICC profile is for {space} colours, not {kind}; written without it")
+    left_out += profile_notes
+    if suffix == ".png":  # the encoder of an upscale's bands, for one encoder (as fast as libpng: bench/png_write.py)
+        from .png_bands import write_png
+
+        return left_out + write_png(path, pixels, icc, notes, metadata)  # with its own note of clipped values
+    if pixels.dtype == np.float32 and suffix in PILLOW_SUFFIXES and beyond_one(pixels):
+        left_out.append(clipping_note(path.name))
     try:
-        if suffix == ".png":
-            data = encode_png(pixels, icc, notes or {}, metadata)
-        elif suffix in TIFF_SUFFIXES:
+        if suffix in TIFF_SUFFIXES:
             data = encode_tiff(pixels, icc, metadata)
         else:
             data = _encode_pillow(pixels, suffix, icc, notes or {}, metadata)
@@ -270,22 +270,21 @@ class Needs:
 
     memory: int  # host memory for the result: the whole of it in its pixel type and its encoding, or a band
     disk: int  # the file, at most (compressed formats: what photos take at worst)
-    streamed: bool  # written band by band (TIFF)
+    streamed: bool  # written band by band (TIFF, PNG)
 
 
 BAND_BYTES = 64 << 20  # what a file written band by band holds of the result at most, about
 
 
 def needs(path: Path, height: int, width: int, channels: int, dtype) -> Needs:
-    """What writing a height x width result of `channels` samples of `dtype` to `path` needs. TIFF is written
-    band by band; PNG, JPEG and WebP are encoded from the whole result (the encoders take whole arrays), which
-    is held in its pixel type, its encoding beside it (PNG: as large; JPEG and WebP: a tenth)."""
+    """What writing a height x width result of `channels` samples of `dtype` to `path` needs. TIFF and PNG
+    are written band by band (a band of memory; on disk at most the raw samples, and deflate's stored blocks
+    and PNG's filter bytes); JPEG and WebP are encoded from the whole result (the encoders take whole arrays),
+    which is held in its pixel type, its encoding beside it (a tenth)."""
     suffix = path.suffix.lower()
     raw = height * width * channels * np.dtype(dtype).itemsize
-    if suffix in TIFF_SUFFIXES:
-        return Needs(BAND_BYTES, raw, True)
-    if suffix == ".png":
-        return Needs(2 * raw, raw, False)
+    if suffix in (*TIFF_SUFFIXES, ".png"):
+        return Needs(BAND_BYTES, raw + raw // 100 + height, True)
     return Needs(raw + raw // 10, raw // 4, False)
 
 
@@ -314,7 +313,7 @@ def check_needs(path: Path, height: int, width: int, channels: int, dtype) -> Ne
         raise ImageFileError(
             f"{path}: writing a {width} x {height} {path.suffix[1:].upper()} holds the whole result, about "
             f"{need.memory / 1e9:.1f} GB of memory, and this machine has {memory / 1e9:.1f} GB available; "
-            "write TIFF (written band by band), or choose a smaller scale"
+            "write PNG or TIFF (written band by band), or choose a smaller scale"
         )
     try:
         free = shutil.disk_usage(path.parent).free
@@ -338,6 +337,29 @@ def without_opaque_alpha(pixels: np.ndarray) -> np.ndarray:
 
 def _channels(pixels: np.ndarray) -> int:
     return pixels.shape[2] if pixels.ndim == 3 else 1
+
+
+def fitting_profile(icc: bytes | None, channels: int, name: str) -> tuple[bytes | None, list[str]]:
+    """The ICC profile where it describes pixels of this many channels, else None and a note saying so (every
+    format holds a profile: this one does not describe these pixels)."""
+    if not icc or _profile_fits(icc, channels):
+        return icc or None, []
+    space = icc[16:20].decode("latin-1", "replace").strip() or "unknown"
+    kind = "gray" if channels <= 2 else "RGB"
+    return None, [f"{name}: the ICC profile is for {space} colours, not {kind}; written without it"]
+
+
+def beyond_one(pixels: np.ndarray) -> bool:
+    """Whether a colour value lies outside [0, 1] (alpha, the last of 2 or 4 channels, does not count)."""
+    colour = pixels[..., : 3 if pixels.shape[2] >= 3 else 1] if pixels.ndim == 3 else pixels
+    return bool(colour.min() < 0 or colour.max() > 1)
+
+
+def clipping_note(name: str) -> str:
+    """What a format holding [0, 1] only says of a float result with values beyond it."""
+    return (
+        f"note: {name} holds values from 0 to 1 only, so values above 1 or below 0 are clipped; write TIFF to keep them"
+    )
 
 
 def _profile_fits(icc: bytes | None, channels: int) -> bool:
@@ -390,13 +412,7 @@ class TiffBands:
 
         self.path, self.partial = Path(path), partial_path(Path(path))
         self.shape, self.dtype = (height, width, channels), np.dtype(dtype)
-        self.icc = icc if _profile_fits(icc, channels) else None
-        self.notes = []
-        if icc and not self.icc:
-            space = icc[16:20].decode("latin-1", "replace").strip() or "unknown"
-            kind = "gray" if channels <= 2 else "RGB"
-            note = f"{self.path.name}: the ICC profile is for {space} colours, not {kind}; written without it"
-            self.notes.append(note)
+        self.icc, self.notes = fitting_profile(icc, channels, self.path.name)
         self.metadata = None if metadata is None else fitted(metadata, self.path.suffix.lower(), self.path.name)[0]
         self.queue: queue.Queue = queue.Queue(maxsize=2)
         self.pending: list[np.ndarray] = []  # rows not yet a whole tile
@@ -418,9 +434,10 @@ class TiffBands:
             self._put(joined[: self.TILE_ROWS])
             self.pending = [joined[self.TILE_ROWS :]] if joined.shape[0] > self.TILE_ROWS else []
 
-    def finish(self, metadata: Metadata | None) -> list[str]:
+    def finish(self, metadata: Metadata | None, notes: dict[str, str] | None = None) -> list[str]:
         """Close the file with `metadata` (the final one: what differs from that given at the start, which
-        only the finished job knows, is overwritten) and put it in place; notes as write_image's."""
+        only the finished job knows, is overwritten) and put it in place; notes as write_image's. `notes`
+        (text, as PNG's) are not written: write_image leaves them out of TIFFs too."""
         if self.rows != self.shape[0]:
             raise ImageFileError(f"{self.path}: only {self.rows} of {self.shape[0]} rows were written")
         self._put(None)
@@ -549,29 +566,6 @@ def to_integer(pixels: np.ndarray, dtype) -> np.ndarray:
     source = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(pixels.dtype, 1.0)
     target = 255.0 if np.dtype(dtype) == np.uint8 else 65535.0
     return np.clip(np.rint(pixels.astype(np.float64) * (target / source)), 0, target).astype(dtype)
-
-
-def encode_png(
-    pixels: np.ndarray, icc: bytes | None = None, notes: dict[str, str] | None = None, metadata: Metadata | None = None
-) -> bytes:
-    """A PNG of 1 to 4 channels at 8 or 16 bits (float is stored as 16 bits), encoded by libpng
-    (imagecodecs: Pillow cannot write 16-bit colour); its profile, `metadata` (EXIF, XMP, IPTC, resolution)
-    and `notes` (text) in chunks between its header and its pixels."""
-    import imagecodecs
-
-    if pixels.dtype == np.float32:  # PNG has no float samples: 16 bits keep the detail
-        pixels = to_integer(pixels, np.uint16)
-    encoded = imagecodecs.png_encode(np.ascontiguousarray(pixels), level=6)
-    chunks = [(b"iCCP", b"ICC profile\0\0" + zlib.compress(icc))] if icc else []
-    chunks += png_chunks_for(metadata or Metadata())
-    for key, value in (notes or {}).items():
-        chunks.append((b"tEXt", key.encode("latin-1", "replace")[:79] + b"\0" + value.encode("latin-1", "replace")))
-    header_end = len(PNG_SIGNATURE) + 25  # the IHDR chunk: length, kind, 13 bytes, CRC
-    return encoded[:header_end] + b"".join(_png_chunk(kind, body) for kind, body in chunks) + encoded[header_end:]
-
-
-def _png_chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

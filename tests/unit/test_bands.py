@@ -128,17 +128,20 @@ def test_the_pipeline_hands_out_bands_in_the_outputs_pixel_type(pipeline, small_
 
 
 def test_a_file_the_machine_cannot_hold_is_refused_before_any_work(tmp_path, pipeline):
-    """PNG is encoded from the whole result: one this machine's memory cannot hold is refused up front, saying
-    how much it needs; TIFF, written band by band, needs a band."""
+    """JPEG is encoded from the whole result: one this machine's memory cannot hold is refused up front, saying
+    how much it needs; PNG and TIFF, written band by band, need a band."""
     from invsr.files import upscale_file
     from invsr.image_io import ImageFile, available_memory, needs, write_image
     from invsr.wire.errors import ImageFileError
 
     source = tmp_path / "flat.png"
-    write_image(source, ImageFile(np.full((3000, 3000, 4), 30000, np.uint16)))
-    need = needs(tmp_path / "out.png", 48000, 48000, 4, np.uint16)
-    assert need.memory == 2 * 48000 * 48000 * 8 and not need.streamed
-    assert needs(tmp_path / "out.tif", 48000, 48000, 4, np.uint16).memory < 100e6
+    write_image(source, ImageFile(np.full((4000, 4000, 3), 30000, np.uint16)))
+    need = needs(tmp_path / "out.jpg", 64000, 64000, 3, np.uint16)
+    raw = 64000 * 64000 * 3 * 2
+    assert need.memory == raw + raw // 10 and not need.streamed
+    for suffix in (".tif", ".png"):
+        streamed = needs(tmp_path / f"out{suffix}", 64000, 64000, 3, np.uint16)
+        assert streamed.streamed and streamed.memory < 100e6 and raw <= streamed.disk < 1.02 * raw, suffix
     if available_memory() is None or available_memory() > need.memory:
         pytest.skip("this machine could hold it")
     asked = []
@@ -148,8 +151,8 @@ def test_a_file_the_machine_cannot_hold_is_refused_before_any_work(tmp_path, pip
             asked.append(image.shape)
             return pipeline.upscale(image, request, progress)
 
-    with pytest.raises(ImageFileError, match=r"holds the whole result, about 36\.9 GB of memory.*write TIFF"):
-        upscale_file(Watched(), source, tmp_path / "out.png", UpscaleRequest(scale=16))
+    with pytest.raises(ImageFileError, match=r"holds the whole result, about 27\.0 GB of memory.*write PNG or TIFF"):
+        upscale_file(Watched(), source, tmp_path / "out.jpg", UpscaleRequest(scale=16))
     assert asked == []
 
 
