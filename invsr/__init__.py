@@ -17,6 +17,7 @@ _EXPORTS = {
     "locate_weights": ("weights", "locate"),
     "WeightPaths": "weights",
     "InvSRError": "errors",
+    "available_memory": "image_io",  # the host memory a new allocation can have: what a result may take
 }
 
 

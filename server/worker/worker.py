@@ -27,7 +27,7 @@ from pathlib import Path
 
 import zmq
 
-from invsr import UpscaleRequest, __version__, image_io
+from invsr import UpscaleRequest, __version__, available_memory
 from invsr.wire import connection as connections
 from invsr.wire.contract import (
     CHANNELS,
@@ -497,7 +497,7 @@ def serve(config: WorkerConfig) -> int:
 def check_whole_result_fits(result_bytes: int) -> None:
     """Refuse now, before any work, a result that a client taking it whole (protocol 3.1 and older) would have
     the worker gather beyond this machine's free memory; a client taking bands (3.2) needs a band at a time."""
-    available = image_io.available_memory()
+    available = available_memory()
     if available is not None and result_bytes > available:
         raise TooLarge(
             f"this result, {result_bytes / 1e9:.1f} GB, would be gathered whole for this client, and the worker's "
