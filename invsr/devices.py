@@ -6,9 +6,7 @@ Nothing else in the library names a backend; everything asks this module or the 
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
-from pathlib import Path
 
 import torch
 
@@ -18,10 +16,10 @@ except ImportError:  # Windows has no getrusage; host peak memory is then not re
     resource = None
 
 from .errors import DeviceError
+from .image_io import available_memory
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
-MEMINFO = Path("/proc/meminfo")  # Linux
 
 
 def _mps_available() -> bool:
@@ -109,22 +107,7 @@ def free_memory(device: torch.device) -> int | None:
         return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
     if device.type == "mps":
         return max(0, torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory())
-    return _host_available_memory()
-
-
-def _host_available_memory() -> int | None:
-    """Linux's MemAvailable: free pages plus the page cache the kernel gives back on demand. Free pages
-    alone shrink with every file read, and the automatic tile (so the result) would follow them."""
-    try:
-        for line in MEMINFO.read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024  # given in kB
-    except (OSError, ValueError, IndexError):
-        pass
-    try:  # elsewhere (macOS): the pages free now
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
+    return available_memory()
 
 
 def release_cached_memory(device: torch.device) -> None:

@@ -47,6 +47,7 @@ JPEG_SUFFIXES = (".jpg", ".jpeg")
 MAX_SIDE = {".jpg": 65500, ".jpeg": 65500, ".webp": 16383}  # what libjpeg and libwebp can encode
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TIFF_SIGNATURES = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # classic TIFF and BigTIFF, either byte order
+MEMINFO = Path("/proc/meminfo")  # Linux: what `available_memory` reads
 
 
 @dataclasses.dataclass(frozen=True)
@@ -289,15 +290,16 @@ def needs(path: Path, height: int, width: int, channels: int, dtype) -> Needs:
 
 
 def available_memory() -> int | None:
-    """Host memory available to a new allocation without swapping (Linux's MemAvailable), or None."""
+    """Host memory available to a new allocation without swapping, or None: Linux's MemAvailable, free pages
+    plus the page cache the kernel gives back on demand (free pages alone shrink with every file read, and
+    the automatic tile size, so the result, would follow them)."""
     try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
+        for line in MEMINFO.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024  # given in kB
+    except (OSError, ValueError, IndexError):
         pass
-    try:
+    try:  # elsewhere (macOS): the pages free now
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None

@@ -43,6 +43,7 @@ TIMEOUT = 5.0
 START_TIMEOUT = 180.0  # a first start imports PyTorch and may initialise a GPU
 SLOWEST_LINK = 2e6  # bytes per second: while pixels travel, heartbeats wait behind them; allow this slow a link
 LOG_TAIL_LINES = 15
+BAND_WINDOW = 8  # bands the worker may send beyond those taken (3.3): a few MB, enough to keep a link busy
 # What the socket monitor reports of each handshake (older libzmq lacks these events: then only the timeout speaks).
 HANDSHAKE_REFUSED = getattr(zmq, "EVENT_HANDSHAKE_FAILED_AUTH", 0)
 HANDSHAKE_BROKEN = getattr(zmq, "EVENT_HANDSHAKE_FAILED_PROTOCOL", 0)
@@ -64,6 +65,7 @@ class Client:
     ):
         self.connection, self.heartbeat, self.timeout = connection, heartbeat, timeout
         self.limits: Limits | None = None  # the worker's, from `hello`
+        self.operations: tuple[str, ...] = ()  # the requests the worker knows, from `hello`
         self.key = connection.key_bytes
         self.signed_buffers = connection.signed_buffers  # the worker's choice for its transport
         self.context = context or zmq.Context.instance()
@@ -117,7 +119,7 @@ class Client:
 
     def hello(self) -> Hello:
         hello = Hello.from_dict(self.request("hello").fields)
-        self.limits = hello.limits
+        self.limits, self.operations = hello.limits, hello.capabilities.operations
         return hello
 
     def ping(self) -> float:
@@ -189,12 +191,22 @@ class Client:
             "params": request.to_dict(),
             "bands": True,
         }
+        paced = "taken" in self.operations  # a 3.3 worker: sends no more than `window` bands ahead of `on_band`
+        if paced:
+            header["window"] = BAND_WINDOW
+        taken = 0
 
         def hear(message: Message) -> None:
+            nonlocal taken
             if message.type == "band":
                 if len(message.buffers) != 1:
                     raise BadMessage(f"the worker sent a band with {len(message.buffers)} pixel frames, not 1")
                 on_band(Band.from_dict(message.fields, message.buffers[0]))
+                taken += 1
+                if paced:
+                    self._send(
+                        Message("taken", {"id": new_id(), "job": message.fields.get("job"), "bands": taken}), True
+                    )
             elif message.type == "progress" and on_progress is not None:
                 on_progress(Progress.from_dict(message.fields))
             elif message.type == "accepted" and on_accepted is not None:

@@ -26,10 +26,11 @@ import uuid
 from .contract import CHANNELS, PIXEL_DTYPES, sample_bytes
 from .errors import BadMessage, InvalidImage, InvSRError, TooLarge, Unauthorized, VersionMismatch
 
-PROTOCOL_VERSION = (3, 2)  # the one place the version is written; docs/PROTOCOL.md must match
+PROTOCOL_VERSION = (3, 3)  # the one place the version is written; docs/PROTOCOL.md must match
 # 3.0 signed every buffer's bytes; a 3.1 peer whose transport protects frames signs only their lengths, which 3.0
 # cannot verify: so 3.0 is refused like another major version, with a message that says to update both sides.
 # 3.2 adds results in bands of rows (`bands` in an upscale, `band` replies); a 3.1 peer still gets whole results.
+# 3.3 adds flow control of bands (`window` in an upscale, `taken` requests); a 3.2 client gets bands unpaced.
 OLDEST_COMPATIBLE = (3, 1)
 MAX_HEADER_BYTES = 64 * 1024
 MAX_BUFFERS = 16  # buffers in one message at most: an upscale has one, an echo a few (docs/PROTOCOL.md)
@@ -37,7 +38,7 @@ SIGNATURE_BYTES = 32
 PIECE_BYTES = 4 * 1024 * 1024  # frames are hashed in pieces of this size (part of the signature's definition)
 PARALLEL_FROM_BYTES = 2 * PIECE_BYTES  # smaller messages hash faster than a thread pool starts work
 
-REQUESTS = ("hello", "ping", "echo", "status", "upscale", "cancel")
+REQUESTS = ("hello", "ping", "echo", "status", "upscale", "cancel", "taken")
 
 
 def version_text(version=PROTOCOL_VERSION) -> str:

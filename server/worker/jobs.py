@@ -6,7 +6,9 @@ progress, results and errors through an in-process PUSH socket that the I/O thre
 
 A job whose client asked for `bands` (docs/PROTOCOL.md, 3.2) sends each band of rows of its result as the
 tiles finish it, and holds no more of the result than a band; others get the whole result in one frame,
-gathered in the result's own pixel type.
+gathered in the result's own pixel type. A client that gives a `window` (3.3) is sent at most that many bands
+beyond those it has said it has taken: the job waits for a slow client (a PNG being compressed, a network
+slower than the device) rather than queue its result in memory, here and in the client's socket.
 """
 
 from __future__ import annotations
@@ -44,6 +46,34 @@ class Job:
     cancel_reason: str = ""
     state: str = "queued"
     progress: dict = dataclasses.field(default_factory=dict)
+    credit: BandCredit = dataclasses.field(default_factory=lambda: BandCredit(None))
+
+
+class BandCredit:
+    """The bands a job may send beyond those its client has taken (protocol 3.3's flow control): its `window`;
+    None, unpaced (a 3.2 client). The I/O thread hears `taken`; the job's thread waits for room."""
+
+    POLL_S = 0.2  # how soon a job waiting for room notices that it was cancelled
+
+    def __init__(self, window: int | None):
+        self.window, self.taken = window, 0
+        self.changed = threading.Condition()
+
+    def took(self, bands: int) -> None:
+        """The client has taken `bands` bands in all (a count, so that a repeated or late one is harmless)."""
+        with self.changed:
+            if bands > self.taken:
+                self.taken = bands
+                self.changed.notify_all()
+
+    def wait_for_room(self, band: int, cancel_check) -> None:
+        """Return once band number `band` may be sent; `cancel_check()` raises to stop waiting."""
+        if self.window is None:
+            return
+        with self.changed:
+            while band >= self.taken + self.window:
+                cancel_check()
+                self.changed.wait(self.POLL_S)
 
 
 def share_of(queue_length: int) -> int:
@@ -75,7 +105,9 @@ class JobBoard:
                     f"this worker takes at most {self.jobs_per_client} jobs of this client at a time, queued or "
                     "running, so that other clients get their turn; send the next when one has ended"
                 )
-            job = Job(new_id(), client, owner, request_id, header, pixels, request)
+            job = Job(
+                new_id(), client, owner, request_id, header, pixels, request, credit=BandCredit(header.get("window"))
+            )
             self.jobs[job.id] = job
         self.queue.put(job)
         return job, waiting + 1
@@ -349,7 +381,7 @@ class Executor:
             job.state = "running"
             started = time.perf_counter()
             pipeline = self.model.get(lambda stage: send(Message("progress", {"stage": stage, "done": 0, "total": 0})))
-            bands = _BandSender(send) if job.header.get("bands") is True else None
+            bands = _BandSender(send, job.credit, cancel_check) if job.header.get("bands") is True else None
             result = pipeline.upscale(
                 _as_array(job), job.request, progress=progress, cancel_check=cancel_check, on_band=bands
             )
@@ -394,13 +426,14 @@ def _as_array(job: Job) -> np.ndarray:
 
 class _BandSender:
     """Sends each band of the result as a `band` message as it is finished: its rows and geometry, and the
-    pixels in one frame."""
+    pixels in one frame; once the client's window has room for it."""
 
-    def __init__(self, send):
-        self.send = send
+    def __init__(self, send, credit: BandCredit, cancel_check):
+        self.send, self.credit, self.cancel_check = send, credit, cancel_check
         self.count = 0
 
     def __call__(self, top: int, rows: np.ndarray) -> None:
+        self.credit.wait_for_room(self.count, self.cancel_check)
         rows = rows if rows.ndim == 3 else rows[:, :, None]
         fields = {
             "band": self.count,

@@ -72,6 +72,7 @@ from .supervisor import supervisor_pid
 log = logging.getLogger("invsr.worker")
 POLL_MS = 100
 REASSURE_EVERY = 1.0  # seconds between the pongs that tell waiting clients the worker lives while it drops a message
+MAX_COUNT = 2**53  # the largest count a JSON number holds exactly (a window, the bands taken)
 LOG_BYTES, LOG_BACKUPS = 5 * 1024 * 1024, 3  # the log rotates at this size, keeping this many old ones
 
 
@@ -310,10 +311,13 @@ class Worker:
             "status": lambda m: Message("status", self._status(owner)),
             "cancel": lambda m: self._cancel(owner, m),
             "upscale": lambda m: self._accept(client, owner, request_id, m),
+            "taken": lambda m: self._taken(owner, m),
         }
         if message.type not in handlers:
             raise UnknownOperation(f"unknown request type {message.type!r}; this worker knows {', '.join(REQUESTS)}")
         reply = handlers[message.type](message)
+        if reply is None:  # `taken`: one per band, answered by the bands it lets through
+            return
         reply.fields["re"] = request_id
         self._send(client, reply)
 
@@ -391,6 +395,10 @@ class Worker:
             result_bytes = out_width * out_height * header["channels"] * sample_bytes(header["dtype"])
             if header.get("bands") is not True:
                 check_whole_result_fits(result_bytes)
+            elif "window" in header and not _is_count(header["window"], least=1):
+                raise InvalidRequest(
+                    f"'window' is the bands a client can hold ahead, 1 or more; got {header['window']!r}"
+                )
         except TypeError as error:  # say, a width given as text
             raise InvalidRequest(str(error)) from None
         except OverflowError:  # say, a width of 10**400: too large to compute a scale with
@@ -406,6 +414,15 @@ class Worker:
             header["channels"],
         )
         return Message("accepted", {"job": job.id, "position": position, "result_bytes": result_bytes})
+
+    def _taken(self, owner: str, message: Message) -> None:
+        """The client has taken so many bands of its job (3.3): the job may send that many more."""
+        job_id, bands = message.fields.get("job"), message.fields.get("bands")
+        if not isinstance(job_id, str) or not _is_count(bands, least=0):
+            raise BadMessage("a taken names the job by its id (a string) and the bands taken so far (a count)")
+        job = self.board.get(job_id)
+        if job is not None and job.owner == owner:  # a late one, after the job's end, is no error
+            job.credit.took(bands)
 
     def _cancel(self, owner: str, message: Message) -> Message:
         if not isinstance(message.fields.get("job"), str):
@@ -448,6 +465,10 @@ class Worker:
         if len(self.last_seen) > 1000:  # forget clients long gone
             forgotten = now - 60 * self.config.client_timeout
             self.last_seen = {client: seen for client, seen in self.last_seen.items() if seen >= forgotten}
+
+
+def _is_count(value, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and least <= value <= MAX_COUNT
 
 
 def _request_id(fields: dict) -> str | None:

@@ -10,6 +10,7 @@ from ray_helpers import one_thread, ray_instance, start_pipeline
 
 from invsr.request import UpscaleRequest
 from invsr.wire.errors import Cancelled
+from invsr_server.cluster.dispatch import AHEAD, DEPTH
 
 MANY_TILES = UpscaleRequest(tile=32, overlap=8, tile_batch=1, seed=3)  # 12 tiles of the 96 x 80 crop
 
@@ -110,3 +111,30 @@ def test_cancel_stops_the_jobs_batches_on_every_actor(ray_pipeline, pipeline, ph
     assert computed < 10, f"{computed} of 25 batches were computed after all"
     small = photo[:40, :40].copy()  # and the actors serve the next job
     assert np.array_equal(ray_pipeline.upscale(small, request).image, in_process(pipeline, small, request))
+
+
+def test_a_job_whose_bands_are_taken_slowly_is_not_computed_far_ahead(ray_pipeline, pipeline, photo):
+    """A client slow to take its bands (the worker waiting for its `taken`, issue 24) holds up its job's
+    thread: the actors are then sent no more of its batches than a few beyond what it has taken, instead of
+    computing all of them into the front's memory; once it takes them again, the rest comes, the same bytes."""
+    image = photo[:128, :128].copy()  # 25 batches of one tile; the first band is done after the first ten
+    request = UpscaleRequest(tile=32, overlap=8, tile_batch=1, seed=5)
+    before = sum(a["batches"] for a in ray_pipeline.actors())
+    taken, seen, bands = [0], [], []  # taken: the batches the job's thread has taken (one tile each)
+
+    def progress(update):
+        if update.stage == "tiles":
+            taken[0] = update.done
+
+    def on_band(top, rows):
+        if not seen:  # the first band: the client is busy for a while
+            time.sleep(4.0)  # on this machine the two actors compute the 25 batches in about 3 s
+            seen.append((taken[0], sum(a["batches"] for a in ray_pipeline.actors()) - before))
+        bands.append((top, rows.copy()))
+
+    result = ray_pipeline.upscale(image, request, progress=progress, on_band=on_band)
+    assert result.image is None and seen
+    (took, computed), places = seen[0], AHEAD + DEPTH * len(ray_pipeline.actors())
+    assert computed < 25 and computed - took <= places, f"{computed} batches computed, {took} taken"
+    whole = np.concatenate([rows for _, rows in bands])
+    assert np.array_equal(whole, in_process(pipeline, image, request))

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from invsr import devices
+from invsr import image_io
 from invsr.devices import cpu_threads, free_memory, resolve_device, resolve_dtype
 from invsr.errors import DeviceError
 
@@ -46,12 +46,12 @@ def test_cpu_memory_counts_the_page_cache_the_kernel_gives_back(tmp_path, monkey
         "MemTotal:       33554432 kB\nMemFree:         1048576 kB\n"
         "MemAvailable:   25165824 kB\nCached:         20971520 kB\n"
     )
-    monkeypatch.setattr(devices, "MEMINFO", meminfo, raising=False)
+    monkeypatch.setattr(image_io, "MEMINFO", meminfo)
     assert free_memory(torch.device("cpu")) == 24 * 2**30
 
 
 def test_cpu_memory_falls_back_where_there_is_no_meminfo(tmp_path, monkeypatch):
-    monkeypatch.setattr(devices, "MEMINFO", tmp_path / "absent", raising=False)
+    monkeypatch.setattr(image_io, "MEMINFO", tmp_path / "absent")
     assert free_memory(torch.device("cpu")) > 0
 
 

@@ -93,5 +93,5 @@ def test_unsigned_buffers_are_signed_by_their_number_and_lengths_as_documented()
 
 def test_a_3_0_message_is_refused_as_another_version_with_or_without_buffers():
     for buffers in ((), (b"pixels",)):
-        with pytest.raises(errors.VersionMismatch, match="protocol 3.0 is not compatible with this side's 3.2"):
+        with pytest.raises(errors.VersionMismatch, match="protocol 3.0 is not compatible with this side's 3.3"):
             Message.decode(KEY, signed_as_version_3_0(KEY, {"type": "echo", "id": "a"}, buffers), signed_buffers=False)

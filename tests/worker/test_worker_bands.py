@@ -2,12 +2,15 @@
 bands arrive top to bottom as the tiles finish them, cover the result once, and are byte for byte the
 in-process result; a client that does not ask for bands (a 3.1 client) still gets the whole result."""
 
+import time
+
 import numpy as np
 import pytest
 from worker_helpers import WorkerProcess, upscale_unchecked
 
 from invsr.request import UpscaleRequest
-from invsr.wire.errors import TooLarge
+from invsr.wire.errors import InvalidRequest, TooLarge
+from invsr.wire.protocol import Message, new_id
 from invsr.wire.replies import Progress
 
 
@@ -83,3 +86,80 @@ def test_a_whole_result_that_the_workers_memory_cannot_hold_is_refused_before_an
     assert "0.0 GB" in str(refused.value)  # the result's size and the memory free, as people write them
     assert "update the client" in str(refused.value) and "smaller scale" in str(refused.value)
     assert len(result.pixels) == 4 * width * 4 * height * channels * 2
+
+
+class PacedClient:
+    """A client of protocol 3.3 that takes bands when the test says so (`take`), heartbeating meanwhile."""
+
+    def __init__(self, client):
+        self.client, self.request_id, self.bands, self.ends = client, new_id(), [], []
+
+    def send(self, kind: str, fields: dict, buffers=()) -> None:
+        self.client._send(Message(kind, dict(fields, id=new_id()), list(buffers)), wait=True)
+
+    def start(self, image: np.ndarray, request: UpscaleRequest, window: int) -> None:
+        height, width, channels = image.shape
+        header = dict(width=width, height=height, channels=channels, dtype="u8", params=request.to_dict())
+        message = Message("upscale", dict(header, id=self.request_id, bands=True, window=window), [image.tobytes()])
+        self.client._send(message, wait=True)
+
+    def listen(self, seconds: float, until=lambda: False) -> None:
+        """Hear the job's messages for `seconds`, or until `until()`."""
+        deadline = next_ping = time.monotonic()
+        deadline += seconds
+        while time.monotonic() < deadline and not until() and not self.ends:
+            if time.monotonic() >= next_ping:
+                self.send("ping", {})
+                next_ping += 0.5
+            if self.client.socket.poll(100):
+                message = self.client._receive()
+                if message.fields.get("re") != self.request_id:
+                    continue
+                if message.type == "accepted":
+                    self.job = message.fields["job"]
+                elif message.type == "band":
+                    self.bands.append(bytes(message.buffers[0]))
+                elif message.type in ("result", "error"):
+                    self.ends.append(message)
+
+    def take(self, count: int) -> None:
+        self.send("taken", {"job": self.job, "bands": count})
+
+
+def test_a_client_with_a_window_is_sent_no_more_bands_than_it_has_taken_room_for(worker, pipeline):
+    """Flow control (3.3, issue 24): a client slow to take its bands (a PNG being compressed, a slow link)
+    holds up its job on the worker instead of the bands piling up in the worker's memory and its socket:
+    with a window of 2, two bands come, then none until the client says it has taken one, then one; taken
+    as they come, the rest follows with the in-process bytes. A job waiting for room can be cancelled."""
+    image = (np.random.default_rng(6).random((72, 72, 3)) * 255).astype(np.uint8)
+    request = UpscaleRequest(seed=3, tile=32, overlap=8, scale=8)  # 576 x 576 out: 4 bands of 151 rows
+    with worker.client() as client:
+        client.hello()
+        paced = PacedClient(client)
+        paced.start(image, request, window=2)
+        paced.listen(120, until=lambda: len(paced.bands) >= 2)
+        paced.listen(3.0)
+        assert len(paced.bands) == 2 and not paced.ends, "the worker sent beyond the window"
+        paced.take(1)
+        paced.listen(3.0)
+        assert len(paced.bands) == 3, "taking one band lets exactly one more come"
+        while not paced.ends:
+            paced.take(len(paced.bands))
+            paced.listen(0.5)
+        assert paced.ends[0].type == "result", paced.ends[0].fields
+        assert paced.ends[0].fields["bands"] == len(paced.bands) == 4
+        assert b"".join(paced.bands) == pipeline.upscale(image, request).image.tobytes()
+
+        waiting = PacedClient(client)
+        waiting.start(image, request, window=1)
+        waiting.listen(120, until=lambda: len(waiting.bands) >= 1)
+        waiting.send("cancel", {"job": waiting.job})
+        started = time.monotonic()
+        waiting.listen(10.0)
+        assert waiting.ends and waiting.ends[0].fields["code"] == "cancelled", waiting.ends
+        assert time.monotonic() - started < 5.0 and len(waiting.bands) == 1
+
+        header = dict(width=72, height=72, channels=3, dtype="u8", params=request.to_dict(), bands=True)
+        for window in (0, -1, True, "8", 2.5):  # refused on arrival, saying what a window is
+            with pytest.raises(InvalidRequest, match="'window' is the bands a client can hold ahead"):
+                client.request("upscale", dict(header, window=window), [image.tobytes()], final=("result",))

@@ -18,7 +18,7 @@ from worker_helpers import WorkerProcess
 from invsr.wire import connection as connections
 from invsr.wire import errors
 from invsr.wire.client import Client, connect
-from invsr.wire.protocol import Message, new_id
+from invsr.wire.protocol import Message, new_id, version_text
 
 
 def test_only_tcp_beyond_this_machine_without_curvezmq_signs_every_byte():
@@ -124,7 +124,7 @@ def test_a_3_0_client_is_told_to_update_not_that_its_secret_is_wrong(tmp_path, w
             reply = Message.decode(key, sock.recv_multipart(), signed_buffers=False)
             # answering its request, which a 3.0 client waits for (it takes any other error for a sign of life)
             assert reply.fields["code"] == "protocol_version" and reply.fields["re"] == request_id
-            assert "protocol 3.0 is not compatible with this side's 3.2" in reply.fields["message"]
+            assert "protocol 3.0 is not compatible with this side's " + version_text() in reply.fields["message"]
             assert "update the plug-in and the worker together" in reply.fields["message"]
     finally:
         sock.close()
