@@ -43,7 +43,7 @@ TIMEOUT = 5.0
 START_TIMEOUT = 180.0  # a first start imports PyTorch and may initialise a GPU
 SLOWEST_LINK = 2e6  # bytes per second: while pixels travel, heartbeats wait behind them; allow this slow a link
 LOG_TAIL_LINES = 15
-BAND_WINDOW = 8  # bands the worker may send beyond those taken (3.3): a few MB, enough to keep a link busy
+BAND_WINDOW = 64 << 20  # bytes of bands the worker may send beyond those taken (3.3): a row of tiles or two
 # What the socket monitor reports of each handshake (older libzmq lacks these events: then only the timeout speaks).
 HANDSHAKE_REFUSED = getattr(zmq, "EVENT_HANDSHAKE_FAILED_AUTH", 0)
 HANDSHAKE_BROKEN = getattr(zmq, "EVENT_HANDSHAKE_FAILED_PROTOCOL", 0)
@@ -66,6 +66,7 @@ class Client:
         self.connection, self.heartbeat, self.timeout = connection, heartbeat, timeout
         self.limits: Limits | None = None  # the worker's, from `hello`
         self.operations: tuple[str, ...] = ()  # the requests the worker knows, from `hello`
+        self.band_window = BAND_WINDOW  # what this client holds at most of bands not yet handed to `on_band`
         self.key = connection.key_bytes
         self.signed_buffers = connection.signed_buffers  # the worker's choice for its transport
         self.context = context or zmq.Context.instance()
@@ -191,9 +192,9 @@ class Client:
             "params": request.to_dict(),
             "bands": True,
         }
-        paced = "taken" in self.operations  # a 3.3 worker: sends no more than `window` bands ahead of `on_band`
+        paced = "taken" in self.operations  # a 3.3 worker: sends no more than `window` bytes ahead of `on_band`
         if paced:
-            header["window"] = BAND_WINDOW
+            header["window"] = self.band_window
         taken = 0
 
         def hear(message: Message) -> None:

@@ -6,8 +6,8 @@ image's batches, take the results it collects and end their jobs. All shared sta
 - Each actor holds at most DEPTH batches: one computing, the next waiting in its queue, so that it never
   idles for a round trip. A free place goes to the next job in turn that has batches waiting (round
   robin), so a small job's batches go between a large one's rather than after all of them. A job whose
-  thread has AHEAD results still to take (its client slow to take its bands) gets no new batch meanwhile:
-  results wait unsent rather than pile up in the front's memory.
+  thread has a round of results still to take (DEPTH per actor, at least AHEAD: its client slow to take
+  its bands) gets no new batch meanwhile: results wait unsent rather than pile up in the front's memory.
 - A batch's pixels (tiles/work.py: its tiles' crops, their noise and colour references) travel through
   Ray's object store; the image stays on the front, which also accumulates the outputs.
 - Every actor is pinged each PING_EVERY seconds (answered beside its batches, actor.py); one whose ping
@@ -46,7 +46,7 @@ from invsr.wire.errors import Cancelled, DeviceError, Internal, InvSRError, OutO
 
 log = logging.getLogger("invsr.ray")
 DEPTH = 2  # batches an actor holds: one computing, one waiting
-AHEAD = 4  # results of a job waiting for its thread beyond which it is sent no new batch
+AHEAD = 4  # results of a job waiting for its thread beyond which it is sent no new batch, at least
 SLOW_FACTOR = 3.0  # a batch this many times slower than the median of recent ones is also run elsewhere
 SLOW_FLOOR = 10.0  # ... but never before this many seconds
 RECENT = 64  # batch durations the median is taken over
@@ -248,7 +248,7 @@ class Dispatcher:
         count = len(self.jobs)
         for k in range(count):
             job = self.jobs[(self.turn + k) % count]
-            if job.results.qsize() >= AHEAD:
+            if job.results.qsize() >= max(AHEAD, DEPTH * len(self.actors)):  # its thread held up: wait
                 continue
             for bounds in job.waiting:
                 if actor.name not in job.failed_on.get(bounds[0], ()):

@@ -6,8 +6,8 @@ progress, results and errors through an in-process PUSH socket that the I/O thre
 
 A job whose client asked for `bands` (docs/PROTOCOL.md, 3.2) sends each band of rows of its result as the
 tiles finish it, and holds no more of the result than a band; others get the whole result in one frame,
-gathered in the result's own pixel type. A client that gives a `window` (3.3) is sent at most that many bands
-beyond those it has said it has taken: the job waits for a slow client (a PNG being compressed, a network
+gathered in the result's own pixel type. A client that gives a `window` (3.3) is sent at most that many bytes
+of bands beyond those it has said it has taken: the job waits for a slow client (a PNG being compressed, a network
 slower than the device) rather than queue its result in memory, here and in the client's socket.
 """
 
@@ -50,13 +50,14 @@ class Job:
 
 
 class BandCredit:
-    """The bands a job may send beyond those its client has taken (protocol 3.3's flow control): its `window`;
-    None, unpaced (a 3.2 client). The I/O thread hears `taken`; the job's thread waits for room."""
+    """The bytes of bands a job may send beyond those its client has taken (protocol 3.3's flow control): its
+    `window`; None, unpaced (a 3.2 client). The I/O thread hears `taken`; the job's thread waits for room."""
 
     POLL_S = 0.2  # how soon a job waiting for room notices that it was cancelled
 
     def __init__(self, window: int | None):
         self.window, self.taken = window, 0
+        self.ends = [0]  # bytes sent up to the end of each band sent: ends[k] before band k
         self.changed = threading.Condition()
 
     def took(self, bands: int) -> None:
@@ -66,14 +67,19 @@ class BandCredit:
                 self.taken = bands
                 self.changed.notify_all()
 
-    def wait_for_room(self, band: int, cancel_check) -> None:
-        """Return once band number `band` may be sent; `cancel_check()` raises to stop waiting."""
+    def wait_for_room(self, size: int, cancel_check) -> None:
+        """Return once a band of `size` bytes may be sent (counted as sent); `cancel_check()` raises to stop
+        waiting. A band always may once the client has taken all before it, however large."""
         if self.window is None:
             return
         with self.changed:
-            while band >= self.taken + self.window:
+            while True:
+                ahead = self.ends[-1] - self.ends[min(self.taken, len(self.ends) - 1)]
+                if ahead == 0 or ahead + size <= self.window:
+                    break
                 cancel_check()
                 self.changed.wait(self.POLL_S)
+            self.ends.append(self.ends[-1] + size)
 
 
 def share_of(queue_length: int) -> int:
@@ -433,8 +439,8 @@ class _BandSender:
         self.count = 0
 
     def __call__(self, top: int, rows: np.ndarray) -> None:
-        self.credit.wait_for_room(self.count, self.cancel_check)
         rows = rows if rows.ndim == 3 else rows[:, :, None]
+        self.credit.wait_for_room(rows.nbytes, self.cancel_check)
         fields = {
             "band": self.count,
             "top": top,

@@ -397,7 +397,7 @@ class Worker:
                 check_whole_result_fits(result_bytes)
             elif "window" in header and not _is_count(header["window"], least=1):
                 raise InvalidRequest(
-                    f"'window' is the bands a client can hold ahead, 1 or more; got {header['window']!r}"
+                    f"'window' is the bytes of bands a client can hold ahead, 1 or more; got {header['window']!r}"
                 )
         except TypeError as error:  # say, a width given as text
             raise InvalidRequest(str(error)) from None

@@ -355,6 +355,12 @@ class LimitedMemory:
         self.unet.forward = self.forward
 
 
+@pytest.fixture(scope="module")
+def one_tile_per_batch(pipeline, photo):
+    """The photo in 48-pixel tiles, one per batch: what every retry with smaller batches must give."""
+    return run_tiles(pipeline, photo, 48, 8, batch=1)[0]
+
+
 @pytest.mark.parametrize(
     "error",
     [
@@ -363,8 +369,8 @@ class LimitedMemory:
         lambda: RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)` (simulated)"),
     ],
 )
-def test_out_of_memory_retries_with_smaller_batches(pipeline, photo, error):
-    expected, _, _ = run_tiles(pipeline, photo, 48, 8, batch=1)
+def test_out_of_memory_retries_with_smaller_batches(pipeline, photo, one_tile_per_batch, error):
+    expected = one_tile_per_batch
     with LimitedMemory(pipeline.models.unet, max_batch=2, error=error):
         result, report, _ = run_tiles(pipeline, photo, 48, 8, batch=8)
     assert report["batch"] == 2

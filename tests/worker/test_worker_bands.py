@@ -129,14 +129,15 @@ class PacedClient:
 def test_a_client_with_a_window_is_sent_no_more_bands_than_it_has_taken_room_for(worker, pipeline):
     """Flow control (3.3, issue 24): a client slow to take its bands (a PNG being compressed, a slow link)
     holds up its job on the worker instead of the bands piling up in the worker's memory and its socket:
-    with a window of 2, two bands come, then none until the client says it has taken one, then one; taken
-    as they come, the rest follows with the in-process bytes. A job waiting for room can be cancelled."""
+    with a window of two bands' bytes, two bands come, then none until the client says it has taken one, then
+    one; taken as they come, the rest follows with the in-process bytes. A window smaller than a band lets one
+    band at a time through; a job waiting for room can be cancelled."""
     image = (np.random.default_rng(6).random((72, 72, 3)) * 255).astype(np.uint8)
     request = UpscaleRequest(seed=3, tile=32, overlap=8, scale=8)  # 576 x 576 out: 4 bands of 151 rows
     with worker.client() as client:
         client.hello()
         paced = PacedClient(client)
-        paced.start(image, request, window=2)
+        paced.start(image, request, window=2 * 151 * 576 * 3)
         paced.listen(120, until=lambda: len(paced.bands) >= 2)
         paced.listen(3.0)
         assert len(paced.bands) == 2 and not paced.ends, "the worker sent beyond the window"
@@ -161,5 +162,5 @@ def test_a_client_with_a_window_is_sent_no_more_bands_than_it_has_taken_room_for
 
         header = dict(width=72, height=72, channels=3, dtype="u8", params=request.to_dict(), bands=True)
         for window in (0, -1, True, "8", 2.5):  # refused on arrival, saying what a window is
-            with pytest.raises(InvalidRequest, match="'window' is the bands a client can hold ahead"):
+            with pytest.raises(InvalidRequest, match="'window' is the bytes of bands a client can hold ahead"):
                 client.request("upscale", dict(header, window=window), [image.tobytes()], final=("result",))
