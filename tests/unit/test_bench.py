@@ -18,10 +18,12 @@ def run_script(*arguments: str) -> subprocess.CompletedProcess:
 
 
 def test_gpu_benchmark_runs_every_row_at_reduced_size(tmp_path):
+    """Every row, and (--starts) the compiled-start rows' two fresh processes (eager on the CPU: a CPU compile
+    of the tiny networks takes minutes; tests/test_compile_cache.py tests what the warm start relies on)."""
     # The deadline is the GPU session's; here every row must run, however busy the machine.
     done = run_script(
         "bench/gpu/run.py",
-        *("--small", "--side", "64", "--warmups", "0", "--budget", "0.1"),
+        *("--small", "--side", "64", "--warmups", "0", "--budget", "0.1", "--starts"),
         *("--deadline", "3000", "--json", str(tmp_path / "gpu.json")),
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
@@ -42,6 +44,10 @@ def test_gpu_benchmark_runs_every_row_at_reduced_size(tmp_path):
     assert [row["tiling"]["batch"] for row in ours[1:6]] == [1, 2, 4, 16, 32]  # the sweep ran at the batch it names
     assert all(row["stage_seconds"]["vae_decode"] > 0 for row in ours)
     assert result["small"] and result["parameters"]["noise_predictor"] > 0
+    starts = result["starts"]
+    assert [start["name"] for start in starts] == ["compiled start, cold", "compiled start, warm"]
+    assert all("error" not in start and start["to_first_result_seconds"] > 0 for start in starts), starts
+    assert all(start["output"] == [256, 256, 3] for start in starts)
 
 
 def test_gpu_checks_run_and_pass_on_the_cpu(tmp_path):
@@ -60,28 +66,3 @@ def test_gpu_checks_run_and_pass_on_the_cpu(tmp_path):
     assert result["dtypes"]["passed"] and result["batching"]["passed"] and result["resample"]["passed"]
     assert "skipped" in result["out_of_memory_fallback"]  # it needs CUDA
     assert "all checks passed" in done.stdout
-
-
-def test_compiled_start_rows_run_in_fresh_processes(tmp_path):
-    """--starts on the CPU: the script's two fresh processes run and report (eager there: a CPU compile of the
-    tiny networks takes minutes; tests/test_compile_cache.py tests what the warm start relies on)."""
-    done = run_script(
-        "bench/gpu/run.py",
-        "--small",
-        "--side",
-        "64",
-        "--starts",
-        "--rows",
-        "default",
-        "--budget",
-        "1",
-        "--deadline",
-        "3000",
-        "--json",
-        str(tmp_path / "gpu.json"),
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    starts = json.loads((tmp_path / "gpu.json").read_text())["starts"]
-    assert [start["name"] for start in starts] == ["compiled start, cold", "compiled start, warm"]
-    assert all("error" not in start and start["to_first_result_seconds"] > 0 for start in starts), starts
-    assert all(start["output"] == [256, 256, 3] for start in starts)
