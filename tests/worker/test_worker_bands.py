@@ -9,7 +9,7 @@ import pytest
 from worker_helpers import WorkerProcess, upscale_unchecked
 
 from invsr.request import UpscaleRequest
-from invsr.wire.errors import InvalidRequest, TooLarge
+from invsr.wire.errors import BadMessage, InvalidRequest, TooLarge
 from invsr.wire.protocol import Message, new_id
 from invsr.wire.replies import Progress
 
@@ -131,7 +131,7 @@ def test_a_client_with_a_window_is_sent_no_more_bands_than_it_has_taken_room_for
     holds up its job on the worker instead of the bands piling up in the worker's memory and its socket:
     with a window of two bands' bytes, two bands come, then none until the client says it has taken one, then
     one; taken as they come, the rest follows with the in-process bytes. A window smaller than a band lets one
-    band at a time through; a job waiting for room can be cancelled."""
+    band at a time through; a job waiting for room can be cancelled; a bad window or `taken` is refused."""
     image = (np.random.default_rng(6).random((72, 72, 3)) * 255).astype(np.uint8)
     request = UpscaleRequest(seed=3, tile=32, overlap=8, scale=8)  # 576 x 576 out: 4 bands of 151 rows
     with worker.client() as client:
@@ -164,3 +164,7 @@ def test_a_client_with_a_window_is_sent_no_more_bands_than_it_has_taken_room_for
         for window in (0, -1, True, "8", 2.5):  # refused on arrival, saying what a window is
             with pytest.raises(InvalidRequest, match="'window' is the bytes of bands a client can hold ahead"):
                 client.request("upscale", dict(header, window=window), [image.tobytes()], final=("result",))
+        for fields in ({"job": 5, "bands": 1}, {"job": paced.job, "bands": -1}, {"job": paced.job, "bands": True}):
+            with pytest.raises(BadMessage, match="a taken names the job by its id"):  # and the worker goes on
+                client.request("taken", fields)
+        assert client.hello().model.state == "ready"
