@@ -54,30 +54,41 @@ class BandCredit:
     `window`; None, unpaced (a 3.2 client). The I/O thread hears `taken`; the job's thread waits for room."""
 
     POLL_S = 0.2  # how soon a job waiting for room notices that it was cancelled
+    # A client that heartbeats but takes no band holds the device (and the jobs queued behind it): given up
+    # after this long. A band takes a client a second or two, even across a slow link.
+    STALL_S = 60.0
 
     def __init__(self, window: int | None):
         self.window, self.taken = window, 0
         self.ends = [0]  # bytes sent up to the end of each band sent: ends[k] before band k
+        self.taken_at = 0.0  # when the client last took a band
         self.changed = threading.Condition()
 
     def took(self, bands: int) -> None:
         """The client has taken `bands` bands in all (a count, so that a repeated or late one is harmless)."""
         with self.changed:
             if bands > self.taken:
-                self.taken = bands
+                self.taken, self.taken_at = bands, time.monotonic()
                 self.changed.notify_all()
 
     def wait_for_room(self, size: int, cancel_check) -> None:
         """Return once a band of `size` bytes may be sent (counted as sent); `cancel_check()` raises to stop
-        waiting. A band always may once the client has taken all before it, however large."""
+        waiting, and `Cancelled` ends a wait on a client that took no band for STALL_S seconds. A band always
+        may once the client has taken all before it, however large."""
         if self.window is None:
             return
+        started = time.monotonic()
         with self.changed:
             while True:
                 ahead = self.ends[-1] - self.ends[min(self.taken, len(self.ends) - 1)]
                 if ahead == 0 or ahead + size <= self.window:
                     break
                 cancel_check()
+                if time.monotonic() - max(started, self.taken_at) > self.STALL_S:
+                    raise Cancelled(
+                        f"the worker gave the job up: its client took none of the bands sent for {self.STALL_S:g} s "
+                        "(it answers, but does not say it has taken them); upscale again"
+                    )
                 self.changed.wait(self.POLL_S)
             self.ends.append(self.ends[-1] + size)
 

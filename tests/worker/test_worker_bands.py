@@ -168,3 +168,22 @@ def test_a_client_with_a_window_is_sent_no_more_bands_than_it_has_taken_room_for
             with pytest.raises(BadMessage, match="a taken names the job by its id"):  # and the worker goes on
                 client.request("taken", fields)
         assert client.hello().model.state == "ready"
+
+
+def test_a_client_that_answers_but_takes_no_band_does_not_hold_the_worker(tmp_path, tiny_weights):
+    """A client that heartbeats but never says it took a band would hold the device, and every job queued
+    behind it, for ever: its job is given up after a while (60 s; 2 s here) with a message that says so,
+    and the next job runs."""
+    stalls_soon = "import invsr_server.worker.jobs as jobs\njobs.BandCredit.STALL_S = 2.0"
+    image = (np.random.default_rng(6).random((72, 72, 3)) * 255).astype(np.uint8)
+    request = UpscaleRequest(seed=3, tile=32, overlap=8, scale=8)  # 4 bands
+    with WorkerProcess(tmp_path, tiny_weights.noise_predictor.parent, "--preload", prelude=stalls_soon) as worker:
+        with worker.wait_ready().client() as client:
+            client.hello()
+            stuck = PacedClient(client)
+            stuck.start(image, request, window=1)  # a band at a time, and none taken
+            stuck.listen(120)
+            assert len(stuck.bands) == 1 and stuck.ends and stuck.ends[0].fields["code"] == "cancelled"
+            assert "took none of the bands sent for 2 s" in stuck.ends[0].fields["message"]
+            result = client.upscale(image[:24, :24].tobytes(), 24, 24, 3, "u8", request)
+    assert len(result.pixels) == 192 * 192 * 3
