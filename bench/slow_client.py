@@ -1,7 +1,7 @@
 """Host memory when a client takes its bands more slowly than the worker makes them (issue 24, protocol 3.3):
 peak resident memory over idle of the worker and of the client, for the same job taken unpaced (as a 3.2
 client does: no `window`, so every band is sent as soon as it is finished) and paced (this version's client:
-a window of 8 bands, `taken` after each).
+a window of 64 MB, or `--window` MB, and `taken` after each).
 
 A slow client is a PNG being compressed, a network slower than the device, a busy GIMP: here the client
 sleeps `--delay` seconds per band. One worker (`invsr serve`, CPU, tiny random weights) serves both jobs,

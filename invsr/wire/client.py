@@ -203,8 +203,8 @@ class Client:
                 if len(message.buffers) != 1:
                     raise BadMessage(f"the worker sent a band with {len(message.buffers)} pixel frames, not 1")
                 on_band(Band.from_dict(message.fields, message.buffers[0]))
-                taken += 1
                 if paced:
+                    taken += 1
                     self._send(
                         Message("taken", {"id": new_id(), "job": message.fields.get("job"), "bands": taken}), True
                     )

@@ -416,7 +416,7 @@ class Worker:
         return Message("accepted", {"job": job.id, "position": position, "result_bytes": result_bytes})
 
     def _taken(self, owner: str, message: Message) -> None:
-        """The client has taken so many bands of its job (3.3): the job may send that many more."""
+        """The client has taken so many bands of its job (3.3): their bytes leave the job's window."""
         job_id, bands = message.fields.get("job"), message.fields.get("bands")
         if not isinstance(job_id, str) or not _is_count(bands, least=0):
             raise BadMessage("a taken names the job by its id (a string) and the bands taken so far (a count)")
