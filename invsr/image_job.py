@@ -110,22 +110,32 @@ class ImageJob:
 
 
 class Assembly:
-    """The result's rows made from the tiles' bands of colour, top to bottom (a tile engine's band callback)."""
+    """The result's rows, made from the tiles' colour by `finisher` (timed as the "finish" stage) for the
+    tile accumulator (its `Finish`), and taken from it top to bottom (its band callback): handed to
+    `on_band`, or, without it, gathered into the whole array."""
 
     def __init__(self, finisher: BandFinisher, timer: StageTimer, out_size, on_band: BandHandler | None):
         self.finisher, self.timer, self.on_band = finisher, timer, on_band
+        self.pixel_bytes = finisher.pixel_bytes
         self.height = out_size[0]
         self.image: np.ndarray | None = None
         self.rows = 0  # rows made so far
 
-    def __call__(self, top: int, rgb: torch.Tensor) -> None:
+    def block(self, top: int, left: int, rgb: torch.Tensor) -> np.ndarray:
         with self.timer.stage("finish"):
-            rows = self.finisher(top, rgb)
-            if self.on_band is None:
-                if self.image is None:
-                    self.image = np.empty((self.height, *rows.shape[1:]), rows.dtype)
-                self.image[top : top + rows.shape[0]] = rows
-        if self.on_band is not None:
+            return self.finisher.block(top, left, rgb)
+
+    def done_above(self, row: int) -> None:
+        self.finisher.done_above(row)
+
+    def __call__(self, top: int, rows: np.ndarray) -> None:
+        if top != self.rows:
+            raise ValueError(f"bands must come top to bottom: expected row {self.rows}, got {top}")
+        if self.on_band is None:
+            if self.image is None:
+                self.image = np.empty((self.height, *rows.shape[1:]), rows.dtype)
+            self.image[top : top + rows.shape[0]] = rows
+        else:
             self.on_band(top, rows)
         self.rows = top + rows.shape[0]
 

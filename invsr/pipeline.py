@@ -164,7 +164,9 @@ class InvSRPipeline:
         driver = TileDriver(self.models, self.device, timer, progress, self.compiled_shapes)
         assembly = job.assembly(timer, on_band)
         try:  # resampled to out_size tile by tile, finished band by band: no x4 image, no float output
-            tiled = driver.run(job.lr, job.recipe, request.seed, settings, job.out_size, on_band=assembly)
+            tiled = driver.run(
+                job.lr, job.recipe, request.seed, settings, job.out_size, on_band=assembly, finish=assembly
+            )
         except torch._dynamo.exc.TorchDynamoException as error:  # only compiled networks raise these
             raise _compile_failure(error) from error
         peak = peak_memory(self.device)

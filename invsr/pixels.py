@@ -98,37 +98,55 @@ class BandFinisher:
     """`Pixels.to_array` band by band: bands of the model's colour (1, 3, rows, W), top to bottom, in; the
     same rows of the result out, in this image's channel layout and dtype, byte for byte what `to_array` of
     the whole gives. Alpha and the excess are resampled by blocks of rows as the bands need them (`_BlockRows`),
-    so that none of them exists at the output's size either."""
+    so that none of them exists at the output's size either.
+
+    `block` finishes any rectangle of rows and columns, in any order (the tile accumulator finishes columns as
+    soon as no tile still to come reaches them); `done_above` says which rows will not be asked for again."""
 
     def __init__(self, pixels: Pixels, out_size: tuple[int, int]):
         self.pixels, self.out_size = pixels, tuple(out_size)
         self.alpha = None if pixels.alpha is None else _AlphaRows(pixels.alpha, self.out_size)
         self.excess = None if pixels.excess is None else _BlockRows(pixels.excess, self.out_size, _EXCESS_BLOCK)
         self.next_row = 0
+        itemsize = np.dtype(pixels.dtype).itemsize
+        self.pixel_bytes = pixels.channels * itemsize  # of the result, per pixel
 
     def __call__(self, top: int, rgb: torch.Tensor) -> np.ndarray:
         """The result's rows [top, top + rows) from their colour `rgb` (used up); `top` follows the last band."""
         if top != self.next_row:
             raise ValueError(f"bands must come top to bottom: expected row {self.next_row}, got {top}")
-        rows = rgb.shape[-2]
-        self.next_row = top + rows
+        self.next_row = top + rgb.shape[-2]
+        rows = self.block(top, 0, rgb)
+        self.done_above(self.next_row)
+        return rows
+
+    def block(self, top: int, left: int, rgb: torch.Tensor) -> np.ndarray:
+        """The result's pixels whose colour `rgb` (1, 3, rows, w) is (used up), at (`top`, `left`): (rows, w[, C])."""
+        rows, width = rgb.shape[-2:]
         rgb.clamp_(0, 1)
         if self.excess is not None:
-            self.excess.add_to(rgb, top)
+            self.excess.add_to(rgb, top, left)
         color = rgb
         if self.pixels.gray:
             weights = torch.tensor(LUMA, dtype=rgb.dtype).view(1, 3, 1, 1)
             color = (rgb * weights).sum(dim=1, keepdim=True)
-        planes = [color] if self.alpha is None else [color, self.alpha.rows(top, top + rows)]
+        planes = [color] if self.alpha is None else [color, self.alpha.rows(top, top + rows, left, left + width)]
         band = torch.cat([p[0] for p in planes]).float()
         out = _quantized(band.permute(1, 2, 0).numpy(), self.pixels.dtype)
         return out[:, :, 0] if self.pixels.two_dimensional else out
 
+    def done_above(self, row: int) -> None:
+        """No rows above `row` will be asked for again: what was kept for them can go."""
+        for kept in (self.excess, None if self.alpha is None else self.alpha.resized):
+            if kept is not None:
+                kept.forget_above(row)
+
 
 class _BlockRows:
     """`source` (1, C, h, w) resampled to `out_size` block by block in raster order, as `add_resampled` and
-    `resample.resize` do, handed out by rows: each block's values are computed once, kept while bands still
-    need them (a row of blocks or two), and added to a band in the same order as to the whole."""
+    `resample.resize` do, handed out by rectangles: each block's values are computed once, kept while
+    rectangles may still need them (until `forget_above`: a row of blocks or two), and added to a rectangle
+    in the same order as to the whole."""
 
     def __init__(self, source: torch.Tensor, out_size: tuple[int, int], block: int, skip_zero: bool = True):
         self.source, self.block, self.skip_zero = source, block, skip_zero
@@ -139,16 +157,19 @@ class _BlockRows:
         self.next_y = 0  # the next row of blocks to compute
         self.kept: list[tuple[int, int, torch.Tensor]] = []  # (top, left, values) in raster order
 
-    def add_to(self, target: torch.Tensor, top: int) -> None:
-        """Add the resampled source's rows [top, top + rows) to `target` (1, C, rows, W) in place."""
-        bottom = top + target.shape[-2]
+    def add_to(self, target: torch.Tensor, top: int, left: int = 0) -> None:
+        """Add the resampled source's pixels under `target` (1, C, rows, w), placed at (top, left), to it in place."""
+        bottom, right = top + target.shape[-2], left + target.shape[-1]
         self._compute_until(bottom)
         for y, x, values in self.kept:
             first, last = max(top, y), min(bottom, y + values.shape[-2])
-            if first < last:
-                part = values[..., first - y : last - y, :]
-                target[..., first - top : last - top, x : x + values.shape[-1]] += part.to(target.dtype)
-        self.kept = [kept for kept in self.kept if kept[0] + kept[2].shape[-2] > bottom]
+            begin, end = max(left, x), min(right, x + values.shape[-1])
+            if first < last and begin < end:
+                part = values[..., first - y : last - y, begin - x : end - x]
+                target[..., first - top : last - top, begin - left : end - left] += part.to(target.dtype)
+
+    def forget_above(self, row: int) -> None:
+        self.kept = [kept for kept in self.kept if kept[0] + kept[2].shape[-2] > row]
 
     def _compute_until(self, bottom: int) -> None:
         """Compute the rows of blocks that reach output rows above `bottom`."""
@@ -173,7 +194,7 @@ class _BlockRows:
 
 
 class _AlphaRows:
-    """`resize_alpha` by rows: the resized plane's rows, with the source's solid and clear pixels exact."""
+    """`resize_alpha` by rectangles: the resized plane's pixels, with the source's solid and clear pixels exact."""
 
     def __init__(self, alpha: torch.Tensor, out_size: tuple[int, int]):
         self.alpha = alpha
@@ -184,11 +205,13 @@ class _AlphaRows:
         self.source_rows = _nearest_sources(alpha.shape[-2], out_size[0])
         self.source_cols = _nearest_sources(alpha.shape[-1], out_size[1])
 
-    def rows(self, top: int, bottom: int) -> torch.Tensor:
-        resized = torch.zeros(1, 1, bottom - top, self.source_cols.numel())
-        self.resized.add_to(resized, top)
+    def rows(self, top: int, bottom: int, left: int = 0, right: int | None = None) -> torch.Tensor:
+        """Rows [top, bottom) of the resized plane, columns [left, right) (None: to the last)."""
+        columns = self.source_cols[left:right]
+        resized = torch.zeros(1, 1, bottom - top, columns.numel())
+        self.resized.add_to(resized, top, left)
         resized = resized.clamp(0, 1)
-        index = self.source_rows[top:bottom, None], self.source_cols[None, :]
+        index = self.source_rows[top:bottom, None], columns[None, :]
         nearest = self.alpha[0, 0][index][None, None]
         solid = self.solid[0, 0][index][None, None]
         clear = self.clear[0, 0][index][None, None]

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 
+import numpy as np
 import torch
 
 CUBIC_A = -0.5
@@ -69,19 +71,46 @@ class AxisResampler:
         return matrix.to(device), k0
 
 
+Seal = Callable[[int, int, torch.Tensor], np.ndarray]  # (top, left, (1, C, rows, w) float) -> final (rows, w, ...)
+
+
+class _Strip:
+    """One band of rows of a canvas: its float columns, in chunks, and, left of `sealed`, its final pixels."""
+
+    def __init__(self, rows: int):
+        self.rows = rows
+        self.chunks: dict[int, torch.Tensor] = {}  # by index; made when first added to, gone once sealed
+        self.sealed = 0  # columns [0, sealed) are final, in `final`
+        self.final: np.ndarray | None = None
+
+
 class Canvas:
     """The (1, C, H, W) output, accumulated from weighted x4 tiles placed at x4 coordinates.
 
     Held in strips of `band_rows` rows (None: one strip, the whole output), made when a tile first reaches
     them, so that finished strips can be taken (`take`) before the rest exists: a caller that takes them as
-    they finish never holds the whole output."""
+    they finish never holds the whole output.
+
+    With `seal`, a caller that knows which columns of a strip no tile will add to any more has them made
+    final at once (`seal_columns`: `seal` makes them the output's own pixels, often a quarter of the float
+    bytes), and the float chunks of `chunk_cols` columns under them are let go; `take` then gives the final
+    rows. So a strip waiting for the rest of its row of tiles holds its float values only where tiles are
+    still to come."""
 
     def __init__(
-        self, x4_size: tuple[int, int], out_size: tuple[int, int], channels: int = 3, band_rows: int | None = None
+        self,
+        x4_size: tuple[int, int],
+        out_size: tuple[int, int],
+        channels: int = 3,
+        band_rows: int | None = None,
+        seal: Seal | None = None,
+        chunk_cols: int | None = None,
     ):
         self.size, self.channels = tuple(out_size), channels
         self.band_rows = band_rows or max(1, out_size[0])
-        self.strips: dict[int, torch.Tensor] = {}
+        self.chunk_cols = chunk_cols or max(1, out_size[1])
+        self.seal = seal
+        self.strips: dict[int, _Strip] = {}
         self.taken = 0  # rows handed out by `take`
         same = tuple(x4_size) == tuple(out_size)
         self.rows = None if same else AxisResampler.between(x4_size[0], out_size[0])
@@ -106,39 +135,92 @@ class Canvas:
         if top < self.taken:
             raise RuntimeError(f"rows from {top} added after rows up to {self.taken} were taken")
         for index in range(top // self.band_rows, -(-(top + h) // self.band_rows)):
-            start = index * self.band_rows
-            first, last = max(top, start), min(top + h, start + self.band_rows)
-            strip = self._strip(index)
-            strip[..., first - start : last - start, left : left + w].add_(values[..., first - top : last - top, :])
+            start, strip = index * self.band_rows, self._strip(index)
+            if left < strip.sealed:
+                raise RuntimeError(f"columns from {left} added after columns up to {strip.sealed} were sealed")
+            first, last = max(top, start), min(top + h, start + strip.rows)
+            part = values[..., first - top : last - top, :]
+            for chunk in range(left // self.chunk_cols, -(-(left + w) // self.chunk_cols)):
+                begin = chunk * self.chunk_cols
+                lo, hi = max(left, begin), min(left + w, begin + self.chunk_cols)
+                target = self._chunk(strip, chunk)[..., first - start : last - start, lo - begin : hi - begin]
+                target.add_(part[..., lo - left : hi - left])
 
-    def take(self, bottom: int) -> list[tuple[int, torch.Tensor]]:
-        """The whole strips above row `bottom` not taken yet, as (first row, (1, C, rows, W)), top to bottom;
-        they leave the canvas."""
+    def strip_rows(self, index: int) -> tuple[int, int]:
+        """The rows [top, bottom) of strip `index`."""
+        top = index * self.band_rows
+        return top, min(top + self.band_rows, self.size[0])
+
+    def seal_columns(self, index: int, right: int) -> None:
+        """Make columns up to `right` of strip `index` final (no tile adds to them any more) with `seal`."""
+        strip = self._strip(index)
+        if right <= strip.sealed:
+            return
+        final = self.seal(index * self.band_rows, strip.sealed, self._columns(strip, strip.sealed, right))
+        if strip.final is None:
+            strip.final = np.empty((strip.rows, self.size[1], *final.shape[2:]), final.dtype)
+        strip.final[:, strip.sealed : right] = final
+        strip.sealed = right
+        for chunk in [c for c in strip.chunks if (c + 1) * self.chunk_cols <= right]:
+            del strip.chunks[chunk]
+
+    def take(self, bottom: int) -> list[tuple[int, torch.Tensor | np.ndarray]]:
+        """The whole strips above row `bottom` not taken yet, top to bottom, as (first row, (1, C, rows, W)),
+        or with `seal` (first row, its final rows); they leave the canvas."""
         height = self.size[0]
         taken = []
         while self.taken < height and min(self.taken + self.band_rows, height) <= bottom:
             index = self.taken // self.band_rows
-            taken.append((self.taken, self._strip(index)))
+            strip = self._strip(index)
+            if self.seal is None:
+                taken.append((self.taken, self._columns(strip, 0, self.size[1])))
+            else:
+                self.seal_columns(index, self.size[1])
+                taken.append((self.taken, strip.final))
             del self.strips[index]
-            self.taken = min(self.taken + self.band_rows, height)
+            self.taken += strip.rows
         return taken
 
     @property
-    def image(self) -> torch.Tensor:
-        """The whole output (none of it taken yet), as one tensor."""
-        if self.taken:
-            raise RuntimeError("part of the canvas was taken already")
-        if len(self.strips) == 1 and self.band_rows >= self.size[0]:
-            return self._strip(0)
-        strips = [self._strip(index) for index in range(-(-self.size[0] // self.band_rows))]
-        return torch.cat(strips, dim=-2)
+    def held_bytes(self) -> int:
+        """What the canvas holds now: float columns and final pixels."""
+        chunks = sum(chunk.nbytes for strip in self.strips.values() for chunk in strip.chunks.values())
+        return chunks + sum(strip.final.nbytes for strip in self.strips.values() if strip.final is not None)
 
-    def _strip(self, index: int) -> torch.Tensor:
+    @property
+    def image(self) -> torch.Tensor:
+        """The whole output (none of it taken yet, none sealed), as one tensor."""
+        if self.taken or self.seal is not None:
+            raise RuntimeError("the canvas is handed out by bands")
+        strips = [
+            self._columns(self._strip(index), 0, self.size[1]) for index in range(-(-self.size[0] // self.band_rows))
+        ]
+        return strips[0] if len(strips) == 1 else torch.cat(strips, dim=-2)
+
+    def _strip(self, index: int) -> _Strip:
         strip = self.strips.get(index)
         if strip is None:
-            rows = min(self.band_rows, self.size[0] - index * self.band_rows)
-            strip = self.strips[index] = torch.zeros(1, self.channels, rows, self.size[1])
+            top, bottom = self.strip_rows(index)
+            strip = self.strips[index] = _Strip(bottom - top)
         return strip
+
+    def _chunk(self, strip: _Strip, chunk: int) -> torch.Tensor:
+        values = strip.chunks.get(chunk)
+        if values is None:
+            width = min(self.chunk_cols, self.size[1] - chunk * self.chunk_cols)
+            values = strip.chunks[chunk] = torch.zeros(1, self.channels, strip.rows, width)
+        return values
+
+    def _columns(self, strip: _Strip, left: int, right: int) -> torch.Tensor:
+        """The strip's float columns [left, right): a view where one chunk holds them."""
+        first, last = left // self.chunk_cols, -(-right // self.chunk_cols)
+        parts = []
+        for chunk in range(first, last):
+            begin = chunk * self.chunk_cols
+            parts.append(
+                self._chunk(strip, chunk)[..., max(left, begin) - begin : min(right, begin + self.chunk_cols) - begin]
+            )
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
 
 
 def resize(image: torch.Tensor, size: tuple[int, int], block: int = 512) -> torch.Tensor:

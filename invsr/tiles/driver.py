@@ -24,13 +24,14 @@ import dataclasses
 from collections import deque
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from ..devices import is_out_of_memory, release_cached_memory
 from ..errors import OutOfMemory
 from ..progress import ProgressCallback, ProgressReporter, StageTimer
 from ..sampling import Models
-from .accumulator import TileAccumulator
+from .accumulator import Finish, TileAccumulator
 from .batch import TileRecipe, compute_batch
 from .plan import TilePlan
 from .settings import TileSettings, smaller_tile
@@ -56,29 +57,28 @@ class TiledResult:
 
 
 BandCallback = Callable[[int, torch.Tensor], None]  # (first row, (1, 3, rows, W) in [0, 1] on the host)
+# or, where the run has a `finish`, (first row, the result's rows: (rows, W[, C]) in its own pixel type)
 
 
 class _Bands:
     """Where finished bands go: to the caller's callback, or kept to make the whole image. After a restart
-    with smaller tiles, rows already sent to the callback are not sent again (kept ones are made again)."""
+    with smaller tiles, rows already sent to the callback are not sent again (kept ones are made again);
+    bands keep their rows across restarts (accumulator.band_rows: the same width)."""
 
     def __init__(self, on_band: BandCallback | None):
         self.on_band = on_band
         self.kept: list[torch.Tensor] = []
         self.sent = 0  # rows handed on so far
 
-    def give(self, bands: list[tuple[int, torch.Tensor]]) -> None:
+    def give(self, bands: list) -> None:
         for top, band in bands:
-            rows = band.shape[-2]
-            if top + rows <= self.sent:
+            if top < self.sent:
                 continue
-            band = band[..., self.sent - top :, :] if top < self.sent else band
-            top = max(top, self.sent)
             if self.on_band is None:
                 self.kept.append(band)
             else:
                 self.on_band(top, band)
-            self.sent = top + band.shape[-2]
+            self.sent = top + (band.shape[0] if isinstance(band, np.ndarray) else band.shape[-2])
 
     def restart(self) -> int:
         """Starting again with other tiles: kept bands are dropped; the rows already sent (not sent again)."""
@@ -138,10 +138,14 @@ class TileDriver:
         settings: TileSettings,
         out_size=None,
         on_band: BandCallback | None = None,
+        finish: Finish | None = None,
     ) -> TiledResult:
         """Upscale `lr` (1, 3, H, W) in [0, 1] x4 and resample it to `out_size` (None: x4). With `on_band`,
         each finished band of rows goes there, top to bottom, as (first row, (1, 3, rows, W)), and the
-        result's image is None; without, the whole image is the result's."""
+        result's image is None; without, the whole image is the result's. With `finish` (and `on_band`),
+        the bands are its finished rows, finished as the tiles allow (accumulator.py)."""
+        if finish is not None and on_band is None:
+            raise ValueError("finished rows go to an on_band")
         multiple = self.models.lr_multiple
         tile, overlap, batch = settings.tile, settings.overlap, settings.batch
         self.notices.extend(settings.notices)
@@ -150,7 +154,7 @@ class TileDriver:
         while True:  # padded and drawn for each tile size: a fallback gives what its tile gives uncapped
             work = TileWork.prepare(lr, geometry, recipe, seed, tile, overlap)
             try:
-                batch = self._run_plan(work, batch, out_size, bands)
+                batch = self._run_plan(work, batch, out_size, bands, finish)
                 return TiledResult(bands.image(), work.plan, batch, self.static_shapes, tuple(self.notices))
             except _TileTooLarge:
                 tile, batch = self._smaller_tile(tile), 1
@@ -172,10 +176,10 @@ class TileDriver:
             ) from None
         return smaller
 
-    def _run_plan(self, work: TileWork, batch: int, out_size, bands: _Bands) -> int:
+    def _run_plan(self, work: TileWork, batch: int, out_size, bands: _Bands, finish: Finish | None) -> int:
         """Computes the plan, its bands to `bands`; the batch size it ended with."""
         plan = work.plan
-        accumulator = TileAccumulator(plan, out_size)
+        accumulator = TileAccumulator(plan, out_size, finish=finish)
         total, done = len(plan.tiles), 0
         pending = deque(plan.band_order(plan.batches(batch)))
         while pending:

@@ -150,9 +150,9 @@ class RayPipeline:
         }
         return job.finish(assembly, tiling, timer, progress, self.describe(), None, self.tiny)
 
-    def _run(self, work: TileWork, batch: int, out_size, on_band, reporter: ProgressReporter, cancel_check):
-        """The work's batches accumulated, their finished bands to `on_band`; how many each actor computed."""
-        accumulator = TileAccumulator(work.plan, out_size)
+    def _run(self, work: TileWork, batch: int, out_size, assembly, reporter: ProgressReporter, cancel_check):
+        """The work's batches accumulated, their finished rows to `assembly`; how many each actor computed."""
+        accumulator = TileAccumulator(work.plan, out_size, finish=assembly)
         total, received = len(work.plan.tiles), 0
         batches = self.dispatcher.submit(new_id(), work, batch)
         try:
@@ -167,8 +167,8 @@ class RayPipeline:
                     accumulator.add(position, output)
                 received += len(outputs)
                 reporter.report("tiles", received, total + 1)  # + 1: the finish
-                for top, band in accumulator.bands():
-                    on_band(top, band)
+                for top, rows in accumulator.bands():
+                    assembly(top, rows)
         finally:
             self.dispatcher.end(batches)
         return dict(batches.by_actor)

@@ -2,6 +2,8 @@
 type on its own, byte for byte what the whole array gives, and a run that takes its bands as they come
 never holds the whole output."""
 
+import random
+
 import numpy as np
 import pytest
 import torch
@@ -78,7 +80,7 @@ class Holding:
         self.most = 0
 
     def watch(self, accumulator: TileAccumulator) -> None:
-        held = sum(strip.shape[-2] for strip in accumulator.canvas.strips.values())
+        held = accumulator.canvas.held_bytes // (12 * accumulator.size[1])  # float32 RGB rows
         self.most = max(self.most, held)
 
 
@@ -106,6 +108,76 @@ def test_a_tall_image_is_finished_band_by_band(pipeline, photo, monkeypatch):
     assert holding.most < height / 3, f"held {holding.most} of {height} rows at once"
     expected = TileDriver(pipeline.models, pipeline.device, StageTimer(pipeline.device)).run(lr, recipe, 0, settings)
     assert torch.equal(torch.cat([band for _, band in bands], dim=-2), expected.image)
+
+
+def random_outputs(plan: TilePlan, seed: int = 0) -> list[torch.Tensor]:
+    """A made-up x4 output for each tile, with values beyond [0, 1] as the model's can be."""
+    generator = torch.Generator().manual_seed(seed)
+    shapes = [(1, 3, 4 * tile.crop.height, 4 * tile.crop.width) for tile in plan.tiles]
+    return [torch.rand(shape, generator=generator) * 1.2 - 0.1 for shape in shapes]
+
+
+def finished_whole_bands(plan, out_size, pixels, outputs) -> np.ndarray:
+    """The result as the float bands give it, each finished whole, top to bottom."""
+    accumulator = TileAccumulator(plan, out_size, rows_per_band=16)
+    for position, output in enumerate(outputs):
+        accumulator.add(position, output.clone())
+    finisher = BandFinisher(pixels, accumulator.size)
+    return np.concatenate([finisher(top, band) for top, band in accumulator.bands()])
+
+
+@pytest.mark.parametrize(
+    "dtype, channels, hdr",
+    [
+        (np.uint8, 3, False),
+        (np.uint8, 4, False),
+        (np.uint16, 0, False),
+        (np.uint8, 2, False),
+        (np.float32, 1, True),
+        (np.float32, 3, True),  # float RGB: finished only whole, as it would not be smaller
+    ],
+)
+@pytest.mark.parametrize("out_size", [None, (150, 530)])
+def test_columns_finished_as_soon_as_the_tiles_allow_give_the_bytes_of_whole_bands(dtype, channels, hdr, out_size):
+    """With a finish, the accumulator makes each band's columns the result's pixels once no tile still to come
+    reaches them (alpha, gray and float excess included), in whatever order tiles arrive: the same bytes."""
+    plan = TilePlan.make((48, 152), (48, 152), 32, 8, 8)
+    pixels = Pixels.from_array(image(dtype, channels, (48, 152), hdr=hdr))
+    outputs = random_outputs(plan)
+    want = finished_whole_bands(plan, out_size, pixels, outputs)
+    orders = [[p for start, stop in plan.band_order(plan.batches(1)) for p in range(start, stop)]]
+    orders += [random.Random(seed).sample(range(len(outputs)), len(outputs)) for seed in range(2)]
+    for order in orders:
+        finisher = BandFinisher(pixels, want.shape[:2])
+        accumulator = TileAccumulator(plan, out_size, rows_per_band=16, finish=finisher)
+        assert accumulator.early == (finisher.pixel_bytes < 12)
+        bands = []
+        for position in order:
+            accumulator.add(position, outputs[position].clone())
+            bands += accumulator.bands()
+        assert [top for top, _ in bands] == list(range(0, want.shape[0], 16))
+        got = np.concatenate([rows for _, rows in bands])
+        assert got.dtype == want.dtype and got.tobytes() == want.tobytes(), f"arrival order {order}"
+
+
+def test_columns_finished_early_hold_the_outputs_bytes_not_floats():
+    """An image 35 tiles wide, tiles in band order: where the float canvas holds a row of tiles and their
+    overlap in float32, the finishing one holds the row as 8-bit RGB, float32 only where tiles are to come."""
+    plan = TilePlan.make((96, 1920), (96, 1920), 64, 8, 8)
+    pixels = Pixels.from_array(image(np.uint8, 3, (96, 1920)))
+    outputs = random_outputs(plan)
+    order = [p for start, stop in plan.band_order(plan.batches(1)) for p in range(start, stop)]
+    most = {}
+    for finish in (None, BandFinisher(pixels, plan.output_size)):
+        accumulator = TileAccumulator(plan, finish=finish)
+        most[finish is None] = 0
+        for position in order:
+            accumulator.add(position, outputs[position].clone())
+            most[finish is None] = max(most[finish is None], accumulator.canvas.held_bytes)
+            accumulator.bands()
+    row_of_tiles = 4 * 64 * 4 * 1920 * 12
+    assert most[True] >= row_of_tiles  # a row of tiles in float32
+    assert most[False] < 0.5 * most[True], f"{most[False]} bytes held finishing early, {most[True]} not"
 
 
 def test_band_order_puts_the_last_column_with_its_row():
