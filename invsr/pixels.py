@@ -131,8 +131,8 @@ class BandFinisher:
             weights = torch.tensor(LUMA, dtype=rgb.dtype).view(1, 3, 1, 1)
             color = (rgb * weights).sum(dim=1, keepdim=True)
         planes = [color] if self.alpha is None else [color, self.alpha.rows(top, top + rows, left, left + width)]
-        band = torch.cat([p[0] for p in planes]).float()
-        out = _quantized(band.permute(1, 2, 0).numpy(), self.pixels.dtype)
+        band = planes[0][0] if len(planes) == 1 else torch.cat([p[0] for p in planes])
+        out = _quantized(band.float().permute(1, 2, 0).numpy(), self.pixels.dtype)
         return out[:, :, 0] if self.pixels.two_dimensional else out
 
     def done_above(self, row: int) -> None:

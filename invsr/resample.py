@@ -123,14 +123,21 @@ class Canvas:
         return (*self.rows.reaching(y, y + height), *self.cols.reaching(x, x + width))
 
     def add(self, y: int, x: int, values: torch.Tensor) -> None:
-        """Add (1, C, h, w) `values` whose top left is at (y, x) of the x4 image. They are resampled on
-        their own device (a GPU does it in no time), and only the result comes to the host."""
+        """Add (1, C, h, w) `values` whose top left is at (y, x) of the x4 image."""
+        self.place(*self.resampled(y, x, values))
+
+    def resampled(self, y: int, x: int, values: torch.Tensor) -> tuple[int, int, torch.Tensor]:
+        """(1, C, h, w) `values` placed at (y, x) of the x4 image, as what they add to the output: (top, left,
+        values) on the host. Resampled on their own device (a GPU does it in no time)."""
         top, left = y, x
         if self.rows is not None:
             rows, top = self.rows.matrix(y, values.shape[-2], values.device)
             cols, left = self.cols.matrix(x, values.shape[-1], values.device)
             values = rows @ values @ cols.T
-        values = values.cpu()
+        return top, left, values.cpu()
+
+    def place(self, top: int, left: int, values: torch.Tensor) -> None:
+        """Add (1, C, h, w) output `values` (from `resampled`) at (top, left) of the output."""
         h, w = values.shape[-2:]
         if top < self.taken:
             raise RuntimeError(f"rows from {top} added after rows up to {self.taken} were taken")
@@ -157,9 +164,12 @@ class Canvas:
         if right <= strip.sealed:
             return
         final = self.seal(index * self.band_rows, strip.sealed, self._columns(strip, strip.sealed, right))
-        if strip.final is None:
-            strip.final = np.empty((strip.rows, self.size[1], *final.shape[2:]), final.dtype)
-        strip.final[:, strip.sealed : right] = final
+        if strip.final is None and right - strip.sealed == self.size[1]:
+            strip.final = final  # the whole strip at once
+        else:
+            if strip.final is None:
+                strip.final = np.empty((strip.rows, self.size[1], *final.shape[2:]), final.dtype)
+            strip.final[:, strip.sealed : right] = final
         strip.sealed = right
         for chunk in [c for c in strip.chunks if (c + 1) * self.chunk_cols <= right]:
             del strip.chunks[chunk]

@@ -14,11 +14,12 @@ be committed reaches it, and `bands` hands it out and forgets it. A device that 
 image to a caller that takes no bands.
 
 Given a `finish` (image_job.Assembly: the result's own pixel type), the accumulator hands out the finished
-rows instead, and does not wait for a whole band to finish its pixels: after each commit, the columns of
-each band left of every tile still to come are finished at once and their float values let go. A band
-waiting for the end of its row of tiles then holds the output's bytes (3 per pixel for 8-bit RGB) rather
-than float32's 12, except under the tiles still to come: what grows with the image's width shrinks by up
-to four times. (Pixels are finished one by one, so the bytes are those of finishing whole bands.)
+rows instead, and does not wait for a whole band to finish its pixels: each time bands are asked for, the
+columns of each band left of every tile still to come over it are finished and their float values let go.
+A band waiting for the end of its row of tiles then holds the output's bytes (3 per pixel for 8-bit RGB)
+rather than float32's 12, but for the overlap with the next row of tiles and the tiles being added: what
+grows with the image's width shrinks about threefold for 8-bit RGB (bench/README.md). Pixels are
+finished one by one, so the bytes are those of finishing whole bands.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from .grid import SCALE
 from .plan import TilePlan
 
 BAND_BYTES = 1 << 20  # float32 bytes of a band of rows, about (at least 16 rows)
-CHUNK_COLS = 256  # columns of the float chunks that finished columns let go of (with a `finish`)
+CHUNK_COLS = 1024  # columns of the float chunks, finished and let go of as a whole (with a `finish`)
 FLOAT_PIXEL_BYTES = 4 * 3  # what the canvas holds per pixel before finishing
 
 
@@ -80,41 +81,44 @@ class TileAccumulator:
             chunk_cols=CHUNK_COLS if self.early else None,
         )
         reaches = np.array([self._reach(tile) for tile in plan.tiles], dtype=np.int64).reshape(-1, 4)
-        self.reaches = reaches
-        self.pending = np.ones(len(plan.tiles), dtype=bool)  # not committed yet
-        self.before, self.after = _orders(reaches)
-        self.waiting: dict[int, torch.Tensor] = {}  # arrived before their turn, by position in the plan
-        self.done = [False] * len(plan.tiles)
-        self.committed = 0  # tiles added to the canvas
-        self.open = [(int(top), position) for position, top in enumerate(reaches[:, 0])]  # (first row, tile) heap
+        self.parts, self.first_part = _parts(reaches)
+        self.before, self.after = _orders(self.parts)
+        self.arrived = np.zeros(len(plan.tiles), dtype=bool)
+        self.waiting: dict[int, tuple] = {}  # parts arrived before their turn: (top, left, values), by index
+        self.pending = np.ones(len(self.parts), dtype=bool)  # parts not added to the canvas yet
+        self.open = [(int(top), part) for part, top in enumerate(self.parts[:, 0])]  # (first row, part) heap
         heapq.heapify(self.open)
 
     @property
     def complete(self) -> bool:
-        return self.committed == len(self.plan.tiles)
+        return not self.pending.any()
 
     def add(self, position: int, output: torch.Tensor) -> None:
         """Take the output (1, 3, 4 h, 4 w) of the plan's tile `position`, on any device."""
         if not 0 <= position < len(self.plan.tiles):
             raise ValueError(f"tile {position} is not in the plan, which has {len(self.plan.tiles)}")
-        if self.done[position] or position in self.waiting:
+        if self.arrived[position]:
             raise ValueError(f"tile {position} was given twice")
-        self.waiting[position] = output
-        ready = [position] if self.before[position] == 0 else []
-        while ready:  # tiles ready at once share no pixel: their order does not matter
-            tile = ready.pop()
-            self._commit(tile, self.waiting.pop(tile))
-            self.done[tile] = True
-            self.pending[tile] = False
-            self.committed += 1
-            for later in self.after[tile]:
+        self.arrived[position] = True
+        top, left, values = self._contribution(position, output)
+        ready = []
+        for part in range(self.first_part[position], self.first_part[position + 1]):
+            first, last = self.parts[part, :2]
+            self.waiting[part] = (first, left, values[..., first - top : last - top, :])
+            if self.before[part] == 0:
+                ready.append(part)
+        while ready:  # parts ready at once share no pixel: their order does not matter
+            part = ready.pop()
+            self.canvas.place(*self.waiting.pop(part))
+            self.pending[part] = False
+            for later in self.after[part]:
                 self.before[later] -= 1
                 if self.before[later] == 0 and later in self.waiting:
                     ready.append(later)
 
     def finished_rows(self) -> int:
-        """Rows from the top that no tile still to be committed reaches."""
-        while self.open and self.done[self.open[0][1]]:
+        """Rows from the top that no part of a tile still to be added reaches."""
+        while self.open and not self.pending[self.open[0][1]]:
             heapq.heappop(self.open)
         return self.open[0][0] if self.open else self.size[0]
 
@@ -130,17 +134,22 @@ class TileAccumulator:
         return bands
 
     def _finish_columns(self) -> None:
-        """Finish the columns of each band being made that are left of every tile still to come over it."""
-        top, bottom, left, _ = self.reaches.T
-        for index in list(self.canvas.strips):
-            first, last = self.canvas.strip_rows(index)
-            coming = self.pending & (top < last) & (bottom > first)
-            self.canvas.seal_columns(index, int(left[coming].min()) if coming.any() else self.size[1])
+        """Finish the columns of each band being made that are left of every tile still to come over it, by
+        whole chunks of the canvas (no copy to gather them; few calls, each worth making)."""
+        indices = list(self.canvas.strips)
+        coming = self.parts[self.pending]
+        rows = np.array([self.canvas.strip_rows(index) for index in indices]).reshape(-1, 2)
+        over = (coming[None, :, 0] < rows[:, 1:]) & (coming[None, :, 1] > rows[:, :1])  # (strips, parts coming)
+        width = self.size[1]
+        rights = np.where(over, coming[None, :, 2], width).min(axis=1, initial=width)
+        for index, right in zip(indices, rights.tolist()):
+            right = right if right == width else right // CHUNK_COLS * CHUNK_COLS
+            self.canvas.seal_columns(index, right)
 
     def result(self) -> torch.Tensor:
         """The finished image, on the host; every tile must have been added, no band taken, and no `finish`."""
         if not self.complete:
-            missing = len(self.plan.tiles) - self.committed - len(self.waiting)
+            missing = len(self.plan.tiles) - int(self.arrived.sum())
             raise RuntimeError(f"{missing} of {len(self.plan.tiles)} tiles are still missing")
         return self.canvas.image
 
@@ -149,20 +158,38 @@ class TileAccumulator:
         visible, (top, left) = tile.visible.scaled(SCALE), self.plan.offset
         return self.canvas.reach(visible.top - SCALE * top, visible.left - SCALE * left, visible.height, visible.width)
 
-    def _commit(self, position: int, output: torch.Tensor) -> None:
-        """Add the tile, weighted so that all tiles' weights sum to 1 at every pixel."""
+    def _contribution(self, position: int, output: torch.Tensor) -> tuple[int, int, torch.Tensor]:
+        """The tile's output weighted so that all tiles' weights sum to 1 at every pixel, resampled where
+        the tile is, in the image's own coordinates (the padding's offset taken off): (top, left, values)."""
         tile = self.plan.tiles[position]
         visible, (top, left) = tile.visible.scaled(SCALE), self.plan.offset
         crop = tile.crop.scaled(SCALE)
         rows = self.rows.of(tile.row, visible.top - crop.top, visible.height)
         cols = self.cols.of(tile.col, visible.left - crop.left, visible.width)
         weighted = output * (rows[:, None] * cols[None, :]).to(output.device)
-        # resampled where the tile is, in the image's own coordinates (the padding's offset taken off)
-        self.canvas.add(visible.top - SCALE * top, visible.left - SCALE * left, weighted)
+        return self.canvas.resampled(visible.top - SCALE * top, visible.left - SCALE * left, weighted)
+
+
+def _parts(reaches: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """Each tile's reach cut into parts of rows at the first rows of the other tiles (the next row of tiles):
+    (rows [top, bottom) and columns [left, right) of each part, tile by tile in the plan's order; the index
+    of each tile's first part, and the number of parts at the end). Parts of a tile are added to the
+    canvas on their own, so that the rows of a tile above the next row of tiles need not wait for tiles
+    that come later in the plan but reach only its lower rows (the narrower last column waits for the next
+    row's full-size tiles at their shared corner)."""
+    cuts = np.unique(reaches[:, 0])
+    parts, first_part = [], []
+    for top, bottom, left, right in reaches.tolist():
+        first_part.append(len(parts))
+        inside = cuts[(cuts > top) & (cuts < bottom)].tolist()
+        for first, last in zip([top, *inside], [*inside, bottom]):
+            parts.append((first, last, left, right))
+    first_part.append(len(parts))
+    return np.array(parts, dtype=np.int64).reshape(-1, 4), first_part
 
 
 def _orders(reaches: np.ndarray) -> tuple[list[int], list[list[int]]]:
-    """For each tile, how many tiles before it reach pixels it reaches, and the tiles after it that do."""
+    """For each part, how many parts before it reach pixels it reaches, and the parts after it that do."""
     top, bottom, left, right = reaches.T
     before, after = [], [[] for _ in range(len(reaches))]
     for position in range(len(reaches)):

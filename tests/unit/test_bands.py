@@ -113,7 +113,7 @@ def test_a_tall_image_is_finished_band_by_band(pipeline, photo, monkeypatch):
 def random_outputs(plan: TilePlan, seed: int = 0) -> list[torch.Tensor]:
     """A made-up x4 output for each tile, with values beyond [0, 1] as the model's can be."""
     generator = torch.Generator().manual_seed(seed)
-    shapes = [(1, 3, 4 * tile.crop.height, 4 * tile.crop.width) for tile in plan.tiles]
+    shapes = [(1, 3, 4 * tile.visible.height, 4 * tile.visible.width) for tile in plan.tiles]
     return [torch.rand(shape, generator=generator) * 1.2 - 0.1 for shape in shapes]
 
 
@@ -160,9 +160,11 @@ def test_columns_finished_as_soon_as_the_tiles_allow_give_the_bytes_of_whole_ban
         assert got.dtype == want.dtype and got.tobytes() == want.tobytes(), f"arrival order {order}"
 
 
-def test_columns_finished_early_hold_the_outputs_bytes_not_floats():
+def test_columns_finished_early_hold_the_outputs_bytes_not_floats(monkeypatch):
     """An image 35 tiles wide, tiles in band order: where the float canvas holds a row of tiles and their
-    overlap in float32, the finishing one holds the row as 8-bit RGB, float32 only where tiles are to come."""
+    overlap in float32, the finishing one holds the row as 8-bit RGB, float32 only where tiles are to come
+    (finished by chunks of 256 columns here, a quarter of the default, for an image a quarter as wide)."""
+    monkeypatch.setattr(accumulator_module, "CHUNK_COLS", 256)
     plan = TilePlan.make((96, 1920), (96, 1920), 64, 8, 8)
     pixels = Pixels.from_array(image(np.uint8, 3, (96, 1920)))
     outputs = random_outputs(plan)
@@ -178,6 +180,25 @@ def test_columns_finished_early_hold_the_outputs_bytes_not_floats():
     row_of_tiles = 4 * 64 * 4 * 1920 * 12
     assert most[True] >= row_of_tiles  # a row of tiles in float32
     assert most[False] < 0.5 * most[True], f"{most[False]} bytes held finishing early, {most[True]} not"
+
+
+def test_a_row_of_tiles_is_finished_before_the_next_row_whatever_the_narrower_last_column_waits_for():
+    """The narrower last column comes after every full-size tile in the plan's order (batches of one size),
+    so it must wait for the next row's full-size tile at their shared corner; the rest of it does not: the
+    rows above the next row of tiles are finished with their own row, and the canvas holds one row of tiles
+    (and its overlap), not two."""
+    plan = TilePlan.make((256, 100), (256, 112), 32, 8, 16)
+    assert len({tile.crop.width for tile in plan.tiles}) == 2  # a narrower last column
+    outputs = random_outputs(plan)
+    accumulator = TileAccumulator(plan, rows_per_band=16)
+    most = 0
+    for start, stop in plan.band_order(plan.batches(1)):
+        for position in range(start, stop):
+            accumulator.add(position, outputs[position])
+            most = max(most, accumulator.canvas.held_bytes // (12 * accumulator.size[1]))
+            accumulator.bands()
+    row_of_tiles, overlap = 4 * 32, 4 * 8
+    assert most <= row_of_tiles + overlap + 16, f"held {most} rows at once"
 
 
 def test_band_order_puts_the_last_column_with_its_row():

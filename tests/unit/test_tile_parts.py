@@ -107,7 +107,7 @@ def test_an_early_tile_waits_for_those_before_it(parts):
     accumulator = TileAccumulator(parts.plan)
     for position in reversed(range(1, len(parts.outputs))):
         accumulator.add(position, parts.outputs[position])
-    assert accumulator.committed == 0 and not accumulator.complete
+    assert accumulator.finished_rows() == 0 and not accumulator.complete
     with pytest.raises(RuntimeError, match="1 of 9 tiles are still missing"):
         accumulator.result()
     with pytest.raises(ValueError, match="tile 5 was given twice"):

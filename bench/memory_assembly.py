@@ -1,0 +1,101 @@
+"""Host memory of assembling the result alone (issue 24), up to a 45-megapixel photo at x4: the tile
+accumulator and the finishing of the result's rows, fed made-up tile outputs instead of the model's, so
+that what is measured is what grows with the output, not the networks' working memory (a fixed ~100 MB
+on the CPU, with tens of MB of allocator noise, which hides a difference of 10 MB in a whole run).
+
+Two ways, each size in a fresh process, peak resident size over the size before the job (Linux's
+/proc/self/clear_refs, VmHWM), and the most the accumulator's canvas held (its float values and
+finished pixels, counted exactly): `whole bands`, the float32 bands finished by rows once each is complete
+(what the library did before), and `columns`, the columns of each band finished to the result's own
+pixels as soon as no tile still to come reaches them (the accumulator given a `finish`, as the worker and
+the CLI run it now). The rows are made contiguous, as the worker does to send them, then dropped, as by a
+client that keeps up. Tiles of
+128 pixels overlapping by 16 (the defaults), in band order, as one device computes them. Usage:
+
+    python bench/memory_assembly.py [--inputs 1024x1024,2048x2048,4096x4096,8192x5464] [--dtype uint8]
+        [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+JOB = r"""
+import json, sys, time
+import numpy as np, torch
+from invsr.pixels import BandFinisher, Pixels
+from invsr.tiles import TileAccumulator, TilePlan
+
+height, width, dtype, way = int(sys.argv[1]), int(sys.argv[2]), np.dtype(sys.argv[3]), sys.argv[4]
+def status(field):
+    return int(next(l for l in open("/proc/self/status") if l.startswith(field + ":")).split()[1]) * 1024
+plan = TilePlan.make((height, width), (height, width), 128, 16, 8)
+pixels = Pixels(torch.zeros(1, 3, 1, 1), None, False, dtype, False)  # RGB: the finisher needs no input pixels
+order = [position for start, stop in plan.band_order(plan.batches(1)) for position in range(start, stop)]
+outputs = {}  # one made-up output per tile shape: the values do not change the memory
+for tile in plan.tiles:
+    shape = (1, 3, 4 * tile.visible.height, 4 * tile.visible.width)
+    outputs.setdefault(shape, torch.rand(shape, generator=torch.Generator().manual_seed(0)))
+open("/proc/self/clear_refs", "w").write("5")
+idle, started, rows, held = status("VmRSS"), time.perf_counter(), 0, 0
+finisher = BandFinisher(pixels, (4 * height, 4 * width))
+accumulator = TileAccumulator(plan, finish=finisher if way == "columns" else None)
+for position in order:
+    tile = plan.tiles[position]
+    accumulator.add(position, outputs[(1, 3, 4 * tile.visible.height, 4 * tile.visible.width)])
+    held = max(held, accumulator.canvas.held_bytes)
+    for top, band in accumulator.bands():
+        finished = band if way == "columns" else finisher(top, band)
+        rows += np.ascontiguousarray(finished).shape[0]  # as the worker sends them, and files take them
+assert rows == 4 * height
+seconds = round(time.perf_counter() - started, 1)
+print(json.dumps({"grown": status("VmHWM") - idle, "held": held, "seconds": seconds}))
+"""
+
+
+def measure(height: int, width: int, dtype: str, way: str) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-c", JOB, str(height), str(width), dtype, way], capture_output=True, text=True
+    )
+    if done.returncode:
+        raise SystemExit(f"the {way} job failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--inputs", default="1024x1024,2048x2048,4096x4096,8192x5464", help="W x H, x4 out")
+    parser.add_argument("--dtype", default="uint8", choices=["uint8", "uint16"])
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    rows = []
+    for size in args.inputs.split(","):
+        width, height = (int(side) for side in size.split("x"))
+        out_pixels = 16 * width * height
+        for way in ("whole bands", "columns"):
+            measured = measure(height, width, args.dtype, way.split()[0] if way == "columns" else "whole")
+            row = {
+                "way": way,
+                "input": f"{width} x {height}",
+                "output_mp": round(out_pixels / 1e6, 1),
+                "output_width": 4 * width,
+                "peak_over_idle_mb": round(measured["grown"] / 1e6, 1),
+                "canvas_peak_mb": round(measured["held"] / 1e6, 1),
+                "bytes_per_output_pixel": round(measured["grown"] / out_pixels, 3),
+                "seconds": measured["seconds"],
+            }
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        note = f"{args.dtype} RGB, {time.strftime('%Y-%m-%d')}"
+        args.json.write_text(json.dumps({"what": note, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
