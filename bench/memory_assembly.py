@@ -9,11 +9,13 @@ finished pixels, counted exactly): `whole bands`, the float32 bands finished by 
 (what the library did before), and `columns`, the columns of each band finished to the result's own
 pixels as soon as no tile still to come reaches them (the accumulator given a `finish`, as the worker and
 the CLI run it now). The rows are made contiguous, as the worker does to send them, then dropped, as by a
-client that keeps up. Tiles of
-128 pixels overlapping by 16 (the defaults), in band order, as one device computes them. Usage:
+client that keeps up. Tiles of 128 pixels overlapping by 16 (the defaults), in band order, as one device
+computes them. `--source` adds the whole bands of another checkout (the commit before, whose accumulator
+held two rows of tiles where the last column is narrower). Usage:
 
-    python bench/memory_assembly.py [--inputs 1024x1024,2048x2048,4096x4096,8192x5464] [--dtype uint8]
-        [--json out.json]
+    python bench/memory_assembly.py [--inputs 1024x1024,2048x2048,4096x4096,6000x4000,6001x4001,8192x5464]
+        [--dtype uint8]
+        [--source /path/to/checkout] [--json out.json]
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from memory_bands import environment
+
 JOB = r"""
 import json, sys, time
 import numpy as np, torch
@@ -34,7 +38,8 @@ from invsr.tiles import TileAccumulator, TilePlan
 height, width, dtype, way = int(sys.argv[1]), int(sys.argv[2]), np.dtype(sys.argv[3]), sys.argv[4]
 def status(field):
     return int(next(l for l in open("/proc/self/status") if l.startswith(field + ":")).split()[1]) * 1024
-plan = TilePlan.make((height, width), (height, width), 128, 16, 8)
+padded = (-(-height // 8) * 8, -(-width // 8) * 8)  # to the networks' multiple, as the pipeline pads
+plan = TilePlan.make((height, width), padded, 128, 16, 8)
 pixels = Pixels(torch.zeros(1, 3, 1, 1), None, False, dtype, False)  # RGB: the finisher needs no input pixels
 order = [position for start, stop in plan.band_order(plan.batches(1)) for position in range(start, stop)]
 outputs = {}  # one made-up output per tile shape: the values do not change the memory
@@ -44,11 +49,15 @@ for tile in plan.tiles:
 open("/proc/self/clear_refs", "w").write("5")
 idle, started, rows, held = status("VmRSS"), time.perf_counter(), 0, 0
 finisher = BandFinisher(pixels, (4 * height, 4 * width))
-accumulator = TileAccumulator(plan, finish=finisher if way == "columns" else None)
+accumulator = TileAccumulator(plan, finish=finisher) if way == "columns" else TileAccumulator(plan)
+def held_bytes(canvas):
+    if hasattr(canvas, "held_bytes"):
+        return canvas.held_bytes
+    return sum(strip.nbytes for strip in canvas.strips.values())  # a checkout from before columns
 for position in order:
     tile = plan.tiles[position]
     accumulator.add(position, outputs[(1, 3, 4 * tile.visible.height, 4 * tile.visible.width)])
-    held = max(held, accumulator.canvas.held_bytes)
+    held = max(held, held_bytes(accumulator.canvas))
     for top, band in accumulator.bands():
         finished = band if way == "columns" else finisher(top, band)
         rows += np.ascontiguousarray(finished).shape[0]  # as the worker sends them, and files take them
@@ -58,9 +67,9 @@ print(json.dumps({"grown": status("VmHWM") - idle, "held": held, "seconds": seco
 """
 
 
-def measure(height: int, width: int, dtype: str, way: str) -> dict:
+def measure(height: int, width: int, dtype: str, way: str, env: dict) -> dict:
     done = subprocess.run(
-        [sys.executable, "-c", JOB, str(height), str(width), dtype, way], capture_output=True, text=True
+        [sys.executable, "-c", JOB, str(height), str(width), dtype, way], capture_output=True, text=True, env=env
     )
     if done.returncode:
         raise SystemExit(f"the {way} job failed:\n{done.stderr[-3000:]}")
@@ -69,16 +78,22 @@ def measure(height: int, width: int, dtype: str, way: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--inputs", default="1024x1024,2048x2048,4096x4096,8192x5464", help="W x H, x4 out")
+    parser.add_argument(
+        "--inputs", default="1024x1024,2048x2048,4096x4096,6000x4000,6001x4001,8192x5464", help="W x H, x4 out"
+    )
     parser.add_argument("--dtype", default="uint8", choices=["uint8", "uint16"])
+    parser.add_argument("--source", type=Path, default=None, help="a checkout from before, for its whole bands too")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
+    ways = [("whole bands", "whole", environment(None)), ("columns", "columns", environment(None))]
+    if args.source is not None:
+        ways.insert(0, ("whole bands, before", "whole", environment(args.source)))
     rows = []
     for size in args.inputs.split(","):
         width, height = (int(side) for side in size.split("x"))
         out_pixels = 16 * width * height
-        for way in ("whole bands", "columns"):
-            measured = measure(height, width, args.dtype, way.split()[0] if way == "columns" else "whole")
+        for way, job, env in ways:
+            measured = measure(height, width, args.dtype, job, env)
             row = {
                 "way": way,
                 "input": f"{width} x {height}",

@@ -4,13 +4,15 @@ the order.
 Each output is weighted by its blending weights (blend.py) and added to the result, resampled from x4
 to the requested size as it arrives (resample.py), so the host never holds the x4 image. Float addition
 is not associative: to give the same bytes whatever order tiles arrive in, every output pixel sums its
-tiles in the plan's canonical order. A tile is committed once every tile before it in that order whose
-output reaches the same pixels has been (tiles that share no pixel commute), an output that arrives
-early waiting for those. Outputs that arrive in that order, as from one device, are committed at once.
+tiles in the plan's canonical order. Each tile's contribution is added in parts, its rows cut where the
+next row of tiles begins (`_parts`); a part is added once every part before it in that order that
+reaches the same pixels has been (parts that share no pixel commute), a part that arrives early waiting
+for those. Outputs that arrive in that order, as from one device, are added at once, but for the lower
+part of the narrower last column, which comes after the next row's full-size tiles in the plan.
 
 The result is held in bands of rows (resample.Canvas's strips): a band is finished when no tile still to
 be committed reaches it, and `bands` hands it out and forgets it. A device that computes tiles row by row
-(`TilePlan.band_order`) so holds a few rows of tiles, never the whole output; `result` gives the whole
+(`TilePlan.band_order`) so holds about one row of tiles, never the whole output; `result` gives the whole
 image to a caller that takes no bands.
 
 Given a `finish` (image_job.Assembly: the result's own pixel type), the accumulator hands out the finished
@@ -18,7 +20,7 @@ rows instead, and does not wait for a whole band to finish its pixels: each time
 columns of each band left of every tile still to come over it are finished and their float values let go.
 A band waiting for the end of its row of tiles then holds the output's bytes (3 per pixel for 8-bit RGB)
 rather than float32's 12, but for the overlap with the next row of tiles and the tiles being added: what
-grows with the image's width shrinks about threefold for 8-bit RGB (bench/README.md). Pixels are
+grows with the image's width shrinks about 2.5 times for 8-bit RGB (bench/README.md). Pixels are
 finished one by one, so the bytes are those of finishing whole bands.
 """
 
