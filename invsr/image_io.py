@@ -483,6 +483,10 @@ class TiffBands:
         height, width, channels = self.shape
         tags = tiff_tags(self.metadata or Metadata())
         tile = (self.TILE_ROWS, -(-width // 16) * 16)
+        # tifffile compresses on several threads where the machine has 4 cores or more, and by default
+        # gathers up to 512 MB of tiles (all of them, for most images) before writing any: one tile per
+        # thread at a time instead (a buffer of one tile's bytes).
+        tile_bytes = tile[0] * tile[1] * channels * self.dtype.itemsize
         big = height * width * channels * self.dtype.itemsize > 2**32 - 2**25  # as tifffile.imwrite decides
         try:
             with tifffile.TiffWriter(self.partial, bigtiff=big, byteorder="<") as tiff:
@@ -496,6 +500,7 @@ class TiffBands:
                     extrasamples=["unassalpha"] if channels in (2, 4) else None,
                     compression="zlib",
                     predictor=True,
+                    buffersize=tile_bytes,
                     iccprofile=self.icc,
                     resolution=tags.resolution,
                     resolutionunit=tags.unit,

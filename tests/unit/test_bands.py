@@ -273,3 +273,35 @@ def test_a_tiff_abandoned_half_way_leaves_nothing(tmp_path):
     writer.add(0, np.zeros((100, 40, 3), np.uint8))
     writer.abort()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_tiff_compressed_on_several_threads_holds_a_few_tiles_not_the_image(tmp_path, monkeypatch):
+    """On a machine of 4 cores or more tifffile compresses on several threads, and by default gathers up to
+    512 MB of tiles (all of them, for most images) before it writes any: the writer must not let it."""
+    import tracemalloc
+
+    import imagecodecs  # noqa: F401 (imported before counting: their modules are not what is measured)
+    import tifffile  # noqa: F401
+
+    from invsr.image_io import TiffBands, read_image
+
+    monkeypatch.setenv("TIFFFILE_NUM_THREADS", "4")  # tifffile's default on an 8-core machine
+    height, width = 8192, 1024
+    writer = TiffBands(tmp_path / "out.tif", height, width, 3, np.uint8, None, None)
+    tracemalloc.start()
+    try:
+        for top in range(0, height, 32):
+            writer.add(top, _noise_band(top, width))
+        writer.finish(None)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    image_bytes = height * width * 3
+    assert peak < image_bytes / 4, f"{peak / 1e6:.1f} MB held writing a {image_bytes / 1e6:.1f} MB image"
+    back = read_image(tmp_path / "out.tif").pixels
+    assert all(np.array_equal(back[top : top + 32], _noise_band(top, width)) for top in range(0, height, 256))
+
+
+def _noise_band(top: int, width: int) -> np.ndarray:
+    """32 rows of noise (which deflate cannot shrink), the same for the same `top`."""
+    return np.random.default_rng(top).integers(0, 256, (32, width, 3), np.uint8)
