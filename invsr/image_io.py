@@ -400,13 +400,14 @@ def encode_tiff(pixels: np.ndarray, icc: bytes | None = None, metadata: Metadata
 
 
 class TiffBands:
-    """A TIFF written band by band as an upscale finishes its rows, holding no more than a band of it: the
-    pixels deflate-compressed in tiles as wide as the image (tifffile, on a thread of its own, takes them
-    from a short queue), the metadata finished at the end (`finish`: the tags that only the finished job
-    knows, such as its provenance, overwritten; EXIF and GPS directories added in place), the file renamed
-    into place only then. `abort` removes what was written."""
+    """A TIFF written band by band as an upscale finishes its rows, holding no more than a few tiles of it
+    (tiles as wide as the image, of about 256 KB or 16 rows): the pixels deflate-compressed by
+    tifffile on a thread of its own, which takes the tiles from a short queue; the metadata finished at the
+    end (`finish`: the tags that only the finished job knows, such as its provenance, overwritten; EXIF and
+    GPS directories added in place), the file renamed into place only then. `abort` removes what was
+    written."""
 
-    TILE_ROWS = 64  # rows per tile (a multiple of 16, as TIFF tiles are)
+    TILE_BYTES = 1 << 18  # about this much a tile (at least 16 rows, as TIFF tiles are multiples of 16)
 
     def __init__(self, path: Path, height: int, width: int, channels: int, dtype, icc, metadata: Metadata | None):
         import queue
@@ -416,6 +417,8 @@ class TiffBands:
         self.shape, self.dtype = (height, width, channels), np.dtype(dtype)
         self.icc, self.notes = fitting_profile(icc, channels, self.path.name)
         self.metadata = None if metadata is None else fitted(metadata, self.path.suffix.lower(), self.path.name)[0]
+        row_bytes = -(-width // 16) * 16 * channels * self.dtype.itemsize
+        self.tile_rows = min(max(1, self.TILE_BYTES // row_bytes // 16), -(-height // 16)) * 16
         self.queue: queue.Queue = queue.Queue(maxsize=2)
         self.pending: list[np.ndarray] = []  # rows not yet a whole tile
         self.rows = 0
@@ -424,17 +427,29 @@ class TiffBands:
         self.thread.start()
 
     def add(self, top: int, rows: np.ndarray) -> None:
-        """Rows [top, top + n) of the image, (n, W[, C]) in its dtype, following those added before."""
+        """Rows [top, top + n) of the image, (n, W[, C]) in its dtype, following those added before; what
+        is kept of them is copied, so that the caller's band can go when this returns."""
         if top != self.rows:
             raise ValueError(f"rows must come top to bottom: expected row {self.rows}, got {top}")
         self.rows += rows.shape[0]
         self.pending.append(rows.reshape(rows.shape[0], self.shape[1], self.shape[2]))
-        while sum(part.shape[0] for part in self.pending) >= self.TILE_ROWS or (
-            self.rows == self.shape[0] and self.pending
-        ):
-            joined = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]
-            self._put(joined[: self.TILE_ROWS])
-            self.pending = [joined[self.TILE_ROWS :]] if joined.shape[0] > self.TILE_ROWS else []
+        held = sum(part.shape[0] for part in self.pending)
+        while held >= self.tile_rows or (self.rows == self.shape[0] and held):
+            tile = self._take(min(held, self.tile_rows))
+            self._put(tile)
+            held -= tile.shape[0]
+        self.pending = [part.copy() for part in self.pending]  # under a tile's rows
+
+    def _take(self, count: int) -> np.ndarray:
+        """The first `count` pending rows, as a new array."""
+        tile, filled = np.empty((count, *self.shape[1:]), self.dtype), 0
+        while filled < count:
+            part = self.pending[0]
+            taken = min(count - filled, part.shape[0])
+            tile[filled : filled + taken] = part[:taken]
+            filled += taken
+            self.pending[0:1] = [part[taken:]] if taken < part.shape[0] else []
+        return tile
 
     def finish(self, metadata: Metadata | None, notes: dict[str, str] | None = None) -> list[str]:
         """Close the file with `metadata` (the final one: what differs from that given at the start, which
@@ -482,7 +497,7 @@ class TiffBands:
 
         height, width, channels = self.shape
         tags = tiff_tags(self.metadata or Metadata())
-        tile = (self.TILE_ROWS, -(-width // 16) * 16)
+        tile = (self.tile_rows, -(-width // 16) * 16)
         # tifffile compresses on several threads where the machine has 4 cores or more, and by default
         # gathers up to 512 MB of tiles (all of them, for most images) before writing any: one tile per
         # thread at a time instead (a buffer of one tile's bytes).

@@ -302,6 +302,26 @@ def test_a_tiff_compressed_on_several_threads_holds_a_few_tiles_not_the_image(tm
     assert all(np.array_equal(back[top : top + 32], _noise_band(top, width)) for top in range(0, height, 256))
 
 
+def test_a_tiff_writer_keeps_none_of_the_band_it_was_given(tmp_path):
+    """A band is a row of tiles of the result (tens of MB for a wide photo): the writer copies the rows it
+    has not written yet, so that the band can go as soon as the next is being made."""
+    import weakref
+
+    from invsr.image_io import TiffBands, read_image
+
+    writer = TiffBands(tmp_path / "out.tif", 300, 64, 3, np.uint8, None, None)
+    bands, seen = [_noise_band(top, 64)[:30].copy() for top in range(0, 300, 30)], []
+    for index in range(len(bands)):
+        band = bands[index]
+        writer.add(30 * index, band)
+        seen.append(weakref.ref(band))
+        bands[index] = band = None
+        assert seen[-1]() is None, f"band {index} is still held by the writer"
+    writer.finish(None)
+    back = read_image(tmp_path / "out.tif").pixels
+    assert np.array_equal(back, np.concatenate([_noise_band(top, 64)[:30] for top in range(0, 300, 30)]))
+
+
 def _noise_band(top: int, width: int) -> np.ndarray:
     """32 rows of noise (which deflate cannot shrink), the same for the same `top`."""
     return np.random.default_rng(top).integers(0, 256, (32, width, 3), np.uint8)
