@@ -13,7 +13,7 @@ import torch
 from invsr.sampling import Noise
 from invsr.tiles import TileAccumulator, TilePlan, TileRecipe, TileSettings, compute_batch
 from invsr.tiles.blend import ramp_weights
-from invsr.tiles.grid import Span, pad_to_multiple
+from invsr.tiles.grid import PaddedImage, Span
 
 
 def hard_cut_weights(spans: list[Span], index: int, scale: int) -> torch.Tensor:
@@ -40,7 +40,7 @@ def upscale(
 ) -> tuple[torch.Tensor, TilePlan]:
     """x4 of `lr` (1, 3, H, W) on the host, and the plan it was made with."""
     channels = models.noise_predictor.config.latent_channels
-    image = pad_to_multiple(lr, models.lr_multiple)
+    image = PaddedImage.of(lr, models.lr_multiple)
     noise = Noise.draw(image.shape, channels, seed)
     plan = TilePlan.make(lr.shape[-2:], image.shape[-2:], settings.tile, settings.overlap, models.lr_multiple)
     accumulator = TileAccumulator(plan, weights=hard_cut_weights if hard_cut else ramp_weights)

@@ -3,7 +3,8 @@
 - The image is padded as the reference implementation pads it (grid.pad_for_networks): a side shorter
   than the noise predictor's training size (128 pixels for the released weights; or than the tile, if
   smaller) is mirrored out to it on both sides, so that the networks see what they were trained on; the
-  colour-fix reference is made from the unpadded image, and the padding is cut off again.
+  colour-fix reference is made from the unpadded image, and the padding is cut off again. The padded
+  image is never made whole: each tile is cut through the padding's maps (grid.PaddedImage).
 - Device memory holds one batch of tiles, whatever the image size. Batches are computed in band order
   (plan.TilePlan.band_order), so that the result is finished by bands of rows (accumulator.py): given
   `on_band`, each band goes there as it finishes and the host holds a few rows of tiles, not the output.

@@ -18,7 +18,7 @@ import torch
 
 from ..sampling import Noise
 from .batch import BatchInputs, ColorReference
-from .grid import SCALE, Box, Span, plan_axis
+from .grid import SCALE, Box, PaddedImage, Span, plan_axis
 
 REFERENCE_MARGIN = 4  # input pixels around a tile that its x4 bicubic reference depends on
 
@@ -84,20 +84,20 @@ class TilePlan:
         computed with their row, not after every full-size tile (accumulator.py holds the rows between)."""
         return sorted(bounds, key=lambda bound: (max(t.row for t in self.tiles[bound[0] : bound[1]]), bound[0]))
 
-    def inputs(self, image: torch.Tensor, noise: Noise, start: int, stop: int, fill_to: int = 0) -> BatchInputs:
+    def inputs(self, image: PaddedImage, noise: Noise, start: int, stop: int, fill_to: int = 0) -> BatchInputs:
         """The pixels batch [start, stop) reads, cut from the padded `image` (1, 3, H, W) and its `noise`;
         with repeats of the last tile up to `fill_to` tiles (one batch shape for compiled networks).
         Copies, not views: pickled to go elsewhere, a view would take the whole image with it."""
         tiles = self.tiles[start:stop]
         filled = tiles + tiles[-1:] * (fill_to - len(tiles))
         return BatchInputs(
-            lr=torch.cat([t.crop.of(image) for t in filled]),
+            lr=torch.cat([image.cut(t.crop) for t in filled]),
             noise=Noise(
                 torch.cat([t.noise.of(noise.predictor) for t in filled]),
                 torch.cat([t.noise.of(noise.encoder) for t in filled]),
             ),
             references=tuple(
-                ColorReference(t.around.of(image).clone(), _within(t.visible, t.around), _within(t.visible, t.crop))
+                ColorReference(image.cut(t.around), _within(t.visible, t.around), _within(t.visible, t.crop))
                 for t in tiles
             ),
         )

@@ -1,9 +1,10 @@
 """One image's tiles, prepared once, computed anywhere: the seam between planning and computing.
 
-`TileWork.prepare` pads the input as the networks need it, draws the image's noise once and plans its
-tiles; `inputs` cuts one batch's pixels from them. What computes a batch (batch.compute_batch) needs only
-those inputs and the models, so batches can be computed on this device (driver.py) or on other processes
-and machines (invsr_server.cluster), and accumulated here in canonical order (accumulator.py) with the same result.
+`TileWork.prepare` pads the input as the networks need it (maps of the padding, cut per tile), draws the
+image's noise once and plans its tiles; `inputs` cuts one batch's pixels from them. What computes a batch
+(batch.compute_batch) needs only those inputs and the models, so batches can be computed on this device
+(driver.py) or on other processes and machines (invsr_server.cluster), and accumulated here in canonical
+order (accumulator.py) with the same result.
 
 Preparing needs a few facts about the models, not the models themselves (`ModelGeometry`), so that a
 front without a device can plan for workers that have one.
@@ -17,7 +18,7 @@ import torch
 
 from ..sampling import Models, Noise
 from .batch import BatchInputs, TileRecipe
-from .grid import pad_for_networks
+from .grid import PaddedImage
 from .plan import TilePlan
 
 
@@ -47,7 +48,7 @@ class TileWork:
     """The padded input, its noise and its plan: everything any batch of the image reads."""
 
     plan: TilePlan
-    image: torch.Tensor  # (1, 3, H', W') the padded input
+    image: PaddedImage  # (1, 3, H', W') the input as padded, cut tile by tile
     noise: Noise  # drawn once for the padded input
     recipe: TileRecipe
     static_shapes: bool
@@ -58,10 +59,10 @@ class TileWork:
     ) -> TileWork:
         """The work for `lr` (1, 3, H, W) in [0, 1] cut into `tile`-pixel tiles overlapping by `overlap`."""
         multiple = geometry.lr_multiple
-        image, offset = pad_for_networks(lr, multiple, geometry.min_side(tile))
+        image = PaddedImage.of(lr, multiple, geometry.min_side(tile))
         noise = Noise.draw(image.shape, geometry.latent_channels, seed)
         uniform = geometry.static_shapes
-        plan = TilePlan.make(lr.shape[-2:], image.shape[-2:], tile, overlap, multiple, uniform, offset)
+        plan = TilePlan.make(lr.shape[-2:], image.shape[-2:], tile, overlap, multiple, uniform, image.offset)
         return cls(plan, image, noise, recipe, uniform)
 
     def inputs(self, start: int, stop: int, batch: int) -> BatchInputs:

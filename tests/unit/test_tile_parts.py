@@ -13,7 +13,7 @@ import torch
 from invsr.progress import StageTimer
 from invsr.sampling import Noise
 from invsr.tiles import TileAccumulator, TileDriver, TilePlan, TileRecipe, TileSettings, compute_batch
-from invsr.tiles.grid import pad_to_multiple
+from invsr.tiles.grid import PaddedImage, pad_to_multiple
 
 RECIPE = TileRecipe((200,), "wavelet")
 RESAMPLED = (150, 230)  # not x4 of the 60 x 62 input: outputs are resampled as they are added
@@ -30,11 +30,15 @@ class Parts:
         self.plan = TilePlan.make(self.lr.shape[-2:], self.image.shape[-2:], 32, 8, self.models.lr_multiple)
         self.outputs = [self.compute(position, position + 1)[0] for position in range(len(self.plan.tiles))]
 
+    def padded(self, image: torch.Tensor | None = None) -> PaddedImage:
+        """`image` (the padded input, by default) as tiles are cut from it."""
+        return PaddedImage.of(self.image if image is None else image, self.models.lr_multiple)
+
     def noise_draws(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.noise.predictor, self.noise.encoder
 
     def compute(self, start: int, stop: int) -> list[torch.Tensor]:
-        return compute_batch(self.models, self.device, RECIPE, self.plan.inputs(self.image, self.noise, start, stop))
+        return compute_batch(self.models, self.device, RECIPE, self.plan.inputs(self.padded(), self.noise, start, stop))
 
     def driver_result(self, batch: int, out_size=None) -> torch.Tensor:
         driver = TileDriver(self.models, self.device, StageTimer(self.device))
@@ -77,7 +81,7 @@ def test_a_batch_reads_only_the_pixels_it_is_given(parts):
     garbage = torch.Generator().manual_seed(1)
     image = torch.where(keep_image, parts.image, torch.rand(parts.image.shape, generator=garbage))
     noise = Noise(*(torch.where(keep_noise, n, torch.randn(n.shape, generator=garbage)) for n in parts.noise_draws()))
-    inputs = parts.plan.inputs(image, noise, start, stop)
+    inputs = parts.plan.inputs(parts.padded(image), noise, start, stop)
     assert inputs.lr.shape == (2, 3, tiles[0].crop.height, tiles[0].crop.width) and len(inputs.references) == 2
     outputs = compute_batch(parts.models, parts.device, RECIPE, inputs)
     batched = parts.compute(start, stop)
@@ -86,7 +90,7 @@ def test_a_batch_reads_only_the_pixels_it_is_given(parts):
 
 def test_batch_inputs_carry_their_own_pixels_only(parts):
     """What goes to another process is the batch's pixels, not the image they were cut from."""
-    inputs = parts.plan.inputs(parts.image, parts.noise, 0, 2)
+    inputs = parts.plan.inputs(parts.padded(), parts.noise, 0, 2)
     tensors = [inputs.lr, inputs.noise.predictor, inputs.noise.encoder, *(r.around for r in inputs.references)]
     assert len(pickle.dumps(inputs)) < sum(t.numel() * t.element_size() for t in tensors) + 1000 * len(tensors)
 

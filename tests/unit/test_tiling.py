@@ -4,6 +4,7 @@ running out of device memory falls back to smaller batches and tiles."""
 
 import contextlib
 import dataclasses
+import random
 import sys
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from invsr.sampling import Noise, sample
 from invsr.tiles import TileDriver, TilePlan, TileRecipe, TileSettings, choose_settings
 from invsr.tiles import settings as tile_settings
 from invsr.tiles.blend import ramp_weights
-from invsr.tiles.grid import pad_for_networks, plan_axis
+from invsr.tiles.grid import Box, PaddedImage, pad_for_networks, plan_axis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import tile_variants  # noqa: E402  (the benchmarks' comparison tilings, and their seam measure)
@@ -190,6 +191,26 @@ def test_short_sides_are_padded_as_the_reference_pads_them(height, width, min_si
     want, top, left = reference_padding(lr, min_side)
     padded, offset = pad_for_networks(lr, 16, min_side)
     assert offset == (top, left) and torch.equal(padded, want)
+
+
+@pytest.mark.parametrize(
+    "height, width, min_side", [(100, 600, 128), (2, 3, 32), (5, 130, 128), (127, 40, 128), (1, 7, 32), (61, 67, 0)]
+)
+def test_tiles_cut_without_a_padded_copy_are_those_of_the_padded_image(height, width, min_side):
+    """The job holds the image unpadded (a padded copy is 12 bytes per input pixel more) and cuts each tile
+    through the padding's maps: every box, inside the image, across its edges or all in the padding, has
+    the padded copy's values."""
+    lr = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(height * width))
+    padded, offset = pad_for_networks(lr, 16, min_side)
+    image = PaddedImage.of(lr, 16, min_side)
+    assert image.shape == padded.shape and image.offset == offset
+    rng = random.Random(height + width)
+    boxes = [Box(0, 0, *padded.shape[-2:])]
+    for _ in range(40):
+        top, left = rng.randrange(padded.shape[-2]), rng.randrange(padded.shape[-1])
+        boxes.append(Box(top, left, rng.randint(1, padded.shape[-2] - top), rng.randint(1, padded.shape[-1] - left)))
+    for box in boxes:
+        assert torch.equal(image.cut(box), box.of(padded)), box
 
 
 def test_one_pixel_sides_repeat_their_pixel_centred():
