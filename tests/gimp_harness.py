@@ -16,6 +16,7 @@ import atexit
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -207,8 +208,23 @@ class GimpRunner:
         variables = {"PYTHONUNBUFFERED": "1", "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", **env}
         if self.root is not None:
             command = ["chroot", str(self.root), "env", "-i", *[f"{k}={v}" for k, v in variables.items()], *command]
-            return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=variables)
+            return run_whole(command, timeout)
+        return run_whole(command, timeout, env=variables)
+
+
+def run_whole(command: list[str], timeout: float, env: dict | None = None) -> subprocess.CompletedProcess:
+    """subprocess.run's capture and timeout, but a command that runs past `timeout` is killed with everything it
+    started: xvfb-run's X server and GIMP (with a dialog open, say) would otherwise outlive it, stuck."""
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+            raise subprocess.TimeoutExpired(command, timeout, stdout, stderr) from None
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def _is_mount_point(path: Path) -> bool:

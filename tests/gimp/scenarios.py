@@ -177,7 +177,7 @@ def call_plugin(image, drawables, arguments, dialog=None, mode=None, name="pytho
     title = DIALOG_TITLES[name]
     config = procedure.create_config()
     config.set_property("run-mode", mode or (Gimp.RunMode.INTERACTIVE if dialog else Gimp.RunMode.NONINTERACTIVE))
-    log = open(os.path.join(OUT, "dialog-answers.log"), "a") if dialog else None  # each command, as it ran
+    log = open(answers_log(), "a") if dialog else None  # each command, as it ran
     user = (
         subprocess.Popen(["sh", "-xc", answer(dialog, title)], stderr=log, start_new_session=True) if dialog else None
     )
@@ -227,6 +227,15 @@ def retried(command: str, times: int = 5) -> str:
     return f"(for i in $(seq {times}); do {command} && exit 0; sleep 0.5; done; exit 1)"
 
 
+def answers_log() -> str:
+    """Where the commands answering the scenario now running go, as they ran (sh -x): OUT/answers-NAME.log."""
+    return os.path.join(OUT, f"answers-{RUNNING['scenario']}.log")
+
+
+RUNNING = {"scenario": "none"}  # the scenario now running, set by the loop at the end
+STUCK = "stuck:"  # in an answers log, where a dialog was left open after its steps (see `left_open`)
+
+
 def answer(steps, window=DIALOG_TITLES["python-fu-invsr-upscale"]):
     """A shell command doing, in order, what `steps` say, in the window last waited for (at first the
     plug-in's dialog, `window`): ["key", "alt+a ctrl+a"] presses keys, ["close", "Escape"] presses a key until the
@@ -240,6 +249,7 @@ def answer(steps, window=DIALOG_TITLES["python-fu-invsr-upscale"]):
     # the pointer to the screen's corner, where it shows no widget's tooltip over what a picture must show
     commands = ["(xdotool mousemove 10000 10000 || true)"]
     commands += [f"xdotool search --sync --onlyvisible --name '{window}' >/dev/null", "sleep 1"]
+    dialog = window
     for kind, value in steps:
         focus = on_window(window)
         if kind == "window":
@@ -272,7 +282,21 @@ def answer(steps, window=DIALOG_TITLES["python-fu-invsr-upscale"]):
             size = f"xdotool search --onlyvisible --name '{window}' getwindowgeometry --shell %1"
             size += " | grep -E '^(WIDTH|HEIGHT)='"
             commands += ["sleep 1", f"({size} | cut -d= -f2 | paste -sd' ' > {os.path.join(OUT, value)}.txt || true)"]
-    return " && ".join(commands)
+    return f"({' && '.join(commands)}); {left_open(f'{dialog}|{window}')}"
+
+
+def left_open(titles: str, seconds: int = 60) -> str:
+    """A shell command for after the steps, done or failed: a window titled `titles` (a regular expression)
+    still open `seconds` later waits for a user who is not there, and the whole run with it. Then the screen is
+    kept (OUT/stuck-SCENARIO.png) and its windows listed in the answers log after STUCK, and Escape is pressed
+    until the window goes, so that the run goes on and its test says what was left open, and how it looked."""
+    open_now = f"xdotool search --onlyvisible --name '{titles}' >/dev/null"
+    shot = f"python3 {PLAN['screenshot']} {os.path.join(OUT, 'stuck-' + RUNNING['scenario'])}.png"
+    listed = "xdotool search --onlyvisible --name . getwindowname %@ >&2"
+    escape = "xdotool key --clearmodifiers Escape; " + on_window(titles)("key --clearmodifiers Escape")
+    close = f"for i in $(seq 10); do {escape}; sleep 1; {open_now} || break; done"
+    said = f"echo '{STUCK} open {seconds} s after the last step' >&2"
+    return f"sleep {seconds}; if {open_now}; then {said}; {shot}; {listed}; {close}; fi"
 
 
 def run(scenario):
@@ -516,11 +540,22 @@ def run_any(scenario):
     return run_recording(scenario) if scenario.get("record_calls") else run(scenario)
 
 
+def answers_tail(lines: int = 60) -> str | None:
+    """The end of the scenario's answers log, for its test to tell how the dialog was answered when it fails."""
+    try:
+        with open(answers_log()) as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError:
+        return None
+
+
 results = {}
 for scenario in PLAN["scenarios"]:
+    RUNNING["scenario"] = scenario["name"]
     try:
         results[scenario["name"]] = run_any(scenario)
     except Exception:
         results[scenario["name"]] = {"crash": traceback.format_exc()}
-with open(os.path.join(OUT, "results.json"), "w") as f:
-    json.dump(results, f, indent=1)
+    results[scenario["name"]]["answers"] = answers_tail()
+    with open(os.path.join(OUT, "results.json"), "w") as f:  # after each: a run that times out says how far it got
+        json.dump(results, f, indent=1)

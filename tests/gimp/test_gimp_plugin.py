@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -156,21 +157,46 @@ def run_gimp(gimp, workspace, name, scenarios, env=None, installed=None, screen=
     if installed:
         (out / "gimp-config").mkdir()
         (out / "gimp-config" / "plug-ins").symlink_to(gimp.inside(installed))  # as GIMP sees it
-    done = gimp.run_batch(
-        SCENARIOS,
-        out,
-        variables,
-        plugin_path=None if installed else PLUGINS,
-        timeout=300 if screen else 600,  # a screen: 9 dialogs in one run take 2 min on 2 loaded cores
-        screen=screen,
-        config=config,
-    )
+    try:
+        done = gimp.run_batch(
+            SCENARIOS,
+            out,
+            variables,
+            plugin_path=None if installed else PLUGINS,
+            timeout=300 if screen else 600,  # a screen: 9 dialogs in one run take 2 min on 2 loaded cores
+            screen=screen,
+            config=config,
+        )
+    except subprocess.TimeoutExpired as timeout:
+        pytest.fail(f"GIMP ran past {timeout.timeout} s; {how_far(out, scenarios)}\n{timeout.stderr[-3000:]}")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (out / "gimp-stderr.txt").write_text(done.stderr)
     results = json.loads((out / "results.json").read_text())
     for case, result in results.items():
         assert "crash" not in result, f"{case}:\n{result['crash']}"
+        assert STUCK not in (result["answers"] or ""), f"{case}: a window was left open\n{result['answers']}"
     return out, results
+
+
+STUCK = "stuck:"  # scenarios.py's mark, in a scenario's answers, of a window its steps left open (closed after)
+
+
+def how_far(out, scenarios) -> str:
+    """What a run that did not end had done: the scenarios that ended, and how the next was answered."""
+    try:
+        ended = json.loads((out / "results.json").read_text())
+    except (OSError, ValueError):
+        ended = {}
+    names = [case["name"] for case in scenarios]
+    running = next((name for name in names if name not in ended), None)
+    log = out / f"answers-{running}.log"
+    answers = log.read_text()[-3000:] if log.exists() else "(no answers log)"
+    return f"ended: {', '.join(ended) or 'none'}; then {running}, answered:\n{answers}"
+
+
+def answered(result: dict) -> str:
+    """A scenario's error, and how its dialog was answered (the commands as they ran), for a failure's message."""
+    return f"{result['error']}\n{result.get('answers') or ''}"
 
 
 @pytest.fixture(scope="module")
@@ -678,26 +704,27 @@ def test_the_dialog_opens_and_ok_upscales_with_its_values_cancel_changes_nothing
     ok, cancel = results["ok"], results["cancel"]
     channel = results["channel"]  # said before the dialog opens (else Escape would have cancelled it)
     assert channel["status"] == "execution-error" and "A channel cannot be upscaled" in channel["error"]
-    assert ok["status"] == "success", ok["error"]
+    assert ok["status"] == "success", answered(ok)
     source = pixels(folder, by_name(ok["before"], "photo"))
     np.testing.assert_array_equal(
         pixels(folder, by_name(ok["after"], "photo (InvSR ×2)")), expected(pipeline, source, {"scale": 2.0, "seed": 7})
     )
-    assert cancel["status"] == "cancel" and same_image(folder, cancel["before"], cancel["after"])
-    assert results["advanced"]["status"] == "cancel"  # Advanced opened (its picture taken), then Escape
+    assert cancel["status"] == "cancel" and same_image(folder, cancel["before"], cancel["after"]), answered(cancel)
+    advanced = results["advanced"]  # Advanced opened (its picture taken), then Escape
+    assert advanced["status"] == "cancel", answered(advanced)
     by_width = results["by-width"]  # the target as a width, typed: the image becomes 60 pixels wide
-    assert by_width["status"] == "success", by_width["error"]
+    assert by_width["status"] == "success", answered(by_width)
     assert by_width["after"]["size"] == [60, 50] and by_name(by_width["after"], "photo (InvSR ×2.5)")
     in_place = results["in-place"]  # the image keeps its size; the detail comes as a layer
-    assert in_place["status"] == "success" and in_place["after"]["size"] == [24, 20], in_place["error"]
+    assert in_place["status"] == "success" and in_place["after"]["size"] == [24, 20], answered(in_place)
     assert by_name(in_place["after"], "photo (InvSR detail)")["size"] == [24, 20]
     large = results["large"]  # asked about before it starts, and cancelled there
-    assert large["status"] == "cancel" and same_image(folder, large["before"], large["after"]), large["error"]
+    assert large["status"] == "cancel" and same_image(folder, large["before"], large["after"]), answered(large)
     smaller = results["smaller"]  # "Choose a smaller size": the dialog again, the question gone; then Escape
     assert smaller["status"] == "cancel" and same_image(folder, smaller["before"], smaller["after"]), smaller
     assert (folder / "back.txt").read_text().splitlines() == ["Upscale (InvSR)"]
     impossible = results["impossible"]  # Return and Alt+U did nothing while the width was impossible; then Escape
-    assert impossible["status"] == "cancel", impossible["error"]
+    assert impossible["status"] == "cancel", answered(impossible)
     # the line under the size fields followed the last change, Output to "Keep the size" after a 60-pixel width:
     # GIMP keeps its last text with the dialog's values
     last = folder / "gimp-config" / "plug-in-settings" / "GimpProcedureConfigRun-python-fu-invsr-upscale.last"
@@ -812,7 +839,7 @@ def test_the_preview_shows_the_workers_upscale_of_an_area_the_user_moves(
     finally:
         kept = keep_screenshots(workspace / "preview", tmp_path)
     at_once = results["upscale-at-once"]  # the preview's job gave way, and its thread did not hold GIMP up
-    assert at_once["status"] == "success", at_once["error"]
+    assert at_once["status"] == "success", answered(at_once)
     source = pixels(folder, by_name(at_once["before"], "photo"))
     np.testing.assert_array_equal(
         pixels(folder, by_name(at_once["after"], "photo (InvSR ×2)")),
