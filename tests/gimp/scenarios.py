@@ -269,8 +269,8 @@ def answer(steps, window=DIALOG_TITLES["python-fu-invsr-upscale"]):
         elif kind == "shot-when-shown":  # value: NAME, and what to wait for (screenshot.py's arguments)
             name, *until = value
             commands.append(f"python3 {PLAN['screenshot']} {os.path.join(OUT, name)}.png {' '.join(map(str, until))}")
-        elif kind == "shot":
-            commands.append(f"python3 {PLAN['screenshot']} {os.path.join(OUT, value)}.png")
+        elif kind == "shot":  # a picture to look at: the steps after it go on without it
+            commands.append(f"(python3 {PLAN['screenshot']} {os.path.join(OUT, value)}.png || true)")
         elif kind == "sleep":  # seconds, for what the dialog finds out in the background
             commands.append(f"sleep {float(value)}")
         elif kind == "until":  # a shell condition, given 30 s to hold (then the steps go on regardless)
