@@ -56,6 +56,10 @@ class Noise:
         predictor = torch.randn(shape, generator=generator)
         return cls(predictor=predictor, encoder=torch.randn(shape, generator=generator))
 
+    def cut(self, box) -> Noise:
+        """The rectangle `box` (a tiles.grid.Box, in latent rows and columns) of both draws: views."""
+        return Noise(box.of(self.predictor), box.of(self.encoder))
+
 
 def _no_stage(name: str):
     return contextlib.nullcontext()

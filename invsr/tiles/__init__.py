@@ -3,6 +3,7 @@
 grid.py         where tiles go along each axis; padding
 blend.py        how overlapping tiles are weighted
 plan.py         the tiles of one image, with the coordinates of everything each one reads
+noise.py        the image's noise draws, made again row by row as its tiles need them
 batch.py        one batch of tiles through the sampler and the colour fix (a pure function)
 accumulator.py  tile outputs, in any order, into the result at the requested size
 settings.py     tile size, overlap and batch for a job

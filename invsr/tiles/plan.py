@@ -2,8 +2,8 @@
 
 A plan is small, frozen data (coordinates, no pixels): it can be sent to whoever computes a batch, and
 `inputs` cuts that batch's pixels from the (padded) image and its noise. The two standard-normal draws
-are made once for the whole padded image and cut per tile, so overlapping tiles start from the same
-noise and agree.
+are those of the whole padded image, cut per tile (noise.py makes the rows a tile needs), so overlapping
+tiles start from the same noise and agree.
 
 Tiles are listed in one canonical order, the order a single device computes them in: largest first (so
 that a batch holds tiles of one size), and row by row within a size. A batch is a run of consecutive
@@ -19,6 +19,7 @@ import torch
 from ..sampling import Noise
 from .batch import BatchInputs, ColorReference
 from .grid import SCALE, Box, PaddedImage, Span, plan_axis
+from .noise import NoiseField
 
 REFERENCE_MARGIN = 4  # input pixels around a tile that its x4 bicubic reference depends on
 
@@ -84,18 +85,18 @@ class TilePlan:
         computed with their row, not after every full-size tile (accumulator.py holds the rows between)."""
         return sorted(bounds, key=lambda bound: (max(t.row for t in self.tiles[bound[0] : bound[1]]), bound[0]))
 
-    def inputs(self, image: PaddedImage, noise: Noise, start: int, stop: int, fill_to: int = 0) -> BatchInputs:
+    def inputs(
+        self, image: PaddedImage, noise: Noise | NoiseField, start: int, stop: int, fill_to: int = 0
+    ) -> BatchInputs:
         """The pixels batch [start, stop) reads, cut from the padded `image` (1, 3, H, W) and its `noise`;
         with repeats of the last tile up to `fill_to` tiles (one batch shape for compiled networks).
         Copies, not views: pickled to go elsewhere, a view would take the whole image with it."""
         tiles = self.tiles[start:stop]
         filled = tiles + tiles[-1:] * (fill_to - len(tiles))
+        cuts = [noise.cut(t.noise) for t in filled]
         return BatchInputs(
             lr=torch.cat([image.cut(t.crop) for t in filled]),
-            noise=Noise(
-                torch.cat([t.noise.of(noise.predictor) for t in filled]),
-                torch.cat([t.noise.of(noise.encoder) for t in filled]),
-            ),
+            noise=Noise(torch.cat([cut.predictor for cut in cuts]), torch.cat([cut.encoder for cut in cuts])),
             references=tuple(
                 ColorReference(image.cut(t.around), _within(t.visible, t.around), _within(t.visible, t.crop))
                 for t in tiles

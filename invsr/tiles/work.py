@@ -1,10 +1,10 @@
 """One image's tiles, prepared once, computed anywhere: the seam between planning and computing.
 
 `TileWork.prepare` pads the input as the networks need it (maps of the padding, cut per tile), draws the
-image's noise once and plans its tiles; `inputs` cuts one batch's pixels from them. What computes a batch
-(batch.compute_batch) needs only those inputs and the models, so batches can be computed on this device
-(driver.py) or on other processes and machines (invsr_server.cluster), and accumulated here in canonical
-order (accumulator.py) with the same result.
+image's noise (keeping what draws a tile's rows of it again, noise.py) and plans its tiles; `inputs` cuts
+one batch's pixels from them. What computes a batch (batch.compute_batch) needs only those inputs and the
+models, so batches can be computed on this device (driver.py) or on other processes and machines
+(invsr_server.cluster), and accumulated here in canonical order (accumulator.py) with the same result.
 
 Preparing needs a few facts about the models, not the models themselves (`ModelGeometry`), so that a
 front without a device can plan for workers that have one.
@@ -16,9 +16,10 @@ import dataclasses
 
 import torch
 
-from ..sampling import Models, Noise
+from ..sampling import Models
 from .batch import BatchInputs, TileRecipe
 from .grid import PaddedImage
+from .noise import NoiseField
 from .plan import TilePlan
 
 
@@ -49,7 +50,7 @@ class TileWork:
 
     plan: TilePlan
     image: PaddedImage  # (1, 3, H', W') the input as padded, cut tile by tile
-    noise: Noise  # drawn once for the padded input
+    noise: NoiseField  # the padded input's, drawn by rows as tiles need them
     recipe: TileRecipe
     static_shapes: bool
 
@@ -60,7 +61,7 @@ class TileWork:
         """The work for `lr` (1, 3, H, W) in [0, 1] cut into `tile`-pixel tiles overlapping by `overlap`."""
         multiple = geometry.lr_multiple
         image = PaddedImage.of(lr, multiple, geometry.min_side(tile))
-        noise = Noise.draw(image.shape, geometry.latent_channels, seed)
+        noise = NoiseField(image.shape, geometry.latent_channels, seed)
         uniform = geometry.static_shapes
         plan = TilePlan.make(lr.shape[-2:], image.shape[-2:], tile, overlap, multiple, uniform, image.offset)
         return cls(plan, image, noise, recipe, uniform)

@@ -4,6 +4,7 @@ running out of device memory falls back to smaller batches and tiles."""
 
 import contextlib
 import dataclasses
+import pickle
 import random
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ from invsr.tiles import TileDriver, TilePlan, TileRecipe, TileSettings, choose_s
 from invsr.tiles import settings as tile_settings
 from invsr.tiles.blend import ramp_weights
 from invsr.tiles.grid import Box, PaddedImage, pad_for_networks, plan_axis
+from invsr.tiles.noise import NoiseField
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import tile_variants  # noqa: E402  (the benchmarks' comparison tilings, and their seam measure)
@@ -211,6 +213,31 @@ def test_tiles_cut_without_a_padded_copy_are_those_of_the_padded_image(height, w
         boxes.append(Box(top, left, rng.randint(1, padded.shape[-2] - top), rng.randint(1, padded.shape[-1] - left)))
     for box in boxes:
         assert torch.equal(image.cut(box), box.of(padded)), box
+
+
+@pytest.mark.parametrize("height, width", [(8, 8), (16, 24), (136, 64), (264, 520), (1040, 40), (8, 2056)])
+def test_a_tiles_noise_drawn_again_by_rows_is_that_of_the_whole_draws(height, width):
+    """The job keeps the means to draw its noise again (noise.NoiseField), not the draws (8 bytes per input
+    pixel): every box, in any order, has the numbers of the two whole draws (Noise.draw) at the same seed."""
+    shape = (1, 3, height, width)
+    whole, field = Noise.draw(shape, 4, 9), NoiseField(shape, 4, 9)
+    assert field.whole is None  # sides that are multiples of 8: drawn again, not kept
+    rng = random.Random(height * width)
+    latent = (height // 2, width // 2)
+    for _ in range(40):
+        top, left = rng.randrange(latent[0]), rng.randrange(latent[1])
+        box = Box(top, left, rng.randint(1, latent[0] - top), rng.randint(1, latent[1] - left))
+        cut = field.cut(box)
+        assert torch.equal(cut.predictor, box.of(whole.predictor)) and torch.equal(cut.encoder, box.of(whole.encoder))
+
+
+def test_the_noise_a_job_keeps_is_a_small_part_of_its_draws():
+    """A 2048 x 2048 input's draws are 32 MB; what draws them again (a generator state every 64 latent rows),
+    with the rows of a row of tiles drawn, under a fifth of that (it grows with the width, not the height)."""
+    field = NoiseField((1, 3, 2048, 2048), 4, 0)
+    field.cut(Box(100, 0, 64, 64))
+    kept = len(pickle.dumps(field))
+    assert kept < 2 * 4 * 1024 * 1024 * 4 / 5, kept
 
 
 def test_one_pixel_sides_repeat_their_pixel_centred():
