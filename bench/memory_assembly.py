@@ -37,7 +37,7 @@ import json, os, sys, time
 from pathlib import Path
 import numpy as np, torch
 from invsr.image_io import TiffBands
-from invsr.pixels import BandFinisher, Pixels
+from invsr.pixels import BandFinisher, Colour, Pixels
 from invsr.tiles import TileAccumulator, TilePlan
 
 height, width, dtype, way, write = int(sys.argv[1]), int(sys.argv[2]), np.dtype(sys.argv[3]), sys.argv[4], sys.argv[5]
@@ -45,7 +45,7 @@ def status(field):
     return int(next(l for l in open("/proc/self/status") if l.startswith(field + ":")).split()[1]) * 1024
 padded = (-(-height // 8) * 8, -(-width // 8) * 8)  # to the networks' multiple, as the pipeline pads
 plan = TilePlan.make((height, width), padded, 128, 16, 8)
-pixels = Pixels(torch.zeros(1, 3, 1, 1), None, False, dtype, False)  # RGB: the finisher needs no input pixels
+pixels = Pixels(Colour.of(torch.zeros(1, 3, 1, 1)), None, False, dtype, False)  # RGB: no input pixels needed
 order = [position for start, stop in plan.band_order(plan.batches(1)) for position in range(start, stop)]
 outputs = {}  # one made-up output per tile shape: the values do not change the canvas's memory
 for tile in plan.tiles:

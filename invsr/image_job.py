@@ -21,7 +21,7 @@ import torch
 from invsr.wire.contract import check_work_size
 
 from .noise_level import StepChoice, choose_steps
-from .pixels import BandFinisher, Pixels, fill_transparent
+from .pixels import BandFinisher, Colour, Pixels, fill_transparent, has_holes
 from .progress import Progress, ProgressCallback, StageTimer
 from .request import UpscaleRequest
 from .schedule import resolve_timesteps
@@ -51,7 +51,7 @@ class ImageJob:
     out_size: tuple[int, int]  # (height, width) asked for
     choice: StepChoice | None  # what --steps auto measured, if asked
     recipe: TileRecipe
-    lr: torch.Tensor  # (1, 3, H, W) in [0, 1]: the colour the networks see (transparent pixels filled)
+    lr: Colour  # (1, 3, H, W) in [0, 1]: the colour the networks see (transparent pixels filled)
     started: float = dataclasses.field(default_factory=time.perf_counter)
 
     @classmethod
@@ -61,9 +61,11 @@ class ImageJob:
         height, width = pixels.size
         out_size = request.output_size(height, width)
         check_work_size(height, width, out_size, max_pixels)
-        choice = choose_steps(pixels.rgb) if request.steps == "auto" else None
+        choice = choose_steps(pixels.colour.float()) if request.steps == "auto" else None  # float for a moment
         timesteps = resolve_timesteps(choice.steps if choice else request.steps, request.timesteps)
-        lr = fill_transparent(pixels.rgb, pixels.alpha)
+        lr = pixels.colour  # in the input's pixel type, unless transparent pixels must be filled
+        if has_holes(pixels.alpha):
+            lr = Colour.of(fill_transparent(pixels.colour.float(), pixels.alpha))
         return cls(pixels, request, out_size, choice, TileRecipe(timesteps, request.color_fix), lr)
 
     def assembly(self, timer: StageTimer, on_band: BandHandler | None = None) -> Assembly:

@@ -32,11 +32,59 @@ _RESIZE_BLOCK = 512  # resample.resize's block, which resize_alpha resizes alpha
 
 
 @dataclasses.dataclass(frozen=True)
-class Pixels:
-    """An image split for the model: `rgb` (1, 3, H, W) and optional `alpha` (1, 1, H, W), float32 in [0, 1],
-    and `excess` (1, 3, H, W), what the colour of a float input had beyond [0, 1] (None where nothing)."""
+class Colour:
+    """The colour the networks see, (1, 3, H, W) in [0, 1] float32, kept in the input's own pixel type: 8-bit
+    RGB holds 3 bytes a pixel for the whole job, not float32's 12 (135 MB for a 45 MP photo, not 540). Each
+    tile is made float as it is cut (`take`), with the values and the memory layout of the whole float tensor
+    (`float`)."""
 
-    rgb: torch.Tensor
+    values: torch.Tensor  # (1, 3, H, W): float32 as it is; or uint8, or int16 holding uint16's bits
+    maximum: float | None  # what an integer value is divided by (None: float32 values)
+    layout: torch.memory_format  # the float tensor's, which the networks' arithmetic follows (1 x 1 images)
+
+    @classmethod
+    def of(cls, x: torch.Tensor | Colour) -> Colour:
+        """`x` itself, or a float tensor (1, 3, H, W) in [0, 1] as it is."""
+        return x if isinstance(x, Colour) else cls(x, None, _layout(x))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.values.shape)
+
+    def take(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """The pixels at rows `rows` and columns `cols` (index tensors), float32 (1, 3, len(rows), len(cols))."""
+        top, left = int(rows.min()), int(cols.min())  # only the rectangle they span is read
+        within = self.values[..., top : int(rows.max()) + 1, left : int(cols.max()) + 1]
+        cut = within.index_select(-2, rows - top).index_select(-1, cols - left)
+        if self.maximum is not None:
+            cut = _unsigned(cut).float() / self.maximum
+        return cut.contiguous(memory_format=self.layout)
+
+    def float(self) -> torch.Tensor:
+        """The whole, float32: a new tensor of 12 bytes a pixel for integer pixels, for what needs it whole."""
+        height, width = self.shape[-2:]
+        return self.take(torch.arange(height), torch.arange(width))
+
+
+def _layout(x: torch.Tensor) -> torch.memory_format:
+    """The memory layout that padding `x` gives (torch suggests it from x's strides): channels last for a
+    1 x 1 image made from an H x W x C array. Convolutions round differently in each, so tiles keep it."""
+    probe = F.pad(x[..., :1, :1], (0, 1, 0, 1), mode="replicate")
+    return torch.contiguous_format if probe.is_contiguous() else torch.channels_last
+
+
+def _unsigned(values: torch.Tensor) -> torch.Tensor:
+    """uint16 pixels kept as int16 (whose indexing every torch has) back to their values, as int32."""
+    return values.to(torch.int32).bitwise_and_(0xFFFF) if values.dtype == torch.int16 else values
+
+
+@dataclasses.dataclass(frozen=True)
+class Pixels:
+    """An image split for the model: its `colour` (1, 3, H, W) and optional `alpha` (1, 1, H, W), float32 in
+    [0, 1], and `excess` (1, 3, H, W), what the colour of a float input had beyond [0, 1] (None where
+    nothing)."""
+
+    colour: Colour
     alpha: torch.Tensor | None
     gray: bool
     dtype: np.dtype
@@ -50,26 +98,23 @@ class Pixels:
     @property
     def size(self) -> tuple[int, int]:
         """(height, width)."""
-        return tuple(self.rgb.shape[-2:])
+        return self.colour.shape[-2:]
 
     @classmethod
     def from_array(cls, image: np.ndarray) -> Pixels:
         array = _validated(image)
         two_dimensional = array.ndim == 2
         array = array[:, :, None] if two_dimensional else array
-        values = (
-            torch.from_numpy(array.astype(np.float32)) / _MAXIMA[array.dtype]
-        )  # a copy: the caller's array stays theirs
-        values = values.permute(2, 0, 1)[None]  # (1, C, H, W)
-        channels = values.shape[1]
+        channels = array.shape[2]
         gray = channels <= 2
-        color = values[:, :1].expand(-1, 3, -1, -1) if gray else values[:, :3]
-        alpha = values[:, -1:].clamp(0, 1) if channels in (2, 4) else None
-        excess = None
-        if array.dtype == np.float32 and bool(((color < 0) | (color > 1)).any()):
-            clipped = color.clamp(0, 1)
-            excess, color = color - clipped, clipped
-        return cls(color.contiguous(), alpha, gray, array.dtype, two_dimensional, excess)
+        alpha = None
+        if channels in (2, 4):
+            alpha = (torch.from_numpy(array[:, :, -1].astype(np.float32)) / _MAXIMA[array.dtype]).clamp(0, 1)
+            alpha = alpha[None, None]
+        if array.dtype == np.float32:
+            colour, excess = _float_colour(array, gray)
+            return cls(Colour.of(colour), alpha, gray, array.dtype, two_dimensional, excess)
+        return cls(_stored_colour(array, gray), alpha, gray, array.dtype, two_dimensional)
 
     def to_array(self, rgb: torch.Tensor, alpha: torch.Tensor | None) -> np.ndarray:
         """Assemble results (float, on the host) into this image's channel layout and dtype: the model's
@@ -92,6 +137,32 @@ class Pixels:
             band = torch.cat([p[0, :, top : top + _BAND_ROWS] for p in planes]).float()
             out[top : top + _BAND_ROWS] = _quantized(band.permute(1, 2, 0).numpy(), self.dtype)
         return out[:, :, 0] if self.two_dimensional else out
+
+
+def _colour_values(array: np.ndarray, gray: bool) -> torch.Tensor:
+    """(1, 3, H, W) of an H x W x C array (a copy, so that the caller's array stays theirs, in its own type):
+    its first three channels, or its first repeated (a view) for gray."""
+    values = torch.from_numpy(np.array(array[:, :, :1] if gray else array[:, :, :3]))
+    values = values.permute(2, 0, 1)[None]
+    return values.expand(-1, 3, -1, -1) if gray else values
+
+
+def _float_colour(array: np.ndarray, gray: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A float32 array's colour clipped to [0, 1] (a copy), and what it had beyond (None where nothing)."""
+    colour = _colour_values(array, gray)
+    excess = None
+    if bool(((colour < 0) | (colour > 1)).any()):
+        clipped = colour.clamp(0, 1)
+        excess, colour = colour - clipped, clipped
+    return colour.contiguous(), excess
+
+
+def _stored_colour(array: np.ndarray, gray: bool) -> Colour:
+    """An 8- or 16-bit array's colour in its own type, its layout that of the float tensor its values would
+    make: asked of torch on the array's top left 2 x 2 pixels, which have what decides it (a side of 1)."""
+    values = _colour_values(array.view(np.int16) if array.dtype == np.uint16 else array, gray)
+    corner = _colour_values(array[:2, :2].astype(np.float32), gray).contiguous()
+    return Colour(values, _MAXIMA[array.dtype], _layout(corner))
 
 
 class BandFinisher:
@@ -289,7 +360,7 @@ def fill_transparent(rgb: torch.Tensor, alpha: torch.Tensor | None) -> torch.Ten
     the visible edge as a halo. Pull-push: average the alpha-weighted colour down a pyramid until every
     cell sees some visible pixel, then fill the holes from the coarsest level up.
     """
-    if alpha is None or bool((alpha > 0).all()) or not bool((alpha > 0).any()):
+    if not has_holes(alpha):
         return rgb
     levels = [(rgb * alpha, alpha)]
     while max(levels[-1][1].shape[-2:]) > 1:
@@ -304,3 +375,8 @@ def fill_transparent(rgb: torch.Tensor, alpha: torch.Tensor | None) -> torch.Ten
             known = torch.where(weight > 0, known, coarse)
         filled = known
     return torch.where(alpha > 0, rgb, filled)
+
+
+def has_holes(alpha: torch.Tensor | None) -> bool:
+    """Whether some pixels are fully transparent and some are not (what `fill_transparent` fills)."""
+    return alpha is not None and not bool((alpha > 0).all()) and bool((alpha > 0).any())

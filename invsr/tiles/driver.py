@@ -30,6 +30,7 @@ import torch
 
 from ..devices import is_out_of_memory, release_cached_memory
 from ..errors import OutOfMemory
+from ..pixels import Colour
 from ..progress import ProgressCallback, ProgressReporter, StageTimer
 from ..sampling import Models
 from .accumulator import Finish, TileAccumulator
@@ -133,7 +134,7 @@ class TileDriver:
 
     def run(
         self,
-        lr: torch.Tensor,
+        lr: torch.Tensor | Colour,
         recipe: TileRecipe,
         seed: int,
         settings: TileSettings,
@@ -141,10 +142,10 @@ class TileDriver:
         on_band: BandCallback | None = None,
         finish: Finish | None = None,
     ) -> TiledResult:
-        """Upscale `lr` (1, 3, H, W) in [0, 1] x4 and resample it to `out_size` (None: x4). With `on_band`,
-        each finished band of rows goes there, top to bottom, as (first row, (1, 3, rows, W)), and the
-        result's image is None; without, the whole image is the result's. With `finish` (and `on_band`),
-        the bands are its finished rows, finished as the tiles allow (accumulator.py)."""
+        """Upscale `lr` (1, 3, H, W) in [0, 1] (or pixels.Colour) x4 and resample it to `out_size` (None:
+        x4). With `on_band`, each finished band of rows goes there, top to bottom, as (first row, (1, 3, rows,
+        W)), and the result's image is None; without, the whole image is the result's. With `finish` (and
+        `on_band`), the bands are its finished rows, finished as the tiles allow (accumulator.py)."""
         if finish is not None and on_band is None:
             raise ValueError("finished rows go to an on_band")
         multiple = self.models.lr_multiple

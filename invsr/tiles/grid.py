@@ -18,6 +18,8 @@ import torch.nn.functional as F
 from invsr.wire.contract import DEFAULT_OVERLAP, DEFAULT_TILE  # noqa: F401  (128: 512 x 512 output pixels)
 from invsr.wire.contract import MODEL_SCALE as SCALE  # noqa: F401  (output pixels per input pixel)
 
+from ..pixels import Colour
+
 
 @dataclasses.dataclass(frozen=True)
 class Span:
@@ -94,38 +96,30 @@ class PaddedImage:
     the image's row and column it shows. The maps are the padding applied to the pixels' coordinates (rows
     and columns are padded each on their own), so a cut has the very values of the padded copy's."""
 
-    pixels: torch.Tensor  # (..., H, W), not padded
+    pixels: Colour  # (1, 3, H, W), not padded
     rows: torch.Tensor  # (H',) for each row of the padded image, the row of `pixels` it shows
     cols: torch.Tensor  # (W',)
     offset: tuple[int, int]  # (top, left) of the image in the padded one
-    memory_format: torch.memory_format  # the padded copy's, which the networks' arithmetic follows
 
     @classmethod
-    def of(cls, x: torch.Tensor, multiple: int, min_side: int = 0) -> PaddedImage:
+    def of(cls, x: torch.Tensor | Colour, multiple: int, min_side: int = 0) -> PaddedImage:
+        """`x`: a float tensor (1, 3, H, W) in [0, 1], or the colour kept in the input's pixel type."""
         height, width = x.shape[-2:]
-        # The padded copy had the layout torch suggests for `x` (channels last for a 1 x 1 image made from
-        # an H x W x C array), and convolutions round differently in each: the cuts keep it, asked of torch.
-        probe = F.pad(x[..., :1, :1], (0, 1, 0, 1), mode="replicate")
-        layout = torch.contiguous_format if probe.is_contiguous() else torch.channels_last
         rows, (top, _) = pad_for_networks(
             torch.arange(height, dtype=torch.float64).view(1, 1, height, 1), multiple, min_side
         )
         cols, (_, left) = pad_for_networks(
             torch.arange(width, dtype=torch.float64).view(1, 1, 1, width), multiple, min_side
         )
-        return cls(x, rows[0, 0, :, 0].long(), cols[0, 0, 0, :].long(), (top, left), layout)
+        return cls(Colour.of(x), rows[0, 0, :, 0].long(), cols[0, 0, 0, :].long(), (top, left))
 
     @property
     def shape(self) -> tuple[int, ...]:
         return (*self.pixels.shape[:-2], len(self.rows), len(self.cols))
 
     def cut(self, box: Box) -> torch.Tensor:
-        """The `box` of the padded image (a new tensor)."""
-        rows, cols = self.rows[box.top : box.bottom], self.cols[box.left : box.right]
-        top, left = int(rows.min()), int(cols.min())  # the image's rows and columns the box shows lie within
-        within = self.pixels[..., top : int(rows.max()) + 1, left : int(cols.max()) + 1]
-        cut = within.index_select(-2, rows - top).index_select(-1, cols - left)
-        return cut.contiguous(memory_format=self.memory_format)
+        """The `box` of the padded image (a new float32 tensor)."""
+        return self.pixels.take(self.rows[box.top : box.bottom], self.cols[box.left : box.right])
 
 
 def pad_centred(x: torch.Tensor, min_side: int) -> tuple[torch.Tensor, tuple[int, int]]:

@@ -16,6 +16,7 @@ import dataclasses
 
 import torch
 
+from ..pixels import Colour
 from ..sampling import Models
 from .batch import BatchInputs, TileRecipe
 from .grid import PaddedImage
@@ -56,9 +57,10 @@ class TileWork:
 
     @classmethod
     def prepare(
-        cls, lr: torch.Tensor, geometry: ModelGeometry, recipe: TileRecipe, seed: int, tile: int, overlap: int
+        cls, lr: torch.Tensor | Colour, geometry: ModelGeometry, recipe: TileRecipe, seed: int, tile: int, overlap: int
     ) -> TileWork:
-        """The work for `lr` (1, 3, H, W) in [0, 1] cut into `tile`-pixel tiles overlapping by `overlap`."""
+        """The work for `lr` (1, 3, H, W) in [0, 1] (or kept in the input's pixel type, pixels.Colour) cut into
+        `tile`-pixel tiles overlapping by `overlap`."""
         multiple = geometry.lr_multiple
         image = PaddedImage.of(lr, multiple, geometry.min_side(tile))
         noise = NoiseField(image.shape, geometry.latent_channels, seed)

@@ -3,9 +3,11 @@ in and out as such; and limits that refuse a job before any work."""
 
 import numpy as np
 import pytest
+import torch
 from sample_images import hdr_image
 
 from invsr.errors import InvalidImage, InvalidRequest
+from invsr.pixels import Colour, Pixels
 from invsr.request import UpscaleRequest
 
 
@@ -56,6 +58,30 @@ def halo_test_image(hidden_color):
     rgba[..., :3] = hidden_color
     rgba[inside] = (200, 30, 30, 255)
     return rgba, inside
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+@pytest.mark.parametrize("channels", [None, 1, 2, 3, 4])
+@pytest.mark.parametrize("height, width", [(1, 1), (1, 5), (6, 1), (2, 2), (7, 9)])
+def test_the_colour_kept_in_the_inputs_type_gives_the_float_colour_of_the_whole(dtype, channels, height, width):
+    """8- and 16-bit colour is held for the job in its own type (3 bytes a pixel for 8-bit RGB, not 12) and
+    made float tile by tile: any rows and columns give the values, and the memory layout (which the networks'
+    rounding follows), of the input made float32 whole and divided by its maximum."""
+    rng = np.random.default_rng(height * width)
+    shape = (height, width) if channels is None else (height, width, channels)
+    maximum = {np.uint8: 255, np.uint16: 65535, np.float32: 1}[dtype]
+    array = (rng.integers(0, maximum + 1, shape) if dtype != np.float32 else rng.random(shape)).astype(dtype)
+    values = torch.from_numpy(array.astype(np.float32)) / float(maximum)
+    values = (values[..., None] if channels is None else values).permute(2, 0, 1)[None]
+    whole = (values[:, :1].expand(-1, 3, -1, -1) if values.shape[1] <= 2 else values[:, :3]).contiguous()
+    colour = Pixels.from_array(array).colour
+    rows, cols = torch.tensor([height - 1, 0, 0]), torch.tensor([0, width - 1, width // 2])
+    taken = colour.take(rows, cols)
+    assert torch.equal(taken, whole[..., rows, :][..., cols]) and colour.layout == Colour.of(whole).layout
+    assert torch.equal(colour.float(), whole)
+    if dtype != np.float32:
+        colour_channels = 1 if (channels or 1) <= 2 else 3
+        assert colour.values.untyped_storage().nbytes() == height * width * colour_channels * array.itemsize
 
 
 def test_hidden_colour_under_transparent_pixels_leaves_no_halo(pipeline):
