@@ -61,11 +61,12 @@ class ImageJob:
         height, width = pixels.size
         out_size = request.output_size(height, width)
         check_work_size(height, width, out_size, max_pixels)
-        choice = choose_steps(pixels.colour.float()) if request.steps == "auto" else None  # float for a moment
+        auto, holes = request.steps == "auto", has_holes(pixels.alpha)
+        whole = pixels.colour.float() if auto or holes else None  # made float whole only for these, once
+        choice = choose_steps(whole) if auto else None
         timesteps = resolve_timesteps(choice.steps if choice else request.steps, request.timesteps)
-        lr = pixels.colour  # in the input's pixel type, unless transparent pixels must be filled
-        if has_holes(pixels.alpha):
-            lr = Colour.of(fill_transparent(pixels.colour.float(), pixels.alpha))
+        # in the input's pixel type, unless transparent pixels must be filled
+        lr = Colour.of(fill_transparent(whole, pixels.alpha)) if holes else pixels.colour
         return cls(pixels, request, out_size, choice, TileRecipe(timesteps, request.color_fix), lr)
 
     def assembly(self, timer: StageTimer, on_band: BandHandler | None = None) -> Assembly:
